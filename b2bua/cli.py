@@ -1,0 +1,97 @@
+"""The `b2bua` command line: run, check, trace, week, devices, qr, calls.
+
+Each subcommand lives in the module of its layer; this file only declares the arguments and
+dispatches, importing lazily so that `b2bua check` does not pay for the SIP stack.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Callable, Sequence
+
+DEFAULT_CONFIG = "conf/default.toml"
+
+# subcommand -> "module:function"; the function takes the parsed arguments and returns an exit code.
+_HANDLERS: dict[str, str] = {
+    "run": "b2bua.server:cmd_run",
+    "check": "b2bua.rules.commands:cmd_check",
+    "trace": "b2bua.rules.commands:cmd_trace",
+    "week": "b2bua.rules.commands:cmd_week",
+    "devices": "b2bua.registrar.commands:cmd_devices",
+    "qr": "b2bua.registrar.commands:cmd_qr",
+    "calls": "b2bua.calls.commands:cmd_calls",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="b2bua",
+        description="Business-telephony SIP back-to-back user agent.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("--config", default=DEFAULT_CONFIG, help="TOML configuration file")
+        return p
+
+    p = add("run", "Start SIP, media and the dashboard in the foreground (logs to stderr).")
+    p.add_argument(
+        "--listen",
+        action="append",
+        metavar="TRANSPORT:HOST:PORT",
+        help="SIP listening address, e.g. udp:127.0.0.1:5070 (repeatable; replaces the file's)",
+    )
+    p.add_argument("--http", metavar="HOST:PORT", help="dashboard and REST API address")
+    p.add_argument(
+        "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
+    )
+
+    add("check", "Validate and compile the configuration; print a summary and every warning.")
+
+    p = add("trace", "Print the routing decision for a call and why.")
+    p.add_argument("--to", required=True, metavar="EXT", help="called extension")
+    p.add_argument("--from", dest="caller", required=True, metavar="NUMBER", help="caller number")
+    p.add_argument(
+        "--at",
+        metavar="ISO8601",
+        help="instant of the call; without an offset, the callee's local time (default: now)",
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+    p = add("week", "Print a week timeline of where a caller's calls to EXT would go.")
+    p.add_argument("ext", metavar="EXT")
+    p.add_argument("--from", dest="caller", default="*", metavar="NUMBER")
+    p.add_argument("--start", metavar="DATE", help="first day (YYYY-MM-DD, default: this Monday)")
+    p.add_argument("--out", metavar="FILE", help="also save the timeline as .svg or .png")
+
+    p = add("devices", "List each extension's devices and their registration state.")
+    p.add_argument("--json", action="store_true")
+
+    p = add("qr", "Render a softphone provisioning QR code for a device of EXT.")
+    p.add_argument("ext", metavar="EXT")
+    p.add_argument("--device", type=int, default=1, metavar="N", help="device number (1-based)")
+    p.add_argument("--out", required=True, metavar="FILE.png")
+
+    p = add("calls", "List the last call records.")
+    p.add_argument("--last", type=int, default=20, metavar="N")
+    p.add_argument("--json", action="store_true")
+    return parser
+
+
+def _handler(name: str) -> Callable[[argparse.Namespace], int]:
+    module_name, func_name = _HANDLERS[name].split(":")
+    module = importlib.import_module(module_name)
+    func: Callable[[argparse.Namespace], int] = getattr(module, func_name)
+    return func
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return _handler(args.command)(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
