@@ -89,8 +89,7 @@ packets = st.builds(
         profile=st.integers(0, 0xFFFF),
         data=st.integers(0, 8).flatmap(lambda n: st.binary(min_size=4 * n, max_size=4 * n)),
     ),
-    padding=st.just(b"")
-    | st.binary(max_size=20).map(lambda b: b + bytes([len(b) + 1])),
+    padding=st.just(b"") | st.binary(max_size=20).map(lambda b: b + bytes([len(b) + 1])),
 )
 
 
@@ -123,12 +122,15 @@ def test_random_v2_bytes_parse_or_raise_rtp_error(data: bytes) -> None:
 # --- RTCP ------------------------------------------------------------------------------------
 
 SR = (
-    bytes([0x81, 200]) + struct.pack("!H", 12)
+    bytes([0x81, 200])
+    + struct.pack("!H", 12)
     + struct.pack("!I", 0x11223344)
     + struct.pack("!IIIII", 0xE0000000, 0x80000000, 1600, 10, 1600)
     + struct.pack("!IIIIII", 0x55667788, 0, 1, 0, 0, 0)
 )
-SDES = bytes([0x81, 202]) + struct.pack("!H", 2) + struct.pack("!I", 0x11223344) + b"\x01\x00\x00\x00"
+SDES = (
+    bytes([0x81, 202]) + struct.pack("!H", 2) + struct.pack("!I", 0x11223344) + b"\x01\x00\x00\x00"
+)
 
 
 def test_rtcp_sr_compound() -> None:
@@ -182,7 +184,9 @@ def test_telephone_event_payload() -> None:
         TelephoneEvent.parse(b"\x05\x8a")
 
 
-def _event_packet(ts: int, event: int, end: bool, duration: int, seq: int, ssrc: int = 1) -> RtpPacket:
+def _event_packet(
+    ts: int, event: int, end: bool, duration: int, seq: int, ssrc: int = 1
+) -> RtpPacket:
     return RtpPacket(101, seq, ts, ssrc, bytes(TelephoneEvent(event, end, 10, duration)))
 
 
@@ -200,7 +204,9 @@ def test_dtmf_reports_each_event_once_despite_redundant_end_packets() -> None:
 
 def test_dtmf_same_digit_twice_is_two_events() -> None:
     det = DtmfDetector()
-    out = det.feed(_event_packet(1000, 7, True, 400, 1)) + det.feed(_event_packet(1000, 7, True, 400, 2))
+    out = det.feed(_event_packet(1000, 7, True, 400, 1)) + det.feed(
+        _event_packet(1000, 7, True, 400, 2)
+    )
     out += det.feed(_event_packet(3000, 7, True, 400, 3))
     assert [e.digit for e in out] == ["7", "7"]
 
