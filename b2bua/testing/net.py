@@ -1,0 +1,58 @@
+"""Loopback helpers for tests: free ports, a one-shot UDP SIP exchange."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+
+def free_port(kind: int = socket.SOCK_DGRAM, host: str = "127.0.0.1") -> int:
+    """A port free for both UDP and TCP on `host` (so one number serves both transports)."""
+    for _ in range(50):
+        with socket.socket(socket.AF_INET, kind) as s:
+            s.bind((host, 0))
+            port = s.getsockname()[1]
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t, socket.socket(
+                socket.AF_INET, socket.SOCK_DGRAM
+            ) as u:
+                t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                t.bind((host, port))
+                u.bind((host, port))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError("no free port")
+
+
+def udp_exchange(
+    data: bytes, target: tuple[str, int], timeout: float = 2.0, source_host: str = "127.0.0.1"
+) -> bytes | None:
+    """Send one datagram and return the first datagram that comes back (or None)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind((source_host, 0))
+        s.settimeout(timeout)
+        s.sendto(data, target)
+        try:
+            reply, _ = s.recvfrom(65535)
+        except TimeoutError:
+            return None
+        return reply
+
+
+def wait_for_sip(target: tuple[str, int], timeout: float = 15.0) -> None:
+    """Poll with OPTIONS until the element at `target` answers (it is up)."""
+    deadline = time.monotonic() + timeout
+    n = 0
+    while time.monotonic() < deadline:
+        n += 1
+        probe = (
+            f"OPTIONS sip:{target[0]}:{target[1]} SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKprobe{n};rport\r\n"
+            f"From: <sip:probe@127.0.0.1>;tag=p{n}\r\nTo: <sip:{target[0]}>\r\n"
+            f"Call-ID: probe-{n}-{time.monotonic_ns()}\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\n"
+            "Content-Length: 0\r\n\r\n"
+        ).encode()
+        if udp_exchange(probe, target, timeout=0.3) is not None:
+            return
+    raise TimeoutError(f"no SIP answer from {target} within {timeout}s")
