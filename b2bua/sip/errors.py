@@ -15,6 +15,9 @@ class SipParseError(ValueError):
         super().__init__(reason)
         self.reason = reason
         self.status = status
+        # The message as far as it could be parsed (start line and headers), when the error
+        # came later (e.g. a bad Content-Length): enough to answer a request statelessly.
+        self.partial: object | None = None
 
     def __repr__(self) -> str:
         return f"SipParseError({self.reason!r}, status={self.status})"

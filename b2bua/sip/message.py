@@ -489,7 +489,12 @@ def parse_message(data: bytes, *, stream: bool = False) -> Request | Response:
         msg = _parse_status_line(start, headers)
     else:
         msg = _parse_request_line(start, headers)
-    body, consumed = _frame_body(data, head_end, headers, stream)
+    try:
+        body, consumed = _frame_body(data, head_end, headers, stream)
+    except SipParseError as exc:
+        # The head is sound: keep it so the request can still get its 400 (see `partial`).
+        exc.partial = msg
+        raise
     msg.body = body
     # Leading CRLFs and bytes after Content-Length are not part of the message's own bytes.
     msg._raw = data[:consumed]
