@@ -373,7 +373,7 @@ def _is_port(text: str) -> bool:
     return text.isdigit() and text.isascii() and int(text) <= 65535
 
 
-def _parse_line(line: str) -> SdpItem:
+def _parse_line(line: str) -> SdpItem | Media:
     kind, value = line[0], line[2:]
     if kind == "c":
         return Connection.parse(value, line)
