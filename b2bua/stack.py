@@ -1,0 +1,201 @@
+"""The asyncio shell around the sans-IO SIP layers.
+
+Theory of operation
+-------------------
+Transports hand `(bytes, Flow)` to `message_received`. The stack parses, answers hopeless
+requests statelessly (400 with the parser's reason, 505, 416), stamps `received`/`rport` on the
+top Via (RFC 3581) and feeds the transaction layer. It then drains the layer: events go to the
+transaction user (the registrar and the call engine, behind `TransactionUser`), datagrams go to
+the transports, and one `loop.call_at` is re-armed for the layer's earliest deadline: one timer
+handle for the whole stack, never one per transaction.
+
+What cannot be answered (no parsable Via, a broken response) is dropped and counted; it is
+logged at DEBUG only, truncated, so a flood cannot turn the log into an amplifier.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+from collections.abc import Callable
+from typing import Protocol
+
+from b2bua.sip.errors import SipParseError
+from b2bua.sip.flow import Flow
+from b2bua.sip.message import (
+    Request,
+    Response,
+    VersionNotSupported,
+    can_respond,
+    make_response,
+    parse_message,
+    validate_request,
+)
+from b2bua.sip.transaction import (
+    ClientTransaction,
+    ServerTransaction,
+    TransactionLayer,
+    add_received,
+)
+from b2bua.transport.manager import TransportManager
+
+log = logging.getLogger(__name__)
+
+
+class TransactionUser(Protocol):
+    def on_event(self, event: object) -> None: ...
+
+    def on_connection_lost(self, flow: Flow) -> None: ...
+
+
+def _safe_reason(text: str) -> str:
+    cleaned = "".join(c if 32 <= ord(c) < 127 else " " for c in text)
+    return cleaned[:120] or "Bad Request"
+
+
+class SipStack:
+    def __init__(
+        self,
+        layer: TransactionLayer,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        self.layer = layer
+        self.transports: TransportManager | None = None
+        self.tu: TransactionUser | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._clock = clock
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._draining = False
+        # counters
+        self.received = 0
+        self.dropped = 0
+        self.stateless_replies = 0
+
+    def attach(self, transports: TransportManager, tu: TransactionUser) -> None:
+        self.transports = transports
+        self.tu = tu
+        self._loop = asyncio.get_running_loop()
+        if self._clock is None:
+            self._clock = self._loop.time
+
+    def now(self) -> float:
+        assert self._clock is not None
+        return self._clock()
+
+    # -- from the transports --------------------------------------------------------------
+    def message_received(self, data: bytes, flow: Flow) -> None:
+        self.received += 1
+        msg: Request | Response | None = None
+        try:
+            msg = parse_message(data, stream=flow.reliable)
+            if isinstance(msg, Request):
+                if msg.method != "ACK":
+                    validate_request(msg)
+                else:
+                    msg.via  # noqa: B018 - an ACK is never answered: parse Via or drop
+                add_received(msg, flow)
+            else:
+                msg.via  # noqa: B018
+                msg.cseq  # noqa: B018
+        except VersionNotSupported as exc:
+            self._reject(exc.request, flow, exc.status, exc.reason)
+            return
+        except SipParseError as exc:
+            partial = exc.partial if exc.partial is not None else msg
+            request = partial if isinstance(partial, Request) else None
+            if request is not None and request.method != "ACK" and can_respond(request):
+                self._reject(request, flow, exc.status, exc.reason)
+            else:
+                self.dropped += 1
+                log.debug("dropped from %s: %s: %r", flow, exc.reason, data[:200])
+            return
+        self.layer.receive(msg, flow, self.now())
+        self.flush()
+
+    def connection_lost(self, flow: Flow) -> None:
+        if self.tu is not None:
+            self.tu.on_connection_lost(flow)
+
+    def _reject(self, request: Request, flow: Flow, status: int, reason: str) -> None:
+        self.stateless_replies += 1
+        log.debug("stateless %s to %s %s: %s", status, request.method, flow, reason)
+        response = make_response(
+            request, status, _safe_reason(reason), to_tag=secrets.token_hex(6)
+        )
+        assert self.transports is not None
+        self.transports.send(bytes(response), flow)
+
+    # -- from the transaction user ---------------------------------------------------------
+    def respond(self, tx: ServerTransaction, response: Response) -> None:
+        self.layer.send_response(tx, response, self.now())
+        self.flush()
+
+    def respond_2xx(self, tx: ServerTransaction, response: Response) -> None:
+        """Send a 2xx to an INVITE and retransmit it until the ACK comes (RFC 3261 §13.3.1.4)."""
+        self.layer.send_2xx(tx, response, self.now())
+        self.flush()
+
+    def send_request(self, request: Request, flow: Flow) -> ClientTransaction:
+        tx = self.layer.send_request(request, flow, self.now())
+        self.flush()
+        return tx
+
+    def send_stateless(self, message: Request | Response, flow: Flow) -> None:
+        """ACK to a 2xx, or anything else that lives outside a transaction."""
+        assert self.transports is not None
+        self.transports.send(bytes(message), flow)
+
+    def new_branch(self) -> str:
+        return "z9hG4bK" + secrets.token_urlsafe(12).replace("-", "a").replace("_", "b")
+
+    # -- draining the layer ----------------------------------------------------------------
+    def flush(self) -> None:
+        """Deliver the layer's events, send its datagrams, re-arm the timer."""
+        if self._draining:
+            return  # the outer flush will pick up what the TU just caused
+        self._draining = True
+        try:
+            layer = self.layer
+            transports = self.transports
+            tu = self.tu
+            assert transports is not None and tu is not None
+            while True:
+                for data, flow in layer.datagrams_to_send():
+                    transports.send(data, flow)
+                event = layer.next_event()
+                if event is None:
+                    break
+                try:
+                    tu.on_event(event)
+                except Exception:  # a task boundary: one bad call must not stop the stack
+                    log.exception("transaction user failed on %s", type(event).__name__)
+            for data, flow in layer.datagrams_to_send():
+                transports.send(data, flow)
+        finally:
+            self._draining = False
+        self._rearm()
+
+    def _rearm(self) -> None:
+        deadline = self.layer.next_deadline()
+        if deadline == self._timer_at:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_at = deadline
+        if deadline is not None:
+            assert self._loop is not None
+            self._timer = self._loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        self.layer.handle_deadline(self.now())
+        self.flush()
+
+
+def random_token(n: int = 8) -> str:
+    return os.urandom(n).hex()
