@@ -1,0 +1,890 @@
+"""The call engine: one inbound leg, a routing decision, branches, then a bridged call.
+
+Theory of operation
+-------------------
+An INVITE outside a dialog becomes a `Call`. The caller is identified (a trunk by its source
+address, else a device that proves itself with digest, 407), the callee resolved (a DID of the
+trunk, an extension, or an external number), and the rule table decides where the call goes.
+A destination that rings phones creates one `Branch` per target: a new dialog with its own
+Call-ID, tags and CSeq, nothing of the caller's topology copied (no Via, Record-Route or Contact
+of leg A reaches leg B and vice versa).
+
+Forking follows RFC 3261 §16.7 as a B2BUA: provisional responses are relayed to A (the first
+180, every 183 with its early-media SDP); the first 2xx wins, is ACKed, and answered to A; every
+other branch is CANCELled at once with `Reason: SIP;cause=200;text="Call completed elsewhere"`
+(RFC 3326); a late 2xx from another branch is ACKed and BYEd. When every branch failed, A gets
+the best final response. A CANCEL is only sent on a branch that has sent a provisional response
+(§9.1); before that it waits, flagged, for the first 1xx.
+
+Once answered, the legs are bridged: BYE ends both; re-INVITE, UPDATE, INFO and in-dialog OPTIONS
+are relayed to the other leg and their answers back (491 on glare). A transaction failing on one
+leg ends the call on the other with a BYE.
+
+Destinations that need media (voicemail, announcements, bounce) are delegated to a `media_hook`
+when one is installed; without it they are answered 480 and logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from b2bua.calls.directory import Directory, Trunk, normalize_number, to_e164
+from b2bua.calls.records import CallRecord, CallRecorder
+from b2bua.sip.dialog import Dialog
+from b2bua.sip.errors import SipParseError
+from b2bua.sip.flow import Flow
+from b2bua.sip.message import Request, Response, make_response
+from b2bua.sip.uri import SipUri
+
+log = logging.getLogger(__name__)
+
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, UPDATE"
+COMPLETED_ELSEWHERE = 'SIP;cause=200;text="Call completed elsewhere"'
+BUSY_EVERYWHERE = 'SIP;cause=600;text="Busy Everywhere"'
+
+# Headers that cross from one leg to the other with a request or its response.
+_RELAYED_REQUEST_HEADERS = (
+    "content-type",
+    "session-expires",
+    "min-se",
+    "reason",
+    "event",
+    "info-package",
+    "recv-info",
+    "accept",
+    "content-disposition",
+)
+_RELAYED_RESPONSE_HEADERS = ("content-type", "session-expires", "require", "reason", "retry-after")
+
+
+def _tag() -> str:
+    return secrets.token_hex(5)
+
+
+def _best_response(statuses: list[int]) -> int:
+    """RFC 3261 §16.7 step 6 (simplified): any 6xx, else the lowest class, 408/480 last."""
+    if not statuses:
+        return 480
+    six = [s for s in statuses if s >= 600]
+    if six:
+        return min(six)
+    best = min(statuses, key=lambda s: (s // 100, s in (408, 480, 503), s))
+    return 480 if best == 503 else best
+
+
+@dataclass(eq=False)
+class Target:
+    """One phone to ring: where to send the INVITE and what it is."""
+
+    request_uri: SipUri
+    flow: Flow
+    label: str
+    extension: str
+    device_key: str | None = None
+
+
+@dataclass(eq=False)
+class Branch:
+    call: Call
+    target: Target
+    invite: Request
+    tx: Any = None
+    state: str = "CALLING"  # CALLING, PROCEEDING, ANSWERED, FAILED
+    status: int | None = None
+    cancel_reason: str | None = None  # set when a CANCEL is wanted
+    cancel_sent: bool = False
+    dialog: Dialog | None = None
+
+
+@dataclass(eq=False)
+class Leg:
+    """One side of an established call, for relaying in-dialog requests."""
+
+    name: str  # "a" or "b"
+    dialog: Dialog
+    flow: Flow
+    pending_invite: bool = False
+
+
+@dataclass(eq=False)
+class Relay:
+    """An in-dialog request relayed from one leg to the other, waiting for its answer."""
+
+    call: Call
+    from_leg: Leg
+    to_leg: Leg
+    server_tx: Any
+    request: Request
+
+
+@dataclass(eq=False)
+class Call:
+    id: str
+    a_tx: Any
+    a_request: Request
+    a_flow: Flow
+    a_tag: str
+    caller: str
+    caller_name: str | None
+    callee: str
+    did: str | None
+    started: float
+    decision: Any = None
+    branches: list[Branch] = field(default_factory=list)
+    winner: Branch | None = None
+    state: str = "ROUTING"  # ROUTING, RINGING, ANSWERED, ENDED
+    ring_timer: asyncio.TimerHandle | None = None
+    provisional_sent: int = 0
+    a_leg: Leg | None = None
+    b_leg: Leg | None = None
+    answered_at: float | None = None
+    outcome: str | None = None
+    answered_by: str | None = None
+    user: Any = None
+    a_acked: bool = False
+    pending_b_ack: Request | None = None
+    final_sent: bool = False
+    via_trunk: Trunk | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+class CallEngine:
+    def __init__(
+        self,
+        stack: Any,
+        transports: Any,
+        directory: Directory,
+        registrar: Any,
+        rulebook: Any,
+        recorder: CallRecorder | None,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.stack = stack
+        self.transports = transports
+        self.directory = directory
+        self.registrar = registrar
+        self.rulebook = rulebook
+        self.recorder = recorder
+        self.wall_clock = wall_clock
+        self.media_hook: Any = None
+        self.calls_by_tx: dict[Any, Call] = {}
+        self.branch_by_tx: dict[Any, Branch] = {}
+        self.relay_by_tx: dict[Any, Relay] = {}
+        self.legs: dict[tuple[str, str], tuple[Call, Leg]] = {}
+        self.active: set[Call] = set()
+        self.counters: dict[str, int] = {
+            "calls": 0,
+            "answered": 0,
+            "failed": 0,
+            "cancelled": 0,
+            "branches": 0,
+        }
+
+    # ================================================================ helpers
+    def _via(self, flow: Flow) -> str:
+        local = self.transports.local_for(flow)
+        return f"SIP/2.0/{flow.transport.upper()} {local.hostport};branch={self.stack.new_branch()};rport"
+
+    def _contact(self, flow: Flow, user: str = "b2bua") -> str:
+        local = self.transports.local_for(flow)
+        transport = "" if flow.transport == "udp" else f";transport={flow.transport}"
+        return f"<sip:{user}@{local.hostport}{transport}>"
+
+    def _respond(
+        self,
+        call: Call,
+        status: int,
+        reason: str | None = None,
+        headers: list[tuple[str, str]] | None = None,
+        body: bytes = b"",
+    ) -> None:
+        if call.final_sent:
+            return
+        hdrs = list(headers or [])
+        if status >= 200:
+            call.final_sent = True
+        if 100 < status < 300 and not any(h[0].lower() == "contact" for h in hdrs):
+            hdrs.append(("Contact", self._contact(call.a_flow)))
+        resp = make_response(call.a_request, status, reason, to_tag=call.a_tag, headers=hdrs, body=body)
+        if 200 <= status < 300:
+            self.stack.respond_2xx(call.a_tx, resp)
+        else:
+            self.stack.respond(call.a_tx, resp)
+
+    # ================================================================ new calls
+    def invite_received(self, tx: Any, request: Request, flow: Flow) -> None:
+        """An INVITE outside any dialog: authorise, decide, execute."""
+        now = self.stack.now()
+        trunk = self._trunk_caller(request, flow)
+        caller_ext: str | None = None
+        if trunk is None:
+            auth = self.registrar.authenticate(request, flow, now, header="Proxy-Authorization")
+            if not auth.ok:
+                self.stack.respond(tx, auth.response)
+                return
+            caller_ext = auth.extension
+        self.stack.respond(tx, make_response(request, 100))
+        uri = request.request_uri
+        dialled = uri.user_unescaped if isinstance(uri, SipUri) else None
+        if not dialled:
+            self.stack.respond(tx, make_response(request, 404, to_tag=_tag()))
+            return
+        cc = self.directory.country_code
+        did: str | None = None
+        if trunk is not None:
+            caller = self._presented_number(request)
+            caller_name = request.from_.display_name
+            number = normalize_number(dialled, cc)
+            callee = trunk.did.get(number) or (dialled if self.directory.is_extension(dialled) else None)
+            did = number if number in trunk.did else None
+            if callee is None:
+                log.info("trunk %s: no DID %s", trunk.name, dialled)
+                self.stack.respond(tx, make_response(request, 404, to_tag=_tag()))
+                return
+        else:
+            assert caller_ext is not None
+            caller = caller_ext
+            user = self.directory.user(caller_ext)
+            caller_name = getattr(user, "name", None) if user else request.from_.display_name
+            callee = dialled
+        call = Call(
+            id=secrets.token_hex(8),
+            a_tx=tx,
+            a_request=request,
+            a_flow=flow,
+            a_tag=_tag(),
+            caller=caller,
+            caller_name=caller_name,
+            callee=callee,
+            did=did,
+            started=self.wall_clock(),
+        )
+        self.counters["calls"] += 1
+        self.calls_by_tx[tx] = call
+        self.active.add(call)
+        if self.directory.is_extension(callee):
+            self._route_to_extension(call, callee)
+        elif trunk is None:
+            # A device dialling out: through the trunk.
+            self._dial_external(call, callee, diverted_from=None, private=False)
+        else:
+            self._fail(call, 404, "no such number")
+
+    def _trunk_caller(self, request: Request, flow: Flow) -> Trunk | None:
+        trunk = self.directory.trunk_for_source(flow.host)
+        if trunk is None:
+            return None
+        # A device registered from a trunk-trusted address (everything on one host in a lab)
+        # still calls as itself when it says so with credentials.
+        if "proxy-authorization" in request.headers:
+            return None
+        return trunk
+
+    def _presented_number(self, request: Request) -> str:
+        for name in ("p-asserted-identity",):
+            value = request.headers.get(name)
+            if value:
+                try:
+                    from b2bua.sip.headers import parse_name_addr
+
+                    uri = parse_name_addr(value.split(",")[0]).uri
+                    if isinstance(uri, SipUri) and uri.user:
+                        return normalize_number(uri.user_unescaped or "", self.directory.country_code)
+                    text = str(uri)
+                    if text.startswith("tel:"):
+                        return normalize_number(text[4:].split(";")[0], self.directory.country_code)
+                except SipParseError:
+                    pass
+        try:
+            uri = request.from_.uri
+        except SipParseError:
+            return ""
+        if isinstance(uri, SipUri):
+            user = uri.user_unescaped or ""
+        else:
+            user = str(uri)[4:].split(";")[0] if str(uri).startswith("tel:") else ""
+        if user.lower() in ("anonymous", "unknown", "restricted", ""):
+            return ""
+        return normalize_number(user, self.directory.country_code)
+
+    def _route_to_extension(self, call: Call, ext: str) -> None:
+        if ext in self.directory.system:
+            self._ring_group(call, ext)
+            return
+        call.user = self.directory.user(ext)
+        table = self.rulebook.table
+        when = datetime.fromtimestamp(self.wall_clock(), UTC)
+        try:
+            decision = table.decide(ext, call.caller, when)
+        except KeyError:
+            decision = None
+        call.decision = decision
+        if decision is None:
+            self._ring_devices(call, [ext])
+            return
+        log.info(
+            "call %s %s -> %s: %s (%s)",
+            call.id,
+            call.caller or "anonymous",
+            ext,
+            decision.destination.kind,
+            decision.rule,
+        )
+        self._execute(call, ext, decision.destination)
+
+    def _execute(self, call: Call, ext: str, dest: Any) -> None:
+        kind = dest.kind
+        if kind == "devices":
+            self._ring_devices(call, [ext])
+        elif kind == "extension":
+            colleague = dest.extension
+            if getattr(dest, "voicemail", False):
+                self._media_destination(call, "voicemail", colleague, dest)
+            elif colleague in self.directory.system:
+                self._ring_group(call, colleague)
+            else:
+                self._ring_devices(call, [colleague], diverted_from=ext)
+        elif kind == "system":
+            self._ring_group(call, dest.extension)
+        elif kind == "busy":
+            self._fail(call, 486, "busy by rule")
+        elif kind in ("mobile", "external"):
+            number = dest.number if kind == "external" else getattr(call.user, "mobile", None)
+            if not number:
+                self._fail(call, 480, f"{kind} destination without a number")
+                return
+            if getattr(dest, "bounce", False):
+                self._media_destination(call, "bounce", ext, dest)
+            else:
+                self._dial_external(call, number, diverted_from=ext, private=False)
+        elif kind == "voicemail":
+            box = getattr(dest, "extension", None) or ext
+            self._media_destination(call, "voicemail", box, dest)
+        elif kind == "announcement":
+            self._media_destination(call, "announcement", ext, dest)
+        else:
+            self._fail(call, 500, f"unknown destination {kind}")
+
+    def _media_destination(self, call: Call, what: str, ext: str, dest: Any) -> None:
+        if self.media_hook is not None:
+            self.media_hook(call, what, ext, dest)
+            return
+        log.warning("call %s: %s destination needs the media engine, not available: 480", call.id, what)
+        call.notes.append(f"{what} not available")
+        self._fail(call, 480, f"{what} unavailable")
+
+    def _ring_group(self, call: Call, ext: str) -> None:
+        group = self.directory.system[ext]
+        call.notes.append(f"ring group {ext}")
+        self._ring_devices(call, list(group.members))
+
+    # ================================================================ forking
+    def _targets(self, extensions: list[str]) -> list[Target]:
+        now = self.stack.now()
+        seen: set[tuple[str, int, str]] = set()
+        targets: list[Target] = []
+        for ext in extensions:
+            for binding in self.registrar.lookup(ext, now):
+                uri, flow = self.registrar.target_for(binding)
+                key = (flow.host, flow.port, str(uri))
+                if key in seen:
+                    continue
+                seen.add(key)
+                label = getattr(binding, "label", None) or getattr(binding, "device_label", None) or ""
+                targets.append(Target(uri, flow, str(label), ext, getattr(binding, "key", None)))
+        return targets
+
+    def _ring_devices(self, call: Call, extensions: list[str], diverted_from: str | None = None) -> None:
+        targets = self._targets(extensions)
+        if not targets:
+            log.info("call %s: no reachable device for %s", call.id, ",".join(extensions))
+            call.notes.append("no device registered")
+            self._no_answer(call, "no device")
+            return
+        call.state = "RINGING"
+        for target in targets:
+            self._start_branch(call, target, diverted_from)
+        timeout = float(getattr(call.user, "ring_timeout", 0) or 0) or 30.0
+        loop = asyncio.get_running_loop()
+        call.ring_timer = loop.call_later(timeout, self._ring_timeout, call)
+
+    def _identity(self, call: Call, flow: Flow, private: bool = False) -> str:
+        if private:
+            return '"Anonymous" <sip:anonymous@anonymous.invalid>'
+        local = self.transports.local_for(flow)
+        user = call.caller or "anonymous"
+        name = call.caller_name
+        shown = f'"{name}" ' if name else ""
+        return f"{shown}<sip:{user}@{local.hostport if user == 'anonymous' else self.directory.domain}>"
+
+    def _branch_invite(
+        self,
+        call: Call,
+        request_uri: SipUri,
+        flow: Flow,
+        to_value: str,
+        extra: list[tuple[str, str]],
+        private: bool = False,
+    ) -> Request:
+        a = call.a_request
+        headers: list[tuple[str, str]] = [
+            ("Via", self._via(flow)),
+            ("Max-Forwards", str(max(0, (a.max_forwards or 70) - 1))),
+            ("From", f"{self._identity(call, flow, private)};tag={_tag()}"),
+            ("To", to_value),
+            ("Call-ID", secrets.token_hex(12)),
+            ("CSeq", "1 INVITE"),
+            ("Contact", self._contact(flow)),
+            ("Allow", ALLOW),
+        ]
+        for name in ("supported", "session-expires", "min-se", "content-type", "content-disposition"):
+            for value in a.headers.get_all(name):
+                headers.append((name, value))
+        headers.extend(extra)
+        return Request("INVITE", request_uri, headers, a.body)
+
+    def _start_branch(self, call: Call, target: Target, diverted_from: str | None) -> None:
+        to_value = f"<sip:{target.extension}@{self.directory.domain}>"
+        extra: list[tuple[str, str]] = []
+        if diverted_from:
+            extra += self._diversion(call, diverted_from)
+        invite = self._branch_invite(call, target.request_uri, target.flow, to_value, extra)
+        branch = Branch(call, target, invite)
+        call.branches.append(branch)
+        self.counters["branches"] += 1
+        branch.tx = self.stack.send_request(invite, target.flow)
+        self.branch_by_tx[branch.tx] = branch
+
+    def _diversion(self, call: Call, ext: str) -> list[tuple[str, str]]:
+        domain = self.directory.domain
+        reason = "unconditional"
+        if call.decision is not None:
+            reason = {
+                "closed": "time-of-day",
+                "exceptional": "time-of-day",
+                "exception": "unconditional",
+                "forward": "unconditional",
+            }.get(call.decision.rule, "unconditional")
+        return [
+            ("Diversion", f"<sip:{ext}@{domain}>;reason={reason};counter=1"),
+            ("History-Info", f"<sip:{call.callee}@{domain}>;index=1"),
+        ]
+
+    def _dial_external(self, call: Call, number: str, diverted_from: str | None, private: bool) -> None:
+        trunk = self.directory.outbound_trunk()
+        if trunk is None:
+            self._fail(call, 503, "no trunk configured")
+            return
+        cc = self.directory.country_code
+        dialled = to_e164(number, cc) if trunk.number_format == "e164" else normalize_number(number, cc)
+        hostport = f"[{trunk.host}]" if ":" in trunk.host else trunk.host
+        uri = SipUri(f"{hostport}" if ":" not in trunk.host else hostport, user=dialled, port=trunk.port)
+        flow = Flow("udp", trunk.host, trunk.port)
+        extra: list[tuple[str, str]] = []
+        if diverted_from:
+            extra += self._diversion(call, diverted_from)
+        if private:
+            extra += [("Privacy", "id"), ("P-Asserted-Identity", f"<sip:{call.caller}@{self.directory.domain}>")]
+        to_value = f"<sip:{dialled}@{hostport}:{trunk.port}>"
+        invite = self._branch_invite(call, uri, flow, to_value, extra, private)
+        call.via_trunk = trunk
+        call.state = "RINGING"
+        branch = Branch(call, Target(uri, flow, f"trunk {trunk.name}", dialled), invite)
+        call.branches.append(branch)
+        self.counters["branches"] += 1
+        branch.tx = self.stack.send_request(invite, flow)
+        self.branch_by_tx[branch.tx] = branch
+
+    # ================================================================ branch responses
+    def response_received(self, tx: Any, response: Response, flow: Flow) -> None:
+        branch = self.branch_by_tx.get(tx)
+        if branch is not None:
+            self._branch_response(branch, response)
+            return
+        relay = self.relay_by_tx.pop(tx, None)
+        if relay is not None:
+            self._relay_response(relay, response)
+        # responses to our BYEs and CANCELs need nothing more
+
+    def _branch_response(self, branch: Branch, response: Response) -> None:
+        call = branch.call
+        status = response.status
+        if status < 200:
+            if status == 100:
+                if branch.state == "CALLING":
+                    branch.state = "PROCEEDING"
+                    self._send_pending_cancel(branch)
+                return
+            if branch.state == "CALLING":
+                branch.state = "PROCEEDING"
+            self._send_pending_cancel(branch)
+            if call.state == "RINGING" and not branch.cancel_reason:
+                self._relay_provisional(call, response)
+            return
+        if status < 300:
+            self._branch_answered(branch, response)
+            return
+        branch.state = "FAILED"
+        branch.status = status
+        self.branch_by_tx.pop(branch.tx, None)
+        if call.state != "RINGING":
+            return
+        user = call.user
+        if status in (600, 603) and getattr(user, "decline", "all") == "all" and not branch.cancel_reason:
+            log.info("call %s: declined (%s) on %s: stopping every device", call.id, status, branch.target.label)
+            call.notes.append(f"declined by {branch.target.label or 'a device'}")
+            self._cancel_branches(call, BUSY_EVERYWHERE)
+            self._no_answer(call, "declined")
+            return
+        if all(b.state == "FAILED" for b in call.branches):
+            statuses = [b.status or 500 for b in call.branches]
+            best = _best_response(statuses)
+            if best == 486 and call.via_trunk is None and len(call.branches) > 0:
+                self._fail(call, 486, "every device busy", reason_header=response.headers.get("reason"))
+            else:
+                self._fail(call, best, f"every branch failed ({','.join(map(str, statuses))})",
+                           reason_header=response.headers.get("reason"))
+
+    def _relay_provisional(self, call: Call, response: Response) -> None:
+        status = response.status
+        body = response.body if response.body and status in (180, 183) else b""
+        if not body and call.provisional_sent == 180 and status == 180:
+            return  # one 180 to A is enough (several phones ring)
+        headers: list[tuple[str, str]] = [("Allow", ALLOW)]
+        if body:
+            ctype = response.headers.get("content-type") or "application/sdp"
+            headers.append(("Content-Type", ctype))
+        call.provisional_sent = status
+        self._respond(call, status, response.reason if status not in (180, 183) else None, headers, body)
+
+    def _branch_answered(self, branch: Branch, response: Response) -> None:
+        call = branch.call
+        try:
+            dialog = Dialog.as_uac(branch.invite, response)
+        except SipParseError:
+            log.info("call %s: unusable 2xx from %s", call.id, branch.target.label)
+            return
+        ack = dialog.request("ACK", self._via(branch.target.flow), cseq=branch.invite.cseq.number)
+        if branch.state == "ANSWERED" or call.winner is not None and call.winner is not branch:
+            # A retransmitted 2xx of the winner, or a second answer from another branch.
+            self.stack.send_stateless(ack, branch.target.flow)
+            if call.winner is not branch:
+                log.info("call %s: late answer from %s: ACK then BYE", call.id, branch.target.label)
+                branch.state = "ANSWERED"
+                bye = dialog.request("BYE", self._via(branch.target.flow), headers=[("Reason", COMPLETED_ELSEWHERE)])
+                self.stack.send_request(bye, branch.target.flow)
+            return
+        if call.state != "RINGING":
+            # Answered after the caller left or the call moved on: ACK and hang up.
+            self.stack.send_stateless(ack, branch.target.flow)
+            bye = dialog.request("BYE", self._via(branch.target.flow))
+            self.stack.send_request(bye, branch.target.flow)
+            branch.state = "ANSWERED"
+            return
+        branch.state = "ANSWERED"
+        branch.dialog = dialog
+        call.winner = branch
+        call.state = "ANSWERED"
+        call.answered_at = self.wall_clock()
+        call.answered_by = branch.target.label or branch.target.extension
+        self.counters["answered"] += 1
+        self._stop_ring_timer(call)
+        if call.a_request.body:
+            self.stack.send_stateless(ack, branch.target.flow)
+        else:
+            call.pending_b_ack = ack  # late offer: the ACK carries A's answer
+        self._cancel_branches(call, COMPLETED_ELSEWHERE)
+        # Bridge.
+        a_dialog = Dialog.as_uas(call.a_request, call.a_tag)
+        a_dialog.state = "CONFIRMED"
+        call.a_leg = Leg("a", a_dialog, call.a_flow)
+        call.b_leg = Leg("b", dialog, branch.target.flow)
+        self.legs[(a_dialog.call_id, a_dialog.local_tag)] = (call, call.a_leg)
+        self.legs[(dialog.call_id, dialog.local_tag)] = (call, call.b_leg)
+        headers: list[tuple[str, str]] = [("Allow", ALLOW)]
+        for name in ("content-type", "session-expires", "require"):
+            value = response.headers.get(name)
+            if value:
+                headers.append((name, value))
+        self._respond(call, 200, None, headers, response.body)
+        log.info("call %s answered by %s", call.id, call.answered_by)
+
+    def _cancel_branches(self, call: Call, reason: str | None) -> None:
+        for branch in call.branches:
+            if branch.state in ("CALLING", "PROCEEDING") and branch.cancel_reason is None:
+                branch.cancel_reason = reason or ""
+                self._send_pending_cancel(branch)
+
+    def _send_pending_cancel(self, branch: Branch) -> None:
+        # RFC 3261 §9.1: "If no provisional response has been received, the CANCEL request
+        # MUST NOT be sent; rather, the client MUST wait for the arrival of a provisional response."
+        if branch.cancel_reason is None or branch.cancel_sent or branch.state != "PROCEEDING":
+            return
+        branch.cancel_sent = True
+        invite = branch.invite
+        headers: list[tuple[str, str]] = [
+            ("Via", invite.headers.get("via") or ""),
+            ("Max-Forwards", "70"),
+            ("From", invite.headers.get("from") or ""),
+            ("To", invite.headers.get("to") or ""),
+            ("Call-ID", invite.call_id),
+            ("CSeq", f"{invite.cseq.number} CANCEL"),
+        ]
+        if branch.cancel_reason:
+            headers.append(("Reason", branch.cancel_reason))
+        cancel = Request("CANCEL", invite.request_uri, headers)
+        self.stack.send_request(cancel, branch.target.flow)
+
+    def _ring_timeout(self, call: Call) -> None:
+        call.ring_timer = None
+        if call.state != "RINGING":
+            return
+        log.info("call %s: no answer within the ring timeout", call.id)
+        call.notes.append("ring timeout")
+        self._cancel_branches(call, None)
+        self._no_answer(call, "ring timeout")
+
+    def _stop_ring_timer(self, call: Call) -> None:
+        if call.ring_timer is not None:
+            call.ring_timer.cancel()
+            call.ring_timer = None
+
+    def _no_answer(self, call: Call, why: str) -> None:
+        """The callee did not answer (timeout, decline, no device): the no_answer destination."""
+        self._stop_ring_timer(call)
+        user = call.user
+        dest = getattr(user, "no_answer", None) if user is not None else None
+        call.state = "ROUTING"
+        if dest is not None and getattr(dest, "kind", "voicemail") != "devices":
+            if dest.kind in ("voicemail", "announcement") or getattr(dest, "bounce", False):
+                if self.media_hook is not None:
+                    self._execute(call, call.callee, dest)
+                    return
+                log.warning("call %s: %s, no_answer is %s but the media engine is not available: 480",
+                            call.id, why, dest.kind)
+                self._fail(call, 480, why, outcome="no_answer")
+                return
+            self._execute(call, call.callee, dest)
+            return
+        self._fail(call, 480, why, outcome="no_answer")
+
+    def _fail(self, call: Call, status: int, why: str, reason_header: str | None = None,
+              outcome: str | None = None) -> None:
+        self._stop_ring_timer(call)
+        headers = [("Reason", reason_header)] if reason_header else []
+        self._respond(call, status, None, headers)
+        if outcome is None:
+            outcome = {486: "busy", 600: "busy", 603: "declined", 480: "no_answer", 408: "no_answer"}.get(status, "failed")
+        call.notes.append(why)
+        self.counters["failed"] += 1
+        self._end(call, outcome)
+
+    # ================================================================ caller's CANCEL
+    def cancel_received(self, invite_tx: Any, cancel_tx: Any, request: Request) -> None:
+        call = self.calls_by_tx.get(invite_tx)
+        if call is None:
+            self.stack.respond(cancel_tx, make_response(request, 481, to_tag=_tag()))
+            return
+        self.stack.respond(cancel_tx, make_response(request, 200))
+        if call.state in ("ANSWERED", "ENDED"):
+            return
+        log.info("call %s: caller cancelled", call.id)
+        self.counters["cancelled"] += 1
+        # The caller's own Reason (if any) travels on; never "completed elsewhere" here, so
+        # phones log a missed call.
+        self._cancel_branches(call, request.headers.get("reason") or "")
+        self._stop_ring_timer(call)
+        if self.media_hook is not None and hasattr(self.media_hook, "cancel"):
+            self.media_hook.cancel(call)
+        self._respond(call, 487)
+        self._end(call, "cancelled")
+
+    # ================================================================ in-dialog requests
+    def in_dialog_request(self, tx: Any, request: Request, flow: Flow) -> None:
+        to_tag = request.to.tag or ""
+        found = self.legs.get((request.call_id, to_tag))
+        method = request.method
+        if found is None:
+            if method != "ACK":
+                self.stack.respond(tx, make_response(request, 481))
+            return
+        call, leg = found
+        other = call.b_leg if leg is call.a_leg else call.a_leg
+        assert other is not None
+        if method == "ACK":
+            self._ack_received(call, leg, request)
+            return
+        seq = request.cseq.number
+        if leg.dialog.remote_cseq is not None and seq < leg.dialog.remote_cseq:
+            self.stack.respond(tx, make_response(request, 500, "CSeq out of order"))
+            return
+        leg.dialog.remote_cseq = seq
+        if method == "BYE":
+            self.stack.respond(tx, make_response(request, 200))
+            headers = [("Reason", v) for v in request.headers.get_all("reason")]
+            self._send_in_dialog(other, "BYE", headers=headers)
+            self._end(call, "answered", ended_by=leg.name)
+            return
+        if method == "INVITE":
+            if leg.pending_invite or other.pending_invite:
+                self.stack.respond(tx, make_response(request, 491))
+                return
+            leg.dialog.update_target(request)
+            leg.pending_invite = True
+        elif method == "UPDATE":
+            leg.dialog.update_target(request)
+        headers = []
+        for name in _RELAYED_REQUEST_HEADERS:
+            for value in request.headers.get_all(name):
+                headers.append((name, value))
+        if method in ("INVITE", "UPDATE"):
+            headers.append(("Contact", self._contact(other.flow)))
+        if method == "INVITE":
+            headers.append(("Allow", ALLOW))
+        relayed = self._send_in_dialog(other, method, headers=headers, body=request.body)
+        if method == "INVITE":
+            other.pending_invite = True
+        self.relay_by_tx[relayed] = Relay(call, leg, other, tx, request)
+
+    def _send_in_dialog(
+        self, leg: Leg, method: str, headers: list[tuple[str, str]] | None = None, body: bytes = b""
+    ) -> Any:
+        request = leg.dialog.request(method, self._via(leg.flow), headers=headers or [], body=body)
+        return self.stack.send_request(request, leg.flow)
+
+    def _relay_response(self, relay: Relay, response: Response) -> None:
+        status = response.status
+        req = relay.request
+        if status >= 200 and req.method == "INVITE":
+            relay.from_leg.pending_invite = False
+            relay.to_leg.pending_invite = False
+        if status < 200:
+            if status == 100:
+                return
+        headers: list[tuple[str, str]] = []
+        for name in _RELAYED_RESPONSE_HEADERS:
+            value = response.headers.get(name)
+            if value:
+                headers.append((name, value))
+        if req.method in ("INVITE", "UPDATE") and 100 < status < 300:
+            headers.append(("Contact", self._contact(relay.from_leg.flow)))
+            relay.to_leg.dialog.update_target(response)
+        resp = make_response(req, status, response.reason, headers=headers, body=response.body)
+        if req.method == "INVITE" and 200 <= status < 300:
+            to_dialog = relay.to_leg.dialog
+            ack = to_dialog.request("ACK", self._via(relay.to_leg.flow), cseq=response.cseq.number)
+            if req.body:
+                self.stack.send_stateless(ack, relay.to_leg.flow)
+            else:
+                relay.call.pending_b_ack = ack  # late-offer re-INVITE: ACK carries the answer
+            self.stack.respond_2xx(relay.server_tx, resp)
+        else:
+            self.stack.respond(relay.server_tx, resp)
+
+    def _ack_received(self, call: Call, leg: Leg, ack: Request) -> None:
+        self.stack.layer.ack_received(ack.call_id, ack.cseq.number) if hasattr(
+            self.stack.layer, "ack_received"
+        ) else None
+        pending = call.pending_b_ack
+        if pending is not None:
+            call.pending_b_ack = None
+            other = call.b_leg if leg is call.a_leg else call.a_leg
+            assert other is not None
+            if ack.body:
+                pending.body = ack.body
+                pending.headers.set("Content-Type", ack.headers.get("content-type") or "application/sdp")
+            self.stack.send_stateless(pending, other.flow)
+
+    # ================================================================ failures and the end
+    def transaction_failed(self, tx: Any, why: str) -> None:
+        branch = self.branch_by_tx.pop(tx, None)
+        if branch is not None:
+            # A dead device never drags the others down: only this branch fails.
+            branch.state = "FAILED"
+            branch.status = 408
+            call = branch.call
+            log.info("call %s: branch %s %s", call.id, branch.target.label, why)
+            if call.state == "RINGING" and all(b.state == "FAILED" for b in call.branches):
+                statuses = [b.status or 500 for b in call.branches]
+                if all(s == 408 for s in statuses):
+                    self._no_answer(call, "no device responded")
+                else:
+                    self._fail(call, _best_response(statuses), "every branch failed")
+            return
+        relay = self.relay_by_tx.pop(tx, None)
+        if relay is not None:
+            call = relay.call
+            log.info("call %s: relayed %s %s: ending the call", call.id, relay.request.method, why)
+            self.stack.respond(relay.server_tx, make_response(relay.request, 408))
+            self._hangup(call, "failed")
+            return
+        call = self.calls_by_tx.get(tx)
+        if call is not None and why == "ack timeout":
+            log.info("call %s: the caller never ACKed the 200: ending", call.id)
+            self._hangup(call, "failed")
+
+    def _hangup(self, call: Call, outcome: str) -> None:
+        for leg in (call.a_leg, call.b_leg):
+            if leg is not None:
+                self._send_in_dialog(leg, "BYE")
+        self._end(call, outcome)
+
+    def _end(self, call: Call, outcome: str, ended_by: str | None = None) -> None:
+        if call.state == "ENDED":
+            return
+        if call.outcome is None:
+            call.outcome = "answered" if call.answered_at is not None else outcome
+        call.state = "ENDED"
+        self._stop_ring_timer(call)
+        self.active.discard(call)
+        self.calls_by_tx.pop(call.a_tx, None)
+        for branch in call.branches:
+            self.branch_by_tx.pop(branch.tx, None)
+        for leg in (call.a_leg, call.b_leg):
+            if leg is not None:
+                self.legs.pop((leg.dialog.call_id, leg.dialog.local_tag), None)
+        if self.media_hook is not None and hasattr(self.media_hook, "ended"):
+            self.media_hook.ended(call)
+        if self.recorder is not None:
+            self.recorder.write(self._record(call, ended_by))
+
+    def _record(self, call: Call, ended_by: str | None) -> CallRecord:
+        decision = call.decision
+        trace: list[str] = []
+        rule = None
+        destination = None
+        if decision is not None:
+            rule = decision.rule
+            try:
+                trace = list(decision.trace)
+                destination = decision.destination.to_config_dict()
+            except AttributeError:
+                pass
+        return CallRecord(
+            call_id=call.a_request.call_id,
+            caller=call.caller,
+            callee=call.callee,
+            did=call.did,
+            started=call.started,
+            answered=call.answered_at,
+            ended=self.wall_clock(),
+            outcome=call.outcome or "failed",
+            answered_by=call.answered_by,
+            rule=rule,
+            destination=destination,
+            trace=trace + call.notes,
+            ended_by=ended_by,
+        )
+
+    def ack_timed_out(self, tx: Any) -> None:
+        self.transaction_failed(tx, "ack timeout")
+
+    def connection_lost(self, flow: Flow) -> None:
+        return

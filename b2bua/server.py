@@ -1,0 +1,178 @@
+"""`b2bua run`: wire every layer together on one event loop and serve until SIGINT/SIGTERM.
+
+Start order: configuration, store, registrar (bindings loaded back from SQLite), rules, transaction
+layer and stack, call engine, transports, HTTP. Stop order is the reverse; the store is closed
+last so every binding and call record written before the signal is on disk.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import secrets
+import signal
+import sys
+import time
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from b2bua.config import Config, ConfigError, load_config
+from b2bua.transport.base import ListenSpec
+
+log = logging.getLogger("b2bua")
+
+TEST_NOW_ENV = "B2BUA_TEST_NOW"
+
+
+def wall_clock_from_env() -> Callable[[], float]:
+    """The wall clock the rules see. Tests may pin it with B2BUA_TEST_NOW=ISO8601 (it then runs
+    on from that instant); nothing else in the product reads that variable."""
+    pinned = os.environ.get(TEST_NOW_ENV)
+    if not pinned:
+        return time.time
+    start = datetime.fromisoformat(pinned)
+    if start.tzinfo is None:
+        raise SystemExit(f"{TEST_NOW_ENV} needs an offset, e.g. 2026-01-05T10:00:00+01:00")
+    base = start.timestamp()
+    t0 = time.monotonic()
+    log.warning("wall clock pinned to %s for tests", pinned)
+    return lambda: base + (time.monotonic() - t0)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=getattr(logging, args.log_level),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    listen = [ListenSpec.parse(x) for x in args.listen] if args.listen else [
+        ListenSpec(s.transport, s.host, s.port) for s in config.server.listen
+    ]
+    http = args.http or f"{config.server.http.host}:{config.server.http.port}"
+    try:
+        import uvloop
+
+        runner: Any = uvloop.run
+    except ImportError:  # pragma: no cover - uvloop is optional outside Linux
+        runner = asyncio.run
+    try:
+        runner(serve(config, listen, http))
+    except KeyboardInterrupt:
+        pass
+    except OSError as exc:
+        log.error("cannot start: %s", exc)
+        return 1
+    return 0
+
+
+class Server:
+    """Every layer of a running B2BUA (also used in-process by tests)."""
+
+    def __init__(self, config: Config, listen: list[ListenSpec], http: str | None) -> None:
+        self.config = config
+        self.listen = listen
+        self.http = http
+        self.stopped = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.http_runner: Any = None
+
+    async def start(self) -> None:
+        from b2bua.calls.directory import Directory
+        from b2bua.calls.engine import CallEngine
+        from b2bua.calls.records import CallRecorder
+        from b2bua.core import Core
+        from b2bua.registrar import build_registrar
+        from b2bua.rules import RuleBook, compile_rules
+        from b2bua.sip.transaction import TimerConfig, TransactionLayer
+        from b2bua.stack import SipStack
+        from b2bua.store import open_database
+        from b2bua.transport.manager import TransportManager
+        from b2bua.transport.tls import client_context, server_context
+
+        config = self.config
+        data_dir = Path(config.server.data_dir)
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self.db = open_database(data_dir)
+        loop = asyncio.get_running_loop()
+        self.wall_clock = wall_clock_from_env()
+        self.registrar = build_registrar(config, self.db, clock=loop.time, wall_clock=self.wall_clock)
+        self.rulebook = RuleBook(compile_rules(config))
+        self.layer = TransactionLayer(TimerConfig(), random_token=lambda: secrets.token_hex(8))
+        self.stack = SipStack(self.layer)
+        self.recorder = CallRecorder(self.db)
+        self.directory = Directory(config)
+        server_ssl = None
+        if config.server.tls_cert and config.server.tls_key:
+            server_ssl = server_context(Path(config.server.tls_cert), Path(config.server.tls_key))
+        self.transports = TransportManager(self.stack, server_ssl, client_context(verify=False))
+        self.calls = CallEngine(
+            self.stack, self.transports, self.directory, self.registrar, self.rulebook,
+            self.recorder, wall_clock=self.wall_clock,
+        )
+        self.core = Core(self.stack, self.registrar, self.calls, config.server.domain)
+        self.stack.attach(self.transports, self.core)
+        for spec in self.listen:
+            await self.transports.listen(spec)
+        if self.http:
+            await self._start_http(self.http)
+        self._tasks.append(loop.create_task(self._housekeeping()))
+        log.info(
+            "b2bua up: domain %s, %d users, %d bindings loaded",
+            config.server.domain, len(config.users), self.registrar.binding_count(),
+        )
+
+    async def _start_http(self, address: str) -> None:
+        from aiohttp import web
+
+        from b2bua.api.app import build_app
+
+        app = build_app(self)
+        host, _, port = address.rpartition(":")
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, host.strip("[]"), int(port))
+        await site.start()
+        self.http_runner = runner
+        log.info("dashboard and API on http://%s", address)
+
+    async def _housekeeping(self) -> None:
+        """Expire bindings, ping NATed devices: once a second is plenty for both."""
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                now = self.stack.now()
+                self.registrar.handle_deadline(now)
+                for binding, request, flow in self.registrar.keepalive_requests(now, self.transports):
+                    self.core.send_keepalive(binding, request, flow)
+            except Exception:  # a task boundary: log and keep serving
+                log.exception("housekeeping failed")
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        if self.http_runner is not None:
+            await self.http_runner.cleanup()
+        await self.transports.close()
+        self.registrar.close()
+        self.db.close()
+        log.info("b2bua stopped")
+
+
+async def serve(config: Config, listen: list[ListenSpec], http: str | None) -> None:
+    server = Server(config, listen, http)
+    await server.start()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, server.stopped.set)
+    await server.stopped.wait()
+    log.info("signal received, stopping")
+    await server.stop()
