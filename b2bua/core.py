@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import secrets
+import time
+from collections.abc import Callable
 from typing import Any
 
 from b2bua.calls.engine import ALLOW, CallEngine
@@ -37,8 +39,16 @@ SUPPORTED = "replaces, timer"
 
 
 class Core:
-    def __init__(self, stack: Any, registrar: Any, calls: CallEngine, domain: str) -> None:
+    def __init__(
+        self,
+        stack: Any,
+        registrar: Any,
+        calls: CallEngine,
+        domain: str,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
         self.stack = stack
+        self.wall_clock = wall_clock
         self.registrar = registrar
         self.calls = calls
         self.domain = domain
@@ -54,7 +64,7 @@ class Core:
             assert isinstance(event, ResponseReceived)
             binding = self.options_pings.pop(event.transaction, None)
             if binding is not None:
-                self.registrar.keepalive_result(binding, True, self.stack.now())
+                self.registrar.keepalive_result(binding, True, self.wall_clock())
                 return
             self.calls.response_received(event.transaction, event.response, event.flow)
         elif kind is CancelReceived:
@@ -64,7 +74,7 @@ class Core:
             tx = event.transaction  # type: ignore[attr-defined]
             binding = self.options_pings.pop(tx, None)
             if binding is not None:
-                self.registrar.keepalive_result(binding, False, self.stack.now())
+                self.registrar.keepalive_result(binding, False, self.wall_clock())
                 return
             self.calls.transaction_failed(tx, "timed out" if kind is TransactionTimedOut else "transport failed")
         elif kind is AckTimedOut:
@@ -72,7 +82,7 @@ class Core:
 
     def on_connection_lost(self, flow: Flow) -> None:
         if flow.connection_id is not None:
-            self.registrar.connection_closed(flow.connection_id, self.stack.now())
+            self.registrar.connection_closed(flow.connection_id, self.wall_clock())
         self.calls.connection_lost(flow)
 
     # -- requests --------------------------------------------------------------------------
@@ -87,7 +97,7 @@ class Core:
             self.calls.in_dialog_request(tx, request, flow)
             return
         if method == "REGISTER":
-            response = self.registrar.handle_register(request, flow, self.stack.now())
+            response = self.registrar.handle_register(request, flow, self.wall_clock())
             self.stack.respond(tx, response)
             return
         if method == "OPTIONS":
@@ -122,7 +132,22 @@ class Core:
         )
 
     # -- keep-alive OPTIONS to NATed devices (sent by the server's housekeeping) -----------
-    def send_keepalive(self, binding: Any, request: Request, flow: Flow) -> None:
+    def send_keepalive(self, binding: Any) -> None:
+        """OPTIONS to a UDP device: keeps its NAT pinhole open and tells whether it is alive."""
+        uri, flow = self.registrar.target_for(binding)
+        local = self.calls.transports.local_for(flow)
+        request = Request(
+            "OPTIONS",
+            uri,
+            [
+                ("Via", f"SIP/2.0/{flow.transport.upper()} {local.hostport};branch={self.stack.new_branch()};rport"),
+                ("Max-Forwards", "70"),
+                ("From", f"<sip:keepalive@{self.domain}>;tag={_tag()}"),
+                ("To", f"<{uri}>"),
+                ("Call-ID", secrets.token_hex(10)),
+                ("CSeq", "1 OPTIONS"),
+            ],
+        )
         tx = self.stack.send_request(request, flow)
         self.options_pings[tx] = binding
 

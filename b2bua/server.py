@@ -103,8 +103,8 @@ class Server:
         data_dir.mkdir(parents=True, exist_ok=True)
         self.db = open_database(data_dir)
         loop = asyncio.get_running_loop()
-        self.wall_clock = wall_clock_from_env()
-        self.registrar = build_registrar(config, self.db, clock=loop.time, wall_clock=self.wall_clock)
+        self.rules_clock = wall_clock_from_env()
+        self.registrar = build_registrar(config, self.db, [s.host for s in self.listen])
         self.rulebook = RuleBook(compile_rules(config))
         self.layer = TransactionLayer(TimerConfig(), random_token=lambda: secrets.token_hex(8))
         self.stack = SipStack(self.layer)
@@ -116,7 +116,7 @@ class Server:
         self.transports = TransportManager(self.stack, server_ssl, client_context(verify=False))
         self.calls = CallEngine(
             self.stack, self.transports, self.directory, self.registrar, self.rulebook,
-            self.recorder, wall_clock=self.wall_clock,
+            self.recorder, rules_clock=self.rules_clock,
         )
         self.core = Core(self.stack, self.registrar, self.calls, config.server.domain)
         self.stack.attach(self.transports, self.core)
@@ -149,10 +149,10 @@ class Server:
         while True:
             await asyncio.sleep(1.0)
             try:
-                now = self.stack.now()
+                now = time.time()
                 self.registrar.handle_deadline(now)
-                for binding, request, flow in self.registrar.keepalive_requests(now, self.transports):
-                    self.core.send_keepalive(binding, request, flow)
+                for binding in self.registrar.keepalive_due(now):
+                    self.core.send_keepalive(binding)
             except Exception:  # a task boundary: log and keep serving
                 log.exception("housekeeping failed")
 

@@ -165,6 +165,7 @@ class CallEngine:
         rulebook: Any,
         recorder: CallRecorder | None,
         wall_clock: Callable[[], float] = time.time,
+        rules_clock: Callable[[], float] | None = None,
     ) -> None:
         self.stack = stack
         self.transports = transports
@@ -173,6 +174,7 @@ class CallEngine:
         self.rulebook = rulebook
         self.recorder = recorder
         self.wall_clock = wall_clock
+        self.rules_clock = rules_clock or wall_clock  # the instant rules decide at
         self.media_hook: Any = None
         self.calls_by_tx: dict[Any, Call] = {}
         self.branch_by_tx: dict[Any, Branch] = {}
@@ -221,11 +223,12 @@ class CallEngine:
     # ================================================================ new calls
     def invite_received(self, tx: Any, request: Request, flow: Flow) -> None:
         """An INVITE outside any dialog: authorise, decide, execute."""
-        now = self.stack.now()
         trunk = self._trunk_caller(request, flow)
         caller_ext: str | None = None
         if trunk is None:
-            auth = self.registrar.authenticate(request, flow, now, header="Proxy-Authorization")
+            auth = self.registrar.authenticate(
+                request, self.wall_clock(), header="Proxy-Authorization", flow=flow
+            )
             if not auth.ok:
                 self.stack.respond(tx, auth.response)
                 return
@@ -320,7 +323,7 @@ class CallEngine:
             return
         call.user = self.directory.user(ext)
         table = self.rulebook.table
-        when = datetime.fromtimestamp(self.wall_clock(), UTC)
+        when = datetime.fromtimestamp(self.rules_clock(), UTC)
         try:
             decision = table.decide(ext, call.caller, when)
         except KeyError:
@@ -387,7 +390,7 @@ class CallEngine:
 
     # ================================================================ forking
     def _targets(self, extensions: list[str]) -> list[Target]:
-        now = self.stack.now()
+        now = self.wall_clock()
         seen: set[tuple[str, int, str]] = set()
         targets: list[Target] = []
         for ext in extensions:
