@@ -1,0 +1,203 @@
+"""The embedded LocationStore: bindings and device claims in the shared SQLite database.
+
+Every `apply()` is one transaction, committed before it returns (WAL, synchronous=NORMAL), so
+a REGISTER answered 200 survives a crash of the process. `load_all()` reads every row in one
+query and builds slotted `Binding`s with shared strings: 100,000 bindings load in well under
+a second.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import sys
+from collections.abc import Iterable, Sequence
+
+from b2bua.registrar.model import Binding, DeviceClaim, StoreError
+from b2bua.sip.flow import Flow
+from b2bua.store import migrate, transaction
+
+COMPONENT = "registrar"
+
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE registrar_bindings (
+        aor               TEXT NOT NULL,
+        key               TEXT NOT NULL,
+        username          TEXT NOT NULL,
+        contact           TEXT NOT NULL,
+        instance          TEXT,
+        reg_id            INTEGER,
+        transport         TEXT NOT NULL,
+        source_host       TEXT NOT NULL,
+        source_port       INTEGER NOT NULL,
+        connection_id     INTEGER,
+        local_host        TEXT,
+        local_port        INTEGER,
+        user_agent        TEXT,
+        expires_at        REAL NOT NULL,
+        call_id           TEXT NOT NULL,
+        cseq              INTEGER NOT NULL,
+        q                 REAL,
+        path              TEXT,
+        device            INTEGER,
+        outbound          INTEGER NOT NULL,
+        reachable         INTEGER NOT NULL,
+        last_seen         REAL NOT NULL,
+        registered_at     REAL NOT NULL,
+        unreachable_since REAL,
+        PRIMARY KEY (aor, key)
+    ) WITHOUT ROWID;
+    CREATE INDEX registrar_bindings_expires ON registrar_bindings (expires_at);
+    CREATE TABLE registrar_device_claims (
+        extension  TEXT NOT NULL,
+        device     INTEGER NOT NULL,
+        identity   TEXT NOT NULL,
+        claimed_at REAL NOT NULL,
+        PRIMARY KEY (extension, device)
+    );
+    CREATE TABLE provisioning_tokens (
+        token_hash TEXT PRIMARY KEY,
+        extension  TEXT NOT NULL,
+        device     INTEGER NOT NULL,
+        created_at REAL NOT NULL,
+        expires_at REAL NOT NULL,
+        used_at    REAL
+    );
+    """,
+]
+
+_COLUMNS = (
+    "aor, key, username, contact, instance, reg_id, transport, source_host, source_port, "
+    "connection_id, local_host, local_port, user_agent, expires_at, call_id, cseq, q, path, "
+    "device, outbound, reachable, last_seen, registered_at, unreachable_since"
+)
+_UPSERT = f"INSERT OR REPLACE INTO registrar_bindings ({_COLUMNS}) VALUES ({', '.join('?' * 24)})"
+
+
+def ensure_schema(conn: sqlite3.Connection) -> None:
+    migrate(conn, COMPONENT, MIGRATIONS)
+
+
+def _row(b: Binding) -> tuple[object, ...]:
+    f = b.flow
+    return (
+        b.aor, b.key, b.username, b.contact, b.instance, b.reg_id, f.transport, f.host, f.port,
+        f.connection_id, f.local_host, f.local_port, b.user_agent, b.expires_at, b.call_id,
+        b.cseq, b.q, json.dumps(list(b.path)) if b.path else None, b.device, int(b.outbound),
+        int(b.reachable), b.last_seen, b.registered_at, b.unreachable_since,
+    )
+
+
+class SqliteLocationStore:
+    """LocationStore over a connection from `b2bua.store.open_database`."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        ensure_schema(conn)
+
+    def load_all(self) -> Iterable[Binding]:
+        try:
+            rows = self.conn.execute(f"SELECT {_COLUMNS} FROM registrar_bindings").fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(str(exc)) from exc
+        intern = sys.intern
+        flows: dict[tuple[object, ...], Flow] = {}
+        out: list[Binding] = []
+        for (
+            aor, key, username, contact, instance, reg_id, transport, host, port, cid,
+            local_host, local_port, user_agent, expires_at, call_id, cseq, q, path, device,
+            outbound, reachable, last_seen, registered_at, unreachable_since,
+        ) in rows:
+            fk = (transport, host, port, cid, local_host, local_port)
+            flow = flows.get(fk)
+            if flow is None:
+                flow = flows[fk] = Flow(
+                    intern(transport), intern(host), port, cid,
+                    intern(local_host) if local_host is not None else None, local_port,
+                )
+            out.append(
+                Binding(
+                    aor=intern(aor),
+                    username=intern(username),
+                    key=key,
+                    contact=contact,
+                    flow=flow,
+                    expires_at=expires_at,
+                    call_id=call_id,
+                    cseq=cseq,
+                    instance=instance,
+                    reg_id=reg_id,
+                    user_agent=intern(user_agent) if user_agent is not None else None,
+                    q=q,
+                    path=tuple(json.loads(path)) if path else (),
+                    device=device,
+                    outbound=bool(outbound),
+                    reachable=bool(reachable),
+                    last_seen=last_seen,
+                    registered_at=registered_at,
+                    unreachable_since=unreachable_since,
+                )
+            )
+        return out
+
+    def upsert(self, binding: Binding) -> None:
+        self.apply([binding], [])
+
+    def delete(self, aor: str, key: str) -> None:
+        self.apply([], [(aor, key)])
+
+    def purge_expired(self, now: float) -> int:
+        try:
+            with transaction(self.conn):
+                cur = self.conn.execute(
+                    "DELETE FROM registrar_bindings WHERE expires_at <= ?", (now,)
+                )
+            return cur.rowcount
+        except sqlite3.Error as exc:
+            raise StoreError(str(exc)) from exc
+
+    def apply(
+        self,
+        upserts: Sequence[Binding],
+        deletes: Sequence[tuple[str, str]],
+        claims: Sequence[DeviceClaim] = (),
+    ) -> None:
+        if not upserts and not deletes and not claims:
+            return
+        try:
+            with transaction(self.conn):
+                if deletes:
+                    self.conn.executemany(
+                        "DELETE FROM registrar_bindings WHERE aor = ? AND key = ?", deletes
+                    )
+                if upserts:
+                    self.conn.executemany(_UPSERT, [_row(b) for b in upserts])
+                if claims:
+                    self.conn.executemany(
+                        "INSERT OR REPLACE INTO registrar_device_claims "
+                        "(extension, device, identity, claimed_at) VALUES (?, ?, ?, ?)",
+                        [(c.extension, c.device, c.identity, c.claimed_at) for c in claims],
+                    )
+        except sqlite3.Error as exc:
+            raise StoreError(str(exc)) from exc
+
+    def load_claims(self) -> Iterable[DeviceClaim]:
+        try:
+            rows = self.conn.execute(
+                "SELECT extension, device, identity, claimed_at FROM registrar_device_claims"
+            ).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(str(exc)) from exc
+        return [DeviceClaim(e, d, i, t) for e, d, i, t in rows]
+
+
+def read_bindings(conn: sqlite3.Connection) -> list[Binding]:
+    """Every stored binding, through a (possibly read-only) connection: for the CLI."""
+    try:
+        conn.execute("SELECT 1 FROM registrar_bindings LIMIT 1")
+    except sqlite3.OperationalError:
+        return []  # no registrar schema yet: nothing ever registered
+    store = SqliteLocationStore.__new__(SqliteLocationStore)
+    store.conn = conn
+    return list(store.load_all())
