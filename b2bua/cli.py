@@ -19,6 +19,8 @@ _HANDLERS: dict[str, str] = {
     "check": "b2bua.rules.commands:cmd_check",
     "trace": "b2bua.rules.commands:cmd_trace",
     "week": "b2bua.rules.commands:cmd_week",
+    "ics-export": "b2bua.rules.commands:cmd_ics_export",
+    "ics-import": "b2bua.rules.commands:cmd_ics_import",
     "devices": "b2bua.registrar.commands:cmd_devices",
     "qr": "b2bua.registrar.commands:cmd_qr",
     "calls": "b2bua.calls.commands:cmd_calls",
@@ -66,6 +68,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--from", dest="caller", default="*", metavar="NUMBER")
     p.add_argument("--start", metavar="DATE", help="first day (YYYY-MM-DD, default: this Monday)")
     p.add_argument("--out", metavar="FILE", help="also save the timeline as .svg or .png")
+
+    p = add("ics-export", "Write a user's exceptional periods to an iCalendar (.ics) file.")
+    p.add_argument("ext", metavar="EXT")
+    p.add_argument("--out", required=True, metavar="FILE.ics")
+    p.add_argument("--year", type=int, metavar="YYYY", help="first year of yearly periods")
+
+    p = add("ics-import", "Print the exceptional periods of an .ics file as TOML for EXT.")
+    p.add_argument("ext", metavar="EXT")
+    p.add_argument("file", metavar="FILE.ics")
+    p.add_argument(
+        "--destination",
+        metavar="TOML",
+        help='e.g. \'{ kind = "announcement", message = "closed" }\' (default: closed destination)',
+    )
 
     p = add("devices", "List each extension's devices and their registration state.")
     p.add_argument("--json", action="store_true")

@@ -17,7 +17,6 @@ from b2bua.rules.model import Decision
 
 __all__ = ["Outcome", "Week", "render_svg", "render_text", "sample_week"]
 
-_DAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _SYMBOL_BY_KIND = {
     "devices": "D",
     "voicemail": "V",
@@ -67,7 +66,10 @@ def _key(d: Decision) -> tuple[str, str | None, str]:
 
 
 def sample_week(table: RuleTable, extension: str, caller: str, monday: date) -> Week:
-    """Decide every minute of the week starting on `monday` (local midnight) in the callee's zone."""
+    """Decide every minute of the 7 days from `monday` (local midnight, callee's zone).
+
+    Any first day works; `monday` is only the usual choice.
+    """
     tz = table.zone(extension)
     start = local_instant(datetime.combine(monday, datetime.min.time()), tz).astimezone(UTC)
     end = local_instant(
@@ -97,7 +99,7 @@ def sample_week(table: RuleTable, extension: str, caller: str, monday: date) -> 
         cell = (day_index, local.hour * 2 + local.minute // 30)
         votes.setdefault(cell, Counter())[key] += 1
         if key != previous:
-            changes.append((f"{_DAY_NAMES[day_index]} {local:%H:%M}", outcome))
+            changes.append((f"{local:%a %m-%d %H:%M}", outcome))
             previous = key
         t += step
     cells = tuple(
@@ -123,7 +125,7 @@ def render_text(week: Week) -> str:
     ]
     for d, day in enumerate(week.days):
         row = "".join(c.symbol if c is not None else _MISSING for c in week.cells[d])
-        lines.append(f"{_DAY_NAMES[d]} {day:%m-%d}  {row}")
+        lines.append(f"{day:%a %m-%d}  {row}")
     lines += ["", "Legend (one character per half hour):"]
     lines += [f"  {o.symbol}  {o.label}" for o in week.outcomes]
     if any(c is None for row in week.cells for c in row):
@@ -152,14 +154,14 @@ def render_svg(week: Week) -> str:
         out.append(f'<text x="{x}" y="{top - 6}" text-anchor="middle">{h:02d}</text>')
     for d, day in enumerate(week.days):
         y = top + d * cell_h
-        out.append(f'<text x="10" y="{y + cell_h - 7}">{_DAY_NAMES[d]} {day:%m-%d}</text>')
+        out.append(f'<text x="10" y="{y + cell_h - 7}">{day:%a %m-%d}</text>')
         for h, cell in enumerate(week.cells[d]):
             x = left + h * cell_w
             fill = cell.color if cell is not None else "#ffffff"
             title = escape(cell.label) if cell is not None else "does not exist"
             out.append(
                 f'<rect x="{x}" y="{y}" width="{cell_w}" height="{cell_h}" fill="{fill}" '
-                f'stroke="#ffffff" stroke-width="1"><title>{_DAY_NAMES[d]} '
+                f'stroke="#ffffff" stroke-width="1"><title>{day:%a} '
                 f"{h // 2:02d}:{h % 2 * 30:02d} {title}</title></rect>"
             )
     y = top + 7 * cell_h + 30

@@ -1,0 +1,251 @@
+"""`b2bua check`, `trace`, `week`, `ics-export` and `ics-import`.
+
+Thin shells around the pure rules engine: they read files, the wall clock and the arguments,
+print, and return an exit code (0 ok, 1 error).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+import tomllib
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any, TextIO
+
+from b2bua.config import Config, ConfigError, ExceptionalPeriod, load_config
+from b2bua.rules.compiler import RuleTable, compile_rules, local_instant
+from b2bua.rules.model import UnknownExtension
+
+__all__ = ["cmd_check", "cmd_ics_export", "cmd_ics_import", "cmd_trace", "cmd_week"]
+
+
+def _plural(n: int, word: str, plural: str | None = None) -> str:
+    return f"{n} {word if n == 1 else (plural or word + 's')}"
+
+
+def _load(path: str, err: TextIO) -> Config | None:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        for issue in exc.issues:
+            print(issue, file=err)
+        return None
+
+
+def _fail(command: str, message: str) -> int:
+    print(f"b2bua {command}: {message}", file=sys.stderr)
+    return 1
+
+
+def _unknown(command: str, table: RuleTable, ext: str) -> int:
+    known = ", ".join(sorted(table.extensions)) or "none"
+    return _fail(command, f"unknown extension {ext!r} (known: {known})")
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Validate and compile; print a summary and every warning. Exit 1 on errors."""
+    from b2bua.rules.warnings import check_warnings
+
+    t0 = time.perf_counter()
+    config = _load(args.config, sys.stderr)
+    if config is None:
+        return 1
+    t1 = time.perf_counter()
+    table = compile_rules(config)
+    t2 = time.perf_counter()
+    warnings = check_warnings(config, today=datetime.now(UTC).astimezone().date())
+    s = table.stats
+    devices = sum(len(u.devices) for u in config.users)
+    print(f"{config.source}: OK")
+    print(
+        f"  {_plural(s.users, 'user')} ({_plural(devices, 'device')}), "
+        f"{_plural(s.system_extensions, 'system extension')}, "
+        f"{_plural(len(config.trunks), 'trunk')}, "
+        f"{_plural(len(config.music), 'music class', 'music classes')}, "
+        f"{_plural(len(config.announcements), 'announcement')}"
+    )
+    print(
+        f"  rules compiled: {_plural(s.office_hours, 'office-hour range')}, "
+        f"{_plural(s.exceptional_periods, 'exceptional period')}, "
+        f"{_plural(s.exceptions, 'caller-ID exception')} "
+        f"(load {1000 * (t1 - t0):.1f} ms, compile {1000 * (t2 - t1):.1f} ms)"
+    )
+    if warnings:
+        print(f"{_plural(len(warnings), 'warning')}:")
+        for w in warnings:
+            print(f"  {w}")
+    else:
+        print("no warnings")
+    return 0
+
+
+def _parse_at(text: str | None, table: RuleTable, ext: str) -> datetime:
+    if text is None:
+        return datetime.now(UTC)
+    value = text.strip()
+    if value.endswith(("Z", "z")):
+        value = value[:-1] + "+00:00"
+    when = datetime.fromisoformat(value)
+    if when.tzinfo is None:
+        return local_instant(when, table.zone(ext))
+    return when
+
+
+def cmd_trace(args: argparse.Namespace) -> int:
+    """Print the routing decision for one call and why (`--json`: one JSON object)."""
+    config = _load(args.config, sys.stderr)
+    if config is None:
+        return 1
+    table = compile_rules(config)
+    if args.to not in table:
+        return _unknown("trace", table, args.to)
+    try:
+        when = _parse_at(args.at, table, args.to)
+    except ValueError:
+        return _fail("trace", f"--at {args.at!r} is not an ISO 8601 date-time (2026-07-01T10:00)")
+    try:
+        decision = table.decide(args.to, args.caller, when)
+    except UnknownExtension:
+        return _unknown("trace", table, args.to)
+    if args.json:
+        print(json.dumps(decision.to_json(), ensure_ascii=False))
+        return 0
+    dest = decision.destination
+    name = f" {decision.rule_name!r}" if decision.rule_name is not None else ""
+    print(f"destination: {dest.describe()}  {json.dumps(dest.to_config_dict())}")
+    print(f"rule: {decision.rule}{name}")
+    print("why:")
+    for line in decision.trace:
+        print(f"  {line}")
+    return 0
+
+
+def _this_monday(table: RuleTable, ext: str) -> date:
+    today = datetime.now(UTC).astimezone(table.zone(ext)).date()
+    return today - timedelta(days=today.weekday())
+
+
+def _write_png(svg: str, out: Path) -> str | None:
+    """Render SVG to PNG with an installed converter; an error message if none works."""
+    tmp = out.with_suffix(".svg.tmp")
+    tmp.write_text(svg, encoding="utf-8")
+    try:
+        commands = []
+        if shutil.which("rsvg-convert"):
+            commands.append(["rsvg-convert", "-o", str(out), str(tmp)])
+        if shutil.which("convert"):
+            commands.append(["convert", f"svg:{tmp}", f"png:{out}"])
+        if not commands:
+            return "PNG needs rsvg-convert (librsvg2-bin) or ImageMagick; use --out FILE.svg"
+        errors = []
+        for cmd in commands:
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
+            if done.returncode == 0 and out.exists() and out.stat().st_size > 0:
+                return None
+            errors.append(f"{cmd[0]}: {done.stderr.strip()[:200] or f'exit {done.returncode}'}")
+        return "cannot render PNG (" + "; ".join(errors) + "); use --out FILE.svg"
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def cmd_week(args: argparse.Namespace) -> int:
+    """Print a week timeline of where calls from a caller to EXT go; optionally save a picture."""
+    from b2bua.rules.week import render_svg, render_text, sample_week
+
+    config = _load(args.config, sys.stderr)
+    if config is None:
+        return 1
+    table = compile_rules(config)
+    if args.ext not in table:
+        return _unknown("week", table, args.ext)
+    if args.start:
+        try:
+            first = date.fromisoformat(args.start)
+        except ValueError:
+            return _fail("week", f"--start {args.start!r} is not a date (YYYY-MM-DD)")
+    else:
+        first = _this_monday(table, args.ext)
+    caller = "" if args.caller == "*" else args.caller
+    week = sample_week(table, args.ext, caller, first)
+    sys.stdout.write(render_text(week))
+    if args.out:
+        out = Path(args.out)
+        suffix = out.suffix.lower()
+        if suffix == ".svg":
+            out.write_text(render_svg(week), encoding="utf-8")
+        elif suffix == ".png":
+            problem = _write_png(render_svg(week), out)
+            if problem is not None:
+                return _fail("week", problem)
+        else:
+            return _fail("week", f"--out {args.out!r}: use a .svg or .png file name")
+        print(f"saved {out}")
+    return 0
+
+
+def cmd_ics_export(args: argparse.Namespace) -> int:
+    """Write EXT's exceptional periods to an .ics file."""
+    from b2bua.rules.ical import export_ics
+
+    config = _load(args.config, sys.stderr)
+    if config is None:
+        return 1
+    user = config.user(args.ext)
+    if user is None:
+        return _fail("ics-export", f"{args.ext!r} is not a user extension")
+    now = datetime.now(UTC)
+    text = export_ics(user, domain=config.server.domain, now=now, year=args.year)
+    Path(args.out).write_bytes(text.encode("utf-8"))
+    count = len(user.schedule.exceptional) if user.schedule else 0
+    print(f"wrote {_plural(count, 'exceptional period')} of {user.extension} to {args.out}")
+    return 0
+
+
+def cmd_ics_import(args: argparse.Namespace) -> int:
+    """Read an .ics file and print the exceptional periods to add to EXT's configuration."""
+    from pydantic import ValidationError
+
+    from b2bua.rules.ical import import_ics, periods_to_toml
+
+    config = _load(args.config, sys.stderr)
+    if config is None:
+        return 1
+    user = config.user(args.ext)
+    if user is None:
+        return _fail("ics-import", f"{args.ext!r} is not a user extension")
+    try:
+        text = Path(args.file).read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        return _fail("ics-import", f"cannot read {args.file}: {exc}")
+    destination: dict[str, Any]
+    if args.destination:
+        try:
+            destination = tomllib.loads(f"d = {args.destination}")["d"]
+        except tomllib.TOMLDecodeError as exc:
+            return _fail("ics-import", f"--destination is not a TOML inline table: {exc}")
+    elif user.schedule is not None:
+        destination = user.schedule.closed.to_config_dict()
+    else:
+        destination = {"kind": "voicemail"}
+    result = import_ics(text, timezone=user.tz, default_destination=destination)
+    for warning in result.warnings:
+        print(f"b2bua ics-import: warning: {warning}", file=sys.stderr)
+    for period in result.periods:
+        try:
+            ExceptionalPeriod.model_validate(period)
+        except ValidationError as exc:
+            return _fail("ics-import", f"{period['name']!r}: {exc.errors()[0]['msg']}")
+    if not result.periods:
+        return _fail("ics-import", f"no usable event in {args.file}")
+    print(f"# {_plural(len(result.periods), 'exceptional period')} from {args.file}")
+    print(
+        f"# Add under the [[users]] table of extension {user.extension} "
+        f"(after its [users.schedule]); times are {user.tz}."
+    )
+    sys.stdout.write(periods_to_toml(result.periods))
+    return 0
