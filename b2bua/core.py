@@ -35,7 +35,7 @@ KNOWN_METHODS = frozenset(
 )
 IN_DIALOG_RELAYED = frozenset({"BYE", "INVITE", "UPDATE", "INFO", "OPTIONS", "ACK"})
 ACCEPT = "application/sdp"
-SUPPORTED = "replaces, timer"
+SUPPORTED = "outbound, path"
 
 
 class Core:

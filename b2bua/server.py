@@ -102,9 +102,10 @@ class Server:
         data_dir = Path(config.server.data_dir)
         data_dir.mkdir(parents=True, exist_ok=True)
         self.db = open_database(data_dir)
-        loop = asyncio.get_running_loop()
         self.rules_clock = wall_clock_from_env()
-        self.registrar = build_registrar(config, self.db, [s.host for s in self.listen])
+        self.registrar = build_registrar(
+            config, self.db, now=time.time(), local_addresses=[s.host for s in self.listen]
+        )
         self.rulebook = RuleBook(compile_rules(config))
         self.layer = TransactionLayer(TimerConfig(), random_token=lambda: secrets.token_hex(8))
         self.stack = SipStack(self.layer)
@@ -124,10 +125,10 @@ class Server:
             await self.transports.listen(spec)
         if self.http:
             await self._start_http(self.http)
-        self._tasks.append(loop.create_task(self._housekeeping()))
+        self._tasks.append(asyncio.get_running_loop().create_task(self._housekeeping()))
         log.info(
             "b2bua up: domain %s, %d users, %d bindings loaded",
-            config.server.domain, len(config.users), self.registrar.binding_count(),
+            config.server.domain, len(config.users), len(self.registrar),
         )
 
     async def _start_http(self, address: str) -> None:
@@ -162,7 +163,6 @@ class Server:
         if self.http_runner is not None:
             await self.http_runner.cleanup()
         await self.transports.close()
-        self.registrar.close()
         self.db.close()
         log.info("b2bua stopped")
 

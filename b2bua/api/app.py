@@ -15,7 +15,7 @@ def build_app(server: Any) -> web.Application:
         return web.json_response(
             {
                 "status": "ok",
-                "bindings": server.registrar.binding_count(),
+                "bindings": len(server.registrar),
                 "active_calls": len(server.calls.active),
             }
         )
@@ -27,7 +27,7 @@ def build_app(server: Any) -> web.Application:
             ("sip_messages_received_total", stack.received),
             ("sip_messages_dropped_total", stack.dropped),
             ("sip_stateless_replies_total", stack.stateless_replies),
-            ("sip_bindings", server.registrar.binding_count()),
+            ("sip_bindings", len(server.registrar)),
             ("calls_active", len(server.calls.active)),
         ):
             lines.append(f"b2bua_{name} {value}")

@@ -233,7 +233,6 @@ class CallEngine:
                 self.stack.respond(tx, auth.response)
                 return
             caller_ext = auth.extension
-        self.stack.respond(tx, make_response(request, 100))
         uri = request.request_uri
         dialled = uri.user_unescaped if isinstance(uri, SipUri) else None
         if not dialled:
@@ -792,9 +791,6 @@ class CallEngine:
             self.stack.respond(relay.server_tx, resp)
 
     def _ack_received(self, call: Call, leg: Leg, ack: Request) -> None:
-        self.stack.layer.ack_received(ack.call_id, ack.cseq.number) if hasattr(
-            self.stack.layer, "ack_received"
-        ) else None
         pending = call.pending_b_ack
         if pending is not None:
             call.pending_b_ack = None

@@ -35,8 +35,7 @@ class StreamConnection(asyncio.Protocol):
         self.pings = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
         peer = transport.get_extra_info("peername")
         local = transport.get_extra_info("sockname")
         self.flow = Flow(self.kind, peer[0], peer[1], self.id, local[0], local[1])
