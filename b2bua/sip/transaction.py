@@ -48,6 +48,39 @@ from b2bua.sip.headers import parse_via
 from b2bua.sip.message import Request, Response, make_response
 from b2bua.sip.timers import Timer, TimerConfig, TimerEntry, TimerHeap
 
+__all__ = [
+    "INVITE_CLIENT",
+    "INVITE_SERVER",
+    "MAGIC_COOKIE",
+    "NON_INVITE_CLIENT",
+    "NON_INVITE_SERVER",
+    "START",
+    "TABLES",
+    "AckTimedOut",
+    "Action",
+    "CancelReceived",
+    "ClientTransaction",
+    "Event",
+    "Input",
+    "Machine",
+    "RequestReceived",
+    "ResponseReceived",
+    "ServerTransaction",
+    "State",
+    "Timer",
+    "TimerConfig",
+    "Transaction",
+    "TransactionLayer",
+    "TransactionTerminated",
+    "TransactionTimedOut",
+    "Transition",
+    "TransitionHook",
+    "TransportFailed",
+    "add_received",
+    "make_ack",
+    "make_cancel",
+]
+
 MAGIC_COOKIE = "z9hG4bK"
 
 
