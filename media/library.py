@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import io
 import json
 import os
 import re
@@ -48,6 +49,7 @@ __all__ = [
     "Sound",
     "SoundLibrary",
     "atomic_write",
+    "write_wav_atomic",
 ]
 
 SAMPLE_RATE = 8000
@@ -142,6 +144,17 @@ def atomic_write(path: Path, data: bytes) -> None:
             os.unlink(tmp)
         raise
     _fsync_dir(path.parent)
+
+
+def write_wav_atomic(path: Path, pcm: bytes) -> None:
+    """Write 8 kHz mono s16le audio as a WAV file, atomically."""
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(SAMPLE_RATE)
+        w.writeframes(pcm)
+    atomic_write(path, buf.getvalue())
 
 
 def _fsync_dir(path: Path) -> None:

@@ -1,0 +1,570 @@
+"""The anchored RTP engine on asyncio: sockets, one timer, and the public session interface.
+
+Theory of operation. `MediaEngine` owns a pool of even UDP ports (RTP on the even port, RTCP on
+the next one) and one timer. A `MediaSession` is one call: two legs, "a" and "b", each with its
+own port pair facing that leg's far end, and a sans-IO `SessionCore` (media.relay) that decides
+what to do with every datagram. Sockets are non-blocking and read with `loop.add_reader`; each
+wake-up drains the socket (up to `READ_BATCH` datagrams), and a relayed packet costs one header
+rewrite and one `sendto`.
+
+Every playback of the engine (hold music, prompts) is in one `PlaybackScheduler` heap; a single
+`loop.call_at` handle is re-armed for the earliest frame deadline or the next housekeeping tick
+(RTP timeouts, recording limits), so a thousand held calls are served by one timer. A prepared
+frame costs a header pack and one `sendto`.
+
+The engine's clock (`clock`, default `loop.time`) is only compared with itself; deadlines are
+converted to the loop's time when the timer is armed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import socket
+from collections import deque
+from collections.abc import Callable, Generator, Mapping
+from pathlib import Path
+from typing import Any
+
+from media.errors import MediaError
+from media.library import Sound, SoundLibrary, write_wav_atomic
+from media.player import PlaybackScheduler, Player
+from media.relay import (
+    LEGS,
+    DtmfReceived,
+    LegName,
+    LegState,
+    Recorder,
+    RecordingResult,
+    RtpTimedOut,
+    SessionCore,
+)
+from media.rtp import DtmfEvent
+
+__all__ = ["MediaEngine", "MediaSession", "Recording", "RecordingResult"]
+
+log = logging.getLogger("media.engine")
+
+READ_BATCH = 64
+RECV_SIZE = 2048
+
+DtmfCallback = Callable[[LegName, DtmfEvent], None]
+TimeoutCallback = Callable[[LegName], None]
+
+
+class _PortPool:
+    """Even RTP ports of a range, handed out round robin (a port just freed is reused last)."""
+
+    def __init__(self, first: int, last: int) -> None:
+        if first > last or first < 1 or last > 65535:
+            raise MediaError(f"bad RTP port range {first}-{last}")
+        start = first + (first % 2)
+        self.range = (first, last)
+        self._free = deque(range(start, last, 2))  # p + 1 <= last
+
+    def allocate(self, family: int, bind_ip: str) -> tuple[int, socket.socket, socket.socket]:
+        for _ in range(len(self._free)):
+            port = self._free.popleft()
+            rtp = socket.socket(family, socket.SOCK_DGRAM)
+            rtcp = socket.socket(family, socket.SOCK_DGRAM)
+            try:
+                rtp.bind((bind_ip, port))
+                rtcp.bind((bind_ip, port + 1))
+            except OSError:
+                rtp.close()
+                rtcp.close()
+                self._free.append(port)  # in use by someone else: try it again later
+                continue
+            rtp.setblocking(False)
+            rtcp.setblocking(False)
+            return port, rtp, rtcp
+        first, last = self.range
+        raise MediaError(f"no free RTP port pair in {first}-{last}")
+
+    def release(self, port: int) -> None:
+        self._free.append(port)
+
+    @property
+    def free(self) -> int:
+        return len(self._free)
+
+
+class Recording:
+    """A recording in progress. `await recording` (or `await recording.result()`) gives the
+    `RecordingResult` once it has stopped and its file is written; `stop()` ends it now."""
+
+    def __init__(self, session: MediaSession, leg: LegName, recorder: Recorder) -> None:
+        self._session = session
+        self.leg = leg
+        self.recorder = recorder
+        self._future: asyncio.Future[RecordingResult] = session._loop.create_future()
+
+    def stop(self) -> None:
+        self._session._stop_recording(self.recorder, "stopped")
+
+    @property
+    def done(self) -> bool:
+        return self._future.done()
+
+    async def result(self) -> RecordingResult:
+        return await asyncio.shield(self._future)
+
+    def __await__(self) -> Generator[Any, None, RecordingResult]:
+        return self.result().__await__()
+
+
+class MediaSession:
+    """The media of one call. Create it with `MediaEngine.create_session`."""
+
+    def __init__(
+        self,
+        engine: MediaEngine,
+        call_id: str,
+        ports: dict[LegName, tuple[int, socket.socket, socket.socket]],
+        on_dtmf: DtmfCallback | None,
+        on_timeout: TimeoutCallback | None,
+    ) -> None:
+        self.engine = engine
+        self.call_id = call_id
+        self.on_dtmf = on_dtmf
+        self.on_timeout = on_timeout
+        self.hold_music: Sound | str | None = None
+        self._loop = engine._loop
+        self._clock = engine._clock
+        self.core = SessionCore(
+            call_id,
+            engine.local_ip,
+            {leg: ports[leg][0] for leg in LEGS},
+            engine._rng,
+            rtp_timeout=engine.rtp_timeout,
+            relatch_after=engine.relatch_after,
+        )
+        self._rtp: dict[LegName, socket.socket] = {leg: ports[leg][1] for leg in LEGS}
+        self._rtcp: dict[LegName, socket.socket] = {leg: ports[leg][2] for leg in LEGS}
+        self._once: dict[LegName, asyncio.Future[bool]] = {}
+        self._hold_player: dict[LegName, Player] = {}
+        self._recordings: dict[int, Recording] = {}
+        self._writes: set[asyncio.Task[None]] = set()
+        self.closed = False
+        for leg in LEGS:
+            state = self.core.legs[leg]
+            self._loop.add_reader(self._rtp[leg], self._read_rtp, state)
+            self._loop.add_reader(self._rtcp[leg], self._read_rtcp, state)
+
+    # ---- SDP --------------------------------------------------------------------------------
+
+    @property
+    def ports(self) -> dict[LegName, int]:
+        """Our RTP port facing each leg (RTCP is the next port)."""
+        return {leg: self.core.legs[leg].rtp_port for leg in LEGS}
+
+    def offer(self, from_leg: LegName, sdp: bytes) -> bytes:
+        """An SDP offer from `from_leg` (INVITE or re-INVITE); returns the offer to send to the
+        other leg. A hold offer (sendonly, inactive, c=0.0.0.0) plays `hold_music`, if set, to
+        the other leg; the offer that takes the hold back resumes the relay."""
+        self._check_open()
+        was_held = self.core.legs[from_leg].held
+        out = self.core.offer(from_leg, sdp, self._clock())
+        held = self.core.legs[from_leg].held
+        if held != was_held:
+            self._hold_changed(from_leg, held)
+        return out
+
+    def answer(self, from_leg: LegName, sdp: bytes) -> bytes | None:
+        """An SDP answer from `from_leg`; returns the answer to send to the other leg, or None
+        when the offer was ours (`local_offer`)."""
+        self._check_open()
+        return self.core.answer(from_leg, sdp, self._clock())
+
+    def local_answer(self, leg: LegName, sdp: bytes) -> bytes:
+        """Answer `leg`'s offer ourselves with G.711 (+ telephone-event); MediaError if it offers
+        neither PCMU nor PCMA (answer the INVITE 488)."""
+        self._check_open()
+        return self.core.local_answer(leg, sdp, self._clock())
+
+    def local_offer(self, leg: LegName) -> bytes:
+        """An offer from us to `leg`; its answer goes to `answer(leg, sdp)`."""
+        self._check_open()
+        return self.core.local_offer(leg, self._clock())
+
+    def held(self, leg: LegName) -> bool:
+        """True while `leg`'s last offer holds the call."""
+        return self.core.legs[leg].held
+
+    def _hold_changed(self, leg: LegName, held: bool) -> None:
+        other = self.core.peer[leg].name
+        if held and self.hold_music is not None:
+            self.play(other, self.hold_music, loop=True)
+            player = self.core.legs[other].player
+            if player is not None:
+                self._hold_player[other] = player
+        elif not held:
+            player = self._hold_player.pop(other, None)
+            if player is not None and self.core.legs[other].player is player:
+                self.resume(other)
+
+    # ---- playback ---------------------------------------------------------------------------
+
+    def play(self, to_leg: LegName, sound: Sound | str, *, loop: bool = True) -> None:
+        """What `to_leg` hears switches from the relay to `sound` (a `Sound`, or the name of a
+        music class or prompt of the engine's library), looped or once."""
+        self._check_open()
+        resolved = self.engine._resolve(sound)
+        state = self.core.legs[to_leg]
+        if state.playback is None:
+            raise MediaError(f"cannot play to leg {to_leg}: no PCMU or PCMA negotiated")
+        codec, payload_type = state.playback
+        self._stop_player(state, False)
+        player = Player(
+            resolved.frames(codec),
+            payload_type,
+            state.out,
+            self._clock(),
+            loop=loop,
+            context=(self, state),
+        )
+        state.player = player
+        self.engine._scheduler.add(player)
+        self.engine._arm()
+        if not resolved.pcmu:
+            self._player_done(state, player)
+
+    async def play_once(self, to_leg: LegName, sound: Sound | str) -> bool:
+        """Play `sound` once to `to_leg`, then return to the relay. True if it was sent to the
+        end, False if interrupted (`play`, `resume`, `close`)."""
+        self.play(to_leg, sound, loop=False)
+        state = self.core.legs[to_leg]
+        if state.player is None:
+            return True
+        future: asyncio.Future[bool] = self._loop.create_future()
+        self._once[to_leg] = future
+        return await future
+
+    def resume(self, to_leg: LegName) -> None:
+        """`to_leg` hears the other leg again."""
+        self._check_open()
+        self._stop_player(self.core.legs[to_leg], False)
+
+    def playing(self, to_leg: LegName) -> bool:
+        return self.core.legs[to_leg].player is not None
+
+    def _stop_player(self, state: LegState, completed: bool) -> None:
+        player = state.player
+        if player is None:
+            return
+        self.engine._scheduler.remove(player)
+        state.player = None
+        state.out.switch()
+        self._hold_player.pop(state.name, None)
+        future = self._once.pop(state.name, None)
+        if future is not None and not future.done():
+            future.set_result(completed)
+
+    def _player_done(self, state: LegState, player: Player) -> None:
+        if state.player is player:
+            self._stop_player(state, True)
+
+    # ---- recording --------------------------------------------------------------------------
+
+    def record(
+        self,
+        from_leg: LegName,
+        path: Path | str,
+        *,
+        max_seconds: float = 120.0,
+        silence_seconds: float | None = None,
+    ) -> Recording:
+        """Record what `from_leg` sends (G.711 decoded to 8 kHz 16-bit WAV, written atomically to
+        `path` when it stops: after `max_seconds`, after `silence_seconds` without voice, on
+        `stop()` or on `close()`)."""
+        self._check_open()
+        recorder = self.core.start_recording(
+            from_leg, Path(path), self._clock(), max_seconds, silence_seconds
+        )
+        recording = Recording(self, from_leg, recorder)
+        self._recordings[id(recorder)] = recording
+        self.engine._arm()
+        return recording
+
+    def _stop_recording(self, recorder: Recorder, reason: str) -> None:
+        recording = self._recordings.pop(id(recorder), None)
+        if recording is None:
+            return
+        recorder.stop(reason)
+        for state in self.core.legs.values():
+            if state.recorder is recorder:
+                state.recorder = None
+        task = self._loop.create_task(self._write(recording))
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+
+    async def _write(self, recording: Recording) -> None:
+        recorder = recording.recorder
+        pcm = recorder.audio()
+        path: Path | None = None
+        if pcm:
+            try:
+                await asyncio.to_thread(write_wav_atomic, recorder.path, pcm)
+                path = recorder.path
+            except OSError as e:
+                if not recording._future.done():
+                    recording._future.set_exception(
+                        MediaError(f"cannot write recording {recorder.path}: {e.strerror}")
+                    )
+                return
+        result = RecordingResult(path, len(pcm) / 16000, recorder.stop_reason or "stopped")
+        if not recording._future.done():
+            recording._future.set_result(result)
+
+    # ---- I/O --------------------------------------------------------------------------------
+
+    def _read_rtp(self, state: LegState) -> None:
+        sock = self._rtp[state.name]
+        out_sock = self._rtp[self.core.peer[state.name].name]
+        receive = self.core.receive_rtp
+        now = self._clock()
+        for _ in range(READ_BATCH):
+            try:
+                data, source = sock.recvfrom(RECV_SIZE)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                continue  # e.g. an ICMP error reported on a later receive
+            forward = receive(state, data, source, now)
+            if forward is not None:
+                try:
+                    out_sock.sendto(forward[0], forward[1])
+                except OSError:
+                    self.engine.send_errors += 1
+        if self.core.events:
+            self._dispatch()
+        recorder = state.recorder
+        if recorder is not None and recorder.stop_reason is not None:
+            self._stop_recording(recorder, recorder.stop_reason)
+
+    def _read_rtcp(self, state: LegState) -> None:
+        sock = self._rtcp[state.name]
+        out_sock = self._rtcp[self.core.peer[state.name].name]
+        now = self._clock()
+        for _ in range(READ_BATCH):
+            try:
+                data, source = sock.recvfrom(RECV_SIZE)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                continue
+            forward = self.core.receive_rtcp(state, data, source, now)
+            if forward is not None:
+                with contextlib.suppress(OSError):
+                    out_sock.sendto(forward[0], forward[1])
+
+    def _send_frames(self, state: LegState, datagrams: list[bytes]) -> None:
+        dest = state.destination
+        if dest is None:
+            return
+        sock = self._rtp[state.name]
+        for data in datagrams:
+            try:
+                sock.sendto(data, dest)
+            except OSError:
+                self.engine.send_errors += 1
+        state.tx_packets += len(datagrams)
+
+    def _tick(self, now: float) -> None:
+        for recorder in self.core.tick(now):
+            self._stop_recording(recorder, recorder.stop_reason or "stopped")
+        if self.core.events:
+            self._dispatch()
+
+    def _dispatch(self) -> None:
+        events, self.core.events = self.core.events, []
+        for event in events:
+            try:
+                if isinstance(event, DtmfReceived):
+                    if self.on_dtmf is not None:
+                        self.on_dtmf(event.leg, event.event)
+                elif isinstance(event, RtpTimedOut) and self.on_timeout is not None:
+                    self.on_timeout(event.leg)
+            except Exception:  # a callback's bug must not stop the media of other calls
+                log.exception("media callback failed for call %s", self.call_id[:64])
+
+    def stats(self) -> dict[str, dict[str, int]]:
+        """Packet counters per leg: received from it, sent to it, dropped from it."""
+        return {
+            leg: {"rx": s.rx_packets, "tx": s.tx_packets, "dropped": s.dropped}
+            for leg, s in self.core.legs.items()
+        }
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise MediaError(f"media session {self.call_id[:64]} is closed")
+
+    async def close(self) -> None:
+        """Stop playback, finish recordings (their files are written), release the ports."""
+        if self.closed:
+            return
+        self.closed = True
+        for state in self.core.legs.values():
+            self._stop_player(state, False)
+            if state.recorder is not None:
+                self._stop_recording(state.recorder, "closed")
+        for leg in LEGS:
+            for sock in (self._rtp[leg], self._rtcp[leg]):
+                self._loop.remove_reader(sock)
+                sock.close()
+        self.engine._release(self)
+        if self._writes:
+            await asyncio.gather(*self._writes, return_exceptions=True)
+
+
+class MediaEngine:
+    """Anchored RTP for every call of the process.
+
+    `local_ip` is the address written into SDP; sockets bind to `bind_ip` (default `local_ip`).
+    `clock` returns monotonic seconds (default: the loop's time); `rng` draws SSRCs, initial
+    sequence numbers and timestamps (default: seeded from the OS). Strings given to
+    `MediaSession.play` are looked up in `library` (music class first, then prompt in
+    `language`)."""
+
+    def __init__(
+        self,
+        local_ip: str,
+        port_range: tuple[int, int] = (20000, 29999),
+        *,
+        rtp_timeout: float = 60.0,
+        library: SoundLibrary | None = None,
+        clock: Callable[[], float] | None = None,
+        rng: random.Random | None = None,
+        bind_ip: str | None = None,
+        language: str | None = None,
+        relatch_after: float = 2.0,
+        tick_interval: float = 0.25,
+        pacing_slack: float = 0.0005,
+    ) -> None:
+        self.local_ip = local_ip
+        self.bind_ip = bind_ip or local_ip
+        self.rtp_timeout = rtp_timeout
+        self.library = library
+        self.language = language
+        self.relatch_after = relatch_after
+        self.tick_interval = tick_interval
+        self.pacing_slack = pacing_slack
+        self._family = socket.AF_INET6 if ":" in self.bind_ip else socket.AF_INET
+        self._ports = _PortPool(*port_range)
+        self._clock_arg = clock
+        self._clock: Callable[[], float] = clock or (lambda: 0.0)
+        self._rng = rng or random.Random()
+        self._scheduler = PlaybackScheduler()
+        self._sessions: dict[str, MediaSession] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = float("inf")
+        self._next_tick = float("inf")
+        self._loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
+        self.send_errors = 0
+        self.late_wakeups = 0
+        self.started = False
+
+    async def start(self) -> None:
+        """Bind to the running loop."""
+        self._loop = asyncio.get_running_loop()
+        if self._clock_arg is None:
+            self._clock = self._loop.time
+        self.started = True
+
+    async def close(self) -> None:
+        """Close every session (recordings are written) and stop the timer."""
+        for session in list(self._sessions.values()):
+            await session.close()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self.started = False
+
+    @property
+    def sessions(self) -> Mapping[str, MediaSession]:
+        return self._sessions
+
+    @property
+    def free_ports(self) -> int:
+        """RTP port pairs left in the pool."""
+        return self._ports.free
+
+    async def create_session(
+        self,
+        call_id: str,
+        *,
+        on_dtmf: DtmfCallback | None = None,
+        on_timeout: TimeoutCallback | None = None,
+    ) -> MediaSession:
+        """A new session with one RTP/RTCP port pair per leg; MediaError if the pool is empty
+        or `call_id` already has a session."""
+        if not self.started:
+            raise MediaError("media engine not started")
+        if call_id in self._sessions:
+            raise MediaError(f"a media session exists already for call {call_id[:64]}")
+        ports: dict[LegName, tuple[int, socket.socket, socket.socket]] = {}
+        try:
+            for leg in LEGS:
+                ports[leg] = self._ports.allocate(self._family, self.bind_ip)
+        except MediaError:
+            for port, rtp, rtcp in ports.values():
+                rtp.close()
+                rtcp.close()
+                self._ports.release(port)
+            raise
+        session = MediaSession(self, call_id, ports, on_dtmf, on_timeout)
+        self._sessions[call_id] = session
+        if self._next_tick == float("inf"):
+            self._next_tick = self._clock() + self.tick_interval
+        self._arm()
+        return session
+
+    def _release(self, session: MediaSession) -> None:
+        if self._sessions.get(session.call_id) is session:
+            del self._sessions[session.call_id]
+            for port in session.ports.values():
+                self._ports.release(port)
+
+    def _resolve(self, sound: Sound | str) -> Sound:
+        if isinstance(sound, Sound):
+            return sound
+        if self.library is None:
+            raise MediaError(f"no sound library to find {sound!r} in")
+        if self.library.has_music(sound):
+            return self.library.music(sound)
+        return self.library.prompt(sound, self.language)
+
+    # ---- the one timer ----------------------------------------------------------------------
+
+    def _arm(self) -> None:
+        deadline = self._scheduler.next_deadline()
+        when = self._next_tick if self._sessions else float("inf")
+        if deadline is not None and deadline < when:
+            when = deadline
+        if when == float("inf"):
+            return
+        if self._timer is not None:
+            if self._timer_at <= when:
+                return
+            self._timer.cancel()
+        self._timer_at = when
+        loop_when = when if self._clock_arg is None else self._loop.time() + (when - self._clock())
+        self._timer = self._loop.call_at(loop_when, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = float("inf")
+        now = self._clock()
+        for player, datagrams in self._scheduler.due(now + self.pacing_slack):
+            session, state = player.context
+            if datagrams:
+                session._send_frames(state, datagrams)
+            if player.sent_all:
+                session._player_done(state, player)
+        if now >= self._next_tick:
+            for session in list(self._sessions.values()):
+                session._tick(now)
+            self._next_tick = now + self.tick_interval if self._sessions else float("inf")
+        self._arm()

@@ -1,0 +1,528 @@
+"""The anchored media of one call, sans-IO: SDP rewriting, symmetric latching, relay decisions,
+DTMF, RTP timeouts and recording. The asyncio shell (`media.engine`) owns the sockets and the
+timer and calls in here with the time.
+
+Theory of operation. A call has two legs, "a" and "b"; each leg has an RTP port of ours (and
+RTCP on port + 1) that faces that leg's far end. SDP coming from one leg is rewritten for the
+other leg so that it names our address and the port facing the other leg; codecs pass through
+untouched. RTP arriving on a leg's port is checked, fed to the DTMF detector and the recorder of
+that leg, then rewritten by the other leg's `OutgoingStream` and sent out of the other leg's port
+to where that other leg really sends from.
+
+Symmetric latching (RFC 4961 style; what makes NATed phones work): a leg's destination is the
+source address of the first RTP packet received from it; before any packet, the address in its
+SDP. Packets from another source are dropped while the latched source is alive; after
+`relatch_after` seconds of silence from it, or after an SDP change of that leg, the next source
+is latched instead (a phone whose NAT binding changed).
+
+A leg that is being played to (hold music, announcement) gets frames from a `Player` on the same
+`OutgoingStream`, and what the other leg sends to it is dropped meanwhile.
+"""
+
+from __future__ import annotations
+
+import random
+import struct
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from media.errors import MediaError
+from media.g711 import CODECS, G711Codec
+from media.library import FRAME_BYTES, SAMPLE_RATE
+from media.player import OutgoingStream, Player
+from media.rtp import DtmfDetector, DtmfEvent, RtpError, RtpPacket
+from media.sdp import (
+    CodecInfo,
+    Origin,
+    SdpError,
+    SessionDescription,
+    codecs,
+    direction,
+    first_audio,
+    is_hold,
+    rewrite_connection,
+)
+
+__all__ = [
+    "LEGS",
+    "DtmfReceived",
+    "LegName",
+    "LegState",
+    "Recorder",
+    "RecordingResult",
+    "RtpTimedOut",
+    "SessionCore",
+]
+
+LegName = Literal["a", "b"]
+LEGS: tuple[LegName, LegName] = ("a", "b")
+Address = tuple[str, int]
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)
+    try:
+        import audioop as _audioop
+    except ImportError:  # pragma: no cover - Python >= 3.13 without audioop-lts
+        _audioop = None  # type: ignore[assignment]
+
+
+@dataclass(frozen=True, slots=True)
+class DtmfReceived:
+    leg: LegName
+    event: DtmfEvent
+
+
+@dataclass(frozen=True, slots=True)
+class RtpTimedOut:
+    leg: LegName
+
+
+@dataclass(frozen=True, slots=True)
+class RecordingResult:
+    """A finished recording: the WAV file (None if nothing was heard), its length in seconds,
+    and why it stopped: "max_seconds", "silence", "stopped" or "closed"."""
+
+    path: Path | None
+    duration: float
+    reason: str
+
+
+def _rms(pcm: bytes) -> int:
+    if _audioop is not None:
+        return int(_audioop.rms(pcm, 2))
+    n = len(pcm) // 2
+    if not n:
+        return 0
+    samples = struct.unpack(f"<{n}h", pcm[: 2 * n])
+    return int((sum(s * s for s in samples) / n) ** 0.5)
+
+
+class Recorder:
+    """Collects what one leg sends as 8 kHz s16le, placed by RTP timestamp (lost or suppressed
+    packets become silence), until stopped, `max_seconds` of wall time, or `silence_seconds`
+    without voice (RMS above `voice_threshold`). Trailing silence is trimmed to `tail` seconds."""
+
+    def __init__(
+        self,
+        path: Path,
+        start: float,
+        max_seconds: float,
+        silence_seconds: float | None,
+        decoders: dict[int, G711Codec],
+        *,
+        voice_threshold: int = 250,
+        tail: float = 0.5,
+    ) -> None:
+        self.path = path
+        self.start = start
+        self.max_seconds = max_seconds
+        self.silence_seconds = silence_seconds
+        self.decoders = decoders
+        self.voice_threshold = voice_threshold
+        self.tail = tail
+        self.pcm = bytearray()
+        self.last_voice = start
+        self.last_voice_end = 0  # byte offset just after the last voiced frame
+        self.stop_reason: str | None = None
+        self._ssrc: int | None = None
+        self._base = 0  # RTP timestamp of sample 0 (for the current SSRC)
+        self._offset = 0  # sample position of `_base`
+        self._limit = int(max_seconds * SAMPLE_RATE) * 2
+
+    def feed(self, data: bytes, now: float) -> None:
+        if self.stop_reason is not None or len(data) < 12:
+            return
+        codec = self.decoders.get(data[1] & 0x7F)
+        if codec is None:
+            return
+        try:
+            packet = RtpPacket.parse(data)
+        except RtpError:
+            return
+        if packet.ssrc != self._ssrc:
+            self._ssrc = packet.ssrc
+            self._base = packet.timestamp
+            self._offset = round((now - self.start) * SAMPLE_RATE)
+        delta = (packet.timestamp - self._base) & 0xFFFFFFFF
+        if delta >= 0x80000000:
+            return  # older than the first packet
+        pos = 2 * (self._offset + delta)
+        pcm = codec.decode(packet.payload)
+        if pos >= self._limit:
+            return
+        pcm = pcm[: self._limit - pos]
+        end = pos + len(pcm)
+        if end > len(self.pcm):
+            self.pcm.extend(bytes(end - len(self.pcm)))
+        self.pcm[pos:end] = pcm
+        if _rms(pcm) >= self.voice_threshold:
+            self.last_voice = now
+            self.last_voice_end = max(self.last_voice_end, end)
+        self.check(now)
+
+    def check(self, now: float) -> bool:
+        """Apply the time limits; True once the recording has stopped."""
+        if self.stop_reason is None:
+            if now - self.start >= self.max_seconds:
+                self.stop_reason = "max_seconds"
+            elif self.silence_seconds is not None and now - self.last_voice >= self.silence_seconds:
+                self.stop_reason = "silence"
+        return self.stop_reason is not None
+
+    def stop(self, reason: str = "stopped") -> None:
+        if self.stop_reason is None:
+            self.stop_reason = reason
+
+    def audio(self) -> bytes:
+        """The recorded audio; after a stop on silence, the silent tail is trimmed."""
+        pcm = bytes(self.pcm)
+        if self.stop_reason == "silence":
+            keep = self.last_voice_end + 2 * int(self.tail * SAMPLE_RATE)
+            pcm = pcm[:keep] if self.last_voice_end else b""
+        return pcm
+
+
+@dataclass(slots=True, eq=False)
+class LegState:
+    """One side of the call as the relay sees it."""
+
+    name: LegName
+    rtp_port: int
+    out: OutgoingStream
+    remote_sdp: SessionDescription | None = None
+    sdp_address: Address | None = None
+    sdp_rtcp_address: Address | None = None
+    latched: Address | None = None
+    latched_rtcp: Address | None = None
+    last_rx: float = float("-inf")
+    expect_since: float | None = None  # RTP is expected from this leg since then
+    timed_out: bool = False
+    held: bool = False  # this leg's last offer put the call on hold
+    sends: bool = False  # its SDP says it sends RTP
+    dtmf_pts: frozenset[int] = frozenset()
+    playback: tuple[str, int] | None = None  # (codec name, payload type) to play to this leg
+    player: Player | None = None
+    recorder: Recorder | None = None
+    dtmf: DtmfDetector = field(default_factory=DtmfDetector)
+    origin_id: str = "0"
+    origin_version: int = 0
+    last_sent_body: str | None = None
+    rx_packets: int = 0
+    tx_packets: int = 0
+    dropped: int = 0
+
+    @property
+    def destination(self) -> Address | None:
+        return self.latched or self.sdp_address
+
+    @property
+    def rtcp_destination(self) -> Address | None:
+        if self.latched_rtcp is not None:
+            return self.latched_rtcp
+        if self.sdp_rtcp_address is not None:
+            return self.sdp_rtcp_address
+        if self.latched is not None:
+            return (self.latched[0], self.latched[1] + 1)
+        return None
+
+
+class SessionCore:
+    """The media state of one call (both legs), without I/O."""
+
+    def __init__(
+        self,
+        call_id: str,
+        local_ip: str,
+        ports: dict[LegName, int],
+        rng: random.Random,
+        *,
+        rtp_timeout: float = 60.0,
+        relatch_after: float = 2.0,
+    ) -> None:
+        self.call_id = call_id
+        self.local_ip = local_ip
+        self.rtp_timeout = rtp_timeout
+        self.relatch_after = relatch_after
+        self.legs: dict[LegName, LegState] = {}
+        for name in LEGS:
+            out = OutgoingStream(rng.getrandbits(32), rng.getrandbits(16), rng.getrandbits(32))
+            self.legs[name] = LegState(
+                name, ports[name], out, origin_id=str(rng.randrange(10**9, 10**10))
+            )
+        self.peer: dict[LegName, LegState] = {"a": self.legs["b"], "b": self.legs["a"]}
+        self.events: list[DtmfReceived | RtpTimedOut] = []
+        self._offer_from: LegName | None = None
+        self._offer_local = False
+        self._pending_offer: SessionDescription | None = None
+
+    # ---- SDP --------------------------------------------------------------------------------
+
+    def offer(self, from_leg: LegName, sdp: bytes, now: float) -> bytes:
+        parsed = self._take(from_leg, sdp, now)
+        self._offer_from, self._offer_local, self._pending_offer = from_leg, False, parsed
+        return self._forward(self.peer[from_leg], parsed)
+
+    def answer(self, from_leg: LegName, sdp: bytes, now: float) -> bytes | None:
+        parsed = self._take(from_leg, sdp, now, is_answer=True)
+        local = self._offer_local and self._offer_from == _other(from_leg)
+        self._settle(parsed)
+        if local:
+            return None
+        return self._forward(self.peer[from_leg], parsed)
+
+    def local_answer(self, leg: LegName, sdp: bytes, now: float) -> bytes:
+        """Answer an offer from `leg` ourselves (announcement, voicemail, bounce)."""
+        parsed = self._take(leg, sdp, now)
+        ai = first_audio(parsed)
+        offered = codecs(parsed, ai) if ai is not None else []
+        chosen = [c for c in offered if c.name in CODECS][:1]
+        if not chosen:
+            raise MediaError("no common codec: the offer has neither PCMU nor PCMA")
+        chosen += [c for c in offered if c.name == "TELEPHONE-EVENT" and c.clock_rate == 8000][:1]
+        dir_ = direction(parsed, ai) if ai is not None else "sendrecv"
+        answer_dir = {"sendonly": "recvonly", "recvonly": "sendonly"}.get(dir_, dir_)
+        state = self.legs[leg]
+        body = _build_sdp(self.local_ip, state.rtp_port, chosen, answer_dir, parsed, ai)
+        self._offer_from, self._offer_local = leg, False
+        answer = SessionDescription.parse(body)
+        self._settle(answer)
+        return self._stamp(state, answer)
+
+    def local_offer(self, leg: LegName, now: float) -> bytes:
+        """An offer from us to `leg`: the G.711 codec already in use on the other leg, else PCMU
+        and PCMA; telephone-event in both cases."""
+        other = self.peer[leg]
+        te = CodecInfo(101, "telephone-event", 8000, 1, "0-16")
+        if other.playback is not None:
+            name, _ = other.playback
+            chosen = [CodecInfo(CODECS[name].payload_type, name, 8000), te]
+        else:
+            chosen = [CodecInfo(0, "PCMU", 8000), CodecInfo(8, "PCMA", 8000), te]
+        body = _build_sdp(self.local_ip, self.legs[leg].rtp_port, chosen, "sendrecv", None, None)
+        self._offer_from, self._offer_local = _other(leg), True
+        self._pending_offer = SessionDescription.parse(body)
+        return self._stamp(self.legs[leg], self._pending_offer)
+
+    def _take(
+        self, leg_name: LegName, sdp: bytes, now: float, *, is_answer: bool = False
+    ) -> SessionDescription:
+        try:
+            parsed = SessionDescription.parse(sdp)
+        except SdpError as e:
+            raise MediaError(f"malformed SDP from leg {leg_name}: {e.reason}") from e
+        leg = self.legs[leg_name]
+        ai = first_audio(parsed)
+        address: Address | None = None
+        rtcp: Address | None = None
+        sends = False
+        if ai is not None:
+            conn = parsed.connection_for(ai)
+            port = parsed.media[ai].media.port
+            if conn is not None and conn.host not in ("0.0.0.0", "::"):
+                address = (conn.host, port)
+                rtcp = (conn.host, port + 1)
+                for value in parsed.media[ai].attributes("rtcp"):
+                    parts = value.split()
+                    if parts and parts[0].isdigit():
+                        host = parts[3] if len(parts) >= 4 else conn.host
+                        rtcp = (host, int(parts[0]))
+            sends = address is not None and direction(parsed, ai) in ("sendrecv", "sendonly")
+            leg.dtmf_pts = frozenset(
+                c.payload_type for c in codecs(parsed, ai) if c.name == "TELEPHONE-EVENT"
+            )
+        if address != leg.sdp_address:
+            leg.latched = None  # a new address in SDP: latch again
+            leg.latched_rtcp = None
+        leg.sdp_address, leg.sdp_rtcp_address = address, rtcp
+        leg.remote_sdp = parsed
+        if not is_answer:
+            leg.held = is_hold(parsed)
+        leg.sends = sends
+        leg.expect_since = now
+        leg.timed_out = False
+        if leg.playback is None:
+            leg.playback = _playback_codec(parsed, ai)
+        return parsed
+
+    def _settle(self, answer: SessionDescription) -> None:
+        """An offer/answer exchange completed: each leg's playback codec becomes the first G.711
+        codec of the answer that the leg itself listed, with the leg's payload type."""
+        ai = first_audio(answer)
+        if ai is None:
+            return
+        order = [c.name for c in codecs(answer, ai) if c.name in CODECS]
+        for leg in self.legs.values():
+            if leg.remote_sdp is None:
+                continue
+            lai = first_audio(leg.remote_sdp)
+            if lai is None:
+                continue
+            theirs = {c.name: c for c in codecs(leg.remote_sdp, lai)}
+            pick = next((theirs[name] for name in order if name in theirs), None)
+            if pick is not None:
+                leg.playback = (pick.name, pick.payload_type)
+        self._pending_offer = None
+
+    def _forward(self, to: LegState, sdp: SessionDescription) -> bytes:
+        """`sdp` rewritten for leg `to`: our address and `to`'s port, ICE removed."""
+        ai = first_audio(sdp)
+        ports = {ai: to.rtp_port} if ai is not None else {}
+        return self._stamp(to, rewrite_connection(sdp, self.local_ip, ports))
+
+    def _stamp(self, to: LegState, sdp: SessionDescription) -> bytes:
+        """Our own o= line for leg `to`, its version bumped whenever the body changes
+        (RFC 3264 §8: a changed description MUST carry an incremented version)."""
+        body = sdp.without_origin_text()
+        if body != to.last_sent_body:
+            to.origin_version += 1
+            to.last_sent_body = body
+        addr_type = "IP6" if ":" in self.local_ip else "IP4"
+        origin = Origin("-", to.origin_id, to.origin_version, "IN", addr_type, self.local_ip)
+        return bytes(sdp.with_origin(origin))
+
+    # ---- RTP --------------------------------------------------------------------------------
+
+    def receive_rtp(
+        self, leg: LegState, data: bytes, source: Address, now: float
+    ) -> tuple[bytes, Address] | None:
+        """A datagram on `leg`'s RTP port: the datagram to send to the other leg, if any."""
+        if len(data) < 12 or data[0] & 0xC0 != 0x80:
+            leg.dropped += 1
+            return None
+        if source != leg.latched:
+            if leg.latched is not None and now - leg.last_rx < self.relatch_after:
+                leg.dropped += 1
+                return None
+            leg.latched = source
+        leg.last_rx = now
+        leg.rx_packets += 1
+        if (data[1] & 0x7F) in leg.dtmf_pts:
+            self._dtmf(leg, data)
+        if leg.recorder is not None:
+            leg.recorder.feed(data, now)
+        other = self.peer[leg.name]
+        if other.player is not None:
+            return None
+        dest = other.latched or other.sdp_address
+        if dest is None:
+            return None
+        out = other.out.relay(data, now)
+        if out is None:
+            return None
+        other.tx_packets += 1
+        return out, dest
+
+    def receive_rtcp(
+        self, leg: LegState, data: bytes, source: Address, now: float
+    ) -> tuple[bytes, Address] | None:
+        """A datagram on `leg`'s RTCP port: relayed unchanged to the other leg's RTCP address."""
+        if len(data) < 8 or data[0] >> 6 != 2:
+            return None
+        if source != leg.latched_rtcp:
+            if leg.latched_rtcp is not None and now - leg.last_rx < self.relatch_after:
+                return None
+            leg.latched_rtcp = source
+        other = self.peer[leg.name]
+        if other.player is not None:
+            return None
+        dest = other.rtcp_destination
+        return (data, dest) if dest is not None else None
+
+    def _dtmf(self, leg: LegState, data: bytes) -> None:
+        try:
+            events = leg.dtmf.feed(RtpPacket.parse(data))
+        except RtpError:
+            return
+        for event in events:
+            self.events.append(DtmfReceived(leg.name, event))
+
+    def tick(self, now: float) -> list[Recorder]:
+        """Housekeeping: RTP timeouts (as events) and recorders whose limits passed."""
+        on_hold = any(leg.held for leg in self.legs.values())
+        done = []
+        for leg in self.legs.values():
+            if (
+                not on_hold
+                and leg.sends
+                and not leg.timed_out
+                and leg.expect_since is not None
+                and now - max(leg.last_rx, leg.expect_since) >= self.rtp_timeout
+            ):
+                leg.timed_out = True
+                self.events.append(RtpTimedOut(leg.name))
+            if leg.recorder is not None and leg.recorder.check(now):
+                done.append(leg.recorder)
+        return done
+
+    def start_recording(
+        self,
+        leg_name: LegName,
+        path: Path,
+        now: float,
+        max_seconds: float,
+        silence_seconds: float | None,
+    ) -> Recorder:
+        leg = self.legs[leg_name]
+        if leg.recorder is not None and leg.recorder.stop_reason is None:
+            raise MediaError(f"leg {leg_name} is already being recorded")
+        decoders: dict[int, G711Codec] = {0: CODECS["PCMU"], 8: CODECS["PCMA"]}
+        for state in self.legs.values():
+            if state.remote_sdp is not None:
+                ai = first_audio(state.remote_sdp)
+                if ai is not None:
+                    for c in codecs(state.remote_sdp, ai):
+                        if c.name in CODECS:
+                            decoders[c.payload_type] = CODECS[c.name]
+        leg.recorder = Recorder(path, now, max_seconds, silence_seconds, decoders)
+        return leg.recorder
+
+
+def _other(leg: LegName) -> LegName:
+    return "b" if leg == "a" else "a"
+
+
+def _playback_codec(sdp: SessionDescription, ai: int | None) -> tuple[str, int] | None:
+    if ai is None:
+        return None
+    for c in codecs(sdp, ai):
+        if c.name in CODECS:
+            return c.name, c.payload_type
+    return None
+
+
+def _build_sdp(
+    ip: str,
+    port: int,
+    chosen: list[CodecInfo],
+    dir_: str,
+    offer: SessionDescription | None,
+    audio_index: int | None,
+) -> str:
+    """A plain audio SDP from us; as an answer it mirrors the offer's m= lines, the others
+    rejected with port 0 (RFC 3264 §6)."""
+    addr_type = "IP6" if ":" in ip else "IP4"
+    lines = ["v=0", f"o=- 0 0 IN {addr_type} {ip}", "s=-", f"c=IN {addr_type} {ip}", "t=0 0"]
+    media = [s.media for s in offer.media] if offer is not None else [None]
+    if offer is None:
+        audio_index = 0
+    for i, m in enumerate(media):
+        if i != audio_index:
+            assert m is not None
+            lines.append(f"m={m.media} 0 {m.proto} {' '.join(m.formats)}")
+            continue
+        lines.append(f"m=audio {port} RTP/AVP {' '.join(str(c.payload_type) for c in chosen)}")
+        for c in chosen:
+            lines.append(f"a=rtpmap:{c.payload_type} {c.encoding}/{c.clock_rate}")
+            if c.fmtp:
+                lines.append(f"a=fmtp:{c.payload_type} {c.fmtp}")
+        lines.append(f"a=ptime:{FRAME_BYTES * 1000 // SAMPLE_RATE}")
+        lines.append(f"a={dir_}")
+    return "\r\n".join(lines) + "\r\n"
+
+
+# Re-exported for the engine's callback typing.
+DtmfCallback = Callable[[LegName, DtmfEvent], None]
+TimeoutCallback = Callable[[LegName], None]
