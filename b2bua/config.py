@@ -77,6 +77,7 @@ __all__ = [
     "SystemExtension",
     "Trunk",
     "User",
+    "config_from_dict",
     "config_from_text",
     "format_path",
     "load_config",
@@ -744,7 +745,19 @@ def config_from_text(text: str, *, file: str = "<config>", base_dir: Path | None
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([_syntax_issue(file, text, exc)]) from None
-    lines = _Locator(text).lines
+    return _build(raw, _Locator(text).lines, file, base_dir)
+
+
+def config_from_dict(
+    data: Mapping[str, Any], *, file: str = "<config>", base_dir: Path | None = None
+) -> Config:
+    """Validate a configuration given as the dict `tomllib` would return (issues at line 1)."""
+    return _build(dict(data), {}, file, base_dir)
+
+
+def _build(
+    raw: dict[str, Any], lines: Mapping[KeyPath, int], file: str, base_dir: Path | None
+) -> Config:
     issues: list[ConfigIssue] = []
 
     def add(path: KeyPath, reason: str) -> None:
@@ -763,7 +776,7 @@ def config_from_text(text: str, *, file: str = "<config>", base_dir: Path | None
             ):
                 continue  # "too short" only because its items were rejected: say why instead
             add(_data_path(raw, loc), _reason(err))
-    for path, reason in _cross_check(raw):
+    for path, reason in _cross_check(raw, lines):
         add(path, reason)
     if issues or config is None:
         unique = {(i.field, i.reason): i for i in issues}
@@ -872,7 +885,7 @@ def _str(table: Mapping[str, Any], key: str) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _cross_check(raw: Mapping[str, Any]) -> list[tuple[KeyPath, str]]:
+def _cross_check(raw: Mapping[str, Any], lines: Mapping[KeyPath, int]) -> list[tuple[KeyPath, str]]:
     out: list[tuple[KeyPath, str]] = []
     users = {u: i for i, t in _tables(raw, "users") if (u := _str(t, "extension")) is not None}
     systems = {
@@ -883,20 +896,21 @@ def _cross_check(raw: Mapping[str, Any]) -> list[tuple[KeyPath, str]]:
     music = {n for _, t in _tables(raw, "music") if (n := _str(t, "name")) is not None}
     prompts = {n for _, t in _tables(raw, "announcements") if (n := _str(t, "name")) is not None}
 
-    # Unique names.
+    # Unique extensions; the later one in the file is reported.
+    entries = sorted(
+        (_line_for(lines, (section, i)), section, i, ext)
+        for section in ("users", "system_extensions")
+        for i, t in _tables(raw, section)
+        if (ext := _str(t, "extension")) is not None
+    )
     seen: dict[str, str] = {}
-    for section in ("users", "system_extensions"):
-        for i, t in _tables(raw, section):
-            ext = _str(t, "extension")
-            if ext is None:
-                continue
-            where = f"{section}[{i}]"
-            if ext in seen:
-                out.append(
-                    ((section, i, "extension"), f"extension {ext!r} is already used by {seen[ext]}")
-                )
-            else:
-                seen[ext] = where
+    for _, section, i, ext in entries:
+        if ext in seen:
+            out.append(
+                ((section, i, "extension"), f"extension {ext!r} is already used by {seen[ext]}")
+            )
+        else:
+            seen[ext] = f"{section}[{i}]"
     for section in ("trunks", "music", "announcements"):
         names: set[str] = set()
         for i, t in _tables(raw, section):
