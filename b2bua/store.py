@@ -117,17 +117,20 @@ def migrate(conn: sqlite3.Connection, component: str, steps: Sequence[MigrationS
 
 
 def _statements(script: str) -> list[str]:
-    """Split a migration script into statements (executescript would COMMIT our transaction)."""
+    """Split a migration script into statements (executescript would COMMIT our transaction).
+    Semicolons inside strings or trigger bodies stay put: a piece ends a statement only when
+    SQLite says the text so far is complete."""
     out: list[str] = []
     buf = ""
-    for line in script.splitlines(keepends=True):
-        buf += line
+    for piece in script.split(";"):
+        buf += piece + ";"
         if sqlite3.complete_statement(buf):
-            if buf.strip():
+            if buf.strip(" \t\r\n;"):
                 out.append(buf.strip())
             buf = ""
-    if buf.strip():
-        raise ValueError(f"incomplete SQL statement in migration: {buf.strip()[:80]!r}")
+    rest = buf[:-1].strip()
+    if rest:
+        raise ValueError(f"incomplete SQL statement in migration: {rest[:80]!r}")
     return out
 
 
