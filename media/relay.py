@@ -130,6 +130,7 @@ class Recorder:
         self._ssrc: int | None = None
         self._base = 0  # RTP timestamp of sample 0 (for the current SSRC)
         self._offset = 0  # sample position of `_base`
+        self._first_time = start
         self._limit = int(max_seconds * SAMPLE_RATE) * 2
 
     def feed(self, data: bytes, now: float) -> None:
@@ -143,9 +144,16 @@ class Recorder:
         except RtpError:
             return
         if packet.ssrc != self._ssrc:
+            # The first packet is sample 0 (no leading silence for the network delay); a new
+            # source later on goes on at its wall-clock position.
+            if self._ssrc is None:
+                self._first_time = now
+                self._offset = 0
+            else:
+                wall = round((now - self._first_time) * SAMPLE_RATE)
+                self._offset = max(len(self.pcm) // 2, wall)
             self._ssrc = packet.ssrc
             self._base = packet.timestamp
-            self._offset = round((now - self.start) * SAMPLE_RATE)
         delta = (packet.timestamp - self._base) & 0xFFFFFFFF
         if delta >= 0x80000000:
             return  # older than the first packet
