@@ -6,27 +6,49 @@ round-trips) and raises only `SipParseError`.
 
 from __future__ import annotations
 
+import re
+
 from b2bua.sip.errors import SipParseError
 
 # token = 1*(alphanum / "-" / "." / "!" / "%" / "*" / "_" / "+" / "`" / "'" / "~")
 TOKEN_CHARS = frozenset(
     "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~"
 )
+TOKEN_RE = r"[A-Za-z0-9\-.!%*_+`'~]+"
+_TOKEN = re.compile(TOKEN_RE)
+_DIGITS = re.compile(r"[0-9]+")
 WS = " \t"
+# A parameter name: a token, or in a URI a paramchar ("[" / "]" / "/" / ":" / "&" / "+" / "$",
+# RFC 3261 §25.1), escapes included.
+_PARAM_NAME = re.compile(r"[A-Za-z0-9\-.!%*_+`'~\[\]/:&$]+")
+# An unquoted parameter value: token, host (IPv6 reference included) or URI paramchars.
+_PARAM_VALUE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~\[\]/:&$=?@]+")
+# One parameter, the common shape: `;name=value` or `;name` with no white space.
+_SIMPLE_PARAM = re.compile(
+    r";([A-Za-z0-9\-.!%*_+`'~\[\]/:&$]+)(?:=([A-Za-z0-9\-.!%*_+`'~\[\]/:&$=?@]+))?"
+)
+# quoted-pair = "\" (%x00-09 / %x0B-0C / %x0E-7F): CR and LF can never be escaped.
+_NEEDS_ESCAPE = re.compile(r'["\\\x00-\x08\x0b\x0c\x0e-\x1f\x7f]')
 
 
 def is_token(text: str) -> bool:
-    return bool(text) and all(c in TOKEN_CHARS for c in text)
+    return _TOKEN.fullmatch(text) is not None
 
 
 def is_digits(text: str) -> bool:
     """ASCII digits only (str.isdigit also accepts other scripts' digits)."""
-    return bool(text) and all("0" <= c <= "9" for c in text)
+    return _DIGITS.fullmatch(text) is not None
 
 
 def quote(text: str) -> str:
-    """Make a quoted-string (escaping `"` and `\\`)."""
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    """Make a quoted-string of `text`.
+
+    `"`, `\\` and control characters become quoted-pairs; CR and LF, which no quoted-pair can
+    carry, become spaces: whatever the text, the result stays on one header line.
+    """
+    if "\r" in text or "\n" in text:
+        text = text.replace("\r", " ").replace("\n", " ")
+    return '"' + _NEEDS_ESCAPE.sub(lambda m: "\\" + m.group(), text) + '"'
 
 
 def read_quoted(text: str, start: int) -> tuple[str, int]:
@@ -34,6 +56,11 @@ def read_quoted(text: str, start: int) -> tuple[str, int]:
 
     Returns the unescaped content and the index just after the closing quote.
     """
+    end = text.find('"', start + 1)
+    if end < 0:
+        raise SipParseError("Unterminated quoted string")
+    if text.find("\\", start + 1, end) < 0:
+        return text[start + 1 : end], end + 1
     out: list[str] = []
     i = start + 1
     n = len(text)
@@ -54,7 +81,7 @@ def read_quoted(text: str, start: int) -> tuple[str, int]:
 
 def unquote(value: str) -> str:
     """The content of a quoted-string, or the value itself when it is not quoted."""
-    if len(value) >= 2 and value[0] == '"':
+    if value[:1] == '"':
         content, end = read_quoted(value, 0)
         if end != len(value):
             raise SipParseError("Garbage after quoted string")
@@ -80,7 +107,9 @@ def split_list(value: str) -> list[str]:
         if c == "<":
             depth += 1
         elif c == ">":
-            depth = max(0, depth - 1)
+            if depth == 0:
+                raise SipParseError("Unbalanced angle brackets")
+            depth -= 1
         elif c == "," and depth == 0:
             part = value[start:i].strip()
             if part:
@@ -104,42 +133,57 @@ def parse_params(text: str, start: int = 0) -> dict[str, str | None]:
     params: dict[str, str | None] = {}
     i = start
     n = len(text)
+    simple = _SIMPLE_PARAM.match
     while i < n:
-        while i < n and text[i] in WS:
-            i += 1
-        if i >= n:
-            break
-        if text[i] != ";":
-            raise SipParseError(f"Expected ';' in parameters near {text[i:i + 20]!r}")
+        m = simple(text, i)
+        if m is not None:
+            end = m.end()
+            if end == n or text[end] in "; \t":
+                params[m.group(1).lower()] = m.group(2)
+                i = end
+                continue
+        i = _parse_param(text, i, params)
+    return params
+
+
+def _parse_param(text: str, i: int, params: dict[str, str | None]) -> int:
+    """The general case of one parameter (white space around `;` and `=`, quoted values)."""
+    n = len(text)
+    while i < n and text[i] in WS:
+        i += 1
+    if i >= n:
+        return i
+    if text[i] != ";":
+        raise SipParseError(f"Expected ';' in parameters near {text[i:i + 20]!r}")
+    i += 1
+    while i < n and text[i] in WS:
+        i += 1
+    m = _PARAM_NAME.match(text, i)
+    if m is None:
+        raise SipParseError("Malformed parameter name")
+    name = m.group()
+    i = m.end()
+    while i < n and text[i] in WS:
+        i += 1
+    value: str | None = None
+    if i < n and text[i] == "=":
         i += 1
         while i < n and text[i] in WS:
             i += 1
-        j = i
-        while j < n and text[j] not in "=;" + WS:
-            j += 1
-        name = text[i:j]
-        if not name:
-            raise SipParseError("Empty parameter name")
-        i = j
-        while i < n and text[i] in WS:
-            i += 1
-        value: str | None = None
-        if i < n and text[i] == "=":
-            i += 1
-            while i < n and text[i] in WS:
-                i += 1
-            if i < n and text[i] == '"':
-                _, end = read_quoted(text, i)
-                value = text[i:end]
-                i = end
-            else:
-                j = i
-                while j < n and text[j] not in ";" + WS:
-                    j += 1
-                value = text[i:j]
-                i = j
-        params[name.lower()] = value
-    return params
+        if i < n and text[i] == '"':
+            _, end = read_quoted(text, i)
+            value = text[i:end]
+            i = end
+        else:
+            m = _PARAM_VALUE.match(text, i)
+            if m is None:
+                raise SipParseError(f"Malformed value of parameter {name[:20]!r}")
+            value = m.group()
+            i = m.end()
+    if i < n and text[i] not in ";" + WS:
+        raise SipParseError(f"Malformed parameter {name[:20]!r}")
+    params[name.lower()] = value
+    return i
 
 
 def format_params(params: dict[str, str | None]) -> str:

@@ -3,17 +3,21 @@
 Header names: compact forms (RFC 3261 §7.3.3) expand to their long form, names compare
 case-insensitively; `header_key()` gives the lower-case long name used for lookups and
 `canonical_name()` the spelling we write.
+
+The typed objects are views: changing one does not change the message; set the header instead
+(`msg.headers.set("To", str(new_to))`).
 """
 
 from __future__ import annotations
 
+import re
+
 from b2bua.sip.errors import SipParseError
 from b2bua.sip.grammar import (
-    TOKEN_CHARS,
+    TOKEN_RE,
     WS,
     format_params,
     is_digits,
-    is_token,
     parse_params,
     quote,
     read_quoted,
@@ -54,32 +58,49 @@ _CANONICAL: dict[str, str] = {
     "rseq": "RSeq",
     "sip-etag": "SIP-ETag",
     "sip-if-match": "SIP-If-Match",
-    "history-info": "History-Info",
-    "p-asserted-identity": "P-Asserted-Identity",
-    "p-preferred-identity": "P-Preferred-Identity",
+    "min-se": "Min-SE",
 }
 
-# Headers whose value is never a comma-separated list (commas are part of the value).
+# Headers whose value is never a comma-separated list (commas are part of the value, or the
+# header holds one value only).
 SINGLE_VALUE = frozenset(
     {
-        "www-authenticate",
+        "authentication-info",
         "authorization",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "date",
         "call-id",
-        "cseq",
-        "from",
-        "to",
+        "content-disposition",
         "content-length",
         "content-type",
+        "cseq",
+        "date",
+        "event",
+        "expires",
+        "from",
+        "identity",
+        "identity-info",
         "max-forwards",
-        "user-agent",
-        "server",
-        "subject",
+        "mime-version",
+        "min-expires",
+        "min-se",
         "organization",
+        "priority",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "rack",
+        "refer-to",
+        "referred-by",
+        "replaces",
+        "reply-to",
         "retry-after",
+        "rseq",
+        "server",
+        "session-expires",
+        "subject",
+        "subscription-state",
         "timestamp",
+        "to",
+        "user-agent",
+        "www-authenticate",
     }
 )
 
@@ -91,6 +112,7 @@ def header_key(name: str) -> str:
 
 
 def canonical_name(name: str) -> str:
+    """The spelling we write for a header name (`i` -> `Call-ID`, `max-forwards` -> `Max-Forwards`)."""
     key = header_key(name)
     known = _CANONICAL.get(key)
     if known:
@@ -98,10 +120,19 @@ def canonical_name(name: str) -> str:
     return "-".join(p[:1].upper() + p[1:] for p in key.split("-"))
 
 
-class NameAddr:
-    """`[display-name] <uri> *(;param)` or `addr-spec *(;param)` (From, To, Contact, Route)."""
+# display-name = *(token LWS) / quoted-string: written bare only when it is tokens and spaces.
+_BARE_DISPLAY = re.compile(f"{TOKEN_RE}(?: {TOKEN_RE})*")
+_TOKENS_LWS = re.compile(f"[ \t]*{TOKEN_RE}(?:[ \t]+{TOKEN_RE})*[ \t]*")
 
-    __slots__ = ("display_name", "params", "uri")
+
+class NameAddr:
+    """`[display-name] <uri> *(;param)` or `addr-spec *(;param)` (From, To, Contact, Route).
+
+    The URI of a parsed address is parsed on first use of `uri`: reading a tag costs no URI
+    parse. A malformed URI raises `SipParseError` then.
+    """
+
+    __slots__ = ("_uri", "_uri_text", "display_name", "params")
 
     def __init__(
         self,
@@ -109,9 +140,30 @@ class NameAddr:
         display_name: str | None = None,
         params: dict[str, str | None] | None = None,
     ) -> None:
-        self.uri = uri
+        self._uri: Uri | None = uri
+        self._uri_text = ""
         self.display_name = display_name
         self.params = params if params is not None else {}
+
+    @classmethod
+    def _parsed(cls, uri_text: str, display_name: str | None, params: dict[str, str | None]) -> NameAddr:
+        na = cls.__new__(cls)
+        na._uri = None
+        na._uri_text = uri_text
+        na.display_name = display_name
+        na.params = params
+        return na
+
+    @property
+    def uri(self) -> Uri:
+        uri = self._uri
+        if uri is None:
+            uri = self._uri = parse_uri(self._uri_text)
+        return uri
+
+    @uri.setter
+    def uri(self, uri: Uri) -> None:
+        self._uri = uri
 
     @property
     def tag(self) -> str | None:
@@ -119,26 +171,32 @@ class NameAddr:
 
     @property
     def sip_uri(self) -> SipUri:
-        if not isinstance(self.uri, SipUri):
-            raise SipParseError(f"Unsupported URI scheme {self.uri.scheme!r}", status=416)
-        return self.uri
+        """The URI if it is sip: or sips:; any other scheme is a 416."""
+        uri = self.uri
+        if not isinstance(uri, SipUri):
+            raise SipParseError(f"Unsupported URI scheme {uri.scheme!r}", status=416)
+        return uri
 
     def param(self, name: str) -> str | None:
+        """A parameter's value, unquoted."""
         value = self.params.get(name.lower())
         return None if value is None else unquote(value)
 
     def with_params(self, **params: str | None) -> NameAddr:
         merged = dict(self.params)
         merged.update(params)
-        return NameAddr(self.uri, self.display_name, merged)
+        if self._uri is None:
+            return NameAddr._parsed(self._uri_text, self.display_name, merged)
+        return NameAddr(self._uri, self.display_name, merged)
 
     def __str__(self) -> str:
-        if self.display_name is not None:
-            name = self.display_name
-            shown = name if name and all(c in TOKEN_CHARS or c == " " for c in name) else quote(name)
-            head = f"{shown} <{self.uri}>" if shown else f"<{self.uri}>"
+        uri = self._uri_text if self._uri is None else str(self._uri)
+        name = self.display_name
+        if name:
+            shown = name if _BARE_DISPLAY.fullmatch(name) else quote(name)
+            head = f"{shown} <{uri}>"
         else:
-            head = f"<{self.uri}>"
+            head = f"<{uri}>"
         return head + format_params(self.params)
 
     def __repr__(self) -> str:
@@ -146,7 +204,8 @@ class NameAddr:
 
 
 def parse_name_addr(text: str) -> NameAddr:
-    text = text.strip()
+    """Parse one name-addr or addr-spec with its header parameters."""
+    text = text.strip(WS)
     if not text:
         raise SipParseError("Empty address")
     display: str | None = None
@@ -156,30 +215,36 @@ def parse_name_addr(text: str) -> NameAddr:
         while i < len(text) and text[i] in WS:
             i += 1
         if i >= len(text) or text[i] != "<":
-            raise SipParseError("Expected '<' after display name")
-    lt = text.find("<", i)
-    if lt >= 0 and (display is not None or '"' not in text[:lt]):
-        if display is None:
-            token_name = text[:lt].strip()
-            if token_name:
-                if not all(c in TOKEN_CHARS or c in WS for c in token_name):
-                    raise SipParseError(f"Malformed display name {token_name[:40]!r}")
-                display = " ".join(token_name.split())
+            raise SipParseError("Expected '<' after quoted display name")
+        lt = i
+    else:
+        lt = text.find("<")
+        if lt > 0:
+            bare = text[:lt]
+            if _TOKENS_LWS.fullmatch(bare) is None:
+                if '"' in bare:
+                    raise SipParseError("Malformed display name (quote not at the start)")
+                # No display name before '<': an addr-spec whose parameters hold a '<'.
+                lt = -1
+            else:
+                display = " ".join(bare.split())
+    if lt >= 0:
         gt = text.find(">", lt)
         if gt < 0:
             raise SipParseError("Unterminated '<' in address")
-        uri = parse_uri(text[lt + 1 : gt].strip())
-        params = parse_params(text, gt + 1)
-        return NameAddr(uri, display, params)
-    # addr-spec: parameters after the URI belong to the header, not the URI (RFC 3261 §20.10).
+        uri_text = text[lt + 1 : gt].strip(WS)
+        if not uri_text:
+            raise SipParseError("Empty URI in address")
+        return NameAddr._parsed(uri_text, display, parse_params(text, gt + 1))
+    # addr-spec: "If the URI is not enclosed in angle brackets, any semicolon-delimited
+    # parameters are header-parameters, not URI parameters" (RFC 3261 §20).
     semi = text.find(";")
-    uri_text, rest = (text, "") if semi < 0 else (text[:semi], text[semi:])
-    uri_text = uri_text.strip()
-    if any(c in WS for c in uri_text):
+    uri_text, rest = (text, "") if semi < 0 else (text[:semi].rstrip(WS), text[semi:])
+    if not uri_text or any(c in WS for c in uri_text):
         raise SipParseError(f"Malformed address {text[:60]!r}")
     if "?" in uri_text or "," in uri_text:
         raise SipParseError("URI with '?' or ',' must be enclosed in '<>'")
-    return NameAddr(parse_uri(uri_text), None, parse_params(rest) if rest else {})
+    return NameAddr._parsed(uri_text, None, parse_params(rest) if rest else {})
 
 
 def parse_name_addr_list(value: str) -> list[NameAddr]:
@@ -213,8 +278,9 @@ class Via:
 
     @property
     def rport(self) -> int | None:
+        """The rport value (RFC 3581); None when absent or without value (checked at parse)."""
         value = self.params.get("rport")
-        return int(value) if value and is_digits(value) else None
+        return int(value) if value else None
 
     def __str__(self) -> str:
         hostport = self.host if self.port is None else f"{self.host}:{self.port}"
@@ -224,39 +290,34 @@ class Via:
         return f"Via({str(self)!r})"
 
 
+# via-parm = sent-protocol LWS sent-by; sent-protocol = name SLASH version SLASH transport, where
+# SLASH = SWS "/" SWS, and sent-by = host [ COLON port ] with COLON = SWS ":" SWS.
+_VIA = re.compile(
+    rf"[ \t]*({TOKEN_RE})[ \t]*/[ \t]*({TOKEN_RE})[ \t]*/[ \t]*({TOKEN_RE})[ \t]+"
+    r"(\[[^\]\s]*\]|[^\s;:\[]+)(?:[ \t]*:[ \t]*([0-9]{1,5}))?"
+)
+
+
 def parse_via(text: str) -> Via:
-    # sent-protocol = protocol-name SLASH protocol-version SLASH transport (LWS allowed)
-    parts: list[str] = []
-    i = 0
-    n = len(text)
-    for _ in range(3):
-        while i < n and text[i] in WS:
-            i += 1
-        j = i
-        while j < n and text[j] not in "/" + WS:
-            j += 1
-        parts.append(text[i:j])
-        i = j
-        while i < n and text[i] in WS:
-            i += 1
-        if len(parts) < 3:
-            if i >= n or text[i] != "/":
-                raise SipParseError("Malformed Via sent-protocol")
-            i += 1
-    name, version, transport = parts
+    """Parse one via-parm."""
+    m = _VIA.match(text)
+    if m is None:
+        raise SipParseError("Malformed Via")
+    name, version, transport, host_text, port_text = m.groups()
     if name.upper() != "SIP" or version != "2.0":
-        raise SipParseError(f"Unsupported Via protocol {name}/{version}")
-    if not is_token(transport):
-        raise SipParseError("Malformed Via transport")
-    while i < n and text[i] in WS:
-        i += 1
-    j = i
-    while j < n and text[j] not in ";" + WS:
-        j += 1
-    host, port = parse_hostport(text[i:j])
-    params = parse_params(text, j)
+        raise SipParseError(f"Unsupported Via protocol {name[:10]}/{version[:10]}")
+    host, _ = parse_hostport(host_text)
+    port: int | None = None
+    if port_text is not None:
+        port = int(port_text)
+        if port > 65535:
+            raise SipParseError("Via port out of range")
+    params = parse_params(text, m.end())
     if "branch" in params and not params["branch"]:
         raise SipParseError("Empty Via branch")
+    rport = params.get("rport")
+    if rport is not None and (not is_digits(rport) or len(rport) > 5 or int(rport) > 65535):
+        raise SipParseError("Malformed Via rport")
     return Via(transport, host, port, params)
 
 
@@ -284,15 +345,18 @@ class CSeq:
         return hash((self.number, self.method))
 
 
+_CSEQ = re.compile(rf"[ \t]*([0-9]{{1,10}})[ \t]+({TOKEN_RE})[ \t]*")
+
+
 def parse_cseq(text: str) -> CSeq:
-    parts = text.split()
-    if len(parts) != 2:
+    """Parse `1*DIGIT LWS Method`."""
+    m = _CSEQ.fullmatch(text)
+    if m is None:
         raise SipParseError("Malformed CSeq")
-    number, method = parts
-    # CSeq = 1*DIGIT LWS Method; "MUST be expressible as a 32-bit unsigned integer" and less
-    # than 2**31 for requests (RFC 3261 §8.1.1.5).
-    if not is_digits(number) or len(number) > 10 or int(number) >= 2**31:
-        raise SipParseError("Malformed CSeq number")
-    if not is_token(method):
-        raise SipParseError("Malformed CSeq method")
-    return CSeq(int(number), method)
+    number = int(m.group(1))
+    # The number "MUST be expressible as a 32-bit unsigned integer" and less than 2**31 in a
+    # request (RFC 3261 §8.1.1.5).
+    if number >= 2**31:
+        raise SipParseError("CSeq number out of range")
+    return CSeq(number, m.group(2))
+

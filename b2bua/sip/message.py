@@ -2,25 +2,33 @@
 
 Theory of operation
 -------------------
-`parse_message(data)` does the minimum on the hot path: it frames the start line and the header
-lines (unfolding continuation lines), and keeps every header *raw* as (name, value, original
-bytes). Typed views (`via`, `from_`, `to`, `cseq`, `contact`...) are parsed on first access and
-cached. A message that nobody changed serializes to the very bytes it was parsed from; a changed
-one is rebuilt line by line, reusing the original bytes of every untouched header and writing a
-Content-Length that matches the body.
+`parse_message(data)` does the minimum on the hot path. It finds the end of the header section,
+decodes it once (UTF-8 with `surrogateescape`, so any byte sequence survives a round trip) and
+splits it into header fields with one regular expression. Every field is kept *raw*: a tuple
+(key, name, value, raw) where `key` is the lower-case long name used for lookups, `value` the
+unfolded value and `raw` the line(s) exactly as received. Folded headers (RFC 3261 §7.3.1), or
+anything the fast expression does not cover, take a line-by-line path that also names the error.
 
-Header text is decoded as UTF-8 with `surrogateescape`, so any byte sequence survives a round trip.
-Only `SipParseError` leaves this module for remote input.
+Typed views (`via`, `from_`, `to`, `cseq`, `contacts`...) are parsed on first access and cached
+until that header changes. A message whose headers, start line and body nobody changed
+serializes to the very bytes it was parsed from; a changed one is rebuilt line by line, reusing
+the raw text of every untouched header and writing a Content-Length that matches the body.
+
+Only `SipParseError` leaves this module for remote input. When a request fails after its start
+line was recognised, the error carries in `partial` what could be read of it, so a server can
+still send the stateless answer (see `can_respond`); a response that fails is simply dropped.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, Final
 
 from b2bua.sip.errors import SipParseError
 from b2bua.sip.grammar import is_digits, is_token, split_list
 from b2bua.sip.headers import (
+    COMPACT,
     SINGLE_VALUE,
     CSeq,
     NameAddr,
@@ -29,21 +37,21 @@ from b2bua.sip.headers import (
     header_key,
     parse_cseq,
     parse_name_addr,
-    parse_name_addr_list,
-    parse_via_list,
+    parse_via,
 )
 from b2bua.sip.uri import Uri, parse_uri
 
 # Size caps on remote input.
-MAX_MESSAGE_BYTES = 65_535
-MAX_HEADER_BYTES = 16_384
-MAX_HEADERS = 128
-MAX_LINE_BYTES = 8_192
-MAX_BODY_BYTES = MAX_MESSAGE_BYTES
+MAX_MESSAGE_BYTES: Final = 65_535
+MAX_HEADER_BYTES: Final = 16_384
+MAX_HEADERS: Final = 128
+MAX_LINE_BYTES: Final = 8_192
+MAX_BODY_BYTES: Final = MAX_MESSAGE_BYTES
+MAX_REASON_PHRASE: Final = 256  # what we write; a received one is kept as it came
 
-SIP_VERSION = "SIP/2.0"
-_ENC = "utf-8"
-_ERR = "surrogateescape"
+SIP_VERSION: Final = "SIP/2.0"
+_ENC: Final = "utf-8"
+_ERR: Final = "surrogateescape"
 
 REASONS: dict[int, str] = {
     100: "Trying",
@@ -65,6 +73,7 @@ REASONS: dict[int, str] = {
     408: "Request Timeout",
     410: "Gone",
     413: "Request Entity Too Large",
+    414: "Request-URI Too Long",
     415: "Unsupported Media Type",
     416: "Unsupported URI Scheme",
     420: "Bad Extension",
@@ -94,37 +103,71 @@ REASONS: dict[int, str] = {
     606: "Not Acceptable",
 }
 
+# A header field: (key, name, value, raw). `raw` is None for a header we added or changed.
+Field = tuple[str, str, str, str | None]
 
-class HeaderField:
-    """One header line: its name as written, its unfolded value, its original bytes if any."""
+# Header names as they are usually spelled, mapped to their lookup key (saves a lower() and a
+# dict lookup per header on the hot path; any other spelling goes through `header_key`).
+_KEYS: dict[str, str] = {}
+for _key in (
+    "via", "from", "to", "call-id", "cseq", "contact", "max-forwards", "content-type",
+    "content-length", "route", "record-route", "expires", "allow", "supported", "require",
+    "user-agent", "server", "accept", "session-expires", "min-se", "authorization",
+    "www-authenticate", "proxy-authorization", "proxy-authenticate", "event", "subject",
+    "allow-events", "p-asserted-identity", "privacy", "date", "timestamp", "organization",
+    "content-disposition", "subscription-state", "refer-to", "referred-by", "reason", "rseq",
+    "rack", "path", "min-expires", "warning", "unsupported", "accept-encoding",
+    "accept-language", "content-encoding", "mime-version", "retry-after", "call-info",
+    "alert-info", "diversion", "history-info", "replaces", "proxy-require",
+):  # fmt: skip
+    for _spelling in (_key, canonical_name(_key), _key.upper()):
+        _KEYS[_spelling] = _key
+for _short, _key in COMPACT.items():
+    _KEYS[_short] = _KEYS[_short.upper()] = _key
 
-    __slots__ = ("key", "name", "raw", "value")
+# One header line: CRLF name [WS] ":" [WS] value [WS], followed by CRLF. Groups: the whole line,
+# the name, the value without surrounding white space. A folded line never matches (it starts
+# with white space), nor does a line with a bare CR or LF.
+_HEADER_LINE = re.compile(
+    r"\r\n(([A-Za-z0-9\-.!%*_+`'~]+)[ \t]*:[ \t]*((?:[^\r\n]*[^\r\n \t])?)[ \t]*)(?=\r\n)"
+)
+_NAME_COLON = re.compile(r"([A-Za-z0-9\-.!%*_+`'~]+)[ \t]*:")
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_VERSION_SHAPE = re.compile(r"SIP/[0-9]+\.[0-9]+", re.IGNORECASE)
+_METHODS = frozenset(
+    "INVITE ACK BYE CANCEL OPTIONS REGISTER PRACK SUBSCRIBE NOTIFY PUBLISH INFO REFER MESSAGE "
+    "UPDATE".split()
+)
 
-    def __init__(self, name: str, value: str, raw: bytes | None = None) -> None:
-        self.name = name
-        self.value = value
-        self.key = header_key(name)
-        self.raw = raw
 
-    def __repr__(self) -> str:
-        return f"HeaderField({self.name!r}, {self.value!r})"
+def _new_field(name: str, value: str) -> Field:
+    """A header we add: its name must be a token and its value must stay on one line."""
+    if not is_token(name):
+        raise ValueError(f"not a header name: {name!r}")
+    if "\r" in value or "\n" in value:
+        raise ValueError(f"CR or LF in the value of header {name}")
+    return (header_key(name), canonical_name(name), value, None)
 
 
 class Headers:
-    """Ordered, repeatable, case-insensitive header fields with typed, cached views."""
+    """Ordered, repeatable, case-insensitive header fields with typed, cached views.
+
+    Names may be given in any case or compact form (`i`, `Call-ID` and `CALL-ID` are the same
+    header). Setting a header whose value holds CR or LF is a programming error (ValueError).
+    """
 
     __slots__ = ("_cache", "_fields", "dirty")
 
     def __init__(self, fields: Iterable[tuple[str, str]] | None = None) -> None:
-        self._fields: list[HeaderField] = []
+        self._fields: list[Field] = []
         self._cache: dict[str, Any] = {}
         self.dirty = True
         if fields is not None:
             for name, value in fields:
-                self._fields.append(HeaderField(canonical_name(name), value))
+                self._fields.append(_new_field(name, value))
 
     @classmethod
-    def _from_parsed(cls, fields: list[HeaderField]) -> Headers:
+    def _from_parsed(cls, fields: list[Field]) -> Headers:
         h = cls.__new__(cls)
         h._fields = fields
         h._cache = {}
@@ -133,7 +176,8 @@ class Headers:
 
     # -- reading ---------------------------------------------------------------------------
     def __iter__(self) -> Iterator[tuple[str, str]]:
-        return ((f.name, f.value) for f in self._fields)
+        """(name as written, value) of every header, in order."""
+        return ((f[1], f[2]) for f in self._fields)
 
     def __len__(self) -> int:
         return len(self._fields)
@@ -142,20 +186,20 @@ class Headers:
         if not isinstance(name, str):
             return False
         key = header_key(name)
-        return any(f.key == key for f in self._fields)
+        return any(f[0] == key for f in self._fields)
 
     def get(self, name: str, default: str | None = None) -> str | None:
         """Value of the first header of that name."""
         key = header_key(name)
         for f in self._fields:
-            if f.key == key:
-                return f.value
+            if f[0] == key:
+                return f[2]
         return default
 
     def get_all(self, name: str) -> list[str]:
         """Values of every header of that name, each as written (not split at commas)."""
         key = header_key(name)
-        return [f.value for f in self._fields if f.key == key]
+        return [f[2] for f in self._fields if f[0] == key]
 
     def values(self, name: str) -> list[str]:
         """Every element of a list header, across repeated headers and comma-separated values."""
@@ -164,8 +208,8 @@ class Headers:
             return self.get_all(key)
         out: list[str] = []
         for f in self._fields:
-            if f.key == key:
-                out.extend(split_list(f.value))
+            if f[0] == key:
+                out.extend(split_list(f[2]))
         return out
 
     def cached(self, key: str) -> Any:
@@ -179,30 +223,34 @@ class Headers:
     def _changed(self, key: str) -> None:
         self.dirty = True
         self._cache.pop(key, None)
+        self._cache.pop("*" + key, None)
 
     def set(self, name: str, value: str) -> None:
         """Replace every header of that name by one (in place of the first, else at the end)."""
-        key = header_key(name)
-        new = HeaderField(canonical_name(name), value)
-        for i, f in enumerate(self._fields):
-            if f.key == key:
-                self._fields[i] = new
-                self._fields[i + 1 :] = [g for g in self._fields[i + 1 :] if g.key != key]
+        new = _new_field(name, value)
+        key = new[0]
+        fields = self._fields
+        for i, f in enumerate(fields):
+            if f[0] == key:
+                fields[i] = new
+                fields[i + 1 :] = [g for g in fields[i + 1 :] if g[0] != key]
                 break
         else:
-            self._fields.append(new)
+            fields.append(new)
         self._changed(key)
 
     def add(self, name: str, value: str) -> None:
-        self._fields.append(HeaderField(canonical_name(name), value))
-        self._changed(header_key(name))
+        """Append a header (after all the others)."""
+        new = _new_field(name, value)
+        self._fields.append(new)
+        self._changed(new[0])
 
     def add_first(self, name: str, value: str) -> None:
         """Insert before the first header of that name (or at the top): how Via is pushed."""
-        key = header_key(name)
-        new = HeaderField(canonical_name(name), value)
+        new = _new_field(name, value)
+        key = new[0]
         for i, f in enumerate(self._fields):
-            if f.key == key:
+            if f[0] == key:
                 self._fields.insert(i, new)
                 break
         else:
@@ -210,51 +258,50 @@ class Headers:
         self._changed(key)
 
     def remove(self, name: str) -> None:
+        """Remove every header of that name."""
         key = header_key(name)
-        self._fields = [f for f in self._fields if f.key != key]
+        self._fields = [f for f in self._fields if f[0] != key]
         self._changed(key)
 
     def pop_first(self, name: str) -> str | None:
-        """Remove the first element of a list header (e.g. the top Via or Route)."""
+        """Remove the first element of a list header (e.g. the top Via or Route) and return it."""
         key = header_key(name)
         for i, f in enumerate(self._fields):
-            if f.key == key:
-                parts = split_list(f.value)
+            if f[0] == key:
+                parts = split_list(f[2])
                 if len(parts) <= 1:
                     del self._fields[i]
                 else:
-                    self._fields[i] = HeaderField(f.name, ", ".join(parts[1:]))
+                    self._fields[i] = (key, f[1], ", ".join(parts[1:]), None)
                 self._changed(key)
                 return parts[0] if parts else None
         return None
 
     def copy(self) -> Headers:
-        h = Headers._from_parsed([HeaderField(f.name, f.value, f.raw) for f in self._fields])
+        h = Headers._from_parsed(list(self._fields))
         h.dirty = self.dirty
         return h
 
-    def _write(self, out: list[bytes]) -> None:
-        for f in self._fields:
-            if f.raw is not None:
-                out.append(f.raw)
-            else:
-                out.append(f"{f.name}: {f.value}\r\n".encode(_ENC, _ERR))
+    def _lines(self) -> list[str]:
+        return [f"{f[1]}: {f[2]}" if f[3] is None else f[3] for f in self._fields]
 
 
 class Message:
     """What requests and responses share: headers, body, typed views."""
 
-    __slots__ = ("_raw", "body", "headers", "source")
+    __slots__ = ("_raw", "_raw_key", "body", "headers", "source")
 
     headers: Headers
     body: bytes
     _raw: bytes | None
+    _raw_key: tuple[object, ...] | None
     source: Any
 
     def __init__(self, headers: Headers | Iterable[tuple[str, str]] | None, body: bytes) -> None:
         self.headers = headers if isinstance(headers, Headers) else Headers(headers)
         self.body = body
         self._raw = None
+        self._raw_key = None
         self.source = None
 
     # -- typed views (parsed lazily, cached until the header changes) -----------------------
@@ -291,12 +338,13 @@ class Message:
 
     @property
     def vias(self) -> list[Via]:
+        """Every Via, top first."""
         value = self.headers.cached("via")
         if value is None:
             values = self.headers.values("via")
             if not values:
                 raise SipParseError("Missing Via header")
-            value = self.headers.store("via", parse_via_list(", ".join(values)))
+            value = self.headers.store("via", [parse_via(v) for v in values])
         result: list[Via] = value
         return result
 
@@ -311,9 +359,11 @@ class Message:
         value = self.headers.cached("contact")
         if value is None:
             values = self.headers.values("contact")
-            if self.contact_star:
+            if len(values) == 1 and values[0] == "*":
                 value = []
             else:
+                if "*" in values:
+                    raise SipParseError("Contact '*' mixed with other contacts")
                 value = [parse_name_addr(v) for v in values]
             self.headers.store("contact", value)
         result: list[NameAddr] = value
@@ -321,15 +371,16 @@ class Message:
 
     @property
     def contact_star(self) -> bool:
+        """Whether the Contact is `*` (a REGISTER removing all bindings)."""
         values = self.headers.values("contact")
         return len(values) == 1 and values[0] == "*"
 
     def name_addrs(self, name: str) -> list[NameAddr]:
         """Route, Record-Route, Path...: every element, parsed."""
-        key = header_key(name)
+        key = "*" + header_key(name)
         value = self.headers.cached(key)
         if value is None:
-            value = self.headers.store(key, parse_name_addr_list(", ".join(self.headers.values(key))))
+            value = self.headers.store(key, [parse_name_addr(v) for v in self.headers.values(name)])
         result: list[NameAddr] = value
         return result
 
@@ -338,8 +389,8 @@ class Message:
         value = self.headers.get("max-forwards")
         if value is None:
             return None
-        value = value.strip()
-        if not is_digits(value) or len(value) > 3 or int(value) > 255:
+        # Max-Forwards = 1*DIGIT, "an integer in the range 0-255" (RFC 3261 §20.22).
+        if not is_digits(value) or len(value) > 10 or int(value) > 255:
             raise SipParseError("Malformed Max-Forwards")
         return int(value)
 
@@ -348,13 +399,13 @@ class Message:
         value = self.headers.get("expires")
         if value is None:
             return None
-        value = value.strip()
         if not is_digits(value) or len(value) > 10:
             raise SipParseError("Malformed Expires")
         return int(value)
 
     @property
     def content_type(self) -> str | None:
+        """The media type, lower-cased, without parameters (`application/sdp`)."""
         value = self.headers.get("content-type")
         return None if value is None else value.split(";", 1)[0].strip().lower()
 
@@ -362,24 +413,27 @@ class Message:
     def _start_line(self) -> str:
         raise NotImplementedError
 
+    def _key(self) -> tuple[object, ...]:
+        """What, besides the headers, the serialized bytes depend on."""
+        raise NotImplementedError
+
     def __bytes__(self) -> bytes:
         raw = self._raw
-        if raw is not None and not self.headers.dirty:
+        if raw is not None and not self.headers.dirty and self._raw_key == self._key():
             return raw
-        length = str(len(self.body))
+        body = self.body
+        length = str(len(body))
         if self.headers.get("content-length") != length:
             self.headers.set("Content-Length", length)
-        out: list[bytes] = [self._start_line().encode(_ENC, _ERR), b"\r\n"]
-        self.headers._write(out)
-        out.append(b"\r\n")
-        out.append(self.body)
-        raw = b"".join(out)
+        lines = [self._start_line(), *self.headers._lines(), "", ""]
+        raw = "\r\n".join(lines).encode(_ENC, _ERR) + body
         self._raw = raw
+        self._raw_key = self._key()
         self.headers.dirty = False
         return raw
 
     def mark_changed(self) -> None:
-        """Call after changing the start line or the body in place."""
+        """Force a rebuild at the next serialization (changes are also noticed without it)."""
         self.headers.dirty = True
 
 
@@ -404,8 +458,23 @@ class Request(Message):
             self._uri = request_uri
             self._uri_text = str(request_uri)
 
+    @classmethod
+    def _parsed(cls, method: str, uri_text: str, version: str, headers: Headers) -> Request:
+        req = cls.__new__(cls)
+        req.headers = headers
+        req.body = b""
+        req._raw = None
+        req._raw_key = None
+        req.source = None
+        req.method = method
+        req.version = version
+        req._uri_text = uri_text
+        req._uri = None
+        return req
+
     @property
     def request_uri(self) -> Uri:
+        """The Request-URI, parsed on first use."""
         if self._uri is None:
             self._uri = parse_uri(self._uri_text)
         return self._uri
@@ -414,7 +483,6 @@ class Request(Message):
     def request_uri(self, uri: Uri) -> None:
         self._uri = uri
         self._uri_text = str(uri)
-        self.headers.dirty = True
 
     @property
     def request_uri_text(self) -> str:
@@ -423,8 +491,18 @@ class Request(Message):
     def _start_line(self) -> str:
         return f"{self.method} {self._uri_text} {self.version}"
 
+    def _key(self) -> tuple[object, ...]:
+        return (self.method, self._uri_text, self.version, self.body)
+
     def __repr__(self) -> str:
         return f"<Request {self.method} {self._uri_text}>"
+
+
+def _clean_reason(reason: str) -> str:
+    """A reason phrase we write: on one line, not huge."""
+    if _CONTROL.search(reason):
+        reason = _CONTROL.sub(" ", reason)
+    return reason[:MAX_REASON_PHRASE]
 
 
 class Response(Message):
@@ -440,14 +518,39 @@ class Response(Message):
     ) -> None:
         super().__init__(headers, body)
         self.status = status
-        self.reason = REASONS.get(status, "Unknown") if reason is None else reason
+        self.reason = REASONS.get(status, "Unknown") if reason is None else _clean_reason(reason)
         self.version = version
 
+    @classmethod
+    def _parsed(cls, status: int, reason: str, version: str, headers: Headers) -> Response:
+        resp = cls.__new__(cls)
+        resp.headers = headers
+        resp.body = b""
+        resp._raw = None
+        resp._raw_key = None
+        resp.source = None
+        resp.status = status
+        resp.reason = reason
+        resp.version = version
+        return resp
+
     def _start_line(self) -> str:
-        return f"{self.version} {self.status} {self.reason}"
+        return f"{self.version} {self.status} {_clean_reason(self.reason)}"
+
+    def _key(self) -> tuple[object, ...]:
+        return (self.status, self.reason, self.version, self.body)
 
     def __repr__(self) -> str:
         return f"<Response {self.status} {self.reason}>"
+
+
+class VersionNotSupported(SipParseError):
+    """A request with another SIP-Version: answer 505 (the request itself is kept)."""
+
+    def __init__(self, request: Request) -> None:
+        super().__init__("Version Not Supported", status=505)
+        self.request = request
+        self.partial = request
 
 
 # -- parsing --------------------------------------------------------------------------------
@@ -464,105 +567,119 @@ def parse_message(data: bytes, *, stream: bool = False) -> Request | Response:
 
     On a datagram, Content-Length may be absent (the body is the rest of the datagram); bytes
     beyond Content-Length are discarded (RFC 3261 §18.3). A Content-Length larger than what
-    arrived is an error.
+    arrived is an error. On a stream (`stream=True`) a missing Content-Length means no body.
     """
+    try:
+        return _parse(data, stream)
+    except SipParseError as exc:
+        if exc.partial is None:
+            exc.partial = _salvage_request(data)
+        raise
+
+
+def _parse(data: bytes, stream: bool) -> Request | Response:
     if len(data) > MAX_MESSAGE_BYTES:
         raise SipParseError("Message too large", status=513)
-    # RFC 3261 §7.5: implementations SHOULD ignore CRLFs preceding the start-line.
-    offset = 0
-    while data.startswith(b"\r\n", offset):
-        offset += 2
-    if offset:
+    # RFC 3261 §7.5: "implementations processing SIP messages over stream-oriented transports
+    # MUST ignore any CRLF appearing before the start-line".
+    if data[:2] == b"\r\n":
+        offset = 0
+        while data.startswith(b"\r\n", offset):
+            offset += 2
         data = data[offset:]
-    head_end = split_head(data)
-    if head_end < 0:
+    end = data.find(b"\r\n\r\n")
+    if end < 0:
         raise SipParseError("No end of headers (CRLF CRLF)")
+    head_end = end + 4
     if head_end > MAX_HEADER_BYTES:
         raise SipParseError("Header section too large", status=513)
-    head = data[: head_end - 4]
-    lines = head.split(b"\r\n")
-    start = lines[0].decode(_ENC, _ERR)
-    fields = _parse_header_lines(lines)
+    if end > MAX_LINE_BYTES and max(map(len, data[:end].split(b"\r\n"))) > MAX_LINE_BYTES:
+        raise SipParseError("Header line too long", status=513)
+    # Decode the start line and the header lines, each followed by its CRLF.
+    head = data[: end + 2].decode(_ENC, _ERR)
+    first = head.find("\r\n")
+    start = head[:first]
+    fields = _parse_fields(head, first)
     headers = Headers._from_parsed(fields)
     msg: Request | Response
-    if start.startswith(("SIP/", "sip/", "Sip/")) or start[:4].upper() == "SIP/":
+    if start[:4].upper() == "SIP/":
         msg = _parse_status_line(start, headers)
     else:
         msg = _parse_request_line(start, headers)
     try:
-        body, consumed = _frame_body(data, head_end, headers, stream)
+        msg.body, consumed = _frame_body(data, head_end, headers, stream)
     except SipParseError as exc:
-        # The head is sound: keep it so the request can still get its 400 (see `partial`).
+        # The head is sound: keep it so that a request can still get its answer.
         exc.partial = msg
         raise
-    msg.body = body
     # Leading CRLFs and bytes after Content-Length are not part of the message's own bytes.
-    msg._raw = data[:consumed]
+    msg._raw = data if consumed == len(data) else data[:consumed]
+    msg._raw_key = msg._key()
     return msg
 
 
-def _parse_header_lines(lines: list[bytes]) -> list[HeaderField]:
-    fields: list[HeaderField] = []
-    current_name: str | None = None
-    current_value: list[str] = []
-    current_raw: list[bytes] = []
+def _parse_fields(head: str, first: int) -> list[Field]:
+    """The header fields of `head` (start line, then lines each ending in CRLF) after `first`."""
+    lines = _HEADER_LINE.findall(head, first)
+    if len(lines) != head.count("\r\n", first) - 1:
+        return _parse_fields_slowly(head[first + 2 : -2].split("\r\n"))
+    if len(lines) > MAX_HEADERS:
+        raise SipParseError("Too many headers", status=513)
+    keys = _KEYS
+    return [(keys.get(name) or header_key(name), name, value, line) for line, name, value in lines]
 
-    def flush() -> None:
-        if current_name is not None:
-            raw = b"".join(current_raw)
-            value = " ".join(v for v in current_value if v) if len(current_value) > 1 else current_value[0]
-            fields.append(HeaderField(current_name, value, raw))
 
-    for line in lines[1:]:
-        if len(line) > MAX_LINE_BYTES:
-            raise SipParseError("Header line too long", status=513)
-        if line[:1] in (b" ", b"\t"):
-            # Folded line (LWS continuation), RFC 3261 §7.3.1.
-            if current_name is None:
+def _parse_fields_slowly(lines: list[str]) -> list[Field]:
+    """Header lines one by one: unfolds continuation lines, and names what is wrong."""
+    fields: list[Field] = []
+    for line in lines:
+        if "\r" in line or "\n" in line:
+            raise SipParseError("Bare CR or LF in a header line")
+        if line[:1] in (" ", "\t"):
+            # "A header field can be extended over multiple lines by preceding each extra line
+            # with at least one SP or horizontal tab" (RFC 3261 §7.3.1); it means one SP.
+            if not fields:
                 raise SipParseError("Continuation line before any header")
-            current_value.append(line.strip(b" \t").decode(_ENC, _ERR))
-            current_raw.append(line + b"\r\n")
+            key, name, value, raw = fields[-1]
+            more = line.strip(" \t")
+            value = f"{value} {more}" if value and more else value or more
+            fields[-1] = (key, name, value, f"{raw}\r\n{line}")
             continue
-        flush()
-        colon = line.find(b":")
-        if colon <= 0:
-            raise SipParseError(f"Malformed header line {line[:40]!r}")
-        name = line[:colon].rstrip(b" \t").decode(_ENC, _ERR)
-        if not is_token(name):
-            raise SipParseError(f"Malformed header name {name[:40]!r}")
-        current_name = name
-        current_value = [line[colon + 1 :].strip(b" \t").decode(_ENC, _ERR)]
-        current_raw = [line + b"\r\n"]
+        m = _NAME_COLON.match(line)
+        if m is None:
+            if ":" not in line:
+                raise SipParseError("Malformed header line (no colon)")
+            raise SipParseError("Malformed header name")
         if len(fields) >= MAX_HEADERS:
             raise SipParseError("Too many headers", status=513)
-    flush()
+        name = m.group(1)
+        fields.append((header_key(name), name, line[m.end() :].strip(" \t"), line))
     return fields
 
 
 def _parse_request_line(line: str, headers: Headers) -> Request:
+    # Request-Line = Method SP Request-URI SP SIP-Version CRLF
     parts = line.split(" ")
     if len(parts) != 3 or not all(parts):
         raise SipParseError("Malformed Request-Line")
     method, uri_text, version = parts
-    if not is_token(method):
+    if method not in _METHODS and not is_token(method):
         raise SipParseError("Malformed method")
-    req = Request(method, uri_text, headers, b"", version)
-    if version.upper() != SIP_VERSION:
-        req.version = version
+    if len(line) > MAX_LINE_BYTES:
+        raise SipParseError("Request-URI Too Long", status=414)
+    if _CONTROL.search(uri_text):
+        raise SipParseError("Malformed Request-URI")
+    req = Request._parsed(method, uri_text, version, headers)
+    if version != SIP_VERSION and version.upper() != SIP_VERSION:
+        if _VERSION_SHAPE.fullmatch(version) is None:
+            raise SipParseError("Malformed SIP-Version")
         raise VersionNotSupported(req)
-    req.version = version
     return req
 
 
-class VersionNotSupported(SipParseError):
-    """A request with another SIP-Version: answer 505 (the request itself is kept)."""
-
-    def __init__(self, request: Request) -> None:
-        super().__init__("Version Not Supported", status=505)
-        self.request = request
-
-
 def _parse_status_line(line: str, headers: Headers) -> Response:
+    # Status-Line = SIP-Version SP Status-Code SP Reason-Phrase CRLF (the last SP and an empty
+    # reason are both tolerated: "SIP/2.0 200" parses).
     parts = line.split(" ", 2)
     if len(parts) < 2:
         raise SipParseError("Malformed Status-Line")
@@ -572,27 +689,65 @@ def _parse_status_line(line: str, headers: Headers) -> Response:
         raise SipParseError("Unsupported SIP version in response", status=505)
     if len(code) != 3 or not is_digits(code) or not 100 <= int(code) <= 699:
         raise SipParseError("Malformed status code")
-    return Response(int(code), reason, headers, b"", version)
+    if _CONTROL.search(reason):
+        raise SipParseError("Malformed Reason-Phrase")
+    return Response._parsed(int(code), reason, version, headers)
+
+
+def parse_content_length(values: list[str]) -> int | None:
+    """The Content-Length given by these header values (None when there is none)."""
+    if not values:
+        return None
+    text = values[0]
+    if len(values) > 1 and any(v != text for v in values):
+        raise SipParseError("Conflicting Content-Length headers")
+    if not is_digits(text) or len(text) > 9:
+        raise SipParseError("Malformed Content-Length")
+    return int(text)
 
 
 def _frame_body(data: bytes, head_end: int, headers: Headers, stream: bool) -> tuple[bytes, int]:
-    lengths = headers.get_all("content-length")
-    if not lengths:
+    length = parse_content_length(headers.get_all("content-length"))
+    if length is None:
         if stream:
             return b"", head_end
         return data[head_end:], len(data)
-    if len(lengths) > 1 and len({v.strip() for v in lengths}) > 1:
-        raise SipParseError("Conflicting Content-Length headers")
-    text = lengths[0].strip()
-    if not is_digits(text) or len(text) > 9:
-        raise SipParseError("Malformed Content-Length")
-    length = int(text)
     if length > MAX_BODY_BYTES:
         raise SipParseError("Body too large", status=413)
-    available = len(data) - head_end
-    if length > available:
+    if length > len(data) - head_end:
         raise SipParseError("Content-Length larger than the message body")
     return data[head_end : head_end + length], head_end + length
+
+
+def _salvage_request(data: bytes) -> Request | None:
+    """What can be read of a request that failed to parse: enough headers to answer it.
+
+    Lines that are not headers are skipped; the caps still apply. None for a response or
+    anything that does not start like a request.
+    """
+    head = data[:MAX_HEADER_BYTES].lstrip(b"\r\n")
+    end = head.find(b"\r\n\r\n")
+    lines = (head if end < 0 else head[:end]).decode(_ENC, _ERR).split("\r\n")
+    parts = lines[0].split(" ")
+    if len(parts) < 2 or not is_token(parts[0]):
+        return None
+    fields: list[Field] = []
+    for line in lines[1:]:
+        if len(fields) >= MAX_HEADERS:
+            break
+        if len(line) > MAX_LINE_BYTES or "\r" in line or "\n" in line:
+            continue
+        if line[:1] in (" ", "\t"):
+            if fields:
+                key, name, value, _ = fields[-1]
+                more = line.strip(" \t")
+                fields[-1] = (key, name, f"{value} {more}".strip(), None)
+            continue
+        m = _NAME_COLON.match(line)
+        if m is not None:
+            name = m.group(1)
+            fields.append((header_key(name), name, line[m.end() :].strip(" \t"), None))
+    return Request._parsed(parts[0], parts[1], SIP_VERSION, Headers._from_parsed(fields))
 
 
 # -- validation of requests we are going to handle -------------------------------------------
@@ -601,8 +756,20 @@ def _frame_body(data: bytes, head_end: int, headers: Headers, stream: bool) -> t
 def validate_request(req: Request) -> None:
     """Check what RFC 3261 §8.2 needs before a request enters a transaction.
 
-    Raises `SipParseError` with the status and reason of the stateless answer.
+    Raises `SipParseError` with the status and reason of the stateless answer (and the request
+    in `partial`).
     """
+    try:
+        _validate(req)
+    except SipParseError as exc:
+        exc.partial = req
+        raise
+
+
+def _validate(req: Request) -> None:
+    # "A valid SIP request formulated by a UAC MUST, at a minimum, contain the following header
+    # fields: To, From, CSeq, Call-ID, Max-Forwards, and Via" (RFC 3261 §8.1.1); a missing
+    # Max-Forwards is tolerated, as a proxy would (§16.6 step 3 adds one).
     for name in ("via", "from", "to", "call-id", "cseq"):
         values = req.headers.get_all(name)
         if not values:
@@ -610,14 +777,21 @@ def validate_request(req: Request) -> None:
         if name != "via" and len(values) > 1:
             raise SipParseError(f"Conflicting {canonical_name(name)} headers")
     req.vias  # noqa: B018 - parse to validate
-    req.from_  # noqa: B018
-    req.to  # noqa: B018
+    req.from_.uri  # noqa: B018
+    req.to.uri  # noqa: B018
     cseq = req.cseq
+    # CSeq: "The method MUST match that of the request" (RFC 3261 §8.1.1.5).
     if cseq.method != req.method:
         raise SipParseError("CSeq method does not match the request method")
-    if not req.call_id.strip() or any(c in " \t" for c in req.call_id.strip()):
+    call_id = req.call_id
+    if any(c in " \t" for c in call_id):
         raise SipParseError("Malformed Call-ID")
     req.max_forwards  # noqa: B018
+    req.expires  # noqa: B018
+    for contact in req.contacts:
+        contact.uri  # noqa: B018
+    for route in req.name_addrs("route"):
+        route.uri  # noqa: B018
     uri = req.request_uri
     if uri.scheme not in ("sip", "sips"):
         raise SipParseError(f"Unsupported URI scheme {uri.scheme!r}", status=416)
@@ -629,7 +803,9 @@ def can_respond(req: Request) -> bool:
         req.via  # noqa: B018
     except SipParseError:
         return False
-    return all(req.headers.get(n) is not None for n in ("from", "to", "call-id", "cseq"))
+    # A 400 for a request missing From, To, Call-ID or CSeq still reaches its sender: the
+    # client matches responses by the Via branch; absent headers are simply not copied.
+    return True
 
 
 # -- building responses -----------------------------------------------------------------------
@@ -658,10 +834,16 @@ def make_response(
             has_tag = True
         if not has_tag:
             to_value = f"{to_value};tag={to_tag}"
-    fields.append(("From", from_value))
-    fields.append(("To", to_value))
-    fields.append(("Call-ID", req.headers.get("call-id") or ""))
-    fields.append(("CSeq", req.headers.get("cseq") or ""))
+    call_id = req.headers.get("call-id")
+    cseq = req.headers.get("cseq")
+    if from_value:
+        fields.append(("From", from_value))
+    if to_value:
+        fields.append(("To", to_value))
+    if call_id is not None:
+        fields.append(("Call-ID", call_id))
+    if cseq is not None:
+        fields.append(("CSeq", cseq))
     if status == 100 and "timestamp" in req.headers:
         fields.append(("Timestamp", req.headers.get("timestamp") or ""))
     fields.extend(headers)

@@ -1,19 +1,33 @@
 """SIP and SIPS URIs (RFC 3261 §19.1), plus any other absolute URI kept opaque.
 
-A `SipUri` remembers the text it was parsed from, so an unchanged URI prints back exactly;
-`replace()` returns a modified copy that prints canonically. The user part is kept escaped as
-written (`user`); comparisons use `user_unescaped`.
+A `SipUri` remembers the text it was parsed from, so an unchanged URI prints back exactly. Treat
+it as immutable: `replace()` returns a modified copy, which prints canonically. The user part is
+kept escaped as written (`user`); comparisons (`==`, RFC 3261 §19.1.4) unescape.
+
+The user part accepts any character but white space, `<`, `>` and `"` (phones put `#` and `*`
+there unescaped); the host must be a host name, an IPv4 address or a valid IPv6 reference.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from urllib.parse import unquote as pct_unquote
 
 from b2bua.sip.errors import SipParseError
-from b2bua.sip.grammar import format_params, is_digits, parse_params
+from b2bua.sip.grammar import format_params, parse_params
 
-_SCHEME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+-.")
-_HOST_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.")
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*")
+_HOST = re.compile(r"[A-Za-z0-9\-.]+")
+_PORT = re.compile(r"[0-9]{1,5}")
+_BAD_URI_CHAR = re.compile(r'[\x00-\x20<>"\x7f]')
+_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+
+
+def unescape(text: str) -> str:
+    """Percent-decode; every escape maps to one distinct character (bytes that are not UTF-8
+    become surrogates), so two texts unescape equal exactly when they mean the same octets."""
+    return pct_unquote(text, errors="surrogateescape") if "%" in text else text
 
 
 class AbsoluteUri:
@@ -66,7 +80,7 @@ class SipUri:
     # -- derived values -------------------------------------------------------------------
     @property
     def user_unescaped(self) -> str | None:
-        return None if self.user is None else pct_unquote(self.user)
+        return None if self.user is None else unescape(self.user)
 
     @property
     def transport(self) -> str | None:
@@ -82,6 +96,15 @@ class SipUri:
     @property
     def hostport(self) -> str:
         return self.host if self.port is None else f"{self.host}:{self.port}"
+
+    def header_fields(self) -> dict[str, str]:
+        """The `?name=value&...` part, names lower-cased, both unescaped."""
+        out: dict[str, str] = {}
+        if self.headers:
+            for item in self.headers.split("&"):
+                name, _, value = item.partition("=")
+                out[unescape(name).lower()] = unescape(value)
+        return out
 
     def replace(self, **changes: object) -> SipUri:
         fields: dict[str, object] = {
@@ -115,25 +138,45 @@ class SipUri:
         return f"SipUri({str(self)!r})"
 
     def __eq__(self, other: object) -> bool:
-        """URI comparison of RFC 3261 §19.1.4 (the common subset)."""
+        """URI comparison of RFC 3261 §19.1.4.
+
+        Scheme, host and parameter names compare case-insensitively, the user and password
+        case-sensitively, all after unescaping. "A URI omitting any component with a default
+        value will not match a URI explicitly containing that component with a default value":
+        no port never equals 5060. user, ttl, method, maddr and transport "must match if present
+        in either"; other parameters must match when present in both; header components "MUST
+        be present in both URIs and match".
+        """
         if not isinstance(other, SipUri):
             return NotImplemented
-        if self.scheme != other.scheme or self.user_unescaped != other.user_unescaped:
+        if self.scheme.lower() != other.scheme.lower():
+            return False
+        if self.user_unescaped != other.user_unescaped:
+            return False
+        if (None if self.password is None else unescape(self.password)) != (
+            None if other.password is None else unescape(other.password)
+        ):
             return False
         if self.host.lower() != other.host.lower() or self.port != other.port:
             return False
+        mine = _comparable_params(self.params)
+        theirs = _comparable_params(other.params)
         for name in ("transport", "user", "ttl", "method", "maddr"):
-            a, b = self.params.get(name), other.params.get(name)
-            if (a or "").lower() != (b or "").lower():
+            if mine.get(name) != theirs.get(name):
                 return False
-        for name in set(self.params) & set(other.params):
-            a, b = self.params[name], other.params[name]
-            if (a or "").lower() != (b or "").lower():
+        for name in mine.keys() & theirs.keys():
+            if mine[name] != theirs[name]:
                 return False
-        return True
+        return self.header_fields() == other.header_fields()
 
     def __hash__(self) -> int:
-        return hash((self.scheme, self.user_unescaped, self.host.lower(), self.port))
+        return hash((self.scheme.lower(), self.user_unescaped, self.host.lower(), self.port))
+
+
+def _comparable_params(params: dict[str, str | None]) -> dict[str, str | None]:
+    return {
+        unescape(k).lower(): None if v is None else unescape(v).lower() for k, v in params.items()
+    }
 
 
 Uri = SipUri | AbsoluteUri
@@ -145,18 +188,19 @@ def parse_uri(text: str) -> Uri:
     if colon <= 0:
         raise SipParseError(f"Malformed URI {text[:60]!r}")
     scheme = text[:colon]
-    if not all(c in _SCHEME_CHARS for c in scheme) or not scheme[0].isalpha():
-        raise SipParseError(f"Malformed URI scheme {scheme[:20]!r}")
     lowered = scheme.lower()
-    if lowered not in ("sip", "sips"):
-        rest = text[colon + 1 :]
-        if not rest or any(c in " \t\r\n" for c in rest):
-            raise SipParseError(f"Malformed URI {text[:60]!r}")
-        return AbsoluteUri(lowered, rest)
-    return _parse_sip(text, lowered, colon + 1)
+    if lowered == "sip" or lowered == "sips":
+        return _parse_sip(text, lowered, colon + 1)
+    if _SCHEME.fullmatch(scheme) is None:
+        raise SipParseError(f"Malformed URI scheme {scheme[:20]!r}")
+    rest = text[colon + 1 :]
+    if not rest or _BAD_URI_CHAR.search(rest):
+        raise SipParseError(f"Malformed URI {text[:60]!r}")
+    return AbsoluteUri(lowered, rest)
 
 
 def parse_sip_uri(text: str) -> SipUri:
+    """Parse a sip: or sips: URI; any other scheme is a 416."""
     uri = parse_uri(text)
     if not isinstance(uri, SipUri):
         raise SipParseError(f"Unsupported URI scheme {uri.scheme!r}", status=416)
@@ -165,7 +209,7 @@ def parse_sip_uri(text: str) -> SipUri:
 
 def _parse_sip(text: str, scheme: str, i: int) -> SipUri:
     rest = text[i:]
-    if any(c in " \t\r\n<>\"" for c in rest):
+    if _BAD_URI_CHAR.search(rest):
         raise SipParseError(f"Illegal character in URI {text[:60]!r}")
     user: str | None = None
     password: str | None = None
@@ -175,31 +219,28 @@ def _parse_sip(text: str, scheme: str, i: int) -> SipUri:
         rest = rest[at + 1 :]
         if not userinfo:
             raise SipParseError("Empty user part in URI")
-        pc = userinfo.find(":")
-        if pc >= 0:
-            user, password = userinfo[:pc], userinfo[pc + 1 :]
-        else:
-            user = userinfo
-        _check_escapes(user)
+        user, colon, password_text = userinfo.partition(":")
+        if colon:
+            password = password_text
+        if _BAD_ESCAPE.search(userinfo):
+            raise SipParseError("Bad percent-escape in URI user part")
     headers: str | None = None
     q = rest.find("?")
     if q >= 0:
         headers = rest[q + 1 :]
         rest = rest[:q]
+        if _BAD_ESCAPE.search(headers):
+            raise SipParseError("Bad percent-escape in URI headers")
     semi = rest.find(";")
-    hostport, param_text = (rest, "") if semi < 0 else (rest[:semi], rest[semi:])
-    host, port = parse_hostport(hostport)
-    params = parse_params(param_text) if param_text else {}
+    if semi < 0:
+        host, port = parse_hostport(rest)
+        params: dict[str, str | None] = {}
+    else:
+        host, port = parse_hostport(rest[:semi])
+        params = parse_params(rest, semi)
+        if "%" in rest[semi:] and _BAD_ESCAPE.search(rest, semi):
+            raise SipParseError("Bad percent-escape in URI parameters")
     return SipUri(host, user, port, params, headers, scheme, password, _text=text)
-
-
-def _check_escapes(text: str) -> None:
-    i = text.find("%")
-    while i >= 0:
-        h = text[i + 1 : i + 3]
-        if len(h) != 2 or not all(c in "0123456789abcdefABCDEF" for c in h):
-            raise SipParseError("Bad percent-escape in URI")
-        i = text.find("%", i + 3)
 
 
 def parse_hostport(text: str) -> tuple[str, int | None]:
@@ -211,18 +252,21 @@ def parse_hostport(text: str) -> tuple[str, int | None]:
         if end < 0:
             raise SipParseError("Unterminated IPv6 reference")
         host = text[: end + 1]
-        inner = host[1:-1]
-        if not inner or not all(c in "0123456789abcdefABCDEF:." for c in inner):
-            raise SipParseError("Malformed IPv6 reference")
+        if "%" in host:  # no zone index in a SIP URI (RFC 3261 §25.1 IPv6reference)
+            raise SipParseError(f"Malformed IPv6 reference {host[:48]!r}")
+        try:
+            ipaddress.IPv6Address(host[1:-1])
+        except ValueError:
+            raise SipParseError(f"Malformed IPv6 reference {host[:48]!r}") from None
         tail = text[end + 1 :]
     else:
-        colon = text.find(":")
-        host, tail = (text, "") if colon < 0 else (text[:colon], text[colon:])
-        if not host or not all(c in _HOST_CHARS for c in host):
+        host, colon, port_text = text.partition(":")
+        tail = colon + port_text
+        if _HOST.fullmatch(host) is None:
             raise SipParseError(f"Malformed host {host[:40]!r}")
     if not tail:
         return host, None
-    if tail[0] != ":" or not is_digits(tail[1:]) or len(tail) > 6:
+    if tail[0] != ":" or _PORT.fullmatch(tail, 1) is None:
         raise SipParseError(f"Malformed port {tail[:10]!r}")
     port = int(tail[1:])
     if port > 65535:
