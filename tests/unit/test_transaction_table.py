@@ -417,5 +417,5 @@ class LayerMachine(RuleBasedStateMachine):
             assert self.terminated.get(tx) == 1
 
 
-LayerMachine.TestCase.settings = settings(max_examples=200, stateful_step_count=50, deadline=None)
+LayerMachine.TestCase.settings = settings(max_examples=80, stateful_step_count=40, deadline=None)
 test_random_traffic = LayerMachine.TestCase
