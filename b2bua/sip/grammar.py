@@ -11,9 +11,7 @@ import re
 from b2bua.sip.errors import SipParseError
 
 # token = 1*(alphanum / "-" / "." / "!" / "%" / "*" / "_" / "+" / "`" / "'" / "~")
-TOKEN_CHARS = frozenset(
-    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~"
-)
+TOKEN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~")
 TOKEN_RE = r"[A-Za-z0-9\-.!%*_+`'~]+"
 _TOKEN = re.compile(TOKEN_RE)
 _DIGITS = re.compile(r"[0-9]+")
@@ -154,7 +152,7 @@ def _parse_param(text: str, i: int, params: dict[str, str | None]) -> int:
     if i >= n:
         return i
     if text[i] != ";":
-        raise SipParseError(f"Expected ';' in parameters near {text[i:i + 20]!r}")
+        raise SipParseError(f"Expected ';' in parameters near {text[i : i + 20]!r}")
     i += 1
     while i < n and text[i] in WS:
         i += 1

@@ -146,7 +146,9 @@ class NameAddr:
         self.params = params if params is not None else {}
 
     @classmethod
-    def _parsed(cls, uri_text: str, display_name: str | None, params: dict[str, str | None]) -> NameAddr:
+    def _parsed(
+        cls, uri_text: str, display_name: str | None, params: dict[str, str | None]
+    ) -> NameAddr:
         na = cls.__new__(cls)
         na._uri = None
         na._uri_text = uri_text
@@ -339,7 +341,10 @@ class CSeq:
         return f"CSeq({self.number}, {self.method!r})"
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, CSeq) and (self.number, self.method) == (other.number, other.method)
+        return isinstance(other, CSeq) and (self.number, self.method) == (
+            other.number,
+            other.method,
+        )
 
     def __hash__(self) -> int:
         return hash((self.number, self.method))
@@ -359,4 +364,3 @@ def parse_cseq(text: str) -> CSeq:
     if number >= 2**31:
         raise SipParseError("CSeq number out of range")
     return CSeq(number, m.group(2))
-
