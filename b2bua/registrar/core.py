@@ -252,7 +252,6 @@ class Registrar:
                 if b.flow.reliable:
                     b.reachable = False
                     b.unreachable_since = now
-                b.intern()
                 self._insert(b, now, spread=True)
             if deletes:
                 self._store.apply([], deletes)

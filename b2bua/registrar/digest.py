@@ -33,6 +33,7 @@ import binascii
 import enum
 import hashlib
 import hmac
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -74,69 +75,46 @@ class DigestSyntaxError(ValueError):
     """A credentials header that does not follow the auth-param grammar."""
 
 
+_PARAM_RE = re.compile(
+    r'[ \t]*([^\s=,"]+)[ \t]*=[ \t]*(?:"((?:[^"\\]|\\.)*)"|([^\s,"]*))[ \t]*(?:,|$)', re.S
+)
+_ESCAPE_RE = re.compile(r"\\(.)", re.S)
+
+
 def parse_credentials(value: str) -> tuple[str, dict[str, str]]:
     """Split `Digest a=b, c="d"` into the scheme and its parameters (names lower-cased,
     quoted values unescaped). Raises `DigestSyntaxError`."""
     if len(value) > MAX_AUTH_HEADER:
         raise DigestSyntaxError("credentials too long")
     text = value.strip()
-    space = 0
-    while space < len(text) and text[space] not in " \t":
-        space += 1
-    scheme = text[:space]
+    scheme, _, rest = text.partition(" ")
+    if "\t" in scheme:
+        scheme, _, tail = scheme.partition("\t")
+        rest = tail + " " + rest
     if not scheme:
         raise DigestSyntaxError("missing scheme")
     params: dict[str, str] = {}
-    i, n = space, len(text)
-    while True:
-        while i < n and text[i] in " \t,":
-            i += 1
-        if i >= n:
-            break
-        j = i
-        while j < n and text[j] not in "= \t,":
-            j += 1
-        name = text[i:j].lower()
-        if not name:
-            raise DigestSyntaxError("empty parameter name")
-        i = j
-        while i < n and text[i] in " \t":
-            i += 1
-        if i >= n or text[i] != "=":
-            raise DigestSyntaxError(f"parameter {name!r} without value")
-        i += 1
-        while i < n and text[i] in " \t":
-            i += 1
-        if i < n and text[i] == '"':
-            out: list[str] = []
-            i += 1
-            while True:
-                if i >= n:
-                    raise DigestSyntaxError("unterminated quoted string")
-                c = text[i]
-                if c == "\\" and i + 1 < n:
-                    out.append(text[i + 1])
-                    i += 2
-                    continue
-                if c == '"':
-                    i += 1
-                    break
-                out.append(c)
-                i += 1
-            val = "".join(out)
+    pos, n = 0, len(rest)
+    while pos < n and rest[pos] in " \t,":
+        pos += 1
+    while pos < n:
+        m = _PARAM_RE.match(rest, pos)
+        if m is None:
+            raise DigestSyntaxError(f"malformed parameter near {rest[pos:pos + 20]!r}")
+        name = m.group(1).lower()
+        quoted = m.group(2)
+        if quoted is None:
+            val = m.group(3)
+        elif "\\" in quoted:
+            val = _ESCAPE_RE.sub(r"\1", quoted)
         else:
-            j = i
-            while j < n and text[j] not in " \t,":
-                j += 1
-            val = text[i:j]
-            i = j
+            val = quoted
         if name in params:
             raise DigestSyntaxError(f"parameter {name!r} repeated")
         params[name] = val
-        while i < n and text[i] in " \t":
-            i += 1
-        if i < n and text[i] != ",":
-            raise DigestSyntaxError("expected ',' between parameters")
+        pos = m.end()
+        while pos < n and rest[pos] in " \t,":
+            pos += 1
     return scheme, params
 
 

@@ -102,41 +102,26 @@ class SqliteLocationStore:
         except sqlite3.Error as exc:
             raise StoreError(str(exc)) from exc
         intern = sys.intern
-        flows: dict[tuple[object, ...], Flow] = {}
+        loads = json.loads
         out: list[Binding] = []
+        append = out.append
+        # Positional construction (field order of Binding): the hot loop of a restart.
         for (
             aor, key, username, contact, instance, reg_id, transport, host, port, cid,
             local_host, local_port, user_agent, expires_at, call_id, cseq, q, path, device,
             outbound, reachable, last_seen, registered_at, unreachable_since,
         ) in rows:
-            fk = (transport, host, port, cid, local_host, local_port)
-            flow = flows.get(fk)
-            if flow is None:
-                flow = flows[fk] = Flow(
-                    intern(transport), intern(host), port, cid,
-                    intern(local_host) if local_host is not None else None, local_port,
-                )
-            out.append(
+            flow = Flow(
+                intern(transport), host, port, cid,
+                intern(local_host) if local_host is not None else None, local_port,
+            )
+            append(
                 Binding(
-                    aor=intern(aor),
-                    username=intern(username),
-                    key=key,
-                    contact=contact,
-                    flow=flow,
-                    expires_at=expires_at,
-                    call_id=call_id,
-                    cseq=cseq,
-                    instance=instance,
-                    reg_id=reg_id,
-                    user_agent=intern(user_agent) if user_agent is not None else None,
-                    q=q,
-                    path=tuple(json.loads(path)) if path else (),
-                    device=device,
-                    outbound=bool(outbound),
-                    reachable=bool(reachable),
-                    last_seen=last_seen,
-                    registered_at=registered_at,
-                    unreachable_since=unreachable_since,
+                    intern(aor), intern(username), key, contact, flow, expires_at, call_id,
+                    cseq, instance, reg_id,
+                    intern(user_agent) if user_agent is not None else None,
+                    q, tuple(loads(path)) if path else (), device, bool(outbound),
+                    bool(reachable), last_seen, registered_at, unreachable_since,
                 )
             )
         return out
