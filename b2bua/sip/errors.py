@@ -5,7 +5,8 @@ that fails this way deserves (400 by default; 505, 416, 413, 513 where the RFC s
 `reason` becomes the reason phrase, so a peer learns what was wrong with its message.
 
 A reason is often built from remote text and is written back on the wire, so it is always passed
-through `safe_reason()`: printable ASCII only, never CR or LF, at most `MAX_REASON_CHARS`.
+through `safe_reason()`: only characters the Reason-Phrase grammar allows unescaped (RFC 3261
+§25.1: reserved, unreserved, SP), never CR or LF, at most `MAX_REASON_CHARS`.
 """
 
 from __future__ import annotations
@@ -18,15 +19,18 @@ if TYPE_CHECKING:
 
 MAX_REASON_CHARS: Final = 120
 
-_UNSAFE = re.compile(r"[^\x20-\x7e]")
+# Reason-Phrase = *(reserved / unreserved / escaped / UTF8-NONASCII / UTF8-CONT / SP / HTAB);
+# we write ASCII only, and nothing that would need an escape.
+_UNSAFE = re.compile(r"[^A-Za-z0-9\-_.!~*'();/?:@&=+$, ]")
+_LOOKALIKE = str.maketrans({'"': "'", "<": "(", "[": "(", "{": "(", ">": ")", "]": ")", "}": ")"})
 
 
 def safe_reason(text: str, default: str = "Bad Request", limit: int = MAX_REASON_CHARS) -> str:
-    """`text` fit to be a reason phrase: printable ASCII (anything else becomes '?'), no longer
-    than `limit` characters, never empty."""
+    """`text` fit to be a reason phrase: brackets and quotes become look-alikes the grammar
+    allows, any other disallowed character '?'; at most `limit` characters, never empty."""
     if len(text) > limit:
         text = text[: limit - 3] + "..."
-    text = _UNSAFE.sub("?", text).strip()
+    text = _UNSAFE.sub("?", text.translate(_LOOKALIKE)).strip()
     return text or default
 
 

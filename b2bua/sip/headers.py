@@ -217,7 +217,7 @@ def parse_name_addr(text: str) -> NameAddr:
         while i < len(text) and text[i] in WS:
             i += 1
         if i >= len(text) or text[i] != "<":
-            raise SipParseError("Expected '<' after quoted display name")
+            raise SipParseError("Expected a URI in angle brackets after the display name")
         lt = i
     else:
         lt = text.find("<")
@@ -233,7 +233,7 @@ def parse_name_addr(text: str) -> NameAddr:
     if lt >= 0:
         gt = text.find(">", lt)
         if gt < 0:
-            raise SipParseError("Unterminated '<' in address")
+            raise SipParseError("Unterminated angle bracket in address")
         uri_text = text[lt + 1 : gt].strip(WS)
         if not uri_text:
             raise SipParseError("Empty URI in address")
@@ -245,7 +245,7 @@ def parse_name_addr(text: str) -> NameAddr:
     if not uri_text or any(c in WS for c in uri_text):
         raise SipParseError(f"Malformed address {text[:60]!r}")
     if "?" in uri_text or "," in uri_text:
-        raise SipParseError("URI with '?' or ',' must be enclosed in '<>'")
+        raise SipParseError("A URI with '?' or ',' must be in angle brackets")
     return NameAddr._parsed(uri_text, None, parse_params(rest) if rest else {})
 
 

@@ -593,8 +593,9 @@ def _parse(data: bytes, stream: bool) -> Request | Response:
     head_end = end + 4
     if head_end > MAX_HEADER_BYTES:
         raise SipParseError("Header section too large", status=513)
-    if end > MAX_LINE_BYTES and max(map(len, data[:end].split(b"\r\n"))) > MAX_LINE_BYTES:
-        raise SipParseError("Header line too long", status=513)
+    if end > MAX_LINE_BYTES:  # only then can a header line be too long
+        if max(map(len, data[:end].split(b"\r\n")[1:]), default=0) > MAX_LINE_BYTES:
+            raise SipParseError("Header line too long", status=513)
     # Decode the start line and the header lines, each followed by its CRLF.
     head = data[: end + 2].decode(_ENC, _ERR)
     first = head.find("\r\n")
@@ -683,6 +684,8 @@ def _parse_status_line(line: str, headers: Headers) -> Response:
     parts = line.split(" ", 2)
     if len(parts) < 2:
         raise SipParseError("Malformed Status-Line")
+    if len(line) > MAX_LINE_BYTES:
+        raise SipParseError("Status-Line too long", status=513)
     version, code = parts[0], parts[1]
     reason = parts[2] if len(parts) == 3 else ""
     if version.upper() != SIP_VERSION:
@@ -798,14 +801,17 @@ def _validate(req: Request) -> None:
 
 
 def can_respond(req: Request) -> bool:
-    """Whether a response can be built at all: a parsable top Via and the other copy headers."""
+    """Whether a response can be sent back at all: it needs a parsable top Via (where to send
+    it) and a CSeq (how the client matches it, RFC 3261 §17.1.3). Other missing headers are no
+    obstacle: a request without Call-ID still deserves its 400."""
     try:
-        req.via  # noqa: B018
+        vias = req.headers.values("via")
+        if not vias:
+            return False
+        parse_via(vias[0])
     except SipParseError:
         return False
-    # A 400 for a request missing From, To, Call-ID or CSeq still reaches its sender: the
-    # client matches responses by the Via branch; absent headers are simply not copied.
-    return True
+    return req.headers.get("cseq") is not None
 
 
 # -- building responses -----------------------------------------------------------------------
@@ -822,29 +828,27 @@ def make_response(
 ) -> Response:
     """A response to `req` as RFC 3261 §8.2.6.2 builds it: Via, From, To, Call-ID and CSeq copied
     (raw, so even an odd request can be answered), a To tag added when given and missing."""
-    fields: list[tuple[str, str]] = []
-    for value in req.headers.get_all("via"):
-        fields.append(("Via", value))
-    from_value = req.headers.get("from") or ""
-    to_value = req.headers.get("to") or ""
-    if to_tag is not None and status > 100:
+    fields: list[tuple[str, str]] = [("Via", value) for value in req.headers.get_all("via")]
+    to_value = req.headers.get("to")
+    if to_value is not None and to_tag is not None and status > 100:
         try:
             has_tag = req.to.tag is not None
         except SipParseError:
             has_tag = True
         if not has_tag:
             to_value = f"{to_value};tag={to_tag}"
-    call_id = req.headers.get("call-id")
-    cseq = req.headers.get("cseq")
-    if from_value:
-        fields.append(("From", from_value))
-    if to_value:
-        fields.append(("To", to_value))
-    if call_id is not None:
-        fields.append(("Call-ID", call_id))
-    if cseq is not None:
-        fields.append(("CSeq", cseq))
-    if status == 100 and "timestamp" in req.headers:
-        fields.append(("Timestamp", req.headers.get("timestamp") or ""))
+    # Only what the request has: a header missing there stays missing here.
+    for name, value in (
+        ("From", req.headers.get("from")),
+        ("To", to_value),
+        ("Call-ID", req.headers.get("call-id")),
+        ("CSeq", req.headers.get("cseq")),
+    ):
+        if value is not None:
+            fields.append((name, value))
+    if status == 100:
+        timestamp = req.headers.get("timestamp")
+        if timestamp is not None:
+            fields.append(("Timestamp", timestamp))
     fields.extend(headers)
     return Response(status, reason, fields, body)

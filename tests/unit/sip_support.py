@@ -29,10 +29,13 @@ from b2bua.sip.uri import SipUri, Uri
 
 
 def check_reason(exc: SipParseError) -> None:
-    """A reason goes back on the wire: printable ASCII, short, never empty."""
+    """A reason goes back on the wire: short, never empty, only characters the Reason-Phrase
+    grammar allows unescaped."""
     assert exc.reason
     assert len(exc.reason) <= MAX_REASON_CHARS
-    assert all(" " <= c <= "~" for c in exc.reason), exc.reason
+    assert all(c.isascii() and (c.isalnum() or c in "-_.!~*'();/?:@&=+$, ") for c in exc.reason), (
+        exc.reason
+    )
     assert 300 <= exc.status <= 699
 
 
