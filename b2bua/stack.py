@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import secrets
 from collections.abc import Callable
 from typing import Protocol
@@ -116,8 +115,12 @@ class SipStack:
         self.flush()
 
     def connection_lost(self, flow: Flow) -> None:
+        """A connection closed or could not be opened: its transactions fail, then the TU
+        (registrar bindings on it) is told."""
+        self.layer.transport_error(flow, self.now())
         if self.tu is not None:
             self.tu.on_connection_lost(flow)
+        self.flush()
 
     def _reject(self, request: Request, flow: Flow, status: int, reason: str) -> None:
         self.stateless_replies += 1
@@ -149,7 +152,7 @@ class SipStack:
         self.transports.send(bytes(message), flow)
 
     def new_branch(self) -> str:
-        return "z9hG4bK" + secrets.token_urlsafe(12).replace("-", "a").replace("_", "b")
+        return self.layer.new_branch()
 
     # -- draining the layer ----------------------------------------------------------------
     def flush(self) -> None:
@@ -196,6 +199,3 @@ class SipStack:
         self.layer.handle_deadline(self.now())
         self.flush()
 
-
-def random_token(n: int = 8) -> str:
-    return os.urandom(n).hex()

@@ -230,7 +230,12 @@ class CallEngine:
                 request, self.wall_clock(), header="Proxy-Authorization", flow=flow
             )
             if not auth.ok:
-                self.stack.respond(tx, auth.response)
+                if "proxy-authorization" in request.headers and not auth.stale:
+                    # Credentials that do not verify (unknown user or wrong password alike):
+                    # refused, with nothing that tells the two apart.
+                    self.stack.respond(tx, make_response(request, 403, to_tag=_tag()))
+                else:
+                    self.stack.respond(tx, auth.response)
                 return
             caller_ext = auth.extension
         uri = request.request_uri
@@ -574,7 +579,7 @@ class CallEngine:
             log.info("call %s: unusable 2xx from %s", call.id, branch.target.label)
             return
         ack = dialog.request("ACK", self._via(branch.target.flow), cseq=branch.invite.cseq.number)
-        if branch.state == "ANSWERED" or call.winner is not None and call.winner is not branch:
+        if branch.state == "ANSWERED" or (call.winner is not None and call.winner is not branch):
             # A retransmitted 2xx of the winner, or a second answer from another branch.
             self.stack.send_stateless(ack, branch.target.flow)
             if call.winner is not branch:

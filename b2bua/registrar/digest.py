@@ -39,7 +39,7 @@ from dataclasses import dataclass
 
 from b2bua.sip.errors import SipParseError
 from b2bua.sip.grammar import quote
-from b2bua.sip.uri import parse_uri
+from b2bua.sip.uri import SipUri, parse_uri
 
 ALGORITHMS: dict[str, Callable[..., hashlib._Hash]] = {
     "MD5": hashlib.md5,
@@ -323,9 +323,21 @@ def _same_uri(digest_uri: str, request_uri: str) -> bool:
     if digest_uri == request_uri:
         return True
     try:
-        return parse_uri(digest_uri) == parse_uri(request_uri)
+        digest, target = parse_uri(digest_uri), parse_uri(request_uri)
     except SipParseError:
         return False
+    if digest == target:
+        return True
+    # Tolerated quirk, "digest-uri without user": some UAs (SIPp among them) answer an INVITE's
+    # challenge with the Request-URI's host and port only. The host and port must still be the
+    # request's, and nonce-count replay protection still applies.
+    return (
+        isinstance(digest, SipUri)
+        and isinstance(target, SipUri)
+        and digest.user is None
+        and digest.host.lower() == target.host.lower()
+        and digest.port == target.port
+    )
 
 
 def answer_challenge(

@@ -13,9 +13,8 @@ def free_port(kind: int = socket.SOCK_DGRAM, host: str = "127.0.0.1") -> int:
             s.bind((host, 0))
             port = s.getsockname()[1]
         try:
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t, socket.socket(
-                socket.AF_INET, socket.SOCK_DGRAM
-            ) as u:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t, \
+                    socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
                 t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 t.bind((host, port))
                 u.bind((host, port))

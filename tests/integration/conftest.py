@@ -27,7 +27,7 @@ keepalive_interval = 0
 [[trunks]]
 name = "carrier"
 address = "127.0.0.2:{trunk_port}"
-inbound_from = ["127.0.0.1/32"]
+inbound_from = ["127.0.0.2/32"]
 did = {{ "0442930600" = "1001", "0442930699" = "800" }}
 
 [[system_extensions]]

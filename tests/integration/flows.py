@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from xml.sax.saxutils import escape
 
 from b2bua.testing.net import free_port
 from b2bua.testing.server import RunningServer
@@ -197,7 +198,95 @@ def device(server: RunningServer, scenario: str, ext: str, secret: str, workdir:
     return Device(port, proc, workdir)
 
 
+TRUNK_IP = "127.0.0.2"  # the test configuration's carrier: calls from there are trunk calls
+
+
 def call(server: RunningServer, xml: str, workdir: Path, service: str = "0442930600",
-         calls: int = 1, pause_ms: int = 300, wait: float = 60, **kw: object) -> SippResult:
-    return run_sipp(xml, workdir, server.sip, name="caller", local_port=free_port(),
-                    service=service, calls=calls, extra=("-d", str(pause_ms)), wait=wait, **kw)
+         calls: int = 1, pause_ms: int = 300, wait: float = 60, local_ip: str = TRUNK_IP,
+         extra: tuple[str, ...] = (), **kw: object) -> SippResult:
+    """A call placed by SIPp (by default from the carrier's address, as a trunk call)."""
+    return run_sipp(xml, workdir, server.sip, name="caller", local_port=free_port(host=local_ip),
+                    local_ip=local_ip, service=service, calls=calls,
+                    extra=("-d", str(pause_ms), *extra), wait=wait, **kw)
+
+
+def uac_auth_call(caller: str, final: int = 200) -> str:
+    """A device's call: INVITE, 407, ACK, INVITE with credentials, then 200 ACK BYE (or the
+    expected failure `final`, ACKed)."""
+    invite = _INVITE.format(caller=caller).replace(
+        f'From: "Caller" <sip:{caller}@[local_ip]:[local_port]>',
+        f'From: "Caller" <sip:{caller}@[remote_ip]>',
+    )
+    second = invite.replace("CSeq: 1 INVITE", "CSeq: 2 INVITE\n      [authentication]")
+    ack1 = _ACK_NON2XX.format(caller=caller, back=2).replace(
+        f'From: "Caller" <sip:{caller}@[local_ip]:[local_port]>',
+        f'From: "Caller" <sip:{caller}@[remote_ip]>',
+    )
+    body = invite + '  <recv response="100" optional="true"/>\n  <recv response="407" auth="true"/>\n' + ack1 + second
+    body += '  <recv response="100" optional="true"/>\n  <recv response="180" optional="true"/>\n'
+    body += '  <recv response="183" optional="true"/>\n'
+    frm = f'From: "Caller" <sip:{caller}@[remote_ip]>;tag=[pid]U[call_number]'
+    if final != 200:
+        body += f'  <recv response="{final}"/>\n'
+        body += _ACK_NON2XX.format(caller=caller, back=5).replace(
+            f'From: "Caller" <sip:{caller}@[local_ip]:[local_port]>;tag=[pid]U[call_number]', frm
+        ).replace("CSeq: 1 ACK", "CSeq: 2 ACK")
+        body += '  <pause milliseconds="200"/>\n'
+        return _HEAD + f'<scenario name="uac auth {final}">{body}</scenario>\n'
+    body += """  <recv response="200" rrs="true">
+    <action>
+      <ereg regexp="&lt;?(sips?:[^&gt;[:space:]]+)&gt;?" search_in="hdr" header="Contact:"
+            check_it="true" assign_to="contact_all,target"/>
+    </action>
+  </recv>
+  <send>
+    <![CDATA[
+
+      ACK [$target] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      {frm}
+      [last_To:]
+      Call-ID: [call_id]
+      CSeq: 2 ACK
+      Max-Forwards: 70
+      Content-Length: 0
+
+    ]]>
+  </send>
+  <pause/>
+  <send retrans="500">
+    <![CDATA[
+
+      BYE [$target] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      {frm}
+      [last_To:]
+      Call-ID: [call_id]
+      CSeq: 3 BYE
+      Max-Forwards: 70
+      Content-Length: 0
+
+    ]]>
+  </send>
+  <recv response="200"/>
+  <pause milliseconds="200"/>
+  <Reference variables="contact_all"/>
+""".replace("{frm}", frm)
+    return _HEAD + f'<scenario name="uac auth call">{body}</scenario>\n'
+
+
+def carrier(workdir: Path, port: int, scenario: str = "uas_answer", pause_ms: int = 200,
+            check_regexp: str | None = None) -> Device:
+    """The test configuration's carrier (127.0.0.2:port) answering one call."""
+    xml = (SCENARIOS / f"{scenario}.xml").read_text()
+    if check_regexp:
+        xml = xml.replace(
+            '<recv request="INVITE" crlf="true"/>',
+            '<recv request="INVITE" crlf="true">\n    <action>\n'
+            f'      <ereg regexp="{escape(check_regexp, {chr(34): "&quot;"})}" search_in="msg" check_it="true" assign_to="chk"/>\n'
+            '    </action>\n  </recv>\n  <Reference variables="chk"/>',
+            1,
+        )
+    proc = start_sipp(xml, workdir, None, name="carrier", local_port=port, local_ip=TRUNK_IP,
+                      calls=1, extra=("-d", str(pause_ms)), timeout_s=40)
+    return Device(port, proc, workdir)

@@ -120,8 +120,8 @@ secret = "secret1003"
         teams = device(server, "uas_cancel_elsewhere", "1003", "secret1003", tmp_path / "teams",
                        register_first=False)
         teams.proc.kill()  # started on a random port: restart it on the configured one
-        from tests.integration.flows import Device
         from b2bua.testing.sipp import start_sipp
+        from tests.integration.flows import Device
 
         proc = start_sipp((SCENARIOS / "uas_cancel_elsewhere.xml").read_text(), tmp_path / "teams2",
                           None, name="teams", local_port=teams_port, calls=1, timeout_s=40)
