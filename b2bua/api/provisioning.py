@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -39,16 +39,26 @@ def add_provisioning_routes(
     db_path_or_conn: sqlite3.Connection | str | Path,
     config: Any,
     *,
+    listen: Iterable[Any] | None = None,
     clock: Callable[[], float] = time.time,
 ) -> None:
     """Add the provisioning routes to `app`. The database is the shared one: a connection, the
-    data directory, or the path of the SQLite file."""
+    data directory, or the path of the SQLite file. `listen` (objects with transport, host,
+    port) names the SIP addresses really served; by default those of `app["server"].listen`
+    when the app carries its server (the `--listen` overrides), else the configuration's."""
     if isinstance(db_path_or_conn, sqlite3.Connection):
         conn = db_path_or_conn
     else:
         path = Path(db_path_or_conn)
         conn = open_database(path.parent if path.name == DB_NAME else path)
     ensure_schema(conn)
+
+    def _listen(request: web.Request) -> Iterable[Any] | None:
+        if listen is not None:
+            return listen
+        server = request.app.get("server")
+        served = getattr(server, "listen", None)
+        return list(served) if served else None
 
     def handle(request: web.Request, as_json: bool) -> web.Response:
         token = request.match_info["token"]
@@ -58,7 +68,7 @@ def add_provisioning_routes(
         if state is not TokenState.VALID or grant is None:
             raise web.HTTPGone(text=f"provisioning token {state.value}\n", headers=_NO_STORE)
         try:
-            settings = device_settings(config, grant.extension, grant.device)
+            settings = device_settings(config, grant.extension, grant.device, _listen(request))
         except ProvisioningError as exc:
             raise web.HTTPGone(text=f"{exc}\n", headers=_NO_STORE) from None
         peer = request.remote or "?"

@@ -14,7 +14,7 @@ import enum
 import hashlib
 import os
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 from xml.sax.saxutils import escape
@@ -140,8 +140,11 @@ class ProvisioningError(LookupError):
     """The extension or device of a token is not (or no longer) provisionable."""
 
 
-def device_settings(config: Any, extension: str, device: int) -> DeviceSettings:
-    """The account settings of device `device` (0-based) of `extension` under `config`."""
+def device_settings(
+    config: Any, extension: str, device: int, listen: Iterable[Any] | None = None
+) -> DeviceSettings:
+    """The account settings of device `device` (0-based) of `extension` under `config`.
+    `listen`: the SIP addresses actually served (`--listen`), else the configuration's."""
     user = next((u for u in config.users if u.extension == extension), None)
     if user is None:
         raise ProvisioningError(f"no user with extension {extension}")
@@ -157,7 +160,7 @@ def device_settings(config: Any, extension: str, device: int) -> DeviceSettings:
         username = extension
     else:
         raise ProvisioningError(f"{extension} has no device {device + 1}")
-    host, port, transport = sip_address(config)
+    host, port, transport = sip_address(config, listen)
     return DeviceSettings(
         extension=extension,
         display_name=str(user.name),
@@ -170,10 +173,10 @@ def device_settings(config: Any, extension: str, device: int) -> DeviceSettings:
     )
 
 
-def sip_address(config: Any) -> tuple[str, int, str]:
+def sip_address(config: Any, listen: Iterable[Any] | None = None) -> tuple[str, int, str]:
     """Where devices reach us: the first listen address (UDP preferred); a wildcard host is
     replaced by the host of `public_url`, else of `http`, else the domain."""
-    listens = list(getattr(config.server, "listen", ()))
+    listens = list(getattr(config.server, "listen", ()) if listen is None else listen)
     order = {"udp": 0, "tcp": 1, "tls": 2}
     listens.sort(key=lambda s: order.get(str(s.transport), 3))
     if listens:
