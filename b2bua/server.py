@@ -131,6 +131,22 @@ class Server:
             config.server.domain, len(config.users), len(self.registrar),
         )
 
+    def apply_config(self, config: Config) -> None:
+        """Install a new, already validated configuration live: the rule table is recompiled and
+        swapped, the registrar's users and the call engine's directory replaced. Calls in flight
+        keep the decision they got; the next call follows the new rules."""
+        from b2bua.calls.directory import Directory
+        from b2bua.registrar import users_from_config
+        from b2bua.rules import compile_rules
+
+        table = compile_rules(config)  # raises before anything is swapped
+        directory = Directory(config)
+        self.registrar.set_users(users_from_config(config))
+        self.rulebook.swap(table)
+        self.calls.directory = directory
+        self.config = config
+        log.info("configuration applied live: %d users", len(config.users))
+
     async def _start_http(self, address: str) -> None:
         from aiohttp import web
 
