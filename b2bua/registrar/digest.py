@@ -49,6 +49,7 @@ ALGORITHMS: dict[str, Callable[..., hashlib._Hash]] = {
 NONCE_CLOCK_SKEW = 5.0  # seconds a nonce may appear to come from the future (clock steps)
 MAX_TRACKED_NONCES = 200_000
 MAX_AUTH_HEADER = 4096
+_HEX = frozenset("0123456789abcdefABCDEF")
 
 
 class Verdict(enum.Enum):
@@ -265,10 +266,9 @@ class DigestServer:
                 return DigestResult(Verdict.FAILED, username, "qop not offered")
             if nc_text is None or cnonce is None or len(nc_text) != 8:
                 return DigestResult(Verdict.FAILED, username, "qop without nc or cnonce")
-            try:
-                nc_value = int(nc_text, 16)
-            except ValueError:
+            if not all(c in _HEX for c in nc_text):
                 return DigestResult(Verdict.FAILED, username, "malformed nc")
+            nc_value = int(nc_text, 16)
         opaque = params.get("opaque")
         if opaque is not None and not hmac.compare_digest(opaque, self.opaque):
             return DigestResult(Verdict.FAILED, username, "opaque mismatch")

@@ -318,3 +318,41 @@ def test_credentials_can_be_replaced() -> None:
     new, _ = answer(server, T0, password="new")
     assert server.verify("REGISTER", URI, [old], T0).verdict is Verdict.FAILED
     assert server.verify("REGISTER", URI, [new], T0).verdict is Verdict.OK
+
+
+# -- property: remote input never raises anything but DigestSyntaxError ---------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_PIECES = st.sampled_from([
+    "Digest ", "digest\t", "Basic ", "username=", "realm=", "nonce=", "uri=", "response=",
+    "qop=", "nc=", "cnonce=", "algorithm=", "opaque=", "userhash=", '"', "\\", ",", " ", "=",
+    "pbx.local", "1001", "MD5", "SHA-256", "auth", "00000001", "0x000001", "0000_001",
+    "sip:pbx.local", "\udcff", "é",
+])
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_PIECES, max_size=40).map("".join))
+def test_verify_never_raises(value: str) -> None:
+    server = make_server()
+    try:
+        parse_credentials(value)
+    except DigestSyntaxError:
+        pass
+    result = server.verify("REGISTER", URI, [value], T0)
+    assert result.verdict in (Verdict.NO_CREDENTIALS, Verdict.FAILED)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(
+    st.from_regex(r"[a-z][a-z0-9-]{0,8}", fullmatch=True),
+    st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc")), max_size=20),
+    max_size=6,
+))
+def test_quoted_params_round_trip(params: dict[str, str]) -> None:
+    from b2bua.sip.grammar import quote
+
+    text = "Digest " + ", ".join(f"{k}={quote(v)}" for k, v in params.items())
+    assert parse_credentials(text) == ("Digest", params)

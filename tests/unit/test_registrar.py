@@ -22,6 +22,7 @@ from b2bua.registrar import (
 )
 from b2bua.registrar.digest import answer_challenge, parse_credentials
 from b2bua.registrar.model import Binding, LocationStore
+from b2bua.sip.errors import SipParseError
 from b2bua.sip.flow import Flow
 from b2bua.sip.message import Request, Response, parse_message
 from b2bua.store import open_database
@@ -947,3 +948,38 @@ def test_binding_record_fields() -> None:
     assert isinstance(b, Binding)
     assert b.path == ("<sip:edge.example;lr;ob>",) and b.q == 0.7
     assert b.last_seen == T0 and b.registered_at == T0 and b.expires_in(T0 + 0.5) == 3600
+
+
+# ---------------------------------------------------------------------------------------------
+# Property: whatever a REGISTER carries, the registrar answers it (never raises)
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_VALUES = st.sampled_from([
+    "*", "<sip:1001@192.0.2.10>", "<sip:1001@192.0.2.10>;expires=0", "<tel:+331>",
+    "<sip:1001@192.0.2.10>;expires=x", "<sip:1001@192.0.2.10>;q=2", "<sip:1001@[::1]:5060>",
+    '<sip:a@b>;+sip.instance="<urn:uuid:1>";reg-id=1', "<sip:a@b>;reg-id=0", "garbage <",
+    "sip:1001@pbx.local", "<sips:1001@pbx.local>", "0", "3600", "99999999999", "-1", "",
+    "outbound", "path", "foo", 'Digest username="1001"', "<sip:pbx.local;ob>",
+])
+_NAMES = st.sampled_from(["Contact", "Expires", "To", "Require", "Supported", "Authorization",
+                          "Path", "CSeq", "Call-ID"])
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(_NAMES, _VALUES), max_size=6), st.booleans())
+def test_any_register_gets_a_response(headers: list[tuple[str, str]], authed: bool) -> None:
+    reg = make_registrar()
+    phone = Phone(reg)
+    if authed:
+        phone.register(T0)
+    try:
+        request = phone.request(
+            authorization=phone.credentials() if authed else None, extra=headers
+        )
+    except SipParseError:
+        return  # the parser refused it: the stack answers 400 before the registrar sees it
+    response = reg.handle_register(request, UDP, T0 + 1)
+    assert 200 <= response.status < 600
+    bytes(response)

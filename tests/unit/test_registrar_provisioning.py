@@ -307,3 +307,24 @@ def test_registrar_schema_is_idempotent(tmp_path: Path) -> None:
     ensure_schema(conn)
     ensure_schema(conn)
     assert isinstance(MemoryLocationStore().load_all(), list)
+
+
+@pytest.mark.filterwarnings("ignore:It is recommended to use web.AppKey")  # as b2bua/api/app.py
+async def test_served_addresses_win_over_the_file(tmp_path: Path, config: Any) -> None:
+    class Listen:
+        transport, host, port = "udp", "127.0.0.1", 47000
+
+    class Server:
+        listen = [Listen()]
+
+    conn = open_database(tmp_path)
+    app = web.Application()
+    app["server"] = Server()
+    add_provisioning_routes(app, conn, config)
+    client = await _client(app)
+    try:
+        token = create_token(conn, "1002", 0, time.time())
+        r = await client.get(f"/provision/{token}.json")
+        assert (await r.json())["server"] == "127.0.0.1:47000"
+    finally:
+        await client.close()
