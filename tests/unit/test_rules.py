@@ -555,3 +555,10 @@ def test_table_stats() -> None:
     t = table(exceptional('["05-01"]'))
     assert t.stats.users == 2 and t.stats.system_extensions == 1
     assert (t.stats.office_hours, t.stats.exceptional_periods, t.stats.exceptions) == (1, 1, 0)
+
+
+def test_instant_before_1970_rounds_down_to_the_second() -> None:
+    t = table(hours("23:00", "24:00", '["wed"]'), tz="UTC")
+    # 1969-12-31 is a Wednesday; half a second before 1970 is still 23:59:59 that Wednesday.
+    when = datetime(1969, 12, 31, 23, 59, 59, 500000, tzinfo=UTC)
+    assert t.decide("1001", "x", when).rule == "office_hours"
