@@ -22,12 +22,26 @@ MAX_REASON_CHARS: Final = 120
 # Reason-Phrase = *(reserved / unreserved / escaped / UTF8-NONASCII / UTF8-CONT / SP / HTAB);
 # we write ASCII only, and nothing that would need an escape.
 _UNSAFE = re.compile(r"[^A-Za-z0-9\-_.!~*'();/?:@&=+$, ]")
-_LOOKALIKE = str.maketrans({'"': "'", "<": "(", "[": "(", "{": "(", ">": ")", "]": ")", "}": ")"})
+_LOOKALIKE = str.maketrans(
+    {
+        '"': "'",
+        "<": "(",
+        "[": "(",
+        "{": "(",
+        ">": ")",
+        "]": ")",
+        "}": ")",
+        "\r": " ",
+        "\n": " ",
+        "\t": " ",
+    }
+)
 
 
 def safe_reason(text: str, default: str = "Bad Request", limit: int = MAX_REASON_CHARS) -> str:
-    """`text` fit to be a reason phrase: brackets and quotes become look-alikes the grammar
-    allows, any other disallowed character '?'; at most `limit` characters, never empty."""
+    """`text` fit to be a reason phrase: line breaks become spaces, brackets and quotes
+    look-alikes the grammar allows, any other disallowed character '?'; at most `limit`
+    characters, never empty."""
     if len(text) > limit:
         text = text[: limit - 3] + "..."
     text = _UNSAFE.sub("?", text.translate(_LOOKALIKE)).strip()

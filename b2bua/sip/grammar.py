@@ -136,7 +136,7 @@ def parse_params(text: str, start: int = 0) -> dict[str, str | None]:
         m = simple(text, i)
         if m is not None:
             end = m.end()
-            if end == n or text[end] in "; \t":
+            if end == n or text[end] == ";":
                 params[m.group(1).lower()] = m.group(2)
                 i = end
                 continue
