@@ -182,7 +182,9 @@ def export_ics(user: User, *, domain: str, now: datetime, year: int | None = Non
 def _event_bodies(period: ExceptionalPeriod, text: str, tz: ZoneInfo, year: int) -> list[list[str]]:
     spec = parse_date_spec(text)
     if spec.yearly:
-        y = year
+        # A range across New Year starts the year before, so that its January part shows
+        # in the base year too.
+        y = year - 1 if spec.crosses_new_year else year
         while not (
             _valid(y, *spec.first[1:]) and _valid(y + spec.crosses_new_year, *spec.last[1:])
         ):
@@ -470,7 +472,44 @@ def import_ics(
             for d in dates:
                 if d not in period["dates"]:
                     period["dates"].append(d)
+    for period in result.periods:
+        period["dates"] = _join_yearly(period["dates"])
     return result
+
+
+def _next_md(md: tuple[int, int]) -> tuple[int, int]:
+    d = date(2000, *md) + timedelta(days=1)  # 2000 is a leap year: 02-28 -> 02-29
+    return d.month, d.day
+
+
+def _join_yearly(dates: list[str]) -> list[str]:
+    """Join yearly ranges that follow each other (12-20..12-31 + 01-01..01-05 -> 12-20..01-05)."""
+    spans: list[tuple[tuple[int, int], tuple[int, int]]] = []
+    others: list[str] = []
+    for text in dates:
+        spec = parse_date_spec(text)
+        if spec.yearly:
+            spans.append((spec.first[1:], spec.last[1:]))
+        else:
+            others.append(text)
+    joined = True
+    while joined:
+        joined = False
+        for i, (a_first, a_last) in enumerate(spans):
+            for j, (b_first, b_last) in enumerate(spans):
+                if i != j and _next_md(a_last) == b_first and b_last != a_first:
+                    spans[i] = (a_first, b_last)
+                    del spans[j]
+                    joined = True
+                    break
+            if joined:
+                break
+
+    def fmt(first: tuple[int, int], last: tuple[int, int]) -> str:
+        a, b = f"{first[0]:02d}-{first[1]:02d}", f"{last[0]:02d}-{last[1]:02d}"
+        return a if a == b else f"{a}..{b}"
+
+    return [fmt(f, last) for f, last in spans] + others
 
 
 def _event_pieces(
