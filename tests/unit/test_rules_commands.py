@@ -1,0 +1,215 @@
+"""`b2bua check`, `trace`, `week`, `ics-export` and `ics-import` through the CLI entry point."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import tomllib
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from b2bua.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+DEFAULT = str(ROOT / "conf" / "default.toml")
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_check_default(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "check", "--config", DEFAULT)
+    assert (code, err) == (0, "")
+    assert out.splitlines()[0] == f"{DEFAULT}: OK"
+    assert "3 users (5 devices), 1 system extension, 1 trunk" in out
+    assert (
+        "rules compiled: 3 office-hour ranges, 1 exceptional period, 1 caller-ID exception" in out
+    )
+    assert "no warnings" in out
+
+
+def test_check_errors(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(
+        '[server]\ndomain = "d"\n\n[[users]]\nextension = "1001"\nname = "A"\nsecret = "s"\n'
+        'forward = { kind = "mobile" }\nring_timeout = 0\n',
+        encoding="utf-8",
+    )
+    code, out, err = run(capsys, "check", "--config", str(bad))
+    assert (code, out) == (1, "")
+    assert err.splitlines() == [
+        f"{bad}:8: users[0].forward.kind: destination 'mobile' needs the user's mobile number (not set)",
+        f"{bad}:9: users[0].ring_timeout: expected greater than or equal to 1 (got 0)",
+    ]
+    assert all(re.match(r"^\S+:\d+: \S+: .+$", line) for line in err.splitlines())
+
+
+def test_check_prints_warnings(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    cfg = tmp_path / "w.toml"
+    cfg.write_text(
+        '[server]\ndomain = "d"\n\n[[users]]\nextension = "1001"\nname = "A"\nsecret = "s"\n'
+        "  [users.schedule]\n",
+        encoding="utf-8",
+    )
+    code, out, _ = run(capsys, "check", "--config", str(cfg))
+    assert code == 0
+    assert "2 warnings:" in out
+    assert f"  {cfg}:8: users[0].schedule.hours: schedule enabled with no office hours" in out
+
+
+def test_trace_json(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(
+        capsys, "trace", "--config", DEFAULT, "--to", "1001", "--from", "06 12 34 56 78",
+        "--at", "2026-07-01T10:00", "--json",
+    )  # fmt: skip
+    assert (code, err) == (0, "")
+    data = json.loads(out)
+    assert list(data) == ["destination", "rule", "rule_name", "trace"]
+    assert data["destination"] == {"kind": "mobile", "bounce": True}
+    assert (data["rule"], data["rule_name"]) == ("exception", "0612345678")
+    assert all(isinstance(line, str) for line in data["trace"])
+    assert data["trace"][-1] == "decision: exception '0612345678' -> mobile (bounce)"
+    assert out.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["--to", "1001", "--at", "2026-07-01T20:00"], ({"kind": "voicemail"}, "closed", None)),
+        (["--to", "1001", "--at", "2026-07-01T08:00:00Z"], ({"kind": "devices"}, "office_hours", None)),
+        (["--to", "1001", "--at", "2026-12-25T10:00+01:00"], ({"kind": "voicemail"}, "exceptional", "Fermeture de fin d'année")),
+        (["--to", "1002", "--at", "2026-07-01T20:00"], ({"kind": "devices"}, "schedule_disabled", None)),
+        (["--to", "800", "--at", "2026-07-01T20:00"], ({"kind": "system", "extension": "800"}, "schedule_disabled", None)),
+    ],
+)  # fmt: skip
+def test_trace_rules(
+    capsys: pytest.CaptureFixture[str], argv: list[str], expected: tuple[object, ...]
+) -> None:
+    code, out, _ = run(
+        capsys, "trace", "--config", DEFAULT, "--from", "0499999999", "--json", *argv
+    )
+    data = json.loads(out)
+    assert code == 0
+    assert (data["destination"], data["rule"], data["rule_name"]) == expected
+
+
+def test_trace_text(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(
+        capsys, "trace", "--config", DEFAULT, "--to", "1001", "--from", "0499999999",
+        "--at", "2026-07-01T20:00",
+    )  # fmt: skip
+    assert code == 0
+    assert out.splitlines()[:3] == [
+        'destination: voicemail  {"kind": "voicemail"}',
+        "rule: closed",
+        "why:",
+    ]
+    assert "  closed destination applies: voicemail" in out
+
+
+def test_trace_unknown_extension_and_bad_time(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "trace", "--config", DEFAULT, "--to", "4242", "--from", "x")
+    assert (code, out) == (1, "")
+    assert err == "b2bua trace: unknown extension '4242' (known: 1001, 1002, 1003, 800)\n"
+    code, _, err = run(
+        capsys, "trace", "--config", DEFAULT, "--to", "1001", "--from", "x", "--at", "tomorrow"
+    )
+    assert code == 1 and "is not an ISO 8601 date-time" in err
+
+
+def test_trace_default_is_now(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(
+        capsys, "trace", "--config", DEFAULT, "--to", "1001", "--from", "x", "--json"
+    )
+    assert code == 0 and json.loads(out)["rule"] in ("office_hours", "closed", "exceptional")
+
+
+def test_week_text_and_svg(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    svg = tmp_path / "week.svg"
+    code, out, _ = run(
+        capsys, "week", "--config", DEFAULT, "1001", "--start", "2026-03-23", "--out", str(svg)
+    )
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0] == "Week of 2026-03-23 for 1001, calls from any caller (Europe/Paris)"
+    grid = {line[:9]: line[11:] for line in lines if re.match(r"^\w{3} \d\d-\d\d  ", line)}
+    assert grid["Mon 03-23"] == "V" * 17 + "D" * 8 + "VV" + "D" * 8 + "V" * 13
+    assert grid["Fri 03-27"] == "V" * 17 + "D" * 8 + "VV" + "D" * 5 + "V" * 16
+    assert grid["Sun 03-29"][4:6] == "··"  # 02:00-03:00 does not exist that day
+    assert "  V  voicemail [closed]" in lines
+    assert "  D  ring all devices [office_hours]" in lines
+    assert "  Mon 03-23 08:30  D ring all devices [office_hours]" in lines
+    root = ET.fromstring(svg.read_text(encoding="utf-8"))
+    assert root.tag == "{http://www.w3.org/2000/svg}svg"
+    assert len(root.findall("{http://www.w3.org/2000/svg}rect")) > 7 * 48
+
+
+def test_week_caller_exception(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(
+        capsys, "week", "--config", DEFAULT, "1001", "--from", "0612345678", "--start", "2026-06-29"
+    )
+    assert code == 0
+    assert "  M  mobile (bounce) [exception '0612345678']" in out.splitlines()
+
+
+def test_week_refuses_unknown_picture_format(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code, _, err = run(
+        capsys, "week", "--config", DEFAULT, "1001", "--out", str(tmp_path / "w.gif")
+    )
+    assert code == 1 and "use a .svg or .png" in err
+
+
+def test_week_png_needs_a_renderer(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    png = tmp_path / "w.png"
+    code, _, err = run(capsys, "week", "--config", DEFAULT, "1001", "--out", str(png))
+    if code == 0:
+        assert png.read_bytes().startswith(b"\x89PNG")
+    else:
+        assert "use --out FILE.svg" in err
+        if not (shutil.which("rsvg-convert") or shutil.which("convert")):
+            assert "needs rsvg-convert" in err
+
+
+def test_ics_export_and_import(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    ics = tmp_path / "alice.ics"
+    code, out, _ = run(capsys, "ics-export", "--config", DEFAULT, "1001", "--out", str(ics))
+    assert code == 0 and out == f"wrote 1 exceptional period of 1001 to {ics}\n"
+    assert "SUMMARY:Fermeture de fin d'année" in ics.read_text(encoding="utf-8")
+    code, out, err = run(capsys, "ics-import", "--config", DEFAULT, "1002", str(ics))
+    assert (code, err) == (0, "")
+    assert out.startswith("# 1 exceptional period from")
+    snippet = tomllib.loads("[[users]]\n" + out)
+    assert snippet["users"][0]["schedule"]["exceptional"] == [
+        {
+            "name": "Fermeture de fin d'année",
+            "dates": ["12-24..01-01"],
+            "destination": {"kind": "voicemail"},
+        }
+    ]
+
+
+def test_ics_import_default_destination_option(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    ics = tmp_path / "h.ics"
+    ics.write_text(
+        "BEGIN:VCALENDAR\nBEGIN:VEVENT\nDTSTART;VALUE=DATE:20260714\nSUMMARY:Fête nationale\n"
+        "END:VEVENT\nEND:VCALENDAR\n",
+        encoding="utf-8",
+    )
+    code, out, _ = run(
+        capsys, "ics-import", "--config", DEFAULT, "1001", str(ics),
+        "--destination", '{ kind = "announcement", message = "closed" }',
+    )  # fmt: skip
+    assert code == 0
+    assert 'destination = { kind = "announcement", message = "closed" }' in out
+    code, _, err = run(capsys, "ics-import", "--config", DEFAULT, "800", str(ics))
+    assert code == 1 and "not a user extension" in err
