@@ -25,6 +25,7 @@ _PARAM_VALUE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~\[\]/:&$=?@]+")
 _SIMPLE_PARAM = re.compile(
     r";([A-Za-z0-9\-.!%*_+`'~\[\]/:&$]+)(?:=([A-Za-z0-9\-.!%*_+`'~\[\]/:&$=?@]+))?"
 )
+_SIMPLE_PARAMS = re.compile(f"(?:{_SIMPLE_PARAM.pattern})*")
 # quoted-pair = "\" (%x00-09 / %x0B-0C / %x0E-7F): CR and LF can never be escaped.
 _NEEDS_ESCAPE = re.compile(r'["\\\x00-\x08\x0b\x0c\x0e-\x1f\x7f]')
 
@@ -128,6 +129,10 @@ def parse_params(text: str, start: int = 0) -> dict[str, str | None]:
     Names are lower-cased (parameter names are case-insensitive); values are kept as written
     (a quoted value keeps its quotes, see `unquote`). A parameter without value maps to None.
     """
+    if _SIMPLE_PARAMS.fullmatch(text, start):
+        # The common case, no white space and no quotes: two scans in C. (A value is never
+        # empty, so an empty group means a parameter without value.)
+        return {name.lower(): value or None for name, value in _SIMPLE_PARAM.findall(text, start)}
     params: dict[str, str | None] = {}
     i = start
     n = len(text)

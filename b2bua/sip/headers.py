@@ -205,8 +205,19 @@ class NameAddr:
         return f"NameAddr({str(self)!r})"
 
 
+# The usual shapes, `"Display" <uri>` (no escapes), `Display Name <uri>` and `<uri>`: one scan.
+_SIMPLE_NAME_ADDR = re.compile(
+    rf'[ \t]*(?:"([^"\\]*)"[ \t]*|({TOKEN_RE}(?:[ \t]+{TOKEN_RE})*)[ \t]*)?<[ \t]*([^<>"\s]+)[ \t]*>'
+)
+
+
 def parse_name_addr(text: str) -> NameAddr:
     """Parse one name-addr or addr-spec with its header parameters."""
+    m = _SIMPLE_NAME_ADDR.match(text)
+    if m is not None:
+        quoted, bare, uri_text = m.groups()
+        name = quoted if bare is None else " ".join(bare.split())
+        return NameAddr._parsed(uri_text, name, parse_params(text.rstrip(WS), m.end()))
     text = text.strip(WS)
     if not text:
         raise SipParseError("Empty address")
