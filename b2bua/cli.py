@@ -24,6 +24,8 @@ _HANDLERS: dict[str, str] = {
     "devices": "b2bua.registrar.commands:cmd_devices",
     "qr": "b2bua.registrar.commands:cmd_qr",
     "calls": "b2bua.calls.commands:cmd_calls",
+    "export": "b2bua.settings:cmd_export",
+    "import": "b2bua.settings:cmd_import",
 }
 
 
@@ -94,6 +96,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("calls", "List the last call records.")
     p.add_argument("--last", type=int, default=20, metavar="N")
     p.add_argument("--json", action="store_true")
+
+    p = add("export", "Print the whole effective configuration (the file plus the settings "
+            "stored from the dashboard) as TOML.")
+    p.add_argument("--out", metavar="FILE.toml", help="write to FILE instead of stdout")
+
+    p = add("import", "Store the users and music of FILE as this installation's settings "
+            "(a running server applies them within seconds).")
+    p.add_argument("file", metavar="FILE.toml")
+    p.add_argument("--dry-run", action="store_true", help="validate only")
     return parser
 
 

@@ -121,6 +121,9 @@ class Server:
         )
         self.core = Core(self.stack, self.registrar, self.calls, config.server.domain)
         self.stack.attach(self.transports, self.core)
+        from b2bua.settings import attach_settings
+
+        attach_settings(self)  # the TOML merged with the dashboard's stored settings
         for spec in self.listen:
             await self.transports.listen(spec)
         if self.http:

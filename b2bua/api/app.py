@@ -1,15 +1,92 @@
-"""The HTTP side of `b2bua run`: health, metrics, softphone provisioning (dashboard to come)."""
+"""The HTTP side of `b2bua run`: health, metrics, softphone provisioning, the REST API and the
+dashboard (docs/api.md, docs/dashboard.md).
+
+Everything runs on the SIP event loop. Handlers stay short: SQLite calls are tens of
+microseconds; what could take milliseconds (validating and compiling a changed configuration,
+sampling a week of decisions, hashing a password, decoding audio) runs in a worker thread or
+a subprocess, so the SIP hot path never waits behind a dashboard request.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
+from b2bua.api.auth import AuthPolicy, Handler, Throttle, purge_sessions, session_middleware
+from b2bua.api.common import DASHBOARD_KEY, ApiError, Dashboard
 
-def build_app(server: Any) -> web.Application:
-    app = web.Application(client_max_size=64 * 1024 * 1024)
+log = logging.getLogger("b2bua.api")
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+_SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; "
+        "style-src 'self'; script-src 'self'; object-src 'none'; base-uri 'none'; "
+        "frame-ancestors 'none'; form-action 'self'"
+    ),
+}
+_POLL_SECONDS = 2.0
+
+
+@web.middleware
+async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """JSON errors under /api/, security headers everywhere."""
+    try:
+        response = await handler(request)
+    except ApiError as exc:
+        response = exc.response()
+    except web.HTTPException as exc:
+        if not request.path.startswith("/api/"):
+            raise
+        response = ApiError(exc.status, exc.reason.lower().replace(" ", "_"), exc.reason).response()
+    response.headers.update(_SECURITY_HEADERS)
+    if request.path.startswith("/api/") and "Cache-Control" not in response.headers:
+        response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _library(server: Any, config: Any) -> Any:
+    """The media layer's sound library when the server has one (shared cache), else ours."""
+    library = getattr(server, "library", None)
+    if library is not None:
+        return library
+    from media.library import SoundLibrary
+
+    return SoundLibrary(Path(config.server.data_dir), language=config.server.language)
+
+
+def build_app(
+    server: Any,
+    *,
+    clock: Callable[[], float] = time.time,
+    policy: AuthPolicy | None = None,
+) -> web.Application:
+    """The aiohttp application of `server` (a `b2bua.server.Server`, started)."""
+    from b2bua.api.openapi import ROUTES, build_openapi
+    from b2bua.settings import attach_settings
+
+    app = web.Application(client_max_size=64 * 1024 * 1024, middlewares=[_errors,
+                                                                          session_middleware])
     app["server"] = server
+    store = getattr(server, "settings", None) or attach_settings(server)
+    policy = policy or AuthPolicy()
+    board = Dashboard(
+        server=server, store=store, clock=clock, library=_library(server, server.config),
+        policy=policy, throttle=Throttle(policy),
+    )
+    board.known_revision = store.revision()
+    app[DASHBOARD_KEY] = board
 
     async def health(request: web.Request) -> web.Response:
         return web.json_response(
@@ -35,12 +112,63 @@ def build_app(server: Any) -> web.Application:
             lines.append(f'b2bua_calls_total{{kind="{name}"}} {value}')
         return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
 
+    openapi_text = json.dumps(build_openapi(), ensure_ascii=False)
+
+    async def openapi(request: web.Request) -> web.Response:
+        return web.Response(text=openapi_text, content_type="application/json")
+
+    async def index(request: web.Request) -> web.FileResponse:
+        return web.FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+
     app.router.add_get("/health", health)
     app.router.add_get("/metrics", metrics)
-    try:
-        from b2bua.api.provisioning import add_provisioning_routes
-    except ImportError:  # pragma: no cover - while the registrar's HTTP side is absent
-        pass
-    else:
-        add_provisioning_routes(app, server.db, server.config)
+    app.router.add_get("/api/openapi.json", openapi)
+    for route in ROUTES:
+        app.router.add_route(route.method, route.path, route.handler)
+    app.router.add_get("/", index)
+    app.router.add_static("/static/", STATIC_DIR, follow_symlinks=False, show_index=False)
+
+    from b2bua.api.provisioning import add_provisioning_routes
+
+    add_provisioning_routes(app, server.db, _LiveConfig(server))
+
+    async def start_background(app: web.Application) -> None:
+        app["dashboard_task"] = asyncio.get_running_loop().create_task(_background(board))
+
+    async def stop_background(app: web.Application) -> None:
+        task = app.get("dashboard_task")
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    app.on_startup.append(start_background)
+    app.on_cleanup.append(stop_background)
     return app
+
+
+class _LiveConfig:
+    """The server's current configuration, read at each use (provisioning after a change)."""
+
+    def __init__(self, server: Any) -> None:
+        self._server = server
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._server.config, name)
+
+
+async def _background(board: Dashboard) -> None:
+    """Apply settings changed by another process; purge ended sessions."""
+    last_purge = 0.0
+    while True:
+        await asyncio.sleep(_POLL_SECONDS)
+        try:
+            await board.reload_if_changed()
+            now = board.now()
+            if now - last_purge > 300:
+                purge_sessions(board, now)
+                last_purge = now
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # a task boundary: log and keep serving
+            log.exception("dashboard background task failed")
