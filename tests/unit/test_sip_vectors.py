@@ -488,6 +488,21 @@ Content-Length: 0
         {"status": 486, "reason": ""},
     ),
     Vector(
+        "response_lowercase_version",
+        sip(
+            """
+sip/2.0 603 Decline
+Via: SIP/2.0/UDP 192.0.2.21:5060;branch=z9hG4bKd3sk2
+From: <sip:1001@pbx.example.net>;tag=fd81
+To: <sip:2001@pbx.example.net>;tag=dc
+Call-ID: 7e1c2f@192.0.2.21
+CSeq: 101 INVITE
+Content-Length: 0
+"""
+        ),
+        {"status": 603, "reason": "Decline", "to_tag": "dc"},
+    ),
+    Vector(
         "response_with_long_reason",
         sip(
             """
