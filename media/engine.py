@@ -30,7 +30,7 @@ from typing import Any
 
 from media.errors import MediaError
 from media.library import Sound, SoundLibrary, write_wav_atomic
-from media.player import PlaybackScheduler, Player
+from media.player import PacingStats, PlaybackScheduler, Player
 from media.relay import (
     LEGS,
     DtmfReceived,
@@ -221,7 +221,7 @@ class MediaSession:
             resolved.frames(codec),
             payload_type,
             state.out,
-            self._clock(),
+            self.engine._scheduler.align(self._clock()),
             loop=loop,
             context=(self, state),
         )
@@ -360,18 +360,6 @@ class MediaSession:
                 with contextlib.suppress(OSError):
                     out_sock.sendto(forward[0], forward[1])
 
-    def _send_frames(self, state: LegState, datagrams: list[bytes]) -> None:
-        dest = state.destination
-        if dest is None:
-            return
-        sock = self._rtp[state.name]
-        for data in datagrams:
-            try:
-                sock.sendto(data, dest)
-            except OSError:
-                self.engine.send_errors += 1
-        state.tx_packets += len(datagrams)
-
     def _tick(self, now: float) -> None:
         for recorder in self.core.tick(now):
             self._stop_recording(recorder, recorder.stop_reason or "stopped")
@@ -463,7 +451,7 @@ class MediaEngine:
         self._next_tick = float("inf")
         self._loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
         self.send_errors = 0
-        self.late_wakeups = 0
+        self.pacing = PacingStats()  # how far from its deadline each paced frame went out
         self.started = False
 
     async def start(self) -> None:
@@ -550,19 +538,40 @@ class MediaEngine:
                 return
             self._timer.cancel()
         self._timer_at = when
+        # Fire up to `pacing_slack` early: the loop's timers tend to fire late (uvloop rounds
+        # to the millisecond), and frames due within the slack are sent in this wake-up.
+        when -= self.pacing_slack
         loop_when = when if self._clock_arg is None else self._loop.time() + (when - self._clock())
         self._timer = self._loop.call_at(loop_when, self._on_timer)
 
     def _on_timer(self) -> None:
         self._timer = None
         self._timer_at = float("inf")
-        now = self._clock()
-        for player, datagrams in self._scheduler.due(now + self.pacing_slack):
+        clock = self._clock
+        now = clock()
+        pacing = self.pacing
+        bucket_time, bucket_count = 0.0, 0
+        for player, datagrams, when in self._scheduler.due(now + self.pacing_slack):
+            if when != bucket_time:
+                if bucket_count:
+                    pacing.record(clock() - bucket_time, bucket_count)
+                bucket_time, bucket_count = when, 0
             session, state = player.context
             if datagrams:
-                session._send_frames(state, datagrams)
+                dest = state.latched or state.sdp_address
+                if dest is not None:
+                    sendto = session._rtp[state.name].sendto
+                    for data in datagrams:
+                        try:
+                            sendto(data, dest)
+                        except OSError:
+                            self.send_errors += 1
+                    state.tx_packets += len(datagrams)
+                bucket_count += 1
             if player.sent_all:
                 session._player_done(state, player)
+        if bucket_count:
+            pacing.record(clock() - bucket_time, bucket_count)
         if now >= self._next_tick:
             for session in list(self._sessions.values()):
                 session._tick(now)

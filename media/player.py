@@ -21,14 +21,14 @@ asyncio shell needs one timer for all of them.
 from __future__ import annotations
 
 import heapq
-import itertools
+import math
 import struct
 from collections.abc import Sequence
 from typing import Any
 
 from media.rtp import RtpPacket
 
-__all__ = ["OutgoingStream", "PlaybackScheduler", "Player"]
+__all__ = ["OutgoingStream", "PacingStats", "PlaybackScheduler", "Player"]
 
 _SEQ_TS_SSRC = struct.Struct("!HII")
 _HEADER = struct.Struct("!BBHII")
@@ -187,6 +187,13 @@ class Player:
         if self.cancelled or not count:
             return out
         start, ptime, stream, samples = self.start, self.ptime, self.stream, self.samples
+        index = self._index
+        deadline = start + self._n * ptime
+        if index < count and deadline <= now < deadline + ptime and now - deadline <= self.max_late:
+            # The usual case: exactly one frame due.
+            self._n += 1
+            self._index = index + 1
+            return [stream.frame(self.payload_type, frames[index], samples, deadline)]
         while True:
             if self._index >= count:
                 if not self.loop:
@@ -209,49 +216,116 @@ class Player:
 
 
 class PlaybackScheduler:
-    """All the players of one engine, in one heap by next deadline."""
+    """All the players of one engine, grouped by deadline in buckets of `resolution` seconds.
 
-    __slots__ = ("_counter", "_heap", "_players")
+    A player's bucket is the first grid time at or after its deadline; the players of one bucket
+    are served together, so the heap holds one entry per bucket (about ptime / resolution of
+    them), not one per player. Players started on the grid (`align`) never wait for their bucket.
+    """
 
-    def __init__(self) -> None:
-        self._heap: list[tuple[float, int, Player]] = []
-        self._counter = itertools.count()
+    __slots__ = ("_buckets", "_keys", "_players", "resolution")
+
+    def __init__(self, resolution: float = 0.001) -> None:
+        self.resolution = resolution
+        self._buckets: dict[int, list[Player]] = {}
+        self._keys: list[int] = []  # heap of bucket keys
         self._players: set[Player] = set()
 
     def __len__(self) -> int:
         return len(self._players)
 
+    def align(self, now: float) -> float:
+        """The first grid time at or after `now`: a good start for a new player."""
+        return math.ceil(now / self.resolution - 1e-6) * self.resolution
+
+    def _insert(self, player: Player, deadline: float) -> None:
+        key = math.ceil(deadline / self.resolution - 1e-6)
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            self._buckets[key] = [player]
+            heapq.heappush(self._keys, key)
+        else:
+            bucket.append(player)
+
     def add(self, player: Player) -> None:
         deadline = player.next_deadline()
         self._players.add(player)
         if deadline is not None:
-            heapq.heappush(self._heap, (deadline, next(self._counter), player))
+            self._insert(player, deadline)
 
     def remove(self, player: Player) -> None:
-        """Stop a player; its heap entry is dropped lazily."""
+        """Stop a player; its bucket entry is dropped lazily."""
         player.cancelled = True
         self._players.discard(player)
 
     def next_deadline(self) -> float | None:
-        heap = self._heap
-        while heap and heap[0][2].cancelled:
-            heapq.heappop(heap)
-        return heap[0][0] if heap else None
+        keys, buckets = self._keys, self._buckets
+        while keys:
+            bucket = buckets[keys[0]]
+            if any(not p.cancelled for p in bucket):
+                return keys[0] * self.resolution
+            del buckets[heapq.heappop(keys)]
+        return None
 
-    def due(self, now: float) -> list[tuple[Player, list[bytes]]]:
-        """Every player with frames due at `now`, with those frames. A one-shot player that has
-        sent its last frame is returned once more with `sent_all` set and then forgotten."""
-        heap = self._heap
-        out: list[tuple[Player, list[bytes]]] = []
-        while heap and heap[0][0] <= now:
-            _, _, player = heapq.heappop(heap)
-            if player.cancelled:
-                continue
-            datagrams = player.datagrams_due(now)
-            out.append((player, datagrams))
-            deadline = player.next_deadline()
-            if deadline is None:
-                self._players.discard(player)
-            else:
-                heapq.heappush(heap, (deadline, next(self._counter), player))
+    def due(self, now: float) -> list[tuple[Player, list[bytes], float]]:
+        """Every player with frames due at `now`: the player, those frames, and the time of its
+        bucket. A one-shot player whose last frame is among them has `sent_all` set and is
+        forgotten."""
+        keys, buckets, resolution = self._keys, self._buckets, self.resolution
+        out: list[tuple[Player, list[bytes], float]] = []
+        limit = now / resolution + 1e-6
+        while keys and keys[0] <= limit:
+            key = heapq.heappop(keys)
+            when = key * resolution
+            # Every player of the bucket has its deadline at most `resolution * 1e-6` after
+            # `when` (see `_insert`): asking for frames up to `horizon` always yields at least
+            # one, so a player never lands in the same bucket again (no endless loop).
+            horizon = max(now, when + resolution * 1e-3)
+            for player in buckets.pop(key):
+                if player.cancelled:
+                    continue
+                out.append((player, player.datagrams_due(horizon), when))
+                deadline = player.next_deadline()
+                if deadline is None:
+                    self._players.discard(player)
+                else:
+                    self._insert(player, deadline)
         return out
+
+
+class PacingStats:
+    """A histogram of |send time - deadline| of paced frames, in 0.1 ms buckets up to 100 ms."""
+
+    __slots__ = ("buckets", "count", "max")
+
+    RESOLUTION = 0.0001
+    SIZE = 1001
+
+    def __init__(self) -> None:
+        self.buckets = [0] * self.SIZE
+        self.count = 0
+        self.max = 0.0
+
+    def record(self, error: float, count: int = 1) -> None:
+        error = abs(error)
+        self.buckets[min(self.SIZE - 1, int(error / self.RESOLUTION))] += count
+        self.count += count
+        if error > self.max:
+            self.max = error
+
+    def percentile(self, p: float) -> float:
+        """The error (seconds, bucket upper edge) below which a fraction `p` of frames fall."""
+        if not self.count:
+            return 0.0
+        target = p * self.count
+        seen = 0
+        for i, n in enumerate(self.buckets):
+            seen += n
+            if seen >= target:
+                return (i + 1) * self.RESOLUTION
+        return self.max
+
+    def reset(self) -> None:
+        self.buckets = [0] * self.SIZE
+        self.count = 0
+        self.max = 0.0

@@ -5,7 +5,9 @@ from __future__ import annotations
 import random
 import struct
 
-from media.player import OutgoingStream, PlaybackScheduler, Player
+import pytest
+
+from media.player import OutgoingStream, PacingStats, PlaybackScheduler, Player
 from media.rtp import RtpPacket
 
 FRAMES = [bytes([i]) * 160 for i in range(5)]
@@ -147,14 +149,63 @@ def test_scheduler_orders_players_and_forgets_finished_ones() -> None:
     c = Player(FRAMES, 0, OutgoingStream(3, 0, 0), START + 0.01, context="c")
     for p in (a, b, c):
         sched.add(p)
-    assert len(sched) == 3 and sched.next_deadline() == START
-    assert [(p.context, len(d)) for p, d in sched.due(START + 0.006)] == [("a", 1), ("b", 1)]
-    assert sched.next_deadline() == START + 0.01
+    assert len(sched) == 3 and sched.next_deadline() == pytest.approx(START)
+    due = sched.due(START + 0.006)
+    assert [(p.context, len(d)) for p, d, _ in due] == [("a", 1), ("b", 1)]
+    assert [t for _, _, t in due] == pytest.approx([START, START + 0.005])
+    assert sched.next_deadline() == pytest.approx(START + 0.01)
     sched.remove(c)
-    assert sched.next_deadline() == START + 0.02
+    assert sched.next_deadline() == pytest.approx(START + 0.02)
     due = sched.due(START + 0.03)
-    assert [(p.context, len(d), p.sent_all) for p, d in due] == [("a", 1, False), ("b", 1, True)]
+    assert [(p.context, len(d), p.sent_all) for p, d, _ in due] == [("a", 1, False), ("b", 1, True)]
     assert len(sched) == 1
-    assert sched.next_deadline() == START + 0.04
+    assert sched.next_deadline() == pytest.approx(START + 0.04)
     sched.remove(a)
     assert sched.next_deadline() is None and len(sched) == 0
+
+
+def test_scheduler_buckets_players_on_a_grid() -> None:
+    sched = PlaybackScheduler(resolution=0.001)
+    assert sched.align(START + 0.0004) == pytest.approx(START + 0.001)
+    assert sched.align(START + 0.002) == pytest.approx(START + 0.002)
+    early = Player(FRAMES, 0, OutgoingStream(1, 0, 0), START + 0.0004, context="off-grid")
+    players = [
+        Player(FRAMES, 0, OutgoingStream(i, 0, 0), START + 0.001, context=i) for i in range(50)
+    ]
+    for p in (early, *players):
+        sched.add(p)
+    # the off-grid player waits for its bucket; all 51 are served by one wake-up
+    assert sched.next_deadline() == pytest.approx(START + 0.001)
+    assert sched.due(START + 0.0009) == []
+    due = sched.due(START + 0.001)
+    assert len(due) == 51 and len({t for _, _, t in due}) == 1
+    assert due[0][2] == pytest.approx(START + 0.001)
+    # 20 ms later, again one bucket for everybody
+    assert sched.next_deadline() == pytest.approx(START + 0.021)
+    assert len(sched.due(START + 0.021)) == 51
+
+
+def test_pacing_stats() -> None:
+    stats = PacingStats()
+    assert stats.percentile(0.99) == 0.0
+    for i in range(100):
+        stats.record(0.00005 if i < 98 else -0.003)
+    stats.record(1.0)
+    assert stats.count == 101 and stats.max == 1.0
+    assert stats.percentile(0.5) == pytest.approx(0.0001)
+    assert stats.percentile(0.99) == pytest.approx(0.0031)
+    assert stats.percentile(1.0) == pytest.approx(0.1001)
+    stats.reset()
+    assert stats.count == 0
+
+
+def test_scheduler_makes_progress_on_bucket_boundaries() -> None:
+    # A deadline a hair after its bucket's time, and a wake-up exactly at the bucket time.
+    sched = PlaybackScheduler(resolution=0.001)
+    player = Player(FRAMES, 0, OutgoingStream(1, 0, 0), 100.02 + 1e-12)
+    sched.add(player)
+    when = sched.next_deadline()
+    assert when is not None
+    due = sched.due(when)
+    assert [len(d) for _, d, _ in due] == [1]
+    assert sched.next_deadline() == pytest.approx(100.04)
