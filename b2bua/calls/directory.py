@@ -9,31 +9,15 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Any
 
-_STRIP = str.maketrans("", "", " .-()/")
+from b2bua.rules.numbers import normalize_number
 
-
-def normalize_number(number: str, country_code: str) -> str:
-    """National form of a dialled or presented number: `+33 6 12..` and `0033612..` -> `0612..`.
-
-    Extensions and short codes are returned unchanged (only separators removed).
-    """
-    n = number.translate(_STRIP)
-    if n.startswith("+"):
-        rest = n[1:]
-        if country_code and rest.startswith(country_code):
-            return "0" + rest[len(country_code) :]
-        return "00" + rest
-    if country_code and n.startswith("00" + country_code):
-        return "0" + n[2 + len(country_code) :]
-    return n
+__all__ = ["Directory", "Trunk", "normalize_number", "to_e164"]
 
 
 def to_e164(number: str, country_code: str) -> str:
-    """E.164 form for a trunk: `0612..` -> `+33612..`; `00..` -> `+..`; short numbers unchanged."""
+    """E.164 form for a trunk: `0612..` -> `+33612..`; foreign `+..` kept; short numbers as is."""
     n = normalize_number(number, country_code)
-    if n.startswith("00"):
-        return "+" + n[2:]
-    if n.startswith("0") and country_code:
+    if n.startswith("0") and not n.startswith("00") and country_code:
         return "+" + country_code + n[1:]
     return n
 
@@ -56,8 +40,9 @@ class Directory:
         self.users: dict[str, Any] = {u.extension: u for u in config.users}
         self.system: dict[str, Any] = {s.extension: s for s in getattr(config, "system_extensions", [])}
         self.trunks: list[Trunk] = []
+        self._source_cache: dict[str, Trunk | None] = {}
         for t in getattr(config, "trunks", []):
-            host, _, port = str(t.address).rpartition(":")
+            host, port = t.address.host, t.address.port
             nets = tuple(ipaddress.ip_network(n, strict=False) for n in t.inbound_from)
             did = {normalize_number(k, self.country_code): v for k, v in dict(t.did).items()}
             fmt = getattr(t, "number_format", "e164") or "e164"
@@ -67,6 +52,16 @@ class Directory:
         return ext in self.users or ext in self.system
 
     def trunk_for_source(self, host: str) -> Trunk | None:
+        """The trunk that `host` (a source address) belongs to, if any (cached per address)."""
+        cache = self._source_cache
+        if host in cache:
+            return cache[host]
+        trunk = self._match_source(host)
+        if len(cache) < 65_536:
+            cache[host] = trunk
+        return trunk
+
+    def _match_source(self, host: str) -> Trunk | None:
         try:
             addr = ipaddress.ip_address(host)
         except ValueError:

@@ -40,6 +40,8 @@ from b2bua.calls.records import CallRecord, CallRecorder
 from b2bua.sip.dialog import Dialog
 from b2bua.sip.errors import SipParseError
 from b2bua.sip.flow import Flow
+from b2bua.sip.grammar import split_list
+from b2bua.sip.headers import parse_name_addr
 from b2bua.sip.message import Request, Response, make_response
 from b2bua.sip.uri import SipUri
 
@@ -295,31 +297,20 @@ class CallEngine:
         return trunk
 
     def _presented_number(self, request: Request) -> str:
-        for name in ("p-asserted-identity",):
-            value = request.headers.get(name)
-            if value:
-                try:
-                    from b2bua.sip.headers import parse_name_addr
-
-                    uri = parse_name_addr(value.split(",")[0]).uri
-                    if isinstance(uri, SipUri) and uri.user:
-                        return normalize_number(uri.user_unescaped or "", self.directory.country_code)
-                    text = str(uri)
-                    if text.startswith("tel:"):
-                        return normalize_number(text[4:].split(";")[0], self.directory.country_code)
-                except SipParseError:
-                    pass
-        try:
-            uri = request.from_.uri
-        except SipParseError:
-            return ""
-        if isinstance(uri, SipUri):
-            user = uri.user_unescaped or ""
-        else:
-            user = str(uri)[4:].split(";")[0] if str(uri).startswith("tel:") else ""
-        if user.lower() in ("anonymous", "unknown", "restricted", ""):
-            return ""
-        return normalize_number(user, self.directory.country_code)
+        """The caller's number as the rules see it: P-Asserted-Identity from a trusted trunk,
+        else the From user; normalised (national form, "" when anonymous)."""
+        cc = self.directory.country_code
+        values = [request.headers.get("p-asserted-identity") or "", request.headers.get("from") or ""]
+        for value in values:
+            if not value:
+                continue
+            try:
+                uri = parse_name_addr(split_list(value)[0]).uri
+            except (SipParseError, IndexError):
+                continue
+            user = (uri.user_unescaped or "") if isinstance(uri, SipUri) else str(uri)
+            return normalize_number(user, cc)
+        return ""
 
     def _route_to_extension(self, call: Call, ext: str) -> None:
         if ext in self.directory.system:

@@ -140,13 +140,21 @@ _METHODS = frozenset(
 )
 
 
+_NAME_INFO: dict[str, tuple[str, str]] = {}  # name as given -> (key, spelling we write)
+
+
 def _new_field(name: str, value: str) -> Field:
     """A header we add: its name must be a token and its value must stay on one line."""
-    if not is_token(name):
-        raise ValueError(f"not a header name: {name!r}")
+    info = _NAME_INFO.get(name)
+    if info is None:
+        if not is_token(name):
+            raise ValueError(f"not a header name: {name!r}")
+        info = (header_key(name), canonical_name(name))
+        if len(_NAME_INFO) < 4096:  # names come from our code; the cap is a guard
+            _NAME_INFO[name] = info
     if "\r" in value or "\n" in value:
         raise ValueError(f"CR or LF in the value of header {name}")
-    return (header_key(name), canonical_name(name), value, None)
+    return (info[0], info[1], value, None)
 
 
 class Headers:

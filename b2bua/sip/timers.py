@@ -25,6 +25,8 @@ from typing import Generic, TypeVar
 class Timer(Enum):
     """The timers of RFC 3261 §17 and RFC 6026 (Timer C, a proxy's, is not implemented)."""
 
+    __hash__ = object.__hash__  # members are singletons: identity hash, computed in C
+
     A = "A"  # INVITE request retransmit interval, UDP only
     B = "B"  # INVITE transaction timeout
     D = "D"  # wait time for response retransmits (client INVITE, COMPLETED)
@@ -131,7 +133,7 @@ class TimerHeap(Generic[P]):
     __slots__ = ("_dead", "_heap", "_seq")
 
     def __init__(self) -> None:
-        self._heap: list[TimerEntry[P]] = []
+        self._heap: list[tuple[float, int, TimerEntry[P]]] = []
         self._seq = 0
         self._dead = 0
 
@@ -142,7 +144,8 @@ class TimerHeap(Generic[P]):
     def schedule(self, when: float, payload: P) -> TimerEntry[P]:
         self._seq += 1
         entry = TimerEntry(when, self._seq, payload)
-        heapq.heappush(self._heap, entry)
+        # (when, seq, entry) tuples: the heap compares them in C, not through __lt__.
+        heapq.heappush(self._heap, (when, self._seq, entry))
         return entry
 
     def cancel(self, entry: TimerEntry[P]) -> None:
@@ -152,19 +155,19 @@ class TimerHeap(Generic[P]):
         entry.cancelled = True
         self._dead += 1
         if self._dead > 32 and self._dead * 2 > len(self._heap):
-            self._heap = [e for e in self._heap if not e.cancelled]
+            self._heap = [item for item in self._heap if not item[2].cancelled]
             heapq.heapify(self._heap)
             self._dead = 0
 
     def _drop_dead(self) -> None:
         heap = self._heap
-        while heap and heap[0].cancelled:
+        while heap and heap[0][2].cancelled:
             heapq.heappop(heap)
             self._dead -= 1
 
     def next_deadline(self) -> float | None:
         self._drop_dead()
-        return self._heap[0].when if self._heap else None
+        return self._heap[0][0] if self._heap else None
 
     def pop_due(self, now: float) -> TimerEntry[P] | None:
         """The earliest live entry whose deadline is not after `now`, removed; else None.
@@ -172,8 +175,8 @@ class TimerHeap(Generic[P]):
         A popped entry is marked cancelled, so cancelling it later is a no-op."""
         self._drop_dead()
         heap = self._heap
-        if not heap or heap[0].when > now:
+        if not heap or heap[0][0] > now:
             return None
-        entry = heapq.heappop(heap)
+        entry = heapq.heappop(heap)[2]
         entry.cancelled = True
         return entry

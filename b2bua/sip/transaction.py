@@ -88,6 +88,8 @@ MAGIC_COOKIE = "z9hG4bK"
 
 
 class State(Enum):
+    __hash__ = object.__hash__  # members are singletons: identity hash, computed in C
+
     CALLING = "CALLING"
     TRYING = "TRYING"
     PROCEEDING = "PROCEEDING"
@@ -98,6 +100,8 @@ class State(Enum):
 
 
 class Input(Enum):
+    __hash__ = object.__hash__  # members are singletons: identity hash, computed in C
+
     TIMER_A = "TIMER_A"
     TIMER_B = "TIMER_B"
     TIMER_D = "TIMER_D"
@@ -125,6 +129,8 @@ TIMER_INPUT: dict[Timer, Input] = {timer: Input[f"TIMER_{timer.value}"] for time
 
 
 class Action(Enum):
+    __hash__ = object.__hash__  # members are singletons: identity hash, computed in C
+
     SEND_REQUEST = "SEND_REQUEST"  # the request, first time
     RETRANSMIT_REQUEST = "RETRANSMIT_REQUEST"
     SEND_ACK = "SEND_ACK"  # build the ACK of a 3xx-6xx and send it (§17.1.1.3)
@@ -139,6 +145,8 @@ class Action(Enum):
 
 
 class Machine(Enum):
+    __hash__ = object.__hash__  # members are singletons: identity hash, computed in C
+
     INVITE_CLIENT = "INVITE_CLIENT"
     NON_INVITE_CLIENT = "NON_INVITE_CLIENT"
     INVITE_SERVER = "INVITE_SERVER"

@@ -5,10 +5,14 @@ from __future__ import annotations
 import socket
 import time
 
+_handed_out: set[int] = set()
+
 
 def free_port(kind: int = socket.SOCK_DGRAM, host: str = "127.0.0.1") -> int:
-    """A port free for both UDP and TCP on `host` (so one number serves both transports)."""
-    for _ in range(50):
+    """A port free for both UDP and TCP on `host` (so one number serves both transports), never
+    one this process handed out before (two ports asked in a row are different even though
+    nothing holds the first yet)."""
+    for _ in range(200):
         with socket.socket(socket.AF_INET, kind) as s:
             s.bind((host, 0))
             port = s.getsockname()[1]
@@ -18,9 +22,12 @@ def free_port(kind: int = socket.SOCK_DGRAM, host: str = "127.0.0.1") -> int:
                 t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 t.bind((host, port))
                 u.bind((host, port))
-            return port
         except OSError:
             continue
+        if port in _handed_out:
+            continue
+        _handed_out.add(port)
+        return port
     raise RuntimeError("no free port")
 
 
@@ -55,3 +62,15 @@ def wait_for_sip(target: tuple[str, int], timeout: float = 15.0) -> None:
         if udp_exchange(probe, target, timeout=0.3) is not None:
             return
     raise TimeoutError(f"no SIP answer from {target} within {timeout}s")
+
+
+def wait_for_tcp(target: tuple[str, int], timeout: float = 15.0) -> None:
+    """Poll until something accepts TCP connections at `target`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(target, timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing accepts TCP at {target} within {timeout}s")

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from b2bua.testing.net import free_port, wait_for_sip
+from b2bua.testing.net import free_port, wait_for_sip, wait_for_tcp
 
 
 @dataclass
@@ -77,9 +77,12 @@ def start_server(
     server = RunningServer(proc, config, sip_port, http_port, log_path, host, env or {})
     try:
         wait_for_sip((host, sip_port))
+        wait_for_tcp((host, http_port))
     except TimeoutError:
         server.stop(signal.SIGKILL)
         raise RuntimeError("server did not start:\n" + server.log()[-4000:]) from None
+    if proc.poll() is not None:
+        raise RuntimeError("server exited at start:\n" + server.log()[-4000:])
     return server
 
 

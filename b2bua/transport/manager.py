@@ -90,8 +90,7 @@ class TransportManager:
 
     async def close(self) -> None:
         for ep in self.udp:
-            if ep.transport is not None:
-                ep.transport.close()
+            ep.close()
         for stream in self.streams.values():
             await stream.close()
         self.pool.close_all()

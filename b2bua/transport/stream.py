@@ -164,7 +164,7 @@ class StreamTransport:
                 ),
                 timeout=10,
             )
-        except (OSError, asyncio.TimeoutError, ssl.SSLError) as exc:
+        except (TimeoutError, OSError, ssl.SSLError) as exc:
             log.info("%s:%s:%s: connect failed: %s", self.kind, flow.host, flow.port, exc)
             self._pending.pop(key, None)
             self.receiver.connection_lost(flow)

@@ -1,10 +1,18 @@
-"""UDP transport: one socket per listening address, datagrams straight to the receiver."""
+"""UDP transport: one non-blocking socket per listening address, drained in batches.
+
+The socket is read with `loop.add_reader` and up to `BATCH` datagrams per wake-up (a loaded
+stack then pays one loop iteration for many packets), and written with a plain `sendto`: no
+transport object, no per-packet future. A send that would block (the socket buffer is full) is
+queued and flushed when the socket is writable again, in order.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import socket
+from collections import deque
 
 from b2bua.sip.flow import Flow
 from b2bua.transport.base import ListenSpec, Receiver
@@ -12,48 +20,102 @@ from b2bua.transport.base import ListenSpec, Receiver
 log = logging.getLogger(__name__)
 
 RCVBUF = 4 * 1024 * 1024
+SNDBUF = 4 * 1024 * 1024
+BATCH = 64
+MAX_DATAGRAM = 65_535
+MAX_QUEUED = 10_000
 
 
-class UdpEndpoint(asyncio.DatagramProtocol):
+class UdpEndpoint:
     def __init__(self, spec: ListenSpec, receiver: Receiver) -> None:
         self.spec = spec
         self.receiver = receiver
-        self.transport: asyncio.DatagramTransport | None = None
-        self.local_host = spec.host
-        self.local_port = spec.port
-        self.errors = 0
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
+        family = socket.AF_INET6 if ":" in spec.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        for opt, size in ((socket.SO_RCVBUF, RCVBUF), (socket.SO_SNDBUF, SNDBUF)):
             try:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
+                sock.setsockopt(socket.SOL_SOCKET, opt, size)
             except OSError:
                 pass
-            addr = sock.getsockname()
-            self.local_host, self.local_port = addr[0], addr[1]
+        sock.setblocking(False)
+        sock.bind((spec.host, spec.port))
+        self.sock = sock
+        self.local_host, self.local_port = sock.getsockname()[:2]
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._queue: deque[tuple[bytes, tuple[str, int]]] = deque()
+        self.errors = 0
+        self.dropped_sends = 0
+        self.closed = False
 
-    def datagram_received(self, data: bytes, addr: tuple[str, int] | tuple[str, int, int, int]) -> None:
-        if len(data) <= 4 and not data.strip(b"\r\n\x00"):
-            return  # keep-alive (CRLF or empty) from a NATed device: nothing to answer on UDP
-        flow = Flow("udp", addr[0], addr[1], None, self.local_host, self.local_port)
-        self.receiver.message_received(data, flow)
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        loop.add_reader(self.sock.fileno(), self._readable)
 
-    def error_received(self, exc: Exception) -> None:
-        # ICMP port unreachable and the like: a device went away; timers will notice.
-        self.errors += 1
-        log.debug("udp %s: %s", self.spec, exc)
+    def _readable(self) -> None:
+        recv = self.sock.recvfrom
+        receiver = self.receiver
+        local_host, local_port = self.local_host, self.local_port
+        for _ in range(BATCH):
+            try:
+                data, addr = recv(MAX_DATAGRAM)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                # ICMP port unreachable and the like: a device went away; timers will notice.
+                self.errors += 1
+                log.debug("udp %s: %s", self.spec, exc)
+                continue
+            if len(data) <= 4 and not data.strip(b"\r\n\x00"):
+                continue  # keep-alive (CRLF or empty) from a NATed device: nothing to answer
+            receiver.message_received(data, Flow("udp", addr[0], addr[1], None, local_host, local_port))
 
     def send(self, data: bytes, host: str, port: int) -> None:
-        if self.transport is not None:
-            self.transport.sendto(data, (host, port))
+        if self._queue:
+            self._enqueue(data, (host, port))
+            return
+        try:
+            self.sock.sendto(data, (host, port))
+        except (BlockingIOError, InterruptedError):
+            self._enqueue(data, (host, port))
+        except OSError as exc:
+            self.errors += 1
+            if exc.errno not in (errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH):
+                log.debug("udp send to %s:%s: %s", host, port, exc)
+
+    def _enqueue(self, data: bytes, addr: tuple[str, int]) -> None:
+        if len(self._queue) >= MAX_QUEUED:
+            self.dropped_sends += 1
+            return
+        if not self._queue and self._loop is not None:
+            self._loop.add_writer(self.sock.fileno(), self._writable)
+        self._queue.append((data, addr))
+
+    def _writable(self) -> None:
+        queue = self._queue
+        while queue:
+            data, addr = queue[0]
+            try:
+                self.sock.sendto(data, addr)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                self.errors += 1
+            queue.popleft()
+        if self._loop is not None:
+            self._loop.remove_writer(self.sock.fileno())
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self._loop is not None:
+            self._loop.remove_reader(self.sock.fileno())
+            if self._queue:
+                self._loop.remove_writer(self.sock.fileno())
+        self.sock.close()
 
 
 async def listen_udp(spec: ListenSpec, receiver: Receiver) -> UdpEndpoint:
-    loop = asyncio.get_running_loop()
-    family = socket.AF_INET6 if ":" in spec.host else socket.AF_INET
-    _, protocol = await loop.create_datagram_endpoint(
-        lambda: UdpEndpoint(spec, receiver), local_addr=(spec.host, spec.port), family=family
-    )
-    return protocol
+    endpoint = UdpEndpoint(spec, receiver)
+    endpoint.start(asyncio.get_running_loop())
+    return endpoint

@@ -37,8 +37,10 @@ def test_options_with_packet_loss_are_retransmitted(server: RunningServer, tmp_p
 
 
 def test_invite_to_unknown_number_gets_404(server: RunningServer, tmp_path: Path) -> None:
+    # From the carrier's address (a trunk call) to a number that is no DID and no extension.
     result = run_sipp(_scenario("invite_unknown.xml"), tmp_path / "sipp", server.sip,
-                      local_port=free_port(), calls=3, rate=10, service="0499999999")
+                      local_port=free_port(host="127.0.0.2"), local_ip="127.0.0.2",
+                      calls=3, rate=10, service="0499999999")
     assert result.ok, result.describe()
 
 
