@@ -59,6 +59,7 @@ log = logging.getLogger("b2bua.registrar")
 # Option tags we implement (RFC 3261 §8.2.2.3: a Require we do not know gets 420).
 SUPPORTED = ("outbound", "path")
 MAX_TRACKED_SOURCES = 50_000
+SWEEP_INTERVAL = 10.0  # seconds between sweeps of the nonce-count and lockout tables
 _EXPIRE = 0
 _GRACE = 1
 _SIGNIFICANT_URI_PARAMS = ("transport", "user", "ttl", "method", "maddr")
@@ -155,6 +156,8 @@ class Registrar:
         self._keepalives: list[tuple[float, int, str, str]] = []
         self._seq = itertools.count()
         self._count = 0
+        self._users_changed = False
+        self._last_sweep = -math.inf
         self._failures: dict[str, deque[float]] = {}
         self._locked_until: dict[str, float] = {}
         self.counters: dict[str, int] = {
@@ -194,6 +197,7 @@ class Registrar:
         """(Re)load the served users: credentials, usernames and static contacts. Bindings of
         users that disappeared are dropped at the next `restore`/`handle_deadline`."""
         self._users = {u.extension: u for u in users}
+        self._users_changed = True
         self._extension_of = {}
         credentials: dict[str, str] = {}
         self._static = {}
@@ -811,9 +815,11 @@ class Registrar:
                 and b.unreachable_since + grace <= now
             ):
                 removed.append(b)
-        # Bindings of users removed from the configuration.
-        for aor in [a for a in self._bindings if a not in self._users]:
-            removed.extend(self._bindings[aor].values())
+        if self._users_changed:
+            # Bindings of users removed from the configuration.
+            self._users_changed = False
+            for aor in [a for a in self._bindings if a not in self._users]:
+                removed.extend(self._bindings[aor].values())
         if removed:
             try:
                 self._store.apply([], [(b.aor, b.key) for b in removed])
@@ -825,8 +831,10 @@ class Registrar:
                 log.info("%s: binding %s removed (%s)", b.aor, b.contact,
                          "expired" if b.expires_at <= now else "unreachable")
             self.counters["expired"] += len(removed)
-        self._digest.purge(now)
-        self._purge_failures(now)
+        if now - self._last_sweep >= SWEEP_INTERVAL:
+            self._last_sweep = now
+            self._digest.purge(now)
+            self._purge_failures(now)
         self._compact()
         return removed
 

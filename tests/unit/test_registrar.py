@@ -939,6 +939,20 @@ def test_restore_drops_bindings_of_removed_users() -> None:
     assert store.rows == {}
 
 
+def test_config_reload_drops_bindings_of_removed_users_and_changes_secrets() -> None:
+    store = MemoryLocationStore()
+    reg = make_registrar(store)
+    Phone(reg, "1002", password="other").register(T0)
+    alice = Phone(reg, "1001")
+    alice.register(T0)
+    reg.set_users([UserAccount("1001", "Alice", "new-secret", users()[0].devices)])
+    removed = reg.handle_deadline(T0 + 1)
+    assert [b.aor for b in removed] == ["1002"]
+    assert list(store.rows) == [("1001", reg.bindings("1001")[0].key)]
+    assert Phone(reg, "1001", password=SECRET).register(T0 + 2).status == 401
+    assert Phone(reg, "1001", password="new-secret").register(T0 + 2).status == 200
+
+
 def test_binding_record_fields() -> None:
     reg = make_registrar()
     phone = Phone(reg)
