@@ -24,6 +24,8 @@ import heapq
 import math
 import struct
 from collections.abc import Sequence
+from heapq import heappush
+from math import ceil
 from typing import Any
 
 from media.rtp import RtpPacket
@@ -285,11 +287,17 @@ class PlaybackScheduler:
                 if player.cancelled:
                     continue
                 out.append((player, player.datagrams_due(horizon), when))
-                deadline = player.next_deadline()
-                if deadline is None:
+                if not player.loop and player._index >= len(player.frames):
                     self._players.discard(player)
+                    continue
+                # _insert, inlined: this loop runs for every frame of every playback.
+                next_key = ceil((player.start + player._n * player.ptime) / resolution - 1e-6)
+                bucket = buckets.get(next_key)
+                if bucket is None:
+                    buckets[next_key] = [player]
+                    heappush(keys, next_key)
                 else:
-                    self._insert(player, deadline)
+                    bucket.append(player)
         return out
 
 
