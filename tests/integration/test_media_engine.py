@@ -22,7 +22,7 @@ from media.testing import UdpPhone, correlation, tone
 pytestmark = pytest.mark.integration
 
 IP = "127.0.0.1"
-PORTS = (42000, 42099)
+PORTS = (26000, 26099)
 
 
 @pytest.fixture(scope="module")
@@ -309,14 +309,14 @@ async def test_rtcp_is_relayed_on_the_next_port(
 
 
 async def test_ports_are_released_and_the_pool_can_run_out(library: SoundLibrary) -> None:
-    engine = MediaEngine(IP, (42100, 42107), library=library)  # four even ports: two sessions
+    engine = MediaEngine(IP, (26100, 26107), library=library)  # four even ports: two sessions
     await engine.start()
     try:
         assert engine.free_ports == 4
         s1 = await engine.create_session("c1")
         s2 = await engine.create_session("c2")
         assert engine.free_ports == 0
-        assert sorted(s1.ports.values()) + sorted(s2.ports.values()) == [42100, 42102, 42104, 42106]
+        assert sorted(s1.ports.values()) + sorted(s2.ports.values()) == [26100, 26102, 26104, 26106]
         with pytest.raises(MediaError, match="no free RTP port"):
             await engine.create_session("c3")
         with pytest.raises(MediaError, match="exists already"):
