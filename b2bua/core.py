@@ -21,6 +21,7 @@ from b2bua.sip.transaction import (
     CancelReceived,
     RequestReceived,
     ResponseReceived,
+    TransactionTerminated,
     TransactionTimedOut,
     TransportFailed,
 )
@@ -79,6 +80,10 @@ class Core:
             self.calls.transaction_failed(tx, "timed out" if kind is TransactionTimedOut else "transport failed")
         elif kind is AckTimedOut:
             self.calls.ack_timed_out(event.transaction)  # type: ignore[attr-defined]
+        elif kind is TransactionTerminated:
+            tx = event.transaction  # type: ignore[attr-defined]
+            self.options_pings.pop(tx, None)
+            self.calls.transaction_terminated(tx)
 
     def on_connection_lost(self, flow: Flow) -> None:
         if flow.connection_id is not None:

@@ -102,6 +102,7 @@ class Branch:
     status: int | None = None
     cancel_reason: str | None = None  # set when a CANCEL is wanted
     cancel_sent: bool = False
+    bye_sent: bool = False
     dialog: Dialog | None = None
 
 
@@ -570,21 +571,17 @@ class CallEngine:
             log.info("call %s: unusable 2xx from %s", call.id, branch.target.label)
             return
         ack = dialog.request("ACK", self._via(branch.target.flow), cseq=branch.invite.cseq.number)
-        if branch.state == "ANSWERED" or (call.winner is not None and call.winner is not branch):
-            # A retransmitted 2xx of the winner, or a second answer from another branch.
+        if branch.state == "ANSWERED" or call.winner is not None or call.state != "RINGING":
+            # A retransmitted 2xx (ACK it again), or an answer that comes too late: another
+            # branch won, or the caller left. ACK it, then BYE it once.
             self.stack.send_stateless(ack, branch.target.flow)
-            if call.winner is not branch:
+            if call.winner is not branch and not branch.bye_sent:
                 log.info("call %s: late answer from %s: ACK then BYE", call.id, branch.target.label)
                 branch.state = "ANSWERED"
-                bye = dialog.request("BYE", self._via(branch.target.flow), headers=[("Reason", COMPLETED_ELSEWHERE)])
+                branch.bye_sent = True
+                reason = [("Reason", COMPLETED_ELSEWHERE)] if call.winner is not None else []
+                bye = dialog.request("BYE", self._via(branch.target.flow), headers=reason)
                 self.stack.send_request(bye, branch.target.flow)
-            return
-        if call.state != "RINGING":
-            # Answered after the caller left or the call moved on: ACK and hang up.
-            self.stack.send_stateless(ack, branch.target.flow)
-            bye = dialog.request("BYE", self._via(branch.target.flow))
-            self.stack.send_request(bye, branch.target.flow)
-            branch.state = "ANSWERED"
             return
         branch.state = "ANSWERED"
         branch.dialog = dialog
@@ -840,8 +837,8 @@ class CallEngine:
         self._stop_ring_timer(call)
         self.active.discard(call)
         self.calls_by_tx.pop(call.a_tx, None)
-        for branch in call.branches:
-            self.branch_by_tx.pop(branch.tx, None)
+        # Branches still ringing stay known until their final response (a CANCEL may still wait
+        # for their first provisional, RFC 3261 §9.1); `transaction_terminated` forgets them.
         for leg in (call.a_leg, call.b_leg):
             if leg is not None:
                 self.legs.pop((leg.dialog.call_id, leg.dialog.local_tag), None)
@@ -877,6 +874,12 @@ class CallEngine:
             trace=trace + call.notes,
             ended_by=ended_by,
         )
+
+    def transaction_terminated(self, tx: Any) -> None:
+        """The transaction layer forgot `tx`: so do we."""
+        self.branch_by_tx.pop(tx, None)
+        self.relay_by_tx.pop(tx, None)
+        self.calls_by_tx.pop(tx, None)
 
     def ack_timed_out(self, tx: Any) -> None:
         self.transaction_failed(tx, "ack timeout")

@@ -1,0 +1,49 @@
+"""CPU per call of the B2BUA's own code, over the in-memory network (no sockets, no SIPp).
+
+This isolates what the engine costs from the kernel and the load generator; the socket-level
+figures come from scripts/bench-calls (SIPp forkbench, Kamailio as the reference).
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from b2bua.config import config_from_text
+from b2bua.testing.memory import Agent, MemoryNetwork, ack_and_bye, build_b2bua, caller_invite
+from tests.unit.test_call_engine_memory import TRUNK, config
+
+pytestmark = pytest.mark.bench
+
+CALLS = 2000
+
+
+@pytest.mark.parametrize("devices", [1, 2, 3])
+async def test_cpu_per_call_in_memory(devices: int) -> None:
+    network = MemoryNetwork()
+    engine = await build_b2bua(config_from_text(config(devices)), network)
+    for i in range(devices):
+        Agent(network, ("127.0.0.1", 5071 + i), "answer" if i == 0 else "lose")
+    caller = Agent(network, TRUNK, "caller")
+    t0, c0 = time.perf_counter(), time.process_time()
+    for _ in range(CALLS):
+        caller.received.clear()
+        invite = caller_invite("100", TRUNK)
+        caller.send(invite)
+        network.pump()
+        ok = next(r for r in caller.responses() if r.status == 200 and r.cseq.method == "INVITE")
+        ack, bye = ack_and_bye(invite, ok, TRUNK)
+        caller.send(ack)
+        caller.send(bye)
+        network.pump()
+    total_cpu = time.process_time() - c0
+    cpu = total_cpu - network.agent_cpu  # the B2BUA's own share
+    wall = time.perf_counter() - t0
+    assert engine.counters["answered"] == CALLS
+    msgs = network.sent / CALLS
+    print(
+        f"\n[in-memory] devices={devices}: {cpu / CALLS * 1000:.3f} ms CPU per call "
+        f"(agents {network.agent_cpu / CALLS * 1000:.3f} ms, wall {wall / CALLS * 1000:.3f} ms), "
+        f"{msgs:.1f} datagrams sent per call"
+    )

@@ -1,0 +1,119 @@
+"""Call flows through the real stack and engine over an in-memory network (no sockets)."""
+
+from __future__ import annotations
+
+import pytest
+
+from b2bua.config import config_from_text
+from b2bua.sip.message import Response
+from b2bua.testing.memory import Agent, MemoryNetwork, ack_and_bye, build_b2bua, caller_invite
+
+TRUNK = ("127.0.0.2", 5090)
+
+
+def config(devices: int, decline: str = "all") -> str:
+    lines = [
+        '[server]\ndomain = "pbx.test"\nlisten = ["udp:127.0.0.1:5060"]\n',
+        '[[trunks]]\nname = "t"\naddress = "127.0.0.2:5080"\ninbound_from = ["127.0.0.2/32"]\n',
+        f'[[users]]\nextension = "100"\nname = "Bench"\nsecret = "s"\ndecline = "{decline}"\n'
+        'no_answer = { kind = "busy" }\n',
+    ]
+    for i in range(devices):
+        lines.append(
+            f'[[users.devices]]\ntype = "sip"\nlabel = "d{i}"\ncontact = "sip:100@127.0.0.1:{5071 + i}"\n'
+        )
+    return "\n".join(lines)
+
+
+async def setup(devices: int, behaviours: list[str], decline: str = "all"):
+    network = MemoryNetwork()
+    engine = await build_b2bua(config_from_text(config(devices, decline)), network)
+    agents = [Agent(network, ("127.0.0.1", 5071 + i), b) for i, b in enumerate(behaviours)]
+    caller = Agent(network, TRUNK, "caller")
+    return network, engine, agents, caller
+
+
+def finals(agent: Agent) -> list[int]:
+    return [r.status for r in agent.responses() if r.status >= 200 and r.cseq.method == "INVITE"]
+
+
+async def test_first_answer_wins_losers_cancelled_completed_elsewhere() -> None:
+    network, engine, (winner, *losers), caller = await setup(3, ["answer", "lose", "lose"])
+    invite = caller_invite("100", TRUNK)
+    caller.send(invite)
+    await network.settle()
+    assert finals(caller) == [200]
+    for loser in losers:
+        (cancel,) = loser.requests("CANCEL")
+        assert cancel.headers.get("reason") == 'SIP;cause=200;text="Call completed elsewhere"'
+        assert loser.requests("ACK")  # the ACK of the 487, from the transaction layer
+    assert len(winner.requests("ACK")) == 1
+    ok = next(r for r in caller.responses() if r.status == 200)
+    ack, bye = ack_and_bye(invite, ok, TRUNK)
+    caller.send(ack)
+    caller.send(bye)
+    await network.settle()
+    assert winner.requests("BYE")
+    assert any(r.status == 200 and r.cseq.method == "BYE" for r in caller.responses())
+    assert not engine.active
+
+
+async def test_b_legs_are_new_dialogs_without_the_callers_topology() -> None:
+    network, _, (dev,), caller = await setup(1, ["answer"])
+    invite = caller_invite("100", TRUNK)
+    caller.send(invite)
+    await network.settle()
+    (b_invite,) = dev.requests("INVITE")
+    assert b_invite.call_id != invite.call_id
+    assert b_invite.from_.tag != invite.from_.tag
+    assert "127.0.0.2" not in (b_invite.headers.get("via") or "")
+    assert "caller@" not in (b_invite.headers.get("contact") or "")
+    assert b_invite.body == invite.body
+
+
+async def test_all_busy_gives_486_and_decline_stops_everyone() -> None:
+    network, _, _, caller = await setup(2, ["busy", "busy"])
+    caller.send(caller_invite("100", TRUNK))
+    await network.settle()
+    assert finals(caller) == [486]
+
+    network, _, (decliner, other), caller = await setup(2, ["decline", "lose"])
+    caller.send(caller_invite("100", TRUNK))
+    await network.settle()
+    (cancel,) = other.requests("CANCEL")
+    assert cancel.headers.get("reason") == 'SIP;cause=600;text="Busy Everywhere"'
+    assert finals(caller) == [486]  # no_answer = busy in this configuration
+
+
+async def test_decline_device_policy_keeps_others_ringing() -> None:
+    network, engine, (decliner, other), caller = await setup(2, ["decline", "lose"], decline="device")
+    caller.send(caller_invite("100", TRUNK))
+    await network.settle()
+    assert not other.requests("CANCEL")
+    assert finals(caller) == []
+    assert len(engine.active) == 1
+
+
+@pytest.mark.parametrize("count", [1, 2, 3])
+async def test_caller_cancel_reaches_every_branch_without_reason(count: int) -> None:
+    network, engine, agents, caller = await setup(count, ["lose"] * count)
+    invite = caller_invite("100", TRUNK)
+    caller.send(invite)
+    await network.settle()
+    cancel = invite.headers.copy()
+    from b2bua.sip.message import Request
+
+    req = Request("CANCEL", invite.request_uri_text, [
+        ("Via", invite.headers.get("via") or ""), ("Max-Forwards", "70"),
+        ("From", invite.headers.get("from") or ""), ("To", invite.headers.get("to") or ""),
+        ("Call-ID", invite.call_id), ("CSeq", "1 CANCEL"),
+    ])
+    del cancel
+    caller.send(req)
+    await network.settle()
+    for agent in agents:
+        (c,) = agent.requests("CANCEL")
+        assert c.headers.get("reason") is None
+    statuses = [r.status for r in caller.responses() if isinstance(r, Response)]
+    assert 487 in statuses
+    assert not engine.active
