@@ -77,7 +77,7 @@ async def test_all_busy_gives_486_and_decline_stops_everyone() -> None:
     await network.settle()
     assert finals(caller) == [486]
 
-    network, _, (decliner, other), caller = await setup(2, ["decline", "lose"])
+    network, _, (_decliner, other), caller = await setup(2, ["decline", "lose"])
     caller.send(caller_invite("100", TRUNK))
     await network.settle()
     (cancel,) = other.requests("CANCEL")
@@ -86,7 +86,7 @@ async def test_all_busy_gives_486_and_decline_stops_everyone() -> None:
 
 
 async def test_decline_device_policy_keeps_others_ringing() -> None:
-    network, engine, (decliner, other), caller = await setup(2, ["decline", "lose"], decline="device")
+    network, engine, (_decliner, other), caller = await setup(2, ["decline", "lose"], decline="device")
     caller.send(caller_invite("100", TRUNK))
     await network.settle()
     assert not other.requests("CANCEL")
