@@ -49,11 +49,6 @@ class TransactionUser(Protocol):
     def on_connection_lost(self, flow: Flow) -> None: ...
 
 
-def _safe_reason(text: str) -> str:
-    cleaned = "".join(c if 32 <= ord(c) < 127 else " " for c in text)
-    return cleaned[:120] or "Bad Request"
-
-
 class SipStack:
     def __init__(
         self,
@@ -100,7 +95,10 @@ class SipStack:
                 msg.via  # noqa: B018
                 msg.cseq  # noqa: B018
         except VersionNotSupported as exc:
-            self._reject(exc.request, flow, exc.status, exc.reason)
+            if can_respond(exc.request):
+                self._reject(exc.request, flow, exc.status, exc.reason)
+            else:
+                self.dropped += 1
             return
         except SipParseError as exc:
             partial = exc.partial if exc.partial is not None else msg
@@ -125,9 +123,8 @@ class SipStack:
     def _reject(self, request: Request, flow: Flow, status: int, reason: str) -> None:
         self.stateless_replies += 1
         log.debug("stateless %s to %s %s: %s", status, request.method, flow, reason)
-        response = make_response(
-            request, status, _safe_reason(reason), to_tag=secrets.token_hex(6)
-        )
+        # The parser's reasons are already safe for the wire (errors.safe_reason).
+        response = make_response(request, status, reason, to_tag=secrets.token_hex(6))
         assert self.transports is not None
         self.transports.send(bytes(response), flow)
 

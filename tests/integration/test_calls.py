@@ -185,3 +185,33 @@ def test_every_call_writes_a_record(srv, tmp_path):
     assert records[0]["caller"] == "0611223344"
     assert records[0]["did"] == "0442930600"
     assert records[0]["rule"] is not None and records[0]["trace"]
+
+
+def test_a_real_softphone_answers_one_branch(srv, tmp_path):
+    """baresip (auto-answer) and a SIPp desk phone ring together; baresip wins."""
+    import json as _json
+
+    from b2bua.testing.baresip import start_baresip
+
+    phone = start_baresip(tmp_path / "baresip", "1001", "secret1001", srv.sip, domain="pbx.test",
+                          seconds=15)
+    try:
+        deadline = time.monotonic() + 8
+        while time.monotonic() < deadline:
+            out = subprocess.run(
+                [sys.executable, "-m", "b2bua", "devices", "--config", str(srv.config), "--json"],
+                capture_output=True, text=True,
+            ).stdout
+            if "baresip" in out:
+                break
+            time.sleep(0.3)
+        else:
+            pytest.fail("baresip did not register:\n" + phone.stop())
+        del _json
+        desk = device(srv, "uas_cancel_elsewhere", "1001", "secret1001", tmp_path / "desk")
+        result = call(srv, UAC_CALL, tmp_path / "caller", pause_ms=1000)
+        assert result.ok, result.describe() + "\n--- baresip ---\n" + phone.stop()
+        r = desk.result()
+        assert r.ok, r.describe()
+    finally:
+        phone.stop()
