@@ -429,7 +429,7 @@ class MediaEngine:
         language: str | None = None,
         relatch_after: float = 2.0,
         tick_interval: float = 0.25,
-        pacing_slack: float = 0.0005,
+        pacing_slack: float = 0.0,
     ) -> None:
         self.local_ip = local_ip
         self.bind_ip = bind_ip or local_ip
