@@ -14,6 +14,7 @@ import contextlib
 import json
 import logging
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ _SECURITY_HEADERS = {
     ),
 }
 _POLL_SECONDS = 2.0
+_TASK_KEY = web.AppKey("dashboard_task", asyncio.Task)
 
 
 @web.middleware
@@ -78,7 +80,9 @@ def build_app(
 
     app = web.Application(client_max_size=64 * 1024 * 1024, middlewares=[_errors,
                                                                           session_middleware])
-    app["server"] = server
+    with warnings.catch_warnings():  # the provisioning routes look the server up by name
+        warnings.simplefilter("ignore", web.NotAppKeyWarning)
+        app["server"] = server
     store = getattr(server, "settings", None) or attach_settings(server)
     policy = policy or AuthPolicy()
     board = Dashboard(
@@ -133,10 +137,10 @@ def build_app(
     add_provisioning_routes(app, server.db, _LiveConfig(server))
 
     async def start_background(app: web.Application) -> None:
-        app["dashboard_task"] = asyncio.get_running_loop().create_task(_background(board))
+        app[_TASK_KEY] = asyncio.get_running_loop().create_task(_background(board))
 
     async def stop_background(app: web.Application) -> None:
-        task = app.get("dashboard_task")
+        task = app.get(_TASK_KEY)
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

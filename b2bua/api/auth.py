@@ -8,15 +8,16 @@
   its session. A request whose `Origin` is not this server is refused as well.
 - A session ends after `idle` seconds without a request, or `lifetime` seconds after sign-in,
   or at `POST /api/logout`, or when the password changes (other sessions).
-- Wrong logins are throttled per source address and per login name: after `max_failures`
-  within `window` seconds, further attempts get 429 for `lockout` seconds (doubling while the
-  failures go on, up to 15 minutes), whatever the password.
+- Wrong logins are throttled per login name (after `max_failures` within `window` seconds)
+  and per source address (`max_failures_ip`): further attempts get 429 for `lockout` seconds
+  (doubling while the failures go on, up to 15 minutes), whatever the password.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hmac
+import math
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -26,7 +27,16 @@ from urllib.parse import urlsplit
 from aiohttp import web
 from pydantic import BaseModel, Field
 
-from b2bua.api.common import ApiError, account, body_json, dashboard, parse_model
+from b2bua.api.common import (
+    SESSION_KEY,
+    ApiError,
+    SessionInfo,
+    account,
+    body_json,
+    dashboard,
+    parse_model,
+    session_of,
+)
 from b2bua.settings import (
     ADMIN_LOGIN,
     Account,
@@ -51,7 +61,8 @@ _DUMMY_HASH = "$pbkdf2-sha256$600000$MDAwMDAwMDAwMDAwMDAwMA$" + "A" * 43
 class AuthPolicy:
     idle: float = 30 * 60
     lifetime: float = 12 * 3600
-    max_failures: int = 5
+    max_failures: int = 5  # per login name
+    max_failures_ip: int = 20  # per source address (an office behind NAT shares one)
     window: float = 15 * 60
     lockout: float = 60
     max_lockout: float = 15 * 60
@@ -86,7 +97,8 @@ class Throttle:
             f = self._by_key.setdefault(key, _Failures())
             f.times = [t for t in f.times if t > now - p.window]
             f.times.append(now)
-            if len(f.times) >= p.max_failures:
+            limit = p.max_failures_ip if key.startswith("ip:") else p.max_failures
+            if len(f.times) >= limit:
                 f.locked_until = now + min(p.lockout * (2**f.lockouts), p.max_lockout)
                 f.lockouts += 1
                 f.times.clear()
@@ -167,8 +179,8 @@ async def login(request: web.Request) -> web.Response:
     keys = [f"ip:{request.remote}", f"login:{data.login.lower()}"]
     wait = board.throttle.retry_after(keys, now)
     if wait > 0:
-        raise ApiError(429, "throttled", f"too many failed sign-ins; try again in {int(wait) + 1} s",
-                       headers={"Retry-After": str(int(wait) + 1)})
+        raise ApiError(429, "throttled", f"too many failed sign-ins; try again in {math.ceil(wait)} s",
+                       headers={"Retry-After": str(math.ceil(wait))})
     acc = await _check_password(request, data.login, data.password)
     if acc is None:
         board.throttle.failed(keys, board.now())
@@ -192,10 +204,10 @@ async def login(request: web.Request) -> web.Response:
 
 async def logout(request: web.Request) -> web.Response:
     board = dashboard(request)
-    token_hash = request.get("session")
-    if token_hash:
+    info = request.get(SESSION_KEY)
+    if info is not None:
         board.store.conn.execute("DELETE FROM dashboard_sessions WHERE token_hash = ?",
-                                 (token_hash,))
+                                 (info.token_hash,))
     response = web.json_response({"ok": True})
     response.del_cookie(COOKIE, path="/")
     return response
@@ -203,10 +215,8 @@ async def logout(request: web.Request) -> web.Response:
 
 async def session(request: web.Request) -> web.Response:
     board = dashboard(request)
-    acc = account(request)
-    return web.json_response(
-        _session_json(acc, request["csrf"], request["session_expires"], board)
-    )
+    info = session_of(request)
+    return web.json_response(_session_json(info.account, info.csrf, info.expires_at, board))
 
 
 async def change_own_password(request: web.Request) -> web.Response:
@@ -217,14 +227,14 @@ async def change_own_password(request: web.Request) -> web.Response:
     keys = [f"ip:{request.remote}", f"login:{acc.login.lower()}"]
     wait = board.throttle.retry_after(keys, now)
     if wait > 0:
-        raise ApiError(429, "throttled", f"too many failed attempts; try again in {int(wait) + 1} s",
-                       headers={"Retry-After": str(int(wait) + 1)})
+        raise ApiError(429, "throttled", f"too many failed attempts; try again in {math.ceil(wait)} s",
+                       headers={"Retry-After": str(math.ceil(wait))})
     if await _check_password(request, acc.login, data.current) is None:
         board.throttle.failed(keys, now)
         raise ApiError(403, "bad_credentials", "the current password is wrong",
                        [{"field": "current", "reason": "wrong password"}])
     encoded = await asyncio.to_thread(hash_password, data.new)
-    set_password(board.store.conn, acc, encoded, now, request["session"])
+    set_password(board.store.conn, acc, encoded, now, session_of(request).token_hash)
     return web.json_response({"ok": True})
 
 
@@ -279,10 +289,9 @@ async def session_middleware(request: web.Request, handler: Handler) -> web.Stre
                 ):
                     acc = None  # type: ignore[assignment]
                 if acc is not None:
-                    request["account"] = acc
-                    request["session"] = digest
-                    request["csrf"] = str(row[3])
-                    request["session_expires"] = created + policy.lifetime
+                    request[SESSION_KEY] = SessionInfo(
+                        acc, digest, str(row[3]), created + policy.lifetime
+                    )
                     if now - last_seen > policy.touch_every:
                         board.store.conn.execute(
                             "UPDATE dashboard_sessions SET last_seen = ? WHERE token_hash = ?",
@@ -290,11 +299,12 @@ async def session_middleware(request: web.Request, handler: Handler) -> web.Stre
                         )
     if path in PUBLIC:
         return await handler(request)
-    if "account" not in request:
+    info = request.get(SESSION_KEY)
+    if info is None:
         raise ApiError(401, "unauthenticated", "sign in first (or the session expired)")
     if request.method in UNSAFE:
         sent = request.headers.get(CSRF_HEADER, "")
-        if not sent or not hmac.compare_digest(sent.encode(), str(request["csrf"]).encode()):
+        if not sent or not hmac.compare_digest(sent.encode(), info.csrf.encode()):
             raise ApiError(403, "csrf", f"missing or wrong {CSRF_HEADER} header")
     return await handler(request)
 

@@ -118,11 +118,28 @@ def dashboard(request: web.Request) -> Dashboard:
     return request.app[DASHBOARD_KEY]
 
 
-def account(request: web.Request) -> Account:
-    acc: Account | None = request.get("account")
-    if acc is None:
+@dataclass(frozen=True, slots=True)
+class SessionInfo:
+    """The signed-in session of a request."""
+
+    account: Account
+    token_hash: str
+    csrf: str
+    expires_at: float
+
+
+SESSION_KEY = web.RequestKey("dashboard_session", SessionInfo)
+
+
+def session_of(request: web.Request) -> SessionInfo:
+    info = request.get(SESSION_KEY)
+    if info is None:
         raise ApiError(401, "unauthenticated", "sign in first")
-    return acc
+    return info
+
+
+def account(request: web.Request) -> Account:
+    return session_of(request).account
 
 
 def require_admin(request: web.Request) -> Account:
