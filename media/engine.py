@@ -196,7 +196,12 @@ class MediaSession:
     def _hold_changed(self, leg: LegName, held: bool) -> None:
         other = self.core.peer[leg].name
         if held and self.hold_music is not None:
-            self.play(other, self.hold_music, loop=True)
+            try:
+                self.play(other, self.hold_music, loop=True)
+            except MediaError as e:
+                # No hold music (e.g. no G.711 on that leg) must not fail the re-INVITE.
+                log.info("call %s: no hold music for leg %s: %s", self.call_id[:64], other, e)
+                return
             player = self.core.legs[other].player
             if player is not None:
                 self._hold_player[other] = player

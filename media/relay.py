@@ -262,6 +262,7 @@ class SessionCore:
             )
         self.peer: dict[LegName, LegState] = {"a": self.legs["b"], "b": self.legs["a"]}
         self.events: list[DtmfReceived | RtpTimedOut] = []
+        self.established = False  # an offer/answer exchange has completed
         self._offer_from: LegName | None = None
         self._offer_local = False
         self._pending_offer: SessionDescription | None = None
@@ -276,7 +277,7 @@ class SessionCore:
     def answer(self, from_leg: LegName, sdp: bytes, now: float) -> bytes | None:
         parsed = self._take(from_leg, sdp, now, is_answer=True)
         local = self._offer_local and self._offer_from == _other(from_leg)
-        self._settle(parsed)
+        self._settle(parsed, now)
         if local:
             return None
         return self._forward(self.peer[from_leg], parsed)
@@ -296,7 +297,7 @@ class SessionCore:
         body = _build_sdp(self.local_ip, state.rtp_port, chosen, answer_dir, parsed, ai)
         self._offer_from, self._offer_local = leg, False
         answer = SessionDescription.parse(body)
-        self._settle(answer)
+        self._settle(answer, now)
         return self._stamp(state, answer)
 
     def local_offer(self, leg: LegName, now: float) -> bytes:
@@ -355,9 +356,14 @@ class SessionCore:
             leg.playback = _playback_codec(parsed, ai)
         return parsed
 
-    def _settle(self, answer: SessionDescription) -> None:
+    def _settle(self, answer: SessionDescription, now: float) -> None:
         """An offer/answer exchange completed: each leg's playback codec becomes the first G.711
         codec of the answer that the leg itself listed, with the leg's payload type."""
+        self.established = True
+        self._pending_offer = None
+        for leg in self.legs.values():
+            # RTP is expected from the answer on, not while the callee rings.
+            leg.expect_since = now
         ai = first_audio(answer)
         if ai is None:
             return
@@ -372,7 +378,6 @@ class SessionCore:
             pick = next((theirs[name] for name in order if name in theirs), None)
             if pick is not None:
                 leg.playback = (pick.name, pick.payload_type)
-        self._pending_offer = None
 
     def _forward(self, to: LegState, sdp: SessionDescription) -> bytes:
         """`sdp` rewritten for leg `to`: our address and `to`'s port, ICE removed."""
@@ -449,7 +454,7 @@ class SessionCore:
 
     def tick(self, now: float) -> list[Recorder]:
         """Housekeeping: RTP timeouts (as events) and recorders whose limits passed."""
-        on_hold = any(leg.held for leg in self.legs.values())
+        on_hold = not self.established or any(leg.held for leg in self.legs.values())
         done = []
         for leg in self.legs.values():
             if (

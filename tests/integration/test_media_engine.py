@@ -343,3 +343,15 @@ async def test_bad_sdp_and_codecs_are_media_errors(
         session.local_answer("a", a.sdp(payload_types=(9,)))
     with pytest.raises(MediaError, match="no PCMU or PCMA"):
         session.play("b", "default")
+
+
+async def test_hold_without_g711_on_the_held_leg_still_works(
+    engine: MediaEngine, phones: tuple[UdpPhone, UdpPhone]
+) -> None:
+    a, b = phones
+    session = await engine.create_session("call-g722")
+    session.hold_music = "default"
+    session.offer("a", a.sdp(payload_types=(9, 101)))
+    session.answer("b", b.sdp(payload_types=(9, 101)))
+    to_b = session.offer("a", a.sdp(payload_types=(9, 101), direction="sendonly", version=2))
+    assert b"a=sendonly" in to_b and session.held("a") and not session.playing("b")

@@ -248,3 +248,15 @@ def test_rtcp_attribute_address_is_used() -> None:
     sdp = phone_sdp(*A).replace(b"a=ptime", b"a=rtcp:4999 IN IP4 192.0.2.11\r\na=ptime")
     c.offer("a", sdp, T0)
     assert c.legs["a"].rtcp_destination == ("192.0.2.11", 4999)
+
+
+def test_no_rtp_timeout_while_the_callee_rings() -> None:
+    c = core(rtp_timeout=10)
+    c.offer("a", phone_sdp(*A), T0)
+    c.tick(T0 + 100)
+    assert c.events == []
+    c.answer("b", phone_sdp(*B), T0 + 100)
+    c.tick(T0 + 105)
+    assert c.events == []
+    c.tick(T0 + 110)
+    assert sorted(e.leg for e in c.events if isinstance(e, RtpTimedOut)) == ["a", "b"]
