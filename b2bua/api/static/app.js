@@ -606,6 +606,10 @@ async function renderSchedule(main) {
 async function renderExceptions(main) {
   const max = state.options.max_exceptions;
   main.append(h("h2", {}, t("exceptions.title")), h("p", { class: "hint" }, t("exceptions.help", { max })));
+  const schedule = state.user.settings.schedule;
+  if (!schedule || schedule.enabled === false) {
+    main.append(h("p", { class: "alert info", "data-test": "exceptions-need-schedule" }, t("exceptions.needschedule")));
+  }
   const rows = h("div", { id: "exceptions" });
   const editors = [];
   const addButton = h("button", { type: "button", class: "plus", title: t("exceptions.add"), "aria-label": t("exceptions.add"), "data-test": "exception-add",
@@ -715,6 +719,7 @@ async function renderRouting(main) {
     h("form", { class: "row", onsubmit: (ev) => { ev.preventDefault(); guarded(main, showWeek); } },
       h("label", {}, t("routing.caller") + " ", caller), h("label", {}, t("routing.start") + " ", start),
       h("button", { type: "submit" }, t("routing.show"))), weekBox));
+  await showWeek();
   // Test a call.
   const tc = h("input", { type: "tel", "data-test": "test-caller", placeholder: "0611223344" });
   const now = new Date();
@@ -746,13 +751,12 @@ async function renderRouting(main) {
     history.append(h("table", {}, h("thead", {}, h("tr", {},
       [t("calls.when"), t("calls.caller"), t("calls.outcome"), t("calls.destination")].map((x) => h("th", {}, x)))),
     h("tbody", {}, calls.calls.map((c) => [
-      h("tr", { "data-test": "call" }, h("td", {}, fmtDate(c.started_at)), h("td", {}, c.caller), h("td", {}, c.outcome),
+      h("tr", { "data-test": "call" }, h("td", {}, fmtDate(c.started_at)), h("td", {}, c.caller), h("td", {}, t("outcome." + c.outcome)),
         h("td", {}, (c.destination ? describe(c.destination) : "—") + (c.rule ? " (" + t("rule." + c.rule) + ")" : ""))),
       h("tr", { class: "trace-row" }, h("td", { colspan: 4 }, h("details", {}, h("summary", {}, t("routing.why")),
         h("ol", { class: "trace", "data-test": "call-trace" }, (c.trace || []).map((line) => h("li", {}, line)))))),
     ]))));
   }
-  await showWeek();
 }
 
 // ---- Voicemail -----------------------------------------------------------------------------
