@@ -103,6 +103,12 @@ class Sound:
         return cls(name, _split(pcmu, PCMU.silence), _split(pcma, PCMA.silence))
 
     @classmethod
+    def from_wav(cls, name: str, path: Path | str) -> Sound:
+        """From an 8 kHz mono 16-bit WAV file (e.g. a recorded greeting); MediaError otherwise
+        (use `SoundLibrary.decode` for anything else)."""
+        return cls.from_linear(name, _read_wav(Path(path)))
+
+    @classmethod
     def silence(cls, seconds: float, name: str = "silence") -> Sound:
         n = max(0, round(seconds * SAMPLE_RATE / FRAME_BYTES))
         return cls(name, (bytes([PCMU.silence]) * FRAME_BYTES,) * n,
@@ -166,6 +172,8 @@ def _fsync_dir(path: Path) -> None:
 
 
 def _read_wav(path: Path) -> bytes:
+    if not path.is_file():
+        raise MediaError(f"{path.name}: no such file")
     try:
         with wave.open(str(path), "rb") as w:
             if (w.getnchannels(), w.getsampwidth(), w.getframerate()) != (1, 2, SAMPLE_RATE):

@@ -256,3 +256,16 @@ async def test_missing_ffmpeg_is_a_media_error(tmp_path: Path) -> None:
     lib = SoundLibrary(tmp_path, ffmpeg="/nonexistent/ffmpeg")
     with pytest.raises(MediaError, match="not installed"):
         await lib.decode(b"RIFF....")
+
+
+def test_sound_from_wav(tmp_path: Path) -> None:
+    good = write_wav(tmp_path / "greeting.wav", tone(440, 0.1))
+    assert Sound.from_wav("g", good).duration == pytest.approx(0.1)
+    bad_rate = write_wav(tmp_path / "cd.wav", tone(440, 0.1, rate=44100), rate=44100)
+    with pytest.raises(MediaError, match="8 kHz mono 16-bit"):
+        Sound.from_wav("g", bad_rate)
+    (tmp_path / "junk.wav").write_bytes(b"RIFFjunk")
+    with pytest.raises(MediaError, match="not a readable WAV"):
+        Sound.from_wav("g", tmp_path / "junk.wav")
+    with pytest.raises(MediaError, match="no such file"):
+        Sound.from_wav("g", tmp_path / "missing.wav")
