@@ -121,6 +121,7 @@ class Server:
         )
         self.core = Core(self.stack, self.registrar, self.calls, config.server.domain)
         self.stack.attach(self.transports, self.core)
+        await self._start_media(data_dir)
         from b2bua.settings import attach_settings
 
         attach_settings(self)  # the TOML merged with the dashboard's stored settings
@@ -133,6 +134,41 @@ class Server:
             "b2bua up: domain %s, %d users, %d bindings loaded",
             config.server.domain, len(config.users), len(self.registrar),
         )
+
+    async def _start_media(self, data_dir: Path) -> None:
+        """Anchored RTP: every call's media goes through our ports (see docs/media.md)."""
+        from b2bua.calls.media import MediaBridge
+        from media.engine import MediaEngine
+        from media.library import SoundLibrary
+
+        config = self.config
+        media = config.media
+        if media.backend != "builtin":
+            log.warning("media backend %r is not available yet: using the built-in relay",
+                        media.backend)
+        self.library = SoundLibrary(data_dir, language=config.server.language)
+        self.media = MediaEngine(
+            media_address(self.listen),
+            (media.rtp_ports.first, media.rtp_ports.last),
+            rtp_timeout=float(media.rtp_timeout),
+            library=self.library,
+            language=config.server.language,
+        )
+        await self.media.start()
+        bridge = MediaBridge(self.media, self.library, data_dir, self.db,
+                             float(media.voicemail_max_seconds))
+        bridge.calls = self.calls
+        self.calls.media_hook = bridge
+        for music in config.music:
+            task = asyncio.get_running_loop().create_task(self._import_music(music))
+            self._tasks.append(task)
+
+    async def _import_music(self, music: Any) -> None:
+        try:
+            await self.library.ensure_music(music.name, list(music.files))
+            log.info("hold music %r ready", music.name)
+        except Exception as exc:  # a task boundary: a bad file must not stop the server
+            log.error("hold music %r: %s", music.name, exc)
 
     def apply_config(self, config: Config) -> None:
         """Install a new, already validated configuration live: the rule table is recompiled and
@@ -182,8 +218,26 @@ class Server:
         if self.http_runner is not None:
             await self.http_runner.cleanup()
         await self.transports.close()
+        if getattr(self, "media", None) is not None:
+            await self.media.close()
         self.db.close()
         log.info("b2bua stopped")
+
+
+def media_address(listen: list[ListenSpec]) -> str:
+    """The address written into SDP: the first specific SIP listening address, else the host's
+    primary address (found by routing, nothing is sent)."""
+    for spec in listen:
+        if spec.host not in ("0.0.0.0", "::", ""):
+            return spec.host
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("192.0.2.1", 9))  # TEST-NET-1: connect() on UDP only picks a route
+            return str(s.getsockname()[0])
+        except OSError:
+            return "127.0.0.1"
 
 
 async def serve(config: Config, listen: list[ListenSpec], http: str | None) -> None:

@@ -44,6 +44,7 @@ from b2bua.sip.grammar import split_list
 from b2bua.sip.headers import parse_name_addr
 from b2bua.sip.message import Request, Response, make_response
 from b2bua.sip.uri import SipUri
+from media.errors import MediaError
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +157,9 @@ class Call:
     final_sent: bool = False
     via_trunk: Trunk | None = None
     notes: list[str] = field(default_factory=list)
+    media: Any = None  # media.engine.MediaSession
+    b_offer: bytes | None = None  # the caller's offer as the branches get it (anchored)
+    bounce: asyncio.Future[bool] | None = None
 
 
 class CallEngine:
@@ -178,7 +182,9 @@ class CallEngine:
         self.recorder = recorder
         self.wall_clock = wall_clock
         self.rules_clock = rules_clock or wall_clock  # the instant rules decide at
-        self.media_hook: Any = None
+        self.media_hook: Any = None  # b2bua.calls.media.MediaBridge when media is anchored
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.voicemails = 0
         self.calls_by_tx: dict[Any, Call] = {}
         self.branch_by_tx: dict[Any, Branch] = {}
         self.relay_by_tx: dict[Any, Relay] = {}
@@ -279,6 +285,30 @@ class CallEngine:
         self.counters["calls"] += 1
         self.calls_by_tx[tx] = call
         self.active.add(call)
+        if self.media_hook is not None:
+            task = asyncio.get_running_loop().create_task(self._attach_media(call, trunk))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            return
+        self._route(call, trunk)
+
+    async def _attach_media(self, call: Call, trunk: Trunk | None) -> None:
+        """Anchor the call's media (ports, SDP) before any branch is created."""
+        try:
+            await self.media_hook.attach(call)
+        except MediaError as exc:
+            log.warning("call %s: no media: %s", call.id, exc)
+            if call.state != "ENDED":
+                self._fail(call, 488 if "SDP" in str(exc) or "codec" in str(exc) else 503,
+                           f"media: {exc}")
+            return
+        if call.state == "ENDED":  # the caller gave up meanwhile
+            self.media_hook.ended(call)
+            return
+        self._route(call, trunk)
+
+    def _route(self, call: Call, trunk: Trunk | None) -> None:
+        callee = call.callee
         if self.directory.is_extension(callee):
             self._route_to_extension(call, callee)
         elif trunk is None:
@@ -447,7 +477,8 @@ class CallEngine:
             for value in a.headers.get_all(name):
                 headers.append((name, value))
         headers.extend(extra)
-        return Request("INVITE", request_uri, headers, a.body)
+        body = a.body if call.b_offer is None else call.b_offer
+        return Request("INVITE", request_uri, headers, body)
 
     def _start_branch(self, call: Call, target: Target, diverted_from: str | None) -> None:
         to_value = f"<sip:{target.extension}@{self.directory.domain}>"
@@ -543,6 +574,8 @@ class CallEngine:
             self._no_answer(call, "declined")
             return
         if all(b.state == "FAILED" for b in call.branches):
+            if self._bounce_failed(call):
+                return
             statuses = [b.status or 500 for b in call.branches]
             best = _best_response(statuses)
             if best == 486 and call.via_trunk is None and len(call.branches) > 0:
@@ -554,6 +587,8 @@ class CallEngine:
     def _relay_provisional(self, call: Call, response: Response) -> None:
         status = response.status
         body = response.body if response.body and status in (180, 183) else b""
+        if body:
+            body = self._sdp(call, "b", body, "answer")
         if not body and call.provisional_sent == 180 and status == 180:
             return  # one 180 to A is enough (several phones ring)
         headers: list[tuple[str, str]] = [("Allow", ALLOW)]
@@ -591,25 +626,101 @@ class CallEngine:
         call.answered_by = branch.target.label or branch.target.extension
         self.counters["answered"] += 1
         self._stop_ring_timer(call)
+        self._cancel_branches(call, COMPLETED_ELSEWHERE)
+        call.b_leg = Leg("b", dialog, branch.target.flow)
+        self.legs[(dialog.call_id, dialog.local_tag)] = (call, call.b_leg)
+        if call.bounce is not None:
+            # A bounce: the caller was answered by us already; its media joins the far end's.
+            self._sdp(call, "b", response.body, "answer")
+            self.stack.send_stateless(ack, branch.target.flow)
+            if not call.bounce.done():
+                call.bounce.set_result(True)
+            log.info("call %s: bounce answered by %s", call.id, branch.target.extension)
+            return
         if call.a_request.body:
             self.stack.send_stateless(ack, branch.target.flow)
+            body = self._sdp(call, "b", response.body, "answer")
         else:
             call.pending_b_ack = ack  # late offer: the ACK carries A's answer
-        self._cancel_branches(call, COMPLETED_ELSEWHERE)
+            body = self._sdp(call, "b", response.body, "offer")
         # Bridge.
         a_dialog = Dialog.as_uas(call.a_request, call.a_tag)
         a_dialog.state = "CONFIRMED"
         call.a_leg = Leg("a", a_dialog, call.a_flow)
-        call.b_leg = Leg("b", dialog, branch.target.flow)
         self.legs[(a_dialog.call_id, a_dialog.local_tag)] = (call, call.a_leg)
-        self.legs[(dialog.call_id, dialog.local_tag)] = (call, call.b_leg)
         headers: list[tuple[str, str]] = [("Allow", ALLOW)]
         for name in ("content-type", "session-expires", "require"):
             value = response.headers.get(name)
             if value:
                 headers.append((name, value))
-        self._respond(call, 200, None, headers, response.body)
+        self._respond(call, 200, None, headers, body)
         log.info("call %s answered by %s", call.id, call.answered_by)
+
+    # ================================================================ media
+    def _sdp(self, call: Call, from_leg: str, body: bytes, kind: str) -> bytes:
+        """An SDP body from `from_leg`, as the other side must see it (anchored media)."""
+        if self.media_hook is None or not body:
+            return body
+        result: bytes = self.media_hook.sdp(call, from_leg, body, kind)
+        return result
+
+    def answer_locally(self, call: Call, sdp: bytes) -> None:
+        """Answer the caller ourselves (voicemail, announcement, bounce): 200 with our SDP."""
+        a_dialog = Dialog.as_uas(call.a_request, call.a_tag)
+        a_dialog.state = "CONFIRMED"
+        call.a_leg = Leg("a", a_dialog, call.a_flow)
+        self.legs[(a_dialog.call_id, a_dialog.local_tag)] = (call, call.a_leg)
+        call.state = "MEDIA"
+        call.answered_at = self.wall_clock()
+        self._stop_ring_timer(call)
+        self._respond(call, 200, None, [("Allow", ALLOW), ("Content-Type", "application/sdp")], sdp)
+
+    def media_failed(self, call: Call, status: int) -> None:
+        if call.final_sent:
+            self.hangup(call, "failed")
+        else:
+            self._fail(call, status, "media failure")
+
+    def voicemail_left(self, box: str) -> None:
+        self.voicemails += 1
+
+    def hangup(self, call: Call, outcome: str) -> None:
+        """End the call from our side: BYE every established leg."""
+        if call.state == "ENDED":
+            return
+        self._cancel_branches(call, None)
+        if call.outcome is None:
+            call.outcome = outcome
+        self._hangup(call, outcome)
+
+    def dial_bounce(self, call: Call, number: str | None, ext: str, offer: bytes) -> asyncio.Future[bool]:
+        """Call `number` through the trunk as a private call with our own SDP offer; the future
+        says whether it was answered before the ring timeout."""
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        call.bounce = future
+        if not number:
+            future.set_result(False)
+            return future
+        call.b_offer = offer
+        call.state = "RINGING"
+        self._dial_external(call, number, diverted_from=ext, private=True)
+        if call.state == "RINGING":
+            timeout = float(getattr(call.user, "ring_timeout", 0) or 0) or 30.0
+            call.ring_timer = asyncio.get_running_loop().call_later(timeout, self._ring_timeout, call)
+        elif not future.done():
+            future.set_result(False)
+        return future
+
+    def _bounce_failed(self, call: Call) -> bool:
+        """When a bounce fails, the media task takes over (prompt, then voicemail)."""
+        if call.bounce is None:
+            return False
+        self._stop_ring_timer(call)
+        self._cancel_branches(call, None)
+        call.state = "MEDIA"
+        if not call.bounce.done():
+            call.bounce.set_result(False)
+        return True
 
     def _cancel_branches(self, call: Call, reason: str | None) -> None:
         for branch in call.branches:
@@ -643,6 +754,8 @@ class CallEngine:
             return
         log.info("call %s: no answer within the ring timeout", call.id)
         call.notes.append("ring timeout")
+        if self._bounce_failed(call):
+            return
         self._cancel_branches(call, None)
         self._no_answer(call, "ring timeout")
 
@@ -712,7 +825,6 @@ class CallEngine:
             return
         call, leg = found
         other = call.b_leg if leg is call.a_leg else call.a_leg
-        assert other is not None
         if method == "ACK":
             self._ack_received(call, leg, request)
             return
@@ -723,9 +835,15 @@ class CallEngine:
         leg.dialog.remote_cseq = seq
         if method == "BYE":
             self.stack.respond(tx, make_response(request, 200))
-            headers = [("Reason", v) for v in request.headers.get_all("reason")]
-            self._send_in_dialog(other, "BYE", headers=headers)
+            if other is not None:
+                headers = [("Reason", v) for v in request.headers.get_all("reason")]
+                self._send_in_dialog(other, "BYE", headers=headers)
+            self._cancel_branches(call, request.headers.get("reason") or "")
             self._end(call, "answered", ended_by=leg.name)
+            return
+        if other is None:
+            # Only our media talks to this leg (voicemail, announcement, a bounce still ringing).
+            self._answer_media_only(call, leg, tx, request)
             return
         if method == "INVITE":
             if leg.pending_invite or other.pending_invite:
@@ -739,14 +857,38 @@ class CallEngine:
         for name in _RELAYED_REQUEST_HEADERS:
             for value in request.headers.get_all(name):
                 headers.append((name, value))
+        body = request.body
         if method in ("INVITE", "UPDATE"):
             headers.append(("Contact", self._contact(other.flow)))
+            body = self._sdp(call, leg.name, body, "offer")
         if method == "INVITE":
             headers.append(("Allow", ALLOW))
-        relayed = self._send_in_dialog(other, method, headers=headers, body=request.body)
+        relayed = self._send_in_dialog(other, method, headers=headers, body=body)
         if method == "INVITE":
             other.pending_invite = True
         self.relay_by_tx[relayed] = Relay(call, leg, other, tx, request)
+
+    def _answer_media_only(self, call: Call, leg: Leg, tx: Any, request: Request) -> None:
+        method = request.method
+        if method in ("INVITE", "UPDATE") and request.body and call.media is not None:
+            try:
+                sdp = call.media.local_answer(leg.name, request.body)
+            except MediaError:
+                self.stack.respond(tx, make_response(request, 488))
+                return
+            resp = make_response(request, 200, headers=[
+                ("Contact", self._contact(leg.flow)), ("Content-Type", "application/sdp")], body=sdp)
+            if method == "INVITE":
+                self.stack.respond_2xx(tx, resp)
+            else:
+                self.stack.respond(tx, resp)
+            return
+        resp = make_response(request, 200, headers=[("Contact", self._contact(leg.flow))]
+                             if method == "INVITE" else [])
+        if method == "INVITE":
+            self.stack.respond_2xx(tx, resp)
+        else:
+            self.stack.respond(tx, resp)
 
     def _send_in_dialog(
         self, leg: Leg, method: str, headers: list[tuple[str, str]] | None = None, body: bytes = b""
@@ -771,7 +913,10 @@ class CallEngine:
         if req.method in ("INVITE", "UPDATE") and 100 < status < 300:
             headers.append(("Contact", self._contact(relay.from_leg.flow)))
             relay.to_leg.dialog.update_target(response)
-        resp = make_response(req, status, response.reason, headers=headers, body=response.body)
+        body = response.body
+        if body and req.method in ("INVITE", "UPDATE") and 100 < status < 300:
+            body = self._sdp(relay.call, relay.to_leg.name, body, "answer" if req.body else "offer")
+        resp = make_response(req, status, response.reason, headers=headers, body=body)
         if req.method == "INVITE" and 200 <= status < 300:
             to_dialog = relay.to_leg.dialog
             ack = to_dialog.request("ACK", self._via(relay.to_leg.flow), cseq=response.cseq.number)
@@ -790,7 +935,7 @@ class CallEngine:
             other = call.b_leg if leg is call.a_leg else call.a_leg
             assert other is not None
             if ack.body:
-                pending.body = ack.body
+                pending.body = self._sdp(call, leg.name, ack.body, "answer")
                 pending.headers.set("Content-Type", ack.headers.get("content-type") or "application/sdp")
             self.stack.send_stateless(pending, other.flow)
 
@@ -804,6 +949,8 @@ class CallEngine:
             call = branch.call
             log.info("call %s: branch %s %s", call.id, branch.target.label, why)
             if call.state == "RINGING" and all(b.state == "FAILED" for b in call.branches):
+                if self._bounce_failed(call):
+                    return
                 statuses = [b.status or 500 for b in call.branches]
                 if all(s == 408 for s in statuses):
                     self._no_answer(call, "no device responded")

@@ -57,8 +57,8 @@ def test_all_devices_busy_gives_486(srv, tmp_path):
 def test_decline_on_one_device_stops_all_by_default(srv, tmp_path):
     decliner = device(srv, "uas_decline", "1001", "secret1001", tmp_path / "d0", pause_ms=300)
     other = device(srv, "uas_cancel_busy_everywhere", "1001", "secret1001", tmp_path / "d1")
-    # no_answer is voicemail; without the media engine the caller gets 480.
-    result = call(srv, uac_expect(480), tmp_path / "caller")
+    # no_answer is voicemail: the B2BUA answers the caller itself.
+    result = call(srv, UAC_CALL, tmp_path / "caller", pause_ms=1500)
     assert result.ok, result.describe()
     assert decliner.result().ok
     r = other.result()
@@ -139,9 +139,10 @@ secret = "secret1003"
 def test_ring_timeout_cancels_every_branch(srv, tmp_path):
     devs = [device(srv, "uas_cancel_any", "1001", "secret1001", tmp_path / f"d{i}") for i in range(2)]
     t0 = time.monotonic()
-    result = call(srv, uac_expect(480), tmp_path / "caller")
+    # After 2 s of ringing the call goes to no_answer (voicemail), which answers it.
+    result = call(srv, UAC_CALL, tmp_path / "caller", pause_ms=500)
     assert result.ok, result.describe()
-    assert 1.5 < time.monotonic() - t0 < 8
+    assert 2 < time.monotonic() - t0 < 10
     for dev in devs:
         assert dev.result().ok
 

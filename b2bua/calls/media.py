@@ -1,0 +1,215 @@
+"""Between the call engine and the RTP engine: anchored SDP, and the destinations that need
+media (voicemail, announcements, bounce).
+
+Theory of operation
+-------------------
+Every call gets a `MediaSession` with one port pair facing the caller (leg "a") and one facing
+the callee side (leg "b"). The engine hands each SDP body that crosses the B2BUA to `sdp()`,
+which returns the body rewritten to point at our ports (RFC 3264 offer/answer, codecs passed
+through). A hold offer (sendonly, inactive, c=0.0.0.0) makes the session play the callee's hold
+music to the other leg until the call is taken back.
+
+The media destinations answer the caller ourselves (`MediaSession.local_answer`), then run as a
+task: voicemail (greeting, beep, recording written atomically and indexed), an announcement
+(played once, then BYE), and bounce (the caller hears "please wait while we locate extension X"
+while the number is called as a private call; answered: the legs are bridged; not answered:
+"user unavailable, redirecting to voicemail", then voicemail).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from media.engine import MediaEngine, MediaSession
+from media.errors import MediaError
+from media.library import SoundLibrary
+
+if TYPE_CHECKING:
+    from b2bua.calls.engine import Call, CallEngine
+
+log = logging.getLogger(__name__)
+
+VOICEMAIL_SILENCE_SECONDS = 10.0
+
+
+class MediaBridge:
+    def __init__(
+        self,
+        engine: MediaEngine,
+        library: SoundLibrary,
+        data_dir: Path,
+        db: Any,
+        voicemail_max_seconds: float,
+    ) -> None:
+        self.engine = engine
+        self.library = library
+        self.data_dir = data_dir
+        self.db = db
+        self.voicemail_max_seconds = voicemail_max_seconds
+        self.calls: CallEngine | None = None
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    # -- sessions --------------------------------------------------------------------------
+    async def attach(self, call: Call) -> None:
+        """Create the call's session; the caller's offer becomes the offer the branches get."""
+        assert self.calls is not None
+        session = await self.engine.create_session(
+            call.id, on_timeout=lambda leg: self._rtp_timeout(call, leg)
+        )
+        call.media = session
+        user = self.calls.directory.user(call.callee)
+        music = getattr(user, "hold_music", None) or "default"
+        session.hold_music = music if self.library.has_music(music) else "default"
+        if call.a_request.body:
+            call.b_offer = session.offer("a", call.a_request.body)
+
+    def sdp(self, call: Call, from_leg: str, body: bytes, kind: str) -> bytes:
+        """`body` (an offer or answer from `from_leg`) as the other leg must see it."""
+        session: MediaSession | None = call.media
+        if session is None or not body or session.closed:
+            return body
+        try:
+            if kind == "offer":
+                return session.offer(from_leg, body)  # type: ignore[arg-type]
+            out = session.answer(from_leg, body)  # type: ignore[arg-type]
+            return body if out is None else out
+        except MediaError as exc:
+            log.info("call %s: SDP from leg %s not usable: %s", call.id, from_leg, exc)
+            return body
+
+    def ended(self, call: Call) -> None:
+        session: MediaSession | None = call.media
+        if session is not None and not session.closed:
+            self._spawn(session.close())
+
+    def cancel(self, call: Call) -> None:
+        self.ended(call)
+
+    def _rtp_timeout(self, call: Call, leg: str) -> None:
+        assert self.calls is not None
+        log.info("call %s: no RTP from leg %s: ending the call", call.id, leg)
+        call.notes.append(f"RTP timeout on leg {leg}")
+        self.calls.hangup(call, "failed")
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    # -- destinations ----------------------------------------------------------------------
+    def __call__(self, call: Call, what: str, ext: str, dest: Any) -> None:
+        """The engine's media hook: run destination `what` for `ext`."""
+        if what == "voicemail":
+            runner = self._voicemail(call, ext)
+        elif what == "announcement":
+            runner = self._announcement(call, dest.message)
+        elif what == "bounce":
+            runner = self._bounce(call, ext, dest)
+        else:  # pragma: no cover - the engine only asks for these
+            raise ValueError(what)
+        self._spawn(self._guard(call, runner))
+
+    async def _guard(self, call: Call, runner: Any) -> None:
+        assert self.calls is not None
+        try:
+            await runner
+        except MediaError as exc:
+            log.warning("call %s: media destination failed: %s", call.id, exc)
+            self.calls.media_failed(call, 488 if "PCMU" in str(exc) else 500)
+        except Exception:  # a task boundary: one broken call must not stop the others
+            log.exception("call %s: media destination crashed", call.id)
+            self.calls.media_failed(call, 500)
+
+    def _answer(self, call: Call) -> MediaSession | None:
+        """Answer the caller ourselves (once); None if the call is gone."""
+        assert self.calls is not None
+        session: MediaSession | None = call.media
+        if session is None or call.state == "ENDED":
+            return None
+        if call.a_leg is None:
+            offer = call.a_request.body
+            if not offer:
+                raise MediaError("the caller sent no SDP offer: cannot answer with media")
+            sdp = session.local_answer("a", offer)
+            self.calls.answer_locally(call, sdp)
+        return session
+
+    async def _voicemail(self, call: Call, box: str) -> None:
+        assert self.calls is not None
+        session = self._answer(call)
+        if session is None:
+            return
+        call.notes.append(f"voicemail of {box}")
+        user = self.calls.directory.user(box)
+        language = getattr(user, "language", None)
+        greeting = self._greeting(box, language)
+        if not await session.play_once("a", greeting) or call.state == "ENDED":
+            return
+        if not await session.play_once("a", self.library.prompt("beep", language)):
+            return
+        from b2bua.settings import add_voicemail, voicemail_dir
+
+        folder = voicemail_dir(self.data_dir, box)
+        folder.mkdir(parents=True, exist_ok=True)
+        name = time.strftime("%Y%m%d-%H%M%S") + f"-{secrets.token_hex(3)}.wav"
+        started = time.time()
+        recording = session.record(
+            "a", folder / name, max_seconds=self.voicemail_max_seconds,
+            silence_seconds=VOICEMAIL_SILENCE_SECONDS,
+        )
+        call.outcome = "voicemail"
+        result = await recording.result()
+        if result.path is not None and result.duration >= 0.5:
+            add_voicemail(self.db, box, call.caller, started, result.duration, result.path.name)
+            log.info("call %s: voicemail for %s, %.1f s (%s)", call.id, box, result.duration,
+                     result.reason)
+            self.calls.voicemail_left(box)
+        if call.state != "ENDED":
+            self.calls.hangup(call, "voicemail")
+
+    def _greeting(self, box: str, language: str | None) -> Any:
+        custom = Path(self.data_dir) / "greetings" / f"{box}.wav"
+        if custom.exists():
+            try:
+                from media.library import Sound, _read_wav
+
+                return Sound.from_linear(f"greeting {box}", _read_wav(custom))
+            except (MediaError, OSError, ValueError) as exc:
+                log.warning("greeting of %s unreadable (%s): the default one plays", box, exc)
+        return self.library.prompt("voicemail_greeting", language)
+
+    async def _announcement(self, call: Call, message: str) -> None:
+        assert self.calls is not None
+        session = self._answer(call)
+        if session is None:
+            return
+        call.notes.append(f"announcement {message}")
+        await session.play_once("a", message)
+        if call.state != "ENDED":
+            self.calls.hangup(call, "answered")
+
+    async def _bounce(self, call: Call, ext: str, dest: Any) -> None:
+        assert self.calls is not None
+        session = self._answer(call)
+        if session is None:
+            return
+        user = self.calls.directory.user(ext)
+        language = getattr(user, "language", None)
+        number = dest.number if dest.kind == "external" else getattr(user, "mobile", None)
+        call.notes.append(f"bounce to {number}")
+        session.play("a", self.library.locate_prompt(ext, language), loop=True)
+        answered = await self.calls.dial_bounce(call, number, ext, session.local_offer("b"))
+        if call.state == "ENDED":
+            return
+        if answered:
+            session.resume("a")
+            return
+        call.notes.append("bounce not answered: voicemail")
+        if await session.play_once("a", self.library.prompt("unavailable", language)):
+            if call.state != "ENDED":
+                await self._voicemail(call, ext)
