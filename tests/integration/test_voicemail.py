@@ -3,6 +3,7 @@ the recording holds that tone, at about the right length, and is indexed."""
 
 from __future__ import annotations
 
+import itertools
 import math
 import sqlite3
 import struct
@@ -42,7 +43,7 @@ def dominant_frequency(path: Path) -> tuple[float, float]:
     voiced = [samples[i:i + 160] for i in range(0, len(samples), 160)]
     voiced = [f for f in voiced if max(abs(x) for x in f) > 2000]
     flat = [x for f in voiced for x in f]
-    crossings = sum(1 for a, b in zip(flat, flat[1:], strict=False) if (a < 0) != (b < 0))
+    crossings = sum(1 for a, b in itertools.pairwise(flat) if (a < 0) != (b < 0))
     seconds = len(flat) / rate
     return seconds, (crossings / 2 / seconds if seconds else 0.0)
 
