@@ -176,9 +176,9 @@ class MediaBridge:
         custom = Path(self.data_dir) / "greetings" / f"{box}.wav"
         if custom.exists():
             try:
-                from media.library import Sound, _read_wav
+                from media.library import Sound
 
-                return Sound.from_linear(f"greeting {box}", _read_wav(custom))
+                return Sound.from_wav(f"greeting {box}", custom)
             except (MediaError, OSError, ValueError) as exc:
                 log.warning("greeting of %s unreadable (%s): the default one plays", box, exc)
         return self.library.prompt("voicemail_greeting", language)
