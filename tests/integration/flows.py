@@ -186,14 +186,15 @@ def register(server: RunningServer, ext: str, secret: str, port: int, workdir: P
 
 
 def device(server: RunningServer, scenario: str, ext: str, secret: str, workdir: Path,
-           pause_ms: int = 0, calls: int = 1, register_first: bool = True) -> Device:
+           pause_ms: int = 0, calls: int = 1, register_first: bool = True,
+           xml: str | None = None) -> Device:
     """A SIPp device of `ext`: registers, then waits for `calls` calls with `scenario`."""
     port = free_port()
     if register_first:
         reg = register(server, ext, secret, port, workdir / "reg")
         assert reg.ok, reg.describe()
     extra: tuple[str, ...] = ("-d", str(pause_ms)) if pause_ms else ()
-    proc = start_sipp((SCENARIOS / f"{scenario}.xml").read_text(), workdir, None, name=scenario,
+    proc = start_sipp(xml or (SCENARIOS / f"{scenario}.xml").read_text(), workdir, None, name=scenario,
                       local_port=port, calls=calls, extra=extra, timeout_s=40)
     return Device(port, proc, workdir)
 
