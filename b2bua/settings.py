@@ -343,18 +343,23 @@ class SettingsRejected(Exception):
 
 
 def _issues_for(error: ConfigError, raw: Mapping[str, Any], extension: str | None) -> list[dict[str, str]]:
-    """ConfigError issues with `users[i].` stripped for the user being changed."""
+    return map_issues([(i.field, i.reason) for i in error.issues], raw, extension)
+
+
+def map_issues(
+    issues: Iterable[tuple[str, str]], raw: Mapping[str, Any], extension: str | None
+) -> list[dict[str, str]]:
+    """(field, reason) pairs as dicts, `users[i].` stripped for the user being changed."""
     prefix = None
     if extension is not None:
         for i, u in enumerate(raw.get("users", [])):
             if u.get("extension") == extension:
                 prefix = f"users[{i}]"
     out: list[dict[str, str]] = []
-    for issue in error.issues:
-        field = issue.field
+    for field, reason in issues:
         if prefix is not None and (field == prefix or field.startswith(prefix + ".")):
             field = field[len(prefix) + 1 :] or "(user)"
-        out.append({"field": field, "reason": issue.reason})
+        out.append({"field": field, "reason": reason})
     return out
 
 

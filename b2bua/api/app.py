@@ -137,6 +137,7 @@ def build_app(
     add_provisioning_routes(app, server.db, _LiveConfig(server))
 
     async def start_background(app: web.Application) -> None:
+        board.worker.warm_up()
         app[_TASK_KEY] = asyncio.get_running_loop().create_task(_background(board))
 
     async def stop_background(app: web.Application) -> None:
@@ -145,6 +146,7 @@ def build_app(
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        board.worker.close()
 
     app.on_startup.append(start_background)
     app.on_cleanup.append(stop_background)

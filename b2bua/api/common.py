@@ -16,8 +16,9 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
+from b2bua.api.worker import Worker, validate
 from b2bua.config import Config
-from b2bua.settings import Account, SettingsRejected, SettingsStore
+from b2bua.settings import Account, SettingsRejected, SettingsStore, map_issues
 
 log = logging.getLogger("b2bua.api")
 
@@ -59,6 +60,7 @@ class Dashboard:
     library: Any
     policy: Any
     throttle: Any
+    worker: Worker = field(default_factory=Worker)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     known_revision: int = 0
     wav_cache: dict[tuple[str, int], bytes] = field(default_factory=dict)
@@ -81,10 +83,7 @@ class Dashboard:
         also installs the configuration. Serialized: one change at a time."""
         async with self.lock:
             raw, row = build()
-            try:
-                config = await asyncio.to_thread(self.store.validate, raw, extension)
-            except SettingsRejected as exc:
-                raise rejected(exc) from None
+            config = await self.validate(raw, extension)
             save(row, config)
             self.known_revision = self.store.revision()
             return config
@@ -99,13 +98,24 @@ class Dashboard:
             overrides, uploads = self.store.overrides(), self.store.uploads()
             raw = self.store.merged_raw(overrides, uploads)
             try:
-                config = await asyncio.to_thread(self.store.validate, raw)
-            except SettingsRejected:
+                config = await self.validate(raw, None)
+            except ApiError:
                 config = self.store.effective()
             self.server.apply_config(config)
             self.known_revision = revision
             log.info("stored settings changed elsewhere (revision %d): applied", revision)
             return True
+
+    async def validate(self, raw: dict[str, Any], extension: str | None) -> Config:
+        """The Config for `raw`, validated in the worker process; ApiError (422) naming each
+        field otherwise."""
+        store = self.store
+        config, issues = await self.worker.run(
+            validate, raw, store.base.source, store.base_dir or Path.cwd()
+        )
+        if config is None:
+            raise rejected(SettingsRejected(map_issues(issues, raw, extension)))
+        return config
 
     def now(self) -> float:
         return self.clock()

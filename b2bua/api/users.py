@@ -3,7 +3,6 @@ exceptional periods as iCalendar, and where calls go (trace, week, call history)
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import io
 import re
@@ -14,6 +13,7 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 from pydantic import BaseModel, Field
 
+from b2bua.api import worker
 from b2bua.api.common import (
     ApiError,
     Dashboard,
@@ -450,7 +450,7 @@ async def trace(request: web.Request) -> web.Response:
     return web.json_response(body)
 
 
-def _week_json(table: Any, ext: str, caller: str, monday: date) -> dict[str, Any]:
+def week_json(table: Any, ext: str, caller: str, monday: date) -> dict[str, Any]:
     from b2bua.rules import local_instant
     from b2bua.rules.week import sample_week
 
@@ -506,21 +506,19 @@ async def week(request: web.Request) -> web.Response:
     table = board.server.rulebook.table
     caller = request.query.get("caller", "").strip()[:64]
     monday = _monday(request, board, table.zone(ext))
-    data = await asyncio.to_thread(_week_json, table, ext, "" if caller == "*" else caller, monday)
+    data = await board.worker.run(worker.week, board.config, ext,
+                                  "" if caller == "*" else caller, monday)
     return web.json_response(data)
 
 
 async def week_svg(request: web.Request) -> web.Response:
-    from b2bua.rules.week import render_svg, sample_week
-
     ext = user_extension(request)
     board = dashboard(request)
     table = board.server.rulebook.table
     caller = request.query.get("caller", "").strip()[:64]
     monday = _monday(request, board, table.zone(ext))
-    svg = await asyncio.to_thread(
-        lambda: render_svg(sample_week(table, ext, "" if caller == "*" else caller, monday))
-    )
+    svg = await board.worker.run(worker.week_svg, board.config, ext,
+                                 "" if caller == "*" else caller, monday)
     return web.Response(text=svg, content_type="image/svg+xml")
 
 
