@@ -145,6 +145,7 @@ class MediaBridge:
         if session is None:
             return
         call.notes.append(f"voicemail of {box}")
+        call.outcome = "voicemail"
         user = self.calls.directory.user(box)
         language = getattr(user, "language", None)
         greeting = self._greeting(box, language)
@@ -162,7 +163,6 @@ class MediaBridge:
             "a", folder / name, max_seconds=self.voicemail_max_seconds,
             silence_seconds=VOICEMAIL_SILENCE_SECONDS,
         )
-        call.outcome = "voicemail"
         result = await recording.result()
         if result.path is not None and result.duration >= 0.5:
             add_voicemail(self.db, box, call.caller, started, result.duration, result.path.name)
