@@ -565,17 +565,9 @@ class SettingsStore:
 
 
 def attach_settings(server: Any) -> SettingsStore:
-    """At start: open the store over the server's (TOML) configuration, create the admin
-    account if needed, and install the TOML merged with the stored settings."""
-    import os
-
+    """At start: open the store over the server's (TOML) configuration and install the TOML
+    merged with the stored settings. (The dashboard creates the admin account.)"""
     store = SettingsStore(server.db, server.config)
-    generated = ensure_admin(server.db, os.environ.get(ADMIN_PASSWORD_ENV), time.time())
-    if generated is not None:
-        log.warning(
-            "dashboard: created the administrator account: login %r, password %r "
-            "(shown this once; change it from the dashboard)", ADMIN_LOGIN, generated,
-        )
     effective = store.effective()
     if effective is not server.config:
         server.apply_config(effective)
@@ -594,26 +586,41 @@ class Account:
     extension: str | None
 
 
-def ensure_admin(conn: sqlite3.Connection, password: str | None, now: float) -> str | None:
-    """Create the `admin` account if missing. Returns the password when one was generated
-    (the caller prints it once), None otherwise. `password` (from the environment) sets it
-    only at creation."""
+def admin_missing(conn: sqlite3.Connection) -> bool:
     ensure_schema(conn)
     row = conn.execute(
         "SELECT 1 FROM dashboard_accounts WHERE login = ?", (ADMIN_LOGIN,)
     ).fetchone()
-    if row is not None:
-        return None
-    generated = None
-    if not password:
-        password = generated = secrets.token_urlsafe(12)
+    return row is None
+
+
+def admin_password(configured: str | None) -> tuple[str, bool]:
+    """The password to give the new `admin` account, and whether it was generated (then the
+    caller prints it once)."""
+    if configured:
+        return configured, False
+    return secrets.token_urlsafe(12), True
+
+
+def create_admin(conn: sqlite3.Connection, encoded: str, now: float) -> bool:
+    """Store the `admin` account's hash unless it exists; True if created."""
     with transaction(conn):
-        conn.execute(
+        cur = conn.execute(
             "INSERT OR IGNORE INTO dashboard_accounts (login, role, extension, password_hash,"
             " changed_at) VALUES (?, 'admin', NULL, ?, ?)",
-            (ADMIN_LOGIN, hash_password(password), now),
+            (ADMIN_LOGIN, encoded, now),
         )
-    return generated
+    return cur.rowcount == 1
+
+
+def ensure_admin(conn: sqlite3.Connection, password: str | None, now: float) -> str | None:
+    """Create the `admin` account if missing (synchronously). Returns the password when one was
+    generated, None otherwise. `password` (from the environment) is used only at creation."""
+    if not admin_missing(conn):
+        return None
+    password, generated = admin_password(password)
+    created = create_admin(conn, hash_password(password), now)
+    return password if created and generated else None
 
 
 def stored_password(conn: sqlite3.Connection, login: str) -> tuple[str, str, str | None] | None:

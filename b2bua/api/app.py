@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import time
 import warnings
 from collections.abc import Callable
@@ -137,7 +138,7 @@ def build_app(
     add_provisioning_routes(app, server.db, _LiveConfig(server))
 
     async def start_background(app: web.Application) -> None:
-        board.worker.warm_up()
+        board.admin_ready = asyncio.get_running_loop().create_task(_create_admin(board))
         app[_TASK_KEY] = asyncio.get_running_loop().create_task(_background(board))
 
     async def stop_background(app: web.Application) -> None:
@@ -161,6 +162,30 @@ class _LiveConfig:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._server.config, name)
+
+
+async def _create_admin(board: Dashboard) -> None:
+    """The `admin` account at the first start: password from B2BUA_ADMIN_PASSWORD, or generated
+    and logged once. Hashed in a thread (hashlib releases the GIL) so start-up does not wait."""
+    from b2bua.settings import (
+        ADMIN_LOGIN,
+        ADMIN_PASSWORD_ENV,
+        admin_missing,
+        admin_password,
+        create_admin,
+        hash_password,
+    )
+
+    conn = board.store.conn
+    if not admin_missing(conn):
+        return
+    password, generated = admin_password(os.environ.get(ADMIN_PASSWORD_ENV))
+    encoded = await asyncio.to_thread(hash_password, password)
+    if create_admin(conn, encoded, board.now()) and generated:
+        log.warning(
+            "dashboard: created the administrator account: login %r, password %r "
+            "(shown this once; change it from the dashboard)", ADMIN_LOGIN, password,
+        )
 
 
 async def _background(board: Dashboard) -> None:

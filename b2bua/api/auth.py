@@ -181,11 +181,14 @@ async def login(request: web.Request) -> web.Response:
     if wait > 0:
         raise ApiError(429, "throttled", f"too many failed sign-ins; try again in {math.ceil(wait)} s",
                        headers={"Retry-After": str(math.ceil(wait))})
+    if board.admin_ready is not None and data.login == ADMIN_LOGIN:
+        await asyncio.shield(board.admin_ready)  # created at start, hashed in a thread
     acc = await _check_password(request, data.login, data.password)
     if acc is None:
         board.throttle.failed(keys, board.now())
         raise ApiError(401, "bad_credentials", "wrong login or password")
     board.throttle.succeeded(keys)
+    board.worker.warm_up()  # the next change will need it
     token = secrets.token_urlsafe(32)
     csrf = secrets.token_urlsafe(32)
     conn = board.store.conn

@@ -63,6 +63,7 @@ class Dashboard:
     worker: Worker = field(default_factory=Worker)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     known_revision: int = 0
+    admin_ready: asyncio.Task[None] | None = None
     wav_cache: dict[tuple[str, int], bytes] = field(default_factory=dict)
 
     @property
@@ -84,7 +85,12 @@ class Dashboard:
         async with self.lock:
             raw, row = build()
             config = await self.validate(raw, extension)
-            save(row, config)
+            try:
+                save(row, config)  # rolled back if the rules do not compile
+            except ValueError as exc:
+                log.error("a validated change did not compile: %s", exc)
+                raise ApiError(422, "validation", f"rules: {exc}",
+                               [{"field": "(rules)", "reason": str(exc)}]) from None
             self.known_revision = self.store.revision()
             return config
 

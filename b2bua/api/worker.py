@@ -40,7 +40,8 @@ class Worker:
 
     def warm_up(self) -> None:
         """Start the process now (it imports the configuration models once)."""
-        self._executor().submit(_ping)
+        if self._pool is None:
+            self._executor().submit(_ping)
 
     def close(self) -> None:
         if self._pool is not None:

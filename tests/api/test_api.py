@@ -462,9 +462,12 @@ def test_a_stored_override_that_no_longer_validates_falls_back_to_the_file(tmp_p
 
 def test_the_admin_password_is_generated_and_logged_once(tmp_path):
     srv = start(tmp_path, env={"B2BUA_ADMIN_PASSWORD": ""})
+    marker = "login 'admin', password '"
     try:
+        deadline = time.monotonic() + 10
+        while marker not in srv.log() and time.monotonic() < deadline:
+            time.sleep(0.1)
         log = srv.log()
-        marker = "login 'admin', password '"
         assert marker in log
         password = log.split(marker, 1)[1].split("'", 1)[0]
         assert len(password) >= 12
@@ -474,6 +477,7 @@ def test_the_admin_password_is_generated_and_logged_once(tmp_path):
         srv.stop()
     srv = start(tmp_path, env={"B2BUA_ADMIN_PASSWORD": ""}, rewrite=False)
     try:
+        assert Api(srv.http_base).login("admin", password).status == 200
         assert "login 'admin', password" not in srv.log()
     finally:
         srv.stop()
