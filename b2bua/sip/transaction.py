@@ -44,7 +44,7 @@ from typing import ClassVar
 from b2bua.sip.errors import SipParseError
 from b2bua.sip.flow import Flow
 from b2bua.sip.grammar import split_list
-from b2bua.sip.headers import parse_via
+from b2bua.sip.headers import Via
 from b2bua.sip.message import Request, Response, make_response
 from b2bua.sip.timers import Timer, TimerConfig, TimerEntry, TimerHeap
 
@@ -497,6 +497,8 @@ def make_cancel(invite: Request) -> Request:
 
 def _same_address(via_host: str, source: str) -> bool:
     host = via_host[1:-1] if via_host.startswith("[") else via_host
+    if host == source:
+        return True  # the common case, without parsing addresses
     try:
         return ipaddress.ip_address(host) == ipaddress.ip_address(source)
     except ValueError:
@@ -514,7 +516,7 @@ def add_received(request: Request, flow: Flow) -> bool:
     first_field = split_list(request.headers.get("via") or "")
     if not first_field:
         raise SipParseError("Missing Via header")
-    via = parse_via(first_field[0])
+    via = request.via  # parsed once, cached on the message
     params = dict(via.params)
     changed = False
     # RFC 3581 §4: "If this Via header field value contains an "rport" parameter with no value,
@@ -535,11 +537,13 @@ def add_received(request: Request, flow: Flow) -> bool:
         changed = True
     if not changed:
         return False
-    via.params = params
+    parsed = request.vias
+    stamped = Via(via.transport, via.host, via.port, params)
     # Headers.set leaves one Via header where the first one was: the new top value, then every
     # other value (the rest of the first header, then the other Via headers) as written.
     others = [*first_field[1:], *request.headers.get_all("via")[1:]]
-    request.headers.set("Via", ", ".join([str(via), *others]))
+    request.headers.set("Via", ", ".join([str(stamped), *others]))
+    request.headers.store("via", [stamped, *parsed[1:]])  # what set() invalidated, still valid
     return True
 
 
