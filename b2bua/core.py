@@ -54,6 +54,7 @@ class Core:
         self.calls = calls
         self.domain = domain
         self.options_pings: dict[Any, Any] = {}  # keep-alive OPTIONS tx -> binding
+        self.mwi: Any = None  # b2bua.calls.mwi.MessageWaiting
 
     # -- events from the stack -------------------------------------------------------------
     def on_event(self, event: object) -> None:
@@ -98,6 +99,9 @@ class Core:
                 self.calls.in_dialog_request(tx, request, flow)
             return  # an ACK outside a dialog (or for a non-2xx: absorbed below us)
         in_dialog = request.to.tag is not None
+        if method == "SUBSCRIBE" and self.mwi is not None:
+            self.mwi.subscribe(tx, request, flow)
+            return
         if in_dialog and method in IN_DIALOG_RELAYED:
             self.calls.in_dialog_request(tx, request, flow)
             return
@@ -133,6 +137,7 @@ class Core:
                 ("Accept", ACCEPT),
                 ("Accept-Language", "fr, en"),
                 ("Supported", SUPPORTED),
+                ("Allow-Events", "message-summary"),
             ],
         )
 

@@ -123,6 +123,7 @@ class Server:
         self.core = Core(self.stack, self.registrar, self.calls, config.server.domain)
         self.stack.attach(self.transports, self.core)
         await self._start_media(data_dir)
+        self._start_mwi()
         from b2bua.settings import attach_settings
 
         attach_settings(self)  # the TOML merged with the dashboard's stored settings
@@ -163,6 +164,23 @@ class Server:
         for music in config.music:
             task = asyncio.get_running_loop().create_task(self._import_music(music))
             self._tasks.append(task)
+
+    def _start_mwi(self) -> None:
+        from b2bua.calls.mwi import MessageWaiting
+        from b2bua.settings import list_voicemail
+
+        def counts(extension: str) -> tuple[int, int]:
+            try:
+                messages = list_voicemail(self.db, extension)
+            except Exception:  # no voicemail table yet: nothing waiting
+                return 0, 0
+            new = sum(1 for m in messages if not m.read)
+            return new, len(messages) - new
+
+        self.mwi = MessageWaiting(self.stack, self.transports, self.registrar,
+                                  self.config.server.domain, counts)
+        self.core.mwi = self.mwi
+        self.calls.on_voicemail = self.mwi.message_left
 
     async def _import_music(self, music: Any) -> None:
         try:

@@ -48,7 +48,7 @@ from media.errors import MediaError
 
 log = logging.getLogger(__name__)
 
-ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, UPDATE"
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, UPDATE, SUBSCRIBE"
 COMPLETED_ELSEWHERE = 'SIP;cause=200;text="Call completed elsewhere"'
 BUSY_EVERYWHERE = 'SIP;cause=600;text="Busy Everywhere"'
 
@@ -185,6 +185,7 @@ class CallEngine:
         self.media_hook: Any = None  # b2bua.calls.media.MediaBridge when media is anchored
         self._tasks: set[asyncio.Task[None]] = set()
         self.voicemails = 0
+        self.on_voicemail: Callable[[str], None] | None = None  # message-waiting indication
         self.calls_by_tx: dict[Any, Call] = {}
         self.branch_by_tx: dict[Any, Branch] = {}
         self.relay_by_tx: dict[Any, Relay] = {}
@@ -683,6 +684,8 @@ class CallEngine:
 
     def voicemail_left(self, box: str) -> None:
         self.voicemails += 1
+        if self.on_voicemail is not None:
+            self.on_voicemail(box)
 
     def hangup(self, call: Call, outcome: str) -> None:
         """End the call from our side: BYE every established leg."""

@@ -1,5 +1,6 @@
 """Voicemail with real audio: baresip calls a user nobody answers for, talks a tone, hangs up;
-the recording holds that tone, at about the right length, and is indexed."""
+the recording holds that tone, at about the right length, and is indexed; the user's phone,
+subscribed to its voicebox, gets a message-waiting NOTIFY."""
 
 from __future__ import annotations
 
@@ -14,8 +15,10 @@ import wave
 from pathlib import Path
 
 from b2bua.testing.baresip import start_baresip
+from b2bua.testing.net import free_port
 from b2bua.testing.server import start_server
-from tests.integration.conftest import make_config
+from b2bua.testing.sipp import finish, start_sipp
+from tests.integration.conftest import SCENARIOS, make_config
 
 TONE_HZ = 440
 TONE_SECONDS = 12
@@ -52,6 +55,9 @@ def test_voicemail_records_what_the_caller_says(tmp_path: Path) -> None:
     server = start_server(make_config(tmp_path))
     tone = tmp_path / "tone.wav"
     make_tone(tone, TONE_SECONDS, TONE_HZ)
+    subscriber = start_sipp((SCENARIOS / "mwi_subscribe.xml").read_text(), tmp_path / "mwi",
+                            server.sip, name="mwi", local_port=free_port(), service="1002",
+                            extra=("-au", "1002", "-ap", "secret1002"), timeout_s=60)
     try:
         phone = start_baresip(
             tmp_path / "caller", "1001", "secret1001", server.sip, domain="pbx.test",
@@ -85,5 +91,8 @@ def test_voicemail_records_what_the_caller_says(tmp_path: Path) -> None:
             capture_output=True, text=True, check=True,
         ).stdout
         assert '"outcome": "voicemail"' in calls
+        # The subscribed phone of 1002 was told: first "no", then "yes, 1 new".
+        mwi = finish(subscriber, tmp_path / "mwi", timeout=30)
+        assert mwi.ok, mwi.describe()
     finally:
         server.stop()

@@ -1,0 +1,144 @@
+"""Message-waiting indication (RFC 3842 over RFC 6665): phones subscribe to their own voicebox
+with `SUBSCRIBE` (`Event: message-summary`) and get a NOTIFY now and whenever a message arrives.
+
+A subscription is a dialog we hold as notifier: our To tag, the subscriber's Contact as remote
+target, our own CSeq. Refreshes come inside the dialog; `Expires: 0` ends it with a final NOTIFY
+(`Subscription-State: terminated`). Subscriptions live in memory: a phone re-subscribes after a
+restart as it re-registers.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from b2bua.sip.dialog import Dialog
+from b2bua.sip.errors import SipParseError
+from b2bua.sip.flow import Flow
+from b2bua.sip.message import Request, make_response
+
+log = logging.getLogger(__name__)
+
+EVENT = "message-summary"
+CONTENT_TYPE = "application/simple-message-summary"
+MIN_EXPIRES = 60
+MAX_EXPIRES = 3600
+
+
+@dataclass(eq=False)
+class Subscription:
+    extension: str
+    dialog: Dialog
+    flow: Flow
+    expires_at: float
+
+
+class MessageWaiting:
+    def __init__(
+        self,
+        stack: Any,
+        transports: Any,
+        registrar: Any,
+        domain: str,
+        counts: Callable[[str], tuple[int, int]],
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.stack = stack
+        self.transports = transports
+        self.registrar = registrar
+        self.domain = domain
+        self.counts = counts  # extension -> (new, old) voice messages
+        self.wall_clock = wall_clock
+        self.subscriptions: dict[tuple[str, str], Subscription] = {}
+        self.notifies = 0
+
+    def _via(self, flow: Flow) -> str:
+        local = self.transports.local_for(flow)
+        return f"SIP/2.0/{flow.transport.upper()} {local.hostport};branch={self.stack.new_branch()};rport"
+
+    def _contact(self, flow: Flow) -> str:
+        local = self.transports.local_for(flow)
+        return f"<sip:mwi@{local.hostport}>"
+
+    def subscribe(self, tx: Any, request: Request, flow: Flow) -> None:
+        """A SUBSCRIBE, new or a refresh within one of our subscription dialogs."""
+        event = (request.headers.get("event") or "").split(";", 1)[0].strip().lower()
+        if event != EVENT:
+            self.stack.respond(tx, make_response(request, 489, to_tag=_tag(),
+                                                 headers=[("Allow-Events", EVENT)]))
+            return
+        now = self.wall_clock()
+        try:
+            expires = request.expires
+        except SipParseError:
+            expires = None
+        expires = MAX_EXPIRES if expires is None else expires
+        if 0 < expires < MIN_EXPIRES:
+            self.stack.respond(tx, make_response(request, 423, to_tag=_tag(),
+                                                 headers=[("Min-Expires", str(MIN_EXPIRES))]))
+            return
+        expires = min(expires, MAX_EXPIRES)
+        to_tag = request.to.tag
+        if to_tag is not None:
+            sub = self.subscriptions.get((request.call_id, to_tag))
+            if sub is None:
+                self.stack.respond(tx, make_response(request, 481))
+                return
+            sub.dialog.update_target(request)
+        else:
+            auth = self.registrar.authenticate(request, now, header="Proxy-Authorization", flow=flow)
+            if not auth.ok:
+                if "proxy-authorization" in request.headers and not auth.stale:
+                    self.stack.respond(tx, make_response(request, 403, to_tag=_tag()))
+                else:
+                    self.stack.respond(tx, auth.response)
+                return
+            dialog = Dialog.as_uas(request, _tag())
+            sub = Subscription(auth.extension, dialog, flow, now + expires)
+            self.subscriptions[(dialog.call_id, dialog.local_tag)] = sub
+        sub.expires_at = now + expires
+        sub.flow = flow
+        self.stack.respond(tx, make_response(
+            request, 200, to_tag=sub.dialog.local_tag,
+            headers=[("Expires", str(expires)), ("Contact", self._contact(flow))],
+        ))
+        self._notify(sub, terminated=expires == 0)
+        if expires == 0:
+            self.subscriptions.pop((sub.dialog.call_id, sub.dialog.local_tag), None)
+
+    def message_left(self, extension: str) -> None:
+        """A voice message arrived (or was read or deleted): tell every subscribed phone."""
+        now = self.wall_clock()
+        for key, sub in list(self.subscriptions.items()):
+            if sub.expires_at <= now:
+                del self.subscriptions[key]
+            elif sub.extension == extension:
+                self._notify(sub)
+
+    def _notify(self, sub: Subscription, terminated: bool = False) -> None:
+        new, old = self.counts(sub.extension)
+        body = (
+            f"Messages-Waiting: {'yes' if new else 'no'}\r\n"
+            f"Message-Account: sip:{sub.extension}@{self.domain}\r\n"
+            f"Voice-Message: {new}/{old} (0/0)\r\n"
+        ).encode()
+        remaining = max(0, int(sub.expires_at - self.wall_clock()))
+        state = "terminated;reason=timeout" if terminated else f"active;expires={remaining}"
+        notify = sub.dialog.request(
+            "NOTIFY",
+            self._via(sub.flow),
+            contact=self._contact(sub.flow),
+            headers=[("Event", EVENT), ("Subscription-State", state),
+                     ("Content-Type", CONTENT_TYPE)],
+            body=body,
+        )
+        self.notifies += 1
+        self.stack.send_request(notify, sub.flow)
+
+
+def _tag() -> str:
+    return secrets.token_hex(5)
