@@ -124,6 +124,10 @@ def _static_flow(uri: SipUri) -> Flow:
     return Flow(transport, uri.host_for_socket, port)
 
 
+# User agents known to fail on SHA-256 challenges (User-Agent prefix, lower case).
+MD5_ONLY_AGENTS = ("baresip",)
+
+
 class Registrar:
     """Registrar and location service for the configured users (see module docstring)."""
 
@@ -663,7 +667,18 @@ class Registrar:
         else:
             self.counters["auth_challenged"] += 1
         stale = result.verdict is Verdict.STALE
-        headers = [(challenge, v) for v in self._digest.challenges(now, stale=stale)]
+        algorithms = None
+        agent = (request.headers.get("user-agent") or "").lower()
+        if any(agent.startswith(prefix) for prefix in MD5_ONLY_AGENTS):
+            # Tolerated quirk "md5-only agent": these user agents abort on any SHA-256
+            # challenge (Debian 12's baresip 1.0 does, even after an MD5 one), so they are
+            # offered MD5 alone when MD5 is allowed at all.
+            algorithms = ("MD5",)
+            self.counters["md5_only_agent"] = self.counters.get("md5_only_agent", 0) + 1
+        headers = [
+            (challenge, v)
+            for v in self._digest.challenges(now, stale=stale, algorithms=algorithms)
+        ]
         return AuthResult(
             False,
             response=self._reply(request, status, headers=headers),

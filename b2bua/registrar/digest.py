@@ -213,15 +213,21 @@ class DigestServer:
         return int.from_bytes(raw[:6], "big") / 1000.0
 
     # -- challenges ----------------------------------------------------------------------------
-    def challenges(self, now: float, *, stale: bool = False) -> list[str]:
-        """One header value per offered algorithm, in preference order, sharing one nonce."""
+    def challenges(
+        self, now: float, *, stale: bool = False, algorithms: Sequence[str] | None = None
+    ) -> list[str]:
+        """One header value per offered algorithm (all, or the given subset of them), in
+        preference order, sharing one nonce."""
         nonce = self.make_nonce(now)
         tail = ", stale=true" if stale else ""
         realm = quote(self.realm)
+        offered = self.algorithms if algorithms is None else [
+            a for a in self.algorithms if a in algorithms
+        ] or self.algorithms
         return [
             f'Digest realm={realm}, nonce="{nonce}", opaque="{self.opaque}", '
             f'algorithm={alg}, qop="auth"{tail}'
-            for alg in self.algorithms
+            for alg in offered
         ]
 
     # -- verification --------------------------------------------------------------------------

@@ -209,6 +209,16 @@ def test_first_register_is_challenged_with_both_algorithms_in_order() -> None:
     assert resp.to.tag
 
 
+def test_md5_only_agents_are_offered_md5_alone() -> None:
+    # The "md5-only agent" quirk: Debian 12's baresip aborts on any SHA-256 challenge.
+    reg = make_registrar()
+    phone = Phone(reg, user_agent="baresip v1.0.0 (x86_64/linux)", algorithm="MD5")
+    resp = reg.handle_register(phone.request(expires=3600), UDP, T0)
+    values = resp.headers.get_all("WWW-Authenticate")
+    assert [parse_credentials(v)[1]["algorithm"] for v in values] == ["MD5"]
+    assert reg.counters["md5_only_agent"] == 1
+
+
 @pytest.mark.parametrize("algorithm", ["SHA-256", "MD5"])
 def test_register_then_lookup(algorithm: str) -> None:
     reg = make_registrar()
