@@ -117,3 +117,57 @@ async def test_caller_cancel_reaches_every_branch_without_reason(count: int) -> 
     statuses = [r.status for r in caller.responses() if isinstance(r, Response)]
     assert 487 in statuses
     assert not engine.active
+
+
+def in_dialog(invite, ok, method: str, cseq: int, body: bytes = b"", ctype: str | None = None):
+    from b2bua.sip.message import Request
+
+    target = ok.contacts[0].uri
+    headers = [
+        ("Via", f"SIP/2.0/UDP {TRUNK[0]}:{TRUNK[1]};branch=z9hG4bK-{method}-{cseq}"),
+        ("Max-Forwards", "70"),
+        ("From", invite.headers.get("from") or ""),
+        ("To", ok.headers.get("to") or ""),
+        ("Call-ID", invite.call_id),
+        ("CSeq", f"{cseq} {method}"),
+        ("Contact", f"<sip:caller@{TRUNK[0]}:{TRUNK[1]}>"),
+    ]
+    if ctype:
+        headers.append(("Content-Type", ctype))
+    return Request(method, target, headers, body)
+
+
+@pytest.mark.parametrize("method", ["INFO", "UPDATE", "OPTIONS"])
+async def test_in_dialog_requests_cross_to_the_other_leg(method: str) -> None:
+    network, _, (dev,), caller = await setup(1, ["answer"])
+    invite = caller_invite("100", TRUNK)
+    caller.send(invite)
+    await network.settle()
+    ok = next(r for r in caller.responses() if r.status == 200)
+    ack, _ = ack_and_bye(invite, ok, TRUNK)
+    caller.send(ack)
+    body = b"Signal=5\r\nDuration=160\r\n" if method == "INFO" else b""
+    caller.send(in_dialog(invite, ok, method, 2, body, "application/dtmf-relay" if body else None))
+    await network.settle()
+    (relayed,) = dev.requests(method)
+    assert relayed.body == body
+    assert relayed.call_id != invite.call_id  # on the B leg's own dialog
+    assert any(r.status == 200 and r.cseq.method == method for r in caller.responses())
+
+
+async def test_reinvite_glare_gets_491() -> None:
+    network, engine, (dev,), caller = await setup(1, ["answer"])
+    invite = caller_invite("100", TRUNK)
+    caller.send(invite)
+    await network.settle()
+    ok = next(r for r in caller.responses() if r.status == 200)
+    ack, _ = ack_and_bye(invite, ok, TRUNK)
+    caller.send(ack)
+    await network.settle()
+    dev.receive = lambda message: dev.received.append(message)  # swallow: no answer
+    caller.send(in_dialog(invite, ok, "INVITE", 2, invite.body, "application/sdp"))
+    await network.settle()
+    caller.send(in_dialog(invite, ok, "INVITE", 3, invite.body, "application/sdp"))
+    await network.settle()
+    assert any(r.status == 491 and r.cseq.number == 3 for r in caller.responses())
+    assert len(engine.active) == 1
