@@ -29,11 +29,12 @@ The memo dicts are bounded and invisible to callers: a table never changes its a
 
 from __future__ import annotations
 
+import gc
 from bisect import bisect_right
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 from zoneinfo import ZoneInfo
 
 from b2bua.config import WEEKDAYS, parse_date_spec, parse_hhmm
@@ -48,11 +49,13 @@ from b2bua.rules.model import (
     _set_rule,
     _set_rule_name,
 )
-from b2bua.rules.numbers import normalize_number, parse_callers
+from b2bua.rules.numbers import CallerPattern, normalize_number, parse_callers
 
 if TYPE_CHECKING:
     from b2bua.config import (
+        CallerException,
         Config,
+        DestinationConfig,
         ExceptionalPeriod,
         OfficeHours,
         SystemExtension,
@@ -62,7 +65,7 @@ if TYPE_CHECKING:
 __all__ = ["RuleBook", "RuleTable", "TableStats", "compile_rules", "local_instant"]
 
 _EPOCH_ORDINAL: Final = date(1970, 1, 1).toordinal()
-_NONE: Final = 1 << 30  # "no exception matched" index
+_NONE: Final = 15  # "no exception matched" (indexes are 0..14: at most 15 exceptions)
 _MEMO_LIMIT: Final = 65536
 _DEVICES: Final = Destination("devices")
 
@@ -94,31 +97,68 @@ def local_instant(naive: datetime, tz: ZoneInfo) -> datetime:
     return aware.astimezone(UTC).astimezone(tz)
 
 
-class _ZoneClock:
-    """UTC offset of a zone at an epoch second, memoised in constant-offset 15-minute buckets."""
+_SPAN_BITS: Final = 22  # memo granule of UTC offsets: 2**22 s, about 48.5 days
+_Span = int | tuple[tuple[int, ...], tuple[int, ...]]
 
-    __slots__ = ("offsets", "tz")
+
+class _ZoneClock:
+    """UTC offset of a zone at an epoch second.
+
+    Memoised per span of 2**22 seconds: an int when the offset is constant over the span,
+    else (transition instants, offsets) where offsets[0] holds before the first transition and
+    offsets[i] from transition i on. Transitions are found by sampling hourly and bisecting to
+    the second, so even a zone that leaves and returns to an offset within a span is exact
+    (e.g. DST suspended for a few weeks).
+    """
+
+    __slots__ = ("spans", "tz")
 
     def __init__(self, tz: ZoneInfo) -> None:
         self.tz = tz
-        self.offsets: dict[int, int] = {}
+        self.spans: dict[int, _Span] = {}
 
     def _exact(self, seconds: int) -> int:
         offset = datetime.fromtimestamp(seconds, self.tz).utcoffset()
         return int(offset.total_seconds()) if offset is not None else 0
 
+    def _span(self, key: int) -> _Span:
+        start = key << _SPAN_BITS
+        end = start + (1 << _SPAN_BITS)
+        exact = self._exact
+        times: list[int] = []
+        offsets = [exact(start)]
+        t = start
+        while t < end:
+            nxt = min(t + 3600, end - 1)
+            after = exact(nxt)
+            if after != offsets[-1]:
+                lo, hi = t, nxt  # offset(lo) == offsets[-1] != offset(hi)
+                while hi - lo > 1:
+                    mid = (lo + hi) // 2
+                    if exact(mid) == offsets[-1]:
+                        lo = mid
+                    else:
+                        hi = mid
+                times.append(hi)
+                offsets.append(after)
+            if nxt == end - 1:
+                break
+            t = nxt
+        if not times:
+            return offsets[0]
+        return tuple(times), tuple(offsets)
+
     def offset(self, seconds: int) -> int:
-        bucket = seconds // 900
-        cached = self.offsets.get(bucket)
-        if cached is not None:
-            return cached
-        first = self._exact(bucket * 900)
-        if first != self._exact(bucket * 900 + 899):
-            return self._exact(seconds)
-        if len(self.offsets) >= _MEMO_LIMIT:
-            self.offsets.clear()
-        self.offsets[bucket] = first
-        return first
+        key = seconds >> _SPAN_BITS
+        span = self.spans.get(key)
+        if span is None:
+            span = self._span(key)
+            if len(self.spans) >= _MEMO_LIMIT:
+                self.spans.clear()
+            self.spans[key] = span
+        if isinstance(span, int):
+            return span
+        return span[1][bisect_right(span[0], seconds)]
 
 
 # --------------------------------------------------------------------------------------------
@@ -148,7 +188,14 @@ class _Hours:
 
     same: Intervals  # parts on the starting day
     spill: Intervals  # parts after midnight, on the next weekday
-    merged: Intervals  # same + spill (valid when the previous day is in the same month)
+    merged: bytes  # same + spill as a bitmap of the 10080 minutes of the week
+
+
+def _bitmap(intervals: Iterable[tuple[int, int]]) -> bytes:
+    bits = 0
+    for a, b in intervals:
+        bits |= ((1 << (b - a)) - 1) << a
+    return bits.to_bytes(10080 // 8, "little")
 
 
 def _compile_hours(ranges: Sequence[tuple[int, int, tuple[int, ...]]]) -> _Hours:
@@ -164,23 +211,24 @@ def _compile_hours(ranges: Sequence[tuple[int, int, tuple[int, ...]]]) -> _Hours
                 if end > 0:
                     nxt = (wd + 1) % 7 * 1440
                     spill.append((nxt, nxt + end))
-    return _Hours(_merge(same), _merge(spill), _merge(same + spill))
+    return _Hours(_merge(same), _merge(spill), _bitmap(same + spill))
 
 
 @dataclass(frozen=True, slots=True)
 class _Coverage:
     """The days an exceptional period starts on, and its daily window."""
 
-    mds: frozenset[int]  # yearly entries, as md codes
-    oneoff: tuple[tuple[int, int], ...]  # one-off entries, inclusive epoch-day intervals
+    yearly: tuple[tuple[int, int], ...]  # inclusive md-code intervals (New Year split in two)
+    oneoff: tuple[tuple[int, int], ...]  # inclusive epoch-day intervals
     whole_day: bool
     start: int
     end: int
     crosses: bool  # the window crosses midnight (end <= start)
 
     def starts_on(self, md: int, epoch_day: int) -> bool:
-        if md in self.mds:
-            return True
+        for a, b in self.yearly:
+            if a <= md <= b:
+                return True
         for a, b in self.oneoff:
             if a <= epoch_day <= b:
                 return True
@@ -196,65 +244,111 @@ class _Coverage:
         return minute < self.end and self.starts_on(prev_md, epoch_day - 1)
 
 
-def _yearly_mds(first: tuple[int, int, int], last: tuple[int, int, int]) -> set[int]:
-    # Walk a leap year (2000) so that 02-29 is included; it only matches in leap years.
-    out: set[int] = set()
-    d = date(2000, first[1], first[2])
-    end = date(2000, last[1], last[2])
-    if end < d:
-        end = date(2001, last[1], last[2])
-    while d <= end:
-        out.add(d.month * 32 + d.day)
-        d += timedelta(days=1)
-    return out
-
-
 def _epoch_day(y: int, m: int, d: int) -> int:
     return date(y, m, d).toordinal() - _EPOCH_ORDINAL
 
 
+_FIRST_MD: Final = md_code(1, 1)
+_LAST_MD: Final = md_code(12, 31)
+
+
 def _compile_coverage(dates: Sequence[str], start: str | None, end: str | None) -> _Coverage:
-    mds: set[int] = set()
+    yearly: list[tuple[int, int]] = []
     oneoff: list[tuple[int, int]] = []
     for text in dates:
         spec = parse_date_spec(text)
         if spec.yearly:
-            mds |= _yearly_mds(spec.first, spec.last)
+            a, b = md_code(*spec.first[1:]), md_code(*spec.last[1:])
+            if a <= b:
+                yearly.append((a, b))
+            else:  # across New Year
+                yearly += [(a, _LAST_MD), (_FIRST_MD, b)]
         else:
             oneoff.append((_epoch_day(*spec.first), _epoch_day(*spec.last)))
     s = 0 if start is None else parse_hhmm(start)
     e = 1440 if end is None else parse_hhmm(end, allow_24=True)
     whole = s == 0 and e == 1440
-    merged = _merge((a, b + 1) for a, b in oneoff)  # merge as half-open, store inclusive
-    return _Coverage(
-        frozenset(mds),
-        tuple((a, b - 1) for a, b in zip(*merged, strict=True)),
-        whole,
-        s,
-        e,
-        e <= s,
-    )
+
+    def inclusive(intervals: list[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
+        starts, ends = _merge((a, b + 1) for a, b in intervals)  # merge half-open
+        return tuple((a, b - 1) for a, b in zip(starts, ends, strict=True))
+
+    return _Coverage(inclusive(yearly), inclusive(oneoff), whole, s, e, e <= s)
 
 
-def _next_mds(mds: Iterable[int]) -> set[int]:
-    """md codes of the days after these days, in leap and common years."""
-    out: set[int] = set()
-    for md in mds:
-        month, day = divmod(md, 32)
-        for year in (2000, 2001):
-            try:
-                d = date(year, month, day) + timedelta(days=1)
-            except ValueError:
-                continue
-            out.add(d.month * 32 + d.day)
-    return out
+def _next_md(md: int) -> tuple[int, ...]:
+    """md codes of the day after `md`, in a leap and in a common year."""
+    month, day = divmod(md, 32)
+    out = []
+    for year in (2000, 2001):
+        try:
+            d = date(year, month, day) + timedelta(days=1)
+        except ValueError:
+            continue
+        out.append(md_code(d.month, d.day))
+    return tuple(out)
+
+
+def _first_index_mask(size: int, days: Iterable[tuple[int, int, int]]) -> bytearray:
+    """mask[d] = 1 + index of the first period that may apply on day d (0: none).
+
+    `days` yields (period index, first day, last day) in list order.
+    """
+    mask = bytearray(size)
+    for index, a, b in reversed(list(days)):  # earlier periods overwrite later ones
+        mask[a : b + 1] = bytes((min(index + 1, 255),)) * (b + 1 - a)
+    return mask
+
+
+def _md_mask(periods: Sequence[_Coverage]) -> bytes:
+    """By md code: 1 + index of the first period that may apply (start or spill day)."""
+
+    def days() -> Iterator[tuple[int, int, int]]:
+        for index, cov in enumerate(periods):
+            for a, b in cov.yearly:
+                yield index, a, b
+                if cov.crosses:
+                    for md in _next_md(b):
+                        yield index, md, md
+
+    return bytes(_first_index_mask(13 * 32, days()))
 
 
 @dataclass(frozen=True, slots=True)
-class _Period:
+class _Period(_Coverage):
+    """An exceptional period: its coverage, name and destination."""
+
     name: str
     destination: Destination
-    coverage: _Coverage
+
+    @property
+    def coverage(self) -> _Coverage:
+        return self
+
+
+@dataclass(frozen=True, slots=True)
+class _Periods:
+    """A user's exceptional periods in list order, with a prefilter of the days they touch."""
+
+    periods: tuple[_Period, ...]
+    md_mask: bytes  # by md code: 1 if a yearly period may apply that day
+    oneoff_base: int  # first epoch day of oneoff_mask
+    oneoff_mask: bytes  # by epoch day - oneoff_base: 1 if a one-off period may apply
+
+
+@dataclass(frozen=True, slots=True)
+class _Exceptions:
+    """A user's caller-ID exceptions, indexed (see module docstring)."""
+
+    star: int
+    patterns: dict[str, int]  # number or prefix -> exact index * 16 + prefix index (15: none)
+    prefix_lengths: tuple[int, ...]
+    destinations: tuple[Destination, ...]
+    names: tuple[str, ...]
+
+
+_NO_PERIODS: Final = _Periods((), bytes(13 * 32), 0, b"")
+_NO_HOURS: Final[tuple[_Hours | None, ...]] = (None,) * 13
 
 
 class _UserRules:
@@ -264,7 +358,6 @@ class _UserRules:
         "clock",
         "closed",
         "country_code",
-        "exact",
         "exception_destinations",
         "exception_names",
         "extension",
@@ -272,11 +365,12 @@ class _UserRules:
         "hours",
         "in_hours",
         "in_hours_rule",
-        "oneoff_days",
-        "period_mds",
+        "md_mask",
+        "oneoff_base",
+        "oneoff_mask",
+        "patterns",
         "periods",
         "prefix_lengths",
-        "prefixes",
         "source",
         "star",
         "static",
@@ -287,7 +381,7 @@ class _UserRules:
         self.extension = user.extension
         self.clock = clock
         self.country_code = country_code
-        forward = Destination.from_config(user.forward) if user.forward is not None else None
+        forward = memo.destination(user.forward) if user.forward is not None else None
         if forward is not None:
             self.in_hours: Destination = forward
             self.in_hours_rule: Rule = "forward"
@@ -299,46 +393,23 @@ class _UserRules:
         # "forward" when a forward is set (the trace says the schedule is disabled).
         self.static: tuple[Destination, Rule] | None = None
         if schedule is None or not schedule.enabled:
-            self.static = (forward, "forward") if forward else (_DEVICES, "schedule_disabled")
-        self.closed = Destination.from_config(schedule.closed) if schedule else _DEVICES
-        self.periods: tuple[_Period, ...] = ()
-        self.period_mds: frozenset[int] = frozenset()
-        self.oneoff_days: Intervals = ((), ())
-        self.hours: tuple[_Hours | None, ...] = (None,) * 13
-        if schedule is not None:
-            self.periods = tuple(
-                _Period(p.name, Destination.from_config(p.destination), memo.coverage(p))
-                for p in schedule.exceptional
+            self.static = memo.static(
+                *((forward, "forward") if forward else (_DEVICES, "schedule_disabled"))
             )
-            mds: set[int] = set()
-            days: list[tuple[int, int]] = []
-            for p in self.periods:
-                cov = p.coverage
-                mds |= cov.mds
-                if cov.crosses:
-                    mds |= _next_mds(cov.mds)
-                days.extend((a, b + (2 if cov.crosses else 1)) for a, b in cov.oneoff)
-            self.period_mds = frozenset(mds)
-            self.oneoff_days = _merge(days)  # half-open
-            self.hours = memo.hours(schedule.hours)
-        # Caller-ID exceptions.
-        self.exception_destinations = tuple(
-            Destination.from_config(e.destination) for e in user.exceptions
-        )
-        self.exception_names = tuple(e.callers for e in user.exceptions)
+        self.closed = memo.destination(schedule.closed) if schedule else _DEVICES
+        periods = memo.periods(schedule.exceptional) if schedule else _NO_PERIODS
+        self.periods = periods.periods
+        self.md_mask = periods.md_mask
+        self.oneoff_base = periods.oneoff_base
+        self.oneoff_mask = periods.oneoff_mask
+        self.hours = memo.hours(schedule.hours) if schedule else _NO_HOURS
+        exceptions = memo.exceptions(user.exceptions)
         self.has_exceptions = bool(user.exceptions)
-        self.star = _NONE
-        self.exact: dict[str, int] = {}
-        self.prefixes: dict[str, int] = {}
-        for index, exc in enumerate(user.exceptions):
-            for pattern in parse_callers(exc.callers, country_code):
-                if pattern.kind == "any":
-                    self.star = min(self.star, index)
-                elif pattern.kind == "exact":
-                    self.exact.setdefault(pattern.value, index)
-                else:
-                    self.prefixes.setdefault(pattern.value, index)
-        self.prefix_lengths = tuple(sorted({len(p) for p in self.prefixes}))
+        self.star = exceptions.star
+        self.patterns = exceptions.patterns
+        self.prefix_lengths = exceptions.prefix_lengths
+        self.exception_destinations = exceptions.destinations
+        self.exception_names = exceptions.names
 
     def explain(self, decision: Decision, caller: str, when: datetime) -> tuple[str, ...]:
         from b2bua.rules.trace import explain_user
@@ -361,12 +432,39 @@ class _SystemRules:
 
 
 class _Memo:
-    """Shares identical compiled structures between users while compiling."""
+    """Shares identical compiled structures between users while compiling.
 
-    def __init__(self) -> None:
+    Leaves (destinations, date coverages, office-hour tables, caller patterns) are interned
+    by content; a user's whole list of periods or exceptions by the identities of its interned
+    leaves. Real configurations repeat themselves a lot (same hours, same holidays), so most
+    users share most of their tables.
+    """
+
+    def __init__(self, country_code: str) -> None:
+        self.country_code = country_code
+        self._destinations: dict[tuple[Any, ...], Destination] = {}
         self._coverage: dict[tuple[tuple[str, ...], str | None, str | None], _Coverage] = {}
+        self._period: dict[tuple[Any, ...], _Period] = {}
+        self._periods: dict[tuple[int, ...], _Periods] = {}
+        self._patterns: dict[str, tuple[CallerPattern, ...]] = {}
+        self._exceptions: dict[tuple[Any, ...], _Exceptions] = {}
         self._hours: dict[tuple[tuple[int, int, tuple[int, ...]], ...], _Hours] = {}
         self._months: dict[tuple[OfficeHours, ...], tuple[_Hours | None, ...]] = {}
+        self._masks: dict[bytes, bytes] = {}
+        self._lengths: dict[tuple[int, ...], tuple[int, ...]] = {}
+        self._statics: dict[tuple[int, str], tuple[Destination, Rule]] = {}
+
+    def static(self, destination: Destination, rule: Rule) -> tuple[Destination, Rule]:
+        return self._statics.setdefault((id(destination), rule), (destination, rule))
+
+    def destination(self, model: DestinationConfig) -> Destination:
+        # Models compare equal whatever fields were written; the written ones are shown back,
+        # so they are part of the key (in set order: at worst a duplicate, never a mix-up).
+        key = (model.__class__, tuple(model.model_fields_set), *model.__dict__.values())
+        dest = self._destinations.get(key)
+        if dest is None:
+            dest = self._destinations[key] = Destination.from_config(model)
+        return dest
 
     def coverage(self, p: ExceptionalPeriod) -> _Coverage:
         key = (p.dates, p.start, p.end)
@@ -374,6 +472,88 @@ class _Memo:
         if cov is None:
             cov = self._coverage[key] = _compile_coverage(p.dates, p.start, p.end)
         return cov
+
+    def period(self, p: ExceptionalPeriod) -> _Period:
+        dest = self.destination(p.destination)
+        key = (p.name, p.dates, p.start, p.end, id(dest))
+        period = self._period.get(key)
+        if period is None:
+            c = self.coverage(p)
+            period = self._period[key] = _Period(
+                c.yearly, c.oneoff, c.whole_day, c.start, c.end, c.crosses, p.name, dest
+            )
+        return period
+
+    def periods(self, periods: tuple[ExceptionalPeriod, ...]) -> _Periods:
+        if not periods:
+            return _NO_PERIODS
+        compiled = tuple(self.period(p) for p in periods)
+        key = tuple(map(id, compiled))
+        cached = self._periods.get(key)
+        if cached is not None:
+            return cached
+        days = [  # inclusive, with the spill day of night windows
+            (index, a, b + 1 if period.crosses else b)
+            for index, period in enumerate(compiled)
+            for a, b in period.oneoff
+        ]
+        base = min((a for _, a, _ in days), default=0)
+        size = max((b for _, _, b in days), default=base - 1) - base + 1
+        oneoff = _first_index_mask(size, ((i, a - base, b - base) for i, a, b in days))
+        mask = _md_mask(compiled)
+        mask = self._masks.setdefault(mask, mask)
+        result = self._periods[key] = _Periods(compiled, mask, base, bytes(oneoff))
+        return result
+
+    def patterns(self, callers: str) -> tuple[CallerPattern, ...]:
+        patterns = self._patterns.get(callers)
+        if patterns is None:
+            patterns = self._patterns[callers] = tuple(
+                p for token in callers.split() for p in self._token(token)
+            )
+        return patterns
+
+    def _token(self, token: str) -> tuple[CallerPattern, ...]:
+        patterns = self._patterns.get(token)
+        if patterns is None:
+            patterns = self._patterns[token] = parse_callers(token, self.country_code)
+        return patterns
+
+    def exceptions(self, exceptions: tuple[CallerException, ...]) -> _Exceptions:
+        destinations = tuple(self.destination(e.destination) for e in exceptions)
+        key = (*(e.callers for e in exceptions), *map(id, destinations))
+        cached = self._exceptions.get(key)
+        if cached is not None:
+            return cached
+        if len(exceptions) > _NONE:
+            raise ValueError(f"at most {_NONE} caller-ID exceptions per user")
+        star = _NONE
+        exact: dict[str, int] = {}
+        prefixes: dict[str, int] = {}
+        for index, exc in enumerate(exceptions):
+            for pattern in self.patterns(exc.callers):
+                if pattern.kind == "any":
+                    star = min(star, index)
+                elif pattern.kind == "exact":
+                    exact.setdefault(pattern.value, index)
+                else:
+                    prefixes.setdefault(pattern.value, index)
+        # One dict for both kinds: small-int values (< 256) are shared objects, and a single
+        # table is one less cold object to touch per call.
+        patterns = {
+            key: exact.get(key, _NONE) * 16 + prefixes.get(key, _NONE)
+            for key in exact.keys() | prefixes.keys()
+        }
+        lengths = tuple(sorted({len(p) for p in prefixes}))
+        lengths = self._lengths.setdefault(lengths, lengths)
+        result = self._exceptions[key] = _Exceptions(
+            star,
+            patterns,
+            lengths,
+            destinations,
+            tuple(e.callers for e in exceptions),
+        )
+        return result
 
     def hours(self, ranges: tuple[OfficeHours, ...]) -> tuple[_Hours | None, ...]:
         if not ranges:
@@ -498,8 +678,8 @@ class RuleTable:
         if seconds > ts:
             seconds -= 1
         clock = user.clock
-        offset = clock.offsets.get(seconds // 900)
-        if offset is None:
+        offset = clock.spans.get(seconds >> 22)
+        if offset.__class__ is not int:
             offset = clock.offset(seconds)
         epoch_day, second = divmod(seconds + offset, 86400)
         minute = second // 60
@@ -508,23 +688,23 @@ class RuleTable:
             day = self._day(epoch_day)
 
         # 2. Exceptional periods: first covering period wins.
-        if user.periods:
-            md = day[2]
-            oneoff = user.oneoff_days
-            if md in user.period_mds or (
-                oneoff[0]
-                and (i := bisect_right(oneoff[0], epoch_day)) > 0
-                and epoch_day < oneoff[1][i - 1]
-            ):
-                prev_md = day[4]
-                for period in user.periods:
-                    if period.coverage.covers(md, prev_md, epoch_day, minute):
-                        decision = _new(Decision)
-                        _set_destination(decision, period.destination)
-                        _set_rule(decision, "exceptional")
-                        _set_rule_name(decision, period.name)
-                        _set_context(decision, ctx)
-                        return decision
+        md = day[2]
+        first = user.md_mask[md]  # 1 + index of the first period that may apply, or 0
+        i = epoch_day - user.oneoff_base
+        if 0 <= i < len(user.oneoff_mask):
+            other = user.oneoff_mask[i]
+            if other and (not first or other < first):
+                first = other
+        if first:
+            prev_md = day[4]
+            for period in user.periods[first - 1 :]:
+                if period.covers(md, prev_md, epoch_day, minute):
+                    decision = _new(Decision)
+                    _set_destination(decision, period.destination)
+                    _set_rule(decision, "exceptional")
+                    _set_rule_name(decision, period.name)
+                    _set_context(decision, ctx)
+                    return decision
 
         # 3. Caller-ID exceptions: the smallest matching index is the first in the list.
         if user.has_exceptions:
@@ -534,14 +714,17 @@ class RuleTable:
                 if number is None:
                     number = self.normalize(caller)
                 if number:
-                    index = user.exact.get(number)
-                    if index is not None and index < best:
-                        best = index
-                    prefixes = user.prefixes
-                    for length in user.prefix_lengths:
-                        index = prefixes.get(number[:length])
-                        if index is not None and index < best:
+                    patterns = user.patterns
+                    found = patterns.get(number)
+                    if found is not None:
+                        # The whole number: an exact pattern, or a prefix equal to it.
+                        index = min(found >> 4, found & 15)
+                        if index < best:
                             best = index
+                    for length in user.prefix_lengths:
+                        found = patterns.get(number[:length])
+                        if found is not None and (found & 15) < best:
+                            best = found & 15
             if best != _NONE:
                 decision = _new(Decision)
                 _set_destination(decision, user.exception_destinations[best])
@@ -556,9 +739,7 @@ class RuleTable:
         if hours is not None:
             mow = day[0] * 1440 + minute
             if day[3] == month:
-                iv = hours.merged
-                i = bisect_right(iv[0], mow)
-                inside = i > 0 and mow < iv[1][i - 1]
+                inside = (hours.merged[mow >> 3] >> (mow & 7)) & 1
             else:
                 inside = _inside(hours.same, mow)
                 if not inside:
@@ -590,7 +771,22 @@ class RuleTable:
 
 
 def compile_rules(config: Config) -> RuleTable:
-    """Compile the routing rules of every user and system extension of `config`."""
+    """Compile the routing rules of every user and system extension of `config`.
+
+    The cyclic garbage collector is paused meanwhile: compiling allocates many small objects
+    and none of them is garbage, so collections would only rescan the growing table.
+    """
+    paused = gc.isenabled()
+    if paused:
+        gc.disable()
+    try:
+        return _compile(config)
+    finally:
+        if paused:
+            gc.enable()
+
+
+def _compile(config: Config) -> RuleTable:
     clocks: dict[str, _ZoneClock] = {}
 
     def clock(name: str) -> _ZoneClock:
@@ -599,8 +795,8 @@ def compile_rules(config: Config) -> RuleTable:
             c = clocks[name] = _ZoneClock(ZoneInfo(name))
         return c
 
-    memo = _Memo()
     cc = config.server.country_code
+    memo = _Memo(cc)
     users = {
         u.extension: _UserRules(u, clock(u.timezone or config.server.timezone), cc, memo)
         for u in config.users
