@@ -122,6 +122,9 @@ def test_the_dashboard_flow_then_a_real_call_follows_the_new_rule(server, browse
     page.wait_for_selector("[data-test=music-promo]")
     assert "promo" in page.locator("[data-test=flash]").inner_text()
     _shot(page, "03-music-admin")
+    _go(page, "users")
+    page.wait_for_selector("main table")
+    _shot(page, "03-users-admin")
     page.click("[data-test=logout]")
     page.wait_for_selector("#login")
 
@@ -259,6 +262,9 @@ def test_the_dashboard_flow_then_a_real_call_follows_the_new_rule(server, browse
     page.locator("[data-test=vm-audio]").first.evaluate("(a) => a.play()")
     page.wait_for_function("() => document.getElementById('unread').hidden === true")
     assert page.locator("[data-test=vm-download]").get_attribute("href").endswith("?download=1")
+
+    _go(page, "account")
+    _shot(page, "12-account")
 
     # -- English -----------------------------------------------------------------------------------
     page.click("[data-test=lang-en]")
