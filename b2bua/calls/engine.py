@@ -160,6 +160,7 @@ class Call:
     media: Any = None  # media.engine.MediaSession
     b_offer: bytes | None = None  # the caller's offer as the branches get it (anchored)
     bounce: asyncio.Future[bool] | None = None
+    digits: list[tuple[str, str]] = field(default_factory=list)  # (leg, DTMF digit)
 
 
 class CallEngine:
@@ -186,6 +187,7 @@ class CallEngine:
         self._tasks: set[asyncio.Task[None]] = set()
         self.voicemails = 0
         self.on_voicemail: Callable[[str], None] | None = None  # message-waiting indication
+        self.on_dtmf: Callable[[Call, str, str], None] | None = None
         self.calls_by_tx: dict[Any, Call] = {}
         self.branch_by_tx: dict[Any, Branch] = {}
         self.relay_by_tx: dict[Any, Relay] = {}
@@ -682,6 +684,15 @@ class CallEngine:
         else:
             self._fail(call, status, "media failure")
 
+    def dtmf_received(self, call: Call, leg: str, event: Any) -> None:
+        """A DTMF digit from a leg (RFC 4733, relayed to the other leg by the media engine).
+        Kept on the call (`call.digits`, in the record's trace) for menus to come."""
+        digit = getattr(event, "digit", None) or str(getattr(event, "event", "?"))
+        call.digits.append((leg, digit))
+        log.debug("call %s: DTMF %s from leg %s", call.id, digit, leg)
+        if self.on_dtmf is not None:
+            self.on_dtmf(call, leg, digit)
+
     def voicemail_left(self, box: str) -> None:
         self.voicemails += 1
         if self.on_voicemail is not None:
@@ -1021,7 +1032,9 @@ class CallEngine:
             answered_by=call.answered_by,
             rule=rule,
             destination=destination,
-            trace=trace + call.notes,
+            trace=trace + call.notes + (
+                [f"DTMF {''.join(d for _, d in call.digits)}"] if call.digits else []
+            ),
             ended_by=ended_by,
         )
 

@@ -59,7 +59,9 @@ class MediaBridge:
         """Create the call's session; the caller's offer becomes the offer the branches get."""
         assert self.calls is not None
         session = await self.engine.create_session(
-            call.id, on_timeout=lambda leg: self._rtp_timeout(call, leg)
+            call.id,
+            on_timeout=lambda leg: self._rtp_timeout(call, leg),
+            on_dtmf=lambda leg, event: self._dtmf(call, leg, event),
         )
         call.media = session
         user = self.calls.directory.user(call.callee)
@@ -89,6 +91,11 @@ class MediaBridge:
 
     def cancel(self, call: Call) -> None:
         self.ended(call)
+
+    def _dtmf(self, call: Call, leg: str, event: Any) -> None:
+        """A DTMF digit (RFC 4733) from a leg: handed to the engine (menus, voicemail keys)."""
+        assert self.calls is not None
+        self.calls.dtmf_received(call, leg, event)
 
     def _rtp_timeout(self, call: Call, leg: str) -> None:
         assert self.calls is not None
