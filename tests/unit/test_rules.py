@@ -562,3 +562,13 @@ def test_instant_before_1970_rounds_down_to_the_second() -> None:
     # 1969-12-31 is a Wednesday; half a second before 1970 is still 23:59:59 that Wednesday.
     when = datetime(1969, 12, 31, 23, 59, 59, 500000, tzinfo=UTC)
     assert t.decide("1001", "x", when).rule == "office_hours"
+
+
+def test_prefix_as_long_as_the_number_matches() -> None:
+    t = table(
+        OFFICE
+        + '  [[users.exceptions]]\n  callers = "0612345678*"\n  destination = { kind = "busy" }\n'
+        + '  [[users.exceptions]]\n  callers = "0612345678"\n  destination = { kind = "voicemail" }\n'
+    )
+    assert kind(decide(t, WED_20, "06 12 34 56 78")) == ("busy", "exception", "0612345678*")
+    assert kind(decide(t, WED_20, "061234567"))[1] == "closed"
