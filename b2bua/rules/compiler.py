@@ -716,11 +716,8 @@ class RuleTable:
                 if number:
                     patterns = user.patterns
                     found = patterns.get(number)
-                    if found is not None:
-                        # The whole number: an exact pattern, or a prefix equal to it.
-                        index = min(found >> 4, found & 15)
-                        if index < best:
-                            best = index
+                    if found is not None and (found >> 4) < best:
+                        best = found >> 4  # exact pattern (prefixes are probed below)
                     for length in user.prefix_lengths:
                         found = patterns.get(number[:length])
                         if found is not None and (found & 15) < best:
