@@ -7,22 +7,26 @@ local time), minute of the day, weekday, month, and a year-agnostic "month-day" 
 `md = month * 32 + day` (so 12-20 < 12-31 < 01-01 wraps like the calendar). The previous day's
 month and md are needed too, because a range that crosses midnight belongs to the day it starts.
 
-* Local time: `when.timestamp()` plus the zone's UTC offset. Offsets are memoised per zone in
-  15-minute buckets whose whole span has one offset (every transition of the tz database in use
-  today falls on a quarter hour; a bucket that straddles a transition is never memoised, and
-  such instants are computed exactly by zoneinfo).
+* Local time: `when.timestamp()` plus the zone's UTC offset, memoised per span of 2**22 s
+  (about 48 days) as one int, or as the span's transitions when it holds a DST change.
 * Calendar facts of an epoch day are memoised per table (a handful of days are live at once).
-* Exceptional periods: per user, the set of md codes and the sorted one-off day intervals on
-  which any period may apply (a window crossing midnight adds the next day). Almost every call
-  misses both and skips the periods; a hit tests each period in list order (first wins).
-* Caller-ID exceptions: per user, a dict exact-number -> first exception index, a dict
-  prefix -> first exception index (probed once per distinct prefix length), and the index of
-  the first `*`. The smallest index found wins, which is "first matching exception in the list".
-* Office hours: per user and per month, sorted disjoint half-open intervals in minute-of-week
-  (Monday 00:00 = 0). Each range is split into its part on the starting day ("same") and the
-  part after midnight ("spill", on the next weekday, Sunday spilling to Monday). On any day but
-  the 1st of a month, the month's merged same+spill intervals answer with one bisect; on the 1st,
-  the spill part comes from the previous month's table, since the starting day decides.
+* Exceptional periods: per user, two byte masks, one by md code (yearly entries) and one by
+  epoch day (one-off entries), holding 1 + the index of the first period that may apply that
+  day (a window crossing midnight also marks the next day). Almost every call reads 0 in both
+  and skips the periods; otherwise the periods are tested in list order from that index on.
+* Caller-ID exceptions: per user, one dict from normalised number or prefix to
+  `exact_index * 16 + prefix_index` (15 = none; at most 15 exceptions), probed with the whole
+  number and then once per distinct prefix length, and the index of the first `*`. The smallest
+  index found is the first matching exception in the list.
+* Office hours: per user and month, a bitmap of the 10080 minutes of the week (Monday 00:00 is
+  bit 0). Each range is split into its part on the starting day ("same") and the part after
+  midnight ("spill", on the next weekday, Sunday spilling into Monday). On any day but the 1st of
+  a month the month's bitmap answers; on the 1st the spill part comes from the previous month's
+  intervals, since the starting day's month decides.
+
+Compiled pieces are interned while compiling, so users with the same hours, holidays or
+destinations share them. Each decide() reads few objects: with thousands of users, cache misses
+on user data cost more than the arithmetic.
 
 The memo dicts are bounded and invisible to callers: a table never changes its answers.
 """
