@@ -25,6 +25,7 @@ Every issue is a `ConfigIssue(file, line, field, reason)`; `str(ConfigError)` is
 from __future__ import annotations
 
 import difflib
+import gc
 import ipaddress
 import re
 import tomllib
@@ -756,6 +757,21 @@ def config_from_dict(
 
 
 def _build(
+    raw: dict[str, Any], lines: Mapping[KeyPath, int], file: str, base_dir: Path | None
+) -> Config:
+    # Validation allocates many objects that all survive; the cyclic collector would only
+    # rescan them again and again (a large configuration loads several times faster without).
+    paused = gc.isenabled()
+    if paused:
+        gc.disable()
+    try:
+        return _validate(raw, lines, file, base_dir)
+    finally:
+        if paused:
+            gc.enable()
+
+
+def _validate(
     raw: dict[str, Any], lines: Mapping[KeyPath, int], file: str, base_dir: Path | None
 ) -> Config:
     issues: list[ConfigIssue] = []
