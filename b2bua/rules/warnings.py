@@ -35,7 +35,7 @@ def check_warnings(config: Config, today: date | None = None) -> list[ConfigIssu
     for i, ann in enumerate(config.announcements):
         if not ann.file.exists():
             out.append(config.issue(("announcements", i, "file"), f"file not found: {ann.file}"))
-    return out
+    return sorted(out, key=lambda issue: issue.line)
 
 
 def _user_warnings(
