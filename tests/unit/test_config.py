@@ -177,7 +177,10 @@ secret = "s"
 
 
 def test_office_hours_25_00() -> None:
-    text = SERVER + USER + """\
+    text = (
+        SERVER
+        + USER
+        + """\
   [users.schedule]
   enabled = true
 
@@ -191,6 +194,7 @@ def test_office_hours_25_00() -> None:
   end = "25:00"
   days = ["mon"]
 """
+    )
     assert one_issue(text) == (
         17,
         "users[0].schedule.hours[1].end",
@@ -199,7 +203,10 @@ def test_office_hours_25_00() -> None:
 
 
 def test_month_13_and_unknown_weekday() -> None:
-    text = SERVER + USER + """\
+    text = (
+        SERVER
+        + USER
+        + """\
   [users.schedule]
 
   [[users.schedule.hours]]
@@ -211,6 +218,7 @@ def test_month_13_and_unknown_weekday() -> None:
     13,
   ]
 """
+    )
     assert issues(text) == [
         (12, "users[0].schedule.hours[0].days", "unknown weekday 'tues' (expected mon, tue, wed, thu, fri, sat, sun)"),
         (13, "users[0].schedule.hours[0].months", "month 13 is not in 1..12"),
@@ -218,12 +226,16 @@ def test_month_13_and_unknown_weekday() -> None:
 
 
 def test_missing_required_field_points_at_table_header() -> None:
-    text = SERVER + USER + """\
+    text = (
+        SERVER
+        + USER
+        + """\
 
 [[users]]
 extension = "1002"
 secret = "s"
 """
+    )
     assert one_issue(text) == (8, "users[1].name", "required field missing")
 
 
@@ -247,11 +259,15 @@ def test_unknown_destination_kind() -> None:
 
 
 def test_destination_as_subtable() -> None:
-    text = SERVER + USER + """\
+    text = (
+        SERVER
+        + USER
+        + """\
 [users.forward]
 kind = "external"
 bounce = "yes"
 """
+    )
     assert issues(text) == [
         (7, "users[0].forward.number", "required field missing"),
         (9, "users[0].forward.bounce", "expected a valid boolean (got 'yes')"),
@@ -259,11 +275,15 @@ bounce = "yes"
 
 
 def test_mobile_without_number() -> None:
-    text = SERVER + USER + """\
+    text = (
+        SERVER
+        + USER
+        + """\
   [[users.exceptions]]
   callers = "06* 07*"
   destination = { kind = "mobile", bounce = true }
 """
+    )
     assert one_issue(text) == (
         9,
         "users[0].exceptions[0].destination.kind",
@@ -273,13 +293,17 @@ def test_mobile_without_number() -> None:
 
 
 def test_unknown_colleague_system_extension_and_voicemail() -> None:
-    text = SERVER + USER + """\
+    text = (
+        SERVER
+        + USER
+        + """\
 no_answer = { kind = "voicemail", extension = "1009" }
 forward = { kind = "extension", extension = "1002" }
 
   [users.schedule]
   closed = { kind = "system", extension = "801" }
 """
+    )
     assert issues(text) == [
         (7, "users[0].no_answer.extension", "no user with extension '1009' (voicemail is a user's)"),
         (8, "users[0].forward.extension", "unknown colleague extension '1002'"),
@@ -288,7 +312,9 @@ forward = { kind = "extension", extension = "1002" }
 
 
 def test_unknown_announcement_and_music() -> None:
-    text = SERVER + """\
+    text = (
+        SERVER
+        + """\
 [[music]]
 name = "promo"
 files = ["promo.mp3"]
@@ -297,7 +323,9 @@ files = ["promo.mp3"]
 name = "absence-janvier"
 file = "a.wav"
 
-""" + USER + """\
+"""
+        + USER
+        + """\
 hold_music = "jazz"
 
   [[users.schedule.exceptional]]
@@ -310,6 +338,7 @@ hold_music = "jazz"
   dates = ["01-01"]
   destination = { kind = "announcement", message = "closed" }
 """
+    )
     found = issues(text)
     assert [(line, field) for line, field, _ in found] == [
         (15, "users[0].hold_music"),
@@ -323,13 +352,17 @@ hold_music = "jazz"
 
 
 def test_exceptional_dates_and_windows() -> None:
-    text = SERVER + USER + """\
+    text = (
+        SERVER
+        + USER
+        + """\
   [[users.schedule.exceptional]]
   name = "x"
   dates = ["12-20..01-05", "13-01", "2026-02-30"]
   start = "08:00"
   destination = { kind = "busy" }
 """
+    )
     assert issues(text) == [
         (7, "users[0].schedule.exceptional[0].end", "a daily window needs both start and end (omit both for whole days)"),
         (9, "users[0].schedule.exceptional[0].dates[1]", "'13-01': month 13 is not in 1..12"),
@@ -376,20 +409,25 @@ ring_timout = 20
 
 
 def test_duplicate_extensions_and_ring_group_members() -> None:
-    text = SERVER + """\
+    text = (
+        SERVER
+        + """\
 [[system_extensions]]
 extension = "800"
 name = "Accueil"
 kind = "ring_group"
 members = ["1001", "1005"]
 
-""" + USER + """\
+"""
+        + USER
+        + """\
 
 [[users]]
 extension = "800"
 name = "B"
 secret = "s"
 """
+    )
     assert issues(text) == [
         (7, "system_extensions[0].members[1]", "member '1005' is not a user extension"),
         (15, "users[1].extension", "extension '800' is already used by system_extensions[0]"),
@@ -413,7 +451,10 @@ def test_tls_listener_needs_certificate() -> None:
 
 
 def test_caller_patterns_syntax() -> None:
-    text = SERVER + USER + """\
+    text = (
+        SERVER
+        + USER
+        + """\
   [[users.exceptions]]
   callers = "06*,07*"
   destination = { kind = "busy" }
@@ -422,20 +463,29 @@ def test_caller_patterns_syntax() -> None:
   callers = "*06"
   destination = { kind = "busy" }
 """
+    )
     assert issues(text) == [
         (8, "users[0].exceptions[0].callers", "'06*,07*': separate several patterns with spaces"),
-        (12, "users[0].exceptions[1].callers", "'*06': '*' is only allowed at the end of a pattern"),
+        (
+            12,
+            "users[0].exceptions[1].callers",
+            "'*06': '*' is only allowed at the end of a pattern",
+        ),
     ]
 
 
 def test_locator_inline_and_dotted_keys() -> None:
-    text = SERVER + USER + """\
+    text = (
+        SERVER
+        + USER
+        + """\
 schedule.enabled = true
 schedule.hours = [
   { start = "08:00", end = "12:00", days = ["mon"] },
   { start = "13:00", end = "24:01", days = ["mon"] },
 ]
 """
+    )
     assert one_issue(text) == (
         10,
         "users[0].schedule.hours[1].end",

@@ -190,11 +190,16 @@ def test_first_matching_exception_wins() -> None:
 
 
 def test_anonymous_caller_matches_only_star() -> None:
-    body = OFFICE + '  [[users.exceptions]]\n  callers = "06* 0612345678"\n  destination = { kind = "busy" }\n'
+    body = (
+        OFFICE
+        + '  [[users.exceptions]]\n  callers = "06* 0612345678"\n  destination = { kind = "busy" }\n'
+    )
     t = table(body)
     for caller in ("", "anonymous", "Anonymous", "unknown", "sip:anonymous@anonymous.invalid"):
         assert kind(decide(t, WED_20, caller)) == ("voicemail", "closed", None)
-    t2 = table(body + '  [[users.exceptions]]\n  callers = "*"\n  destination = { kind = "busy" }\n')
+    t2 = table(
+        body + '  [[users.exceptions]]\n  callers = "*"\n  destination = { kind = "busy" }\n'
+    )
     assert kind(decide(t2, WED_20, "")) == ("busy", "exception", "*")
 
 

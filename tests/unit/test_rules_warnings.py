@@ -75,7 +75,9 @@ def test_spaces_inside_a_number() -> None:
 
 
 def test_period_hidden_by_an_earlier_one() -> None:
-    body = period("Holidays", '["12-20..01-05"]') + period("Christmas", '["12-25"]', 'start = "10:00"\nend = "12:00"')
+    body = period("Holidays", '["12-20..01-05"]') + period(
+        "Christmas", '["12-25"]', 'start = "10:00"\nend = "12:00"'
+    )
     assert warnings(body) == [
         (26, "users[0].schedule.exceptional[1]", "never applies: fully covered by earlier period(s) 'Holidays'"),
     ]  # fmt: skip
@@ -136,7 +138,10 @@ def test_office_hours_without_days_and_schedule_without_hours() -> None:
 
 def test_rules_that_a_disabled_schedule_ignores() -> None:
     text = HEAD.replace("  [users.schedule]\n", "  [users.schedule]\n  enabled = false\n")
-    body = period("P", '["05-01"]') + '\n  [[users.exceptions]]\n  callers = "*"\n  destination = { kind = "busy" }\n'
+    body = (
+        period("P", '["05-01"]')
+        + '\n  [[users.exceptions]]\n  callers = "*"\n  destination = { kind = "busy" }\n'
+    )
     config = config_from_text(text + body, file="w.toml")
     assert [w.field for w in check_warnings(config)] == [
         "users[0].exceptions",
