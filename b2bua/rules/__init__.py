@@ -7,6 +7,7 @@ Pure logic: no asyncio, no sockets, no clock reads (the instant is an argument).
 from b2bua.rules.compiler import RuleBook, RuleTable, TableStats, compile_rules, local_instant
 from b2bua.rules.model import RULES, Decision, Destination, Rule, UnknownExtension
 from b2bua.rules.numbers import normalize_number
+from b2bua.rules.warnings import check_warnings
 
 __all__ = [
     "RULES",
@@ -17,6 +18,7 @@ __all__ = [
     "RuleTable",
     "TableStats",
     "UnknownExtension",
+    "check_warnings",
     "compile_rules",
     "local_instant",
     "normalize_number",

@@ -653,6 +653,8 @@ class RuleTable:
         extension (ring group) always yields its own `system` destination (rule
         "schedule_disabled": it has no schedule). Raises UnknownExtension otherwise.
         """
+        if when.tzinfo is None:
+            raise ValueError("decide() needs a timezone-aware datetime")
         user = self._users.get(callee)
         if user is None:
             system = self._systems.get(callee)
@@ -673,8 +675,6 @@ class RuleTable:
             _set_rule_name(decision, None)
             _set_context(decision, ctx)
             return decision
-        if when.tzinfo is None:
-            raise ValueError("decide() needs a timezone-aware datetime")
 
         # Local time of the callee.
         ts = when.timestamp()
@@ -766,9 +766,6 @@ class RuleTable:
             self._days.clear()
         self._days[epoch_day] = facts
         return facts
-
-    def iter_users(self) -> Iterator[str]:
-        return iter(self._users)
 
 
 def compile_rules(config: Config) -> RuleTable:
