@@ -46,18 +46,29 @@ def _random(n: int) -> bytes:
 def _users(count: int) -> list[UserAccount]:
     return [
         UserAccount(
-            str(10000 + i), f"User {i}", f"secret-{i}",
-            (DeviceSpec("sip", "Desk"), DeviceSpec("softphone", "Mobile"),
-             DeviceSpec("sip", "Meeting"), DeviceSpec("other", "Spare")),
+            str(10000 + i),
+            f"User {i}",
+            f"secret-{i}",
+            (
+                DeviceSpec("sip", "Desk"),
+                DeviceSpec("softphone", "Mobile"),
+                DeviceSpec("sip", "Meeting"),
+                DeviceSpec("other", "Spare"),
+            ),
         )
         for i in range(count)
     ]
 
 
-def _registrar(store: LocationStore, users: list[UserAccount], algorithms: tuple[str, ...]) -> Registrar:
+def _registrar(
+    store: LocationStore, users: list[UserAccount], algorithms: tuple[str, ...]
+) -> Registrar:
     return Registrar(
         RegistrarSettings(DOMAIN, auth_algorithms=algorithms, lockout_failures=10**9),
-        users, store, nonce_key=b"b" * 32, random_bytes=_random,
+        users,
+        store,
+        nonce_key=b"b" * 32,
+        random_bytes=_random,
     )
 
 
@@ -70,7 +81,7 @@ def _request(ext: str, src: tuple[str, int], cseq: int, call_id: str, auth: str 
         f"To: <sip:{ext}@{DOMAIN}>",
         f"Call-ID: {call_id}",
         f"CSeq: {cseq} REGISTER",
-        f'Contact: <sip:{ext}@192.168.1.{cseq % 250}:5060;transport=udp>;'
+        f"Contact: <sip:{ext}@192.168.1.{cseq % 250}:5060;transport=udp>;"
         f'+sip.instance="<urn:uuid:{call_id}>"',
         "Expires: 3600",
         "Max-Forwards: 70",
@@ -82,7 +93,9 @@ def _request(ext: str, src: tuple[str, int], cseq: int, call_id: str, auth: str 
     return ("\r\n".join(lines) + "\r\nContent-Length: 0\r\n\r\n").encode()
 
 
-def _register_rate(store: LocationStore, algorithm: str, phones: int = 500, rounds: int = 10) -> float:
+def _register_rate(
+    store: LocationStore, algorithm: str, phones: int = 500, rounds: int = 10
+) -> float:
     users = _users(phones)
     reg = _registrar(store, users, (algorithm,))
     now = 1_700_000_000.0
@@ -99,8 +112,15 @@ def _register_rate(store: LocationStore, algorithm: str, phones: int = 500, roun
     for r in range(rounds):
         batch = []
         for ext, flow, call_id, challenge in plan:
-            auth = answer_challenge(challenge, username=ext, password=f"secret-{int(ext) - 10000}",
-                                    method="REGISTER", uri=f"sip:{DOMAIN}", cnonce="abc", nc=r + 1)
+            auth = answer_challenge(
+                challenge,
+                username=ext,
+                password=f"secret-{int(ext) - 10000}",
+                method="REGISTER",
+                uri=f"sip:{DOMAIN}",
+                cnonce="abc",
+                nc=r + 1,
+            )
             batch.append((_request(ext, flow.remote, r + 2, call_id, auth), flow))
         batches.append(batch)
     count = 0
@@ -136,15 +156,33 @@ def _synthetic_bindings(count: int, now: float) -> list[Binding]:
         call_id = str(uuid.uuid4())
         instance = f"<urn:uuid:{uuid.uuid4()}>" if i % 2 else None
         contact = f"sip:{ext}@192.168.{i % 200}.{i % 250 + 1}:5060;transport=udp"
-        key = f"{ext}|i:{instance}" if instance else f"{ext}|c:sip:{ext}@192.168.{i % 200}.{i % 250 + 1}:5060;transport=udp"
+        key = (
+            f"{ext}|i:{instance}"
+            if instance
+            else f"{ext}|c:sip:{ext}@192.168.{i % 200}.{i % 250 + 1}:5060;transport=udp"
+        )
         out.append(
             Binding(
-                aor=ext, username=ext, key=key, contact=contact,
-                flow=Flow("udp", f"100.{i // 65536 % 256}.{i // 256 % 256}.{i % 256}", 1024 + next(seq) % 60000,
-                          None, "198.51.100.1", 5060),
-                expires_at=now + 600 + i % 3000, call_id=call_id, cseq=1 + i % 100,
-                instance=instance, user_agent=USER_AGENTS[i % 4], device=i % 4,
-                last_seen=now, registered_at=now,
+                aor=ext,
+                username=ext,
+                key=key,
+                contact=contact,
+                flow=Flow(
+                    "udp",
+                    f"100.{i // 65536 % 256}.{i // 256 % 256}.{i % 256}",
+                    1024 + next(seq) % 60000,
+                    None,
+                    "198.51.100.1",
+                    5060,
+                ),
+                expires_at=now + 600 + i % 3000,
+                call_id=call_id,
+                cseq=1 + i % 100,
+                instance=instance,
+                user_agent=USER_AGENTS[i % 4],
+                device=i % 4,
+                last_seen=now,
+                registered_at=now,
             )
         )
     return out
