@@ -8,7 +8,6 @@ Implemented)"; a method it understands but does not allow here gets 405 with an 
 from __future__ import annotations
 
 import logging
-import secrets
 import time
 from collections.abc import Callable
 from typing import Any
@@ -25,6 +24,7 @@ from b2bua.sip.transaction import (
     TransactionTimedOut,
     TransportFailed,
 )
+from b2bua.tokens import token
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +154,7 @@ class Core:
                 ("Max-Forwards", "70"),
                 ("From", f"<sip:keepalive@{self.domain}>;tag={_tag()}"),
                 ("To", f"<{uri}>"),
-                ("Call-ID", secrets.token_hex(10)),
+                ("Call-ID", token(10)),
                 ("CSeq", "1 OPTIONS"),
             ],
         )
@@ -163,4 +163,4 @@ class Core:
 
 
 def _tag() -> str:
-    return secrets.token_hex(5)
+    return token(5)

@@ -12,7 +12,6 @@ import asyncio
 import gc
 import logging
 import os
-import secrets
 import signal
 import sys
 import time
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from b2bua.config import Config, ConfigError, load_config
+from b2bua.tokens import token
 from b2bua.transport.base import ListenSpec
 
 log = logging.getLogger("b2bua")
@@ -108,9 +108,9 @@ class Server:
             config, self.db, now=time.time(), local_addresses=[s.host for s in self.listen]
         )
         self.rulebook = RuleBook(compile_rules(config))
-        self.layer = TransactionLayer(TimerConfig(), random_token=lambda: secrets.token_hex(8))
+        self.layer = TransactionLayer(TimerConfig(), random_token=lambda: token(8))
         self.stack = SipStack(self.layer)
-        self.recorder = CallRecorder(self.db)
+        self.recorder = CallRecorder(self.db, batch_delay=0.1)
         self.directory = Directory(config)
         server_ssl = None
         if config.server.tls_cert and config.server.tls_key:
@@ -239,6 +239,7 @@ class Server:
         await self.transports.close()
         if getattr(self, "media", None) is not None:
             await self.media.close()
+        self.recorder.flush()
         self.db.close()
         log.info("b2bua stopped")
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 from collections.abc import Callable
 from typing import Protocol
 
@@ -38,6 +37,7 @@ from b2bua.sip.transaction import (
     TransactionLayer,
     add_received,
 )
+from b2bua.tokens import token
 from b2bua.transport.manager import TransportManager
 
 log = logging.getLogger(__name__)
@@ -124,7 +124,7 @@ class SipStack:
         self.stateless_replies += 1
         log.debug("stateless %s to %s %s: %s", status, request.method, flow, reason)
         # The parser's reasons are already safe for the wire (errors.safe_reason).
-        response = make_response(request, status, reason, to_tag=secrets.token_hex(6))
+        response = make_response(request, status, reason, to_tag=token(6))
         assert self.transports is not None
         self.transports.send(bytes(response), flow)
 

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -44,6 +43,7 @@ from b2bua.sip.grammar import split_list
 from b2bua.sip.headers import parse_name_addr
 from b2bua.sip.message import Request, Response, make_response
 from b2bua.sip.uri import SipUri
+from b2bua.tokens import token
 from media.errors import MediaError
 
 log = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ _RELAYED_RESPONSE_HEADERS = ("content-type", "session-expires", "require", "reas
 
 
 def _tag() -> str:
-    return secrets.token_hex(5)
+    return token(5)
 
 
 def _best_response(statuses: list[int]) -> int:
@@ -274,7 +274,7 @@ class CallEngine:
             caller_name = getattr(user, "name", None) if user else request.from_.display_name
             callee = dialled
         call = Call(
-            id=secrets.token_hex(8),
+            id=token(8),
             a_tx=tx,
             a_request=request,
             a_flow=flow,
@@ -471,7 +471,7 @@ class CallEngine:
             ("Max-Forwards", str(max(0, (a.max_forwards or 70) - 1))),
             ("From", f"{self._identity(call, flow, private)};tag={_tag()}"),
             ("To", to_value),
-            ("Call-ID", secrets.token_hex(12)),
+            ("Call-ID", token(12)),
             ("CSeq", "1 INVITE"),
             ("Contact", self._contact(flow)),
             ("Allow", ALLOW),

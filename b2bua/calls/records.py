@@ -50,33 +50,70 @@ class CallRecord:
         return asdict(self)
 
 
+def _row(record: CallRecord) -> tuple[Any, ...]:
+    return (
+        record.call_id,
+        record.caller,
+        record.callee,
+        record.did,
+        record.started,
+        record.answered,
+        record.ended,
+        record.outcome,
+        record.answered_by,
+        record.rule,
+        json.dumps(record.destination) if record.destination is not None else None,
+        json.dumps(record.trace),
+        record.ended_by,
+    )
+
+
+_INSERT = (
+    "INSERT INTO call_records (call_id, caller, callee, did, started, answered, ended,"
+    " outcome, answered_by, rule, destination, trace, ended_by)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
 class CallRecorder:
-    def __init__(self, db: sqlite3.Connection) -> None:
+    """Writes call records. With `batch_delay`, records written within that many seconds go
+    to SQLite in one transaction (one commit for many calls under load); `flush()` writes what
+    is pending at once (the server calls it on stop)."""
+
+    def __init__(self, db: sqlite3.Connection, batch_delay: float = 0.0) -> None:
         self.db = db
+        self.batch_delay = batch_delay
+        self._pending: list[tuple[Any, ...]] = []
+        self._timer: Any = None
         db.executescript(SCHEMA)
 
     def write(self, record: CallRecord) -> None:
-        with self.db:
-            self.db.execute(
-                "INSERT INTO call_records (call_id, caller, callee, did, started, answered, ended,"
-                " outcome, answered_by, rule, destination, trace, ended_by)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    record.call_id,
-                    record.caller,
-                    record.callee,
-                    record.did,
-                    record.started,
-                    record.answered,
-                    record.ended,
-                    record.outcome,
-                    record.answered_by,
-                    record.rule,
-                    json.dumps(record.destination) if record.destination is not None else None,
-                    json.dumps(record.trace),
-                    record.ended_by,
-                ),
-            )
+        self._pending.append(_row(record))
+        if self.batch_delay <= 0:
+            self.flush()
+        elif self._timer is None:
+            import asyncio
+
+            self._timer = asyncio.get_running_loop().call_later(self.batch_delay, self.flush)
+
+    def flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        rows, self._pending = self._pending, []
+        if not rows:
+            return
+        if self.db.isolation_level is None:  # autocommit connection (b2bua.store)
+            self.db.execute("BEGIN")
+            try:
+                self.db.executemany(_INSERT, rows)
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            self.db.execute("COMMIT")
+        else:
+            with self.db:
+                self.db.executemany(_INSERT, rows)
 
     def last(self, n: int, callee: str | None = None) -> list[CallRecord]:
         query = (

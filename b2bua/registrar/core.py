@@ -163,6 +163,8 @@ class Registrar:
         self._users_changed = False
         self._last_sweep = -math.inf
         self._failures: dict[str, deque[float]] = {}
+        # target_for() per (contact, flow, flags): the same device is called again and again.
+        self._target_cache: dict[tuple[object, ...], tuple[SipUri, Flow]] = {}
         self._locked_until: dict[str, float] = {}
         self.counters: dict[str, int] = {
             "register_ok": 0,
@@ -787,6 +789,17 @@ class Registrar:
         (source address, port, connection) for outbound bindings, TCP/TLS, a Path, and a UDP
         device whose Contact names another address than its source (NAT); otherwise the
         Contact's own address, sent from the local socket the REGISTER arrived on."""
+        key = (binding.contact, binding.flow, binding.static, binding.outbound, binding.path)
+        cached = self._target_cache.get(key)
+        if cached is not None:
+            return cached
+        target = self._target(binding)
+        if len(self._target_cache) >= 65_536:
+            self._target_cache.clear()
+        self._target_cache[key] = target
+        return target
+
+    def _target(self, binding: Binding) -> tuple[SipUri, Flow]:
         uri = parse_sip_uri(binding.contact)
         flow = binding.flow
         if binding.static or binding.outbound or flow.reliable or binding.path:
