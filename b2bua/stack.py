@@ -180,15 +180,15 @@ class SipStack:
 
     def _rearm(self) -> None:
         deadline = self.layer.next_deadline()
-        if deadline == self._timer_at:
-            return
+        if deadline is None:
+            return  # an armed timer may fire for nothing: harmless
         if self._timer is not None:
+            if self._timer_at is not None and self._timer_at <= deadline:
+                return  # it fires early enough (early is harmless; it re-arms then)
             self._timer.cancel()
-            self._timer = None
         self._timer_at = deadline
-        if deadline is not None:
-            assert self._loop is not None
-            self._timer = self._loop.call_at(deadline, self._on_timer)
+        assert self._loop is not None
+        self._timer = self._loop.call_at(deadline, self._on_timer)
 
     def _on_timer(self) -> None:
         self._timer = None

@@ -223,6 +223,10 @@ class Headers:
     def cached(self, key: str) -> Any:
         return self._cache.get(key)
 
+    def drop_cache(self) -> None:
+        """Forget the parsed views (they are parsed again if asked for)."""
+        self._cache.clear()
+
     def store(self, key: str, value: Any) -> Any:
         self._cache[key] = value
         return value

@@ -99,6 +99,11 @@ class State(Enum):
     TERMINATED = "TERMINATED"
 
 
+_WAITING = frozenset(
+    {State.COMPLETED, State.CONFIRMED, State.ACCEPTED, State.TERMINATED}
+)
+
+
 class Input(Enum):
     __hash__ = object.__hash__  # members are singletons: identity hash, computed in C
 
@@ -877,6 +882,13 @@ class TransactionLayer:
         zero = self._apply(tx, transition, now, message, flow, None)
         if self._on_transition is not None:
             self._on_transition(tx, old, inp, tx.state)
+        if old is not tx.state and tx.state in _WAITING:
+            # From here on the transaction only absorbs retransmissions (for up to 64*T1): the
+            # typed views parsed from its messages are dropped (they come back on demand) so
+            # that thousands of waiting transactions weigh little on memory and the collector.
+            tx.request.headers.drop_cache()
+            if tx.last_response is not None:
+                tx.last_response.headers.drop_cache()
         if tx.state is State.TERMINATED:
             self._terminated(tx)
         for timer in zero:
