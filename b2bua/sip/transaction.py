@@ -887,6 +887,7 @@ class TransactionLayer:
             # typed views parsed from its messages are dropped (they come back on demand) so
             # that thousands of waiting transactions weigh little on memory and the collector.
             tx.request.headers.drop_cache()
+            assert isinstance(tx, ClientTransaction | ServerTransaction)
             if tx.last_response is not None:
                 tx.last_response.headers.drop_cache()
         if tx.state is State.TERMINATED:
