@@ -27,6 +27,7 @@ from b2bua.transport.base import ListenSpec
 log = logging.getLogger("b2bua")
 
 TEST_NOW_ENV = "B2BUA_TEST_NOW"
+FULL_COLLECTION_EVERY = 300  # seconds between two collections of cyclic garbage
 
 
 def wall_clock_from_env() -> Callable[[], float]:
@@ -220,9 +221,17 @@ class Server:
         log.info("dashboard and API on http://%s", address)
 
     async def _housekeeping(self) -> None:
-        """Expire bindings, ping NATed devices: once a second is plenty for both."""
+        """Expire bindings, ping NATed devices: once a second is plenty for both. Every
+        `FULL_COLLECTION_EVERY` seconds, a collection of cyclic garbage (see `serve`)."""
+        ticks = 0
         while True:
             await asyncio.sleep(1.0)
+            ticks += 1
+            if ticks % FULL_COLLECTION_EVERY == 0:
+                found = gc.collect()
+                (log.warning if found > 10_000 else log.debug)(
+                    "cyclic garbage collected: %d objects", found
+                )
             try:
                 now = time.time()
                 self.registrar.handle_deadline(now)
@@ -263,12 +272,16 @@ def media_address(listen: list[ListenSpec]) -> str:
 async def serve(config: Config, listen: list[ListenSpec], http: str | None) -> None:
     server = Server(config, listen, http)
     await server.start()
-    # What start-up built lives as long as the process: keep it out of the cyclic collector's
-    # way, and collect the young generation less often (a loaded stack allocates a lot of
-    # short-lived messages; the collector's passes over live transactions are what cost).
+    # The cyclic garbage collector runs from housekeeping only. Under load, tens of thousands
+    # of transactions wait out Timers D/J/L/M with their messages (~500,000 tracked objects at
+    # 300 calls/s), and the automatic passes over them stalled the loop for up to 0.7 s: the
+    # p99 of call set-up went from about 30 ms (collector off) to about 300 ms. The stack makes
+    # no reference cycles in normal operation (a full collection under load found 0
+    # unreachable objects), so memory is reclaimed by reference counting; the periodic pass
+    # only mops up what an error path may have left, and says so if that grows.
     gc.collect()
     gc.freeze()
-    gc.set_threshold(20_000, 20, 20)
+    gc.disable()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, server.stopped.set)
