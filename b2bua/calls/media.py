@@ -53,6 +53,7 @@ class MediaBridge:
         self.voicemail_max_seconds = voicemail_max_seconds
         self.calls: CallEngine | None = None
         self.tasks: set[asyncio.Task[None]] = set()
+        self._music_known: dict[str, bool] = {}
 
     # -- sessions --------------------------------------------------------------------------
     async def attach(self, call: Call) -> None:
@@ -66,7 +67,10 @@ class MediaBridge:
         call.media = session
         user = self.calls.directory.user(call.callee)
         music = getattr(user, "hold_music", None) or "default"
-        session.hold_music = music if self.library.has_music(music) else "default"
+        known = self._music_known.get(music)
+        if known is None:  # looked up on disk once per name, not once per call
+            known = self._music_known[music] = self.library.has_music(music)
+        session.hold_music = music if known else "default"
         if call.a_request.body:
             call.b_offer = session.offer("a", call.a_request.body)
 
