@@ -19,7 +19,7 @@ from b2bua.testing.sipp import run_sipp
 pytestmark = pytest.mark.bench
 
 SCENARIO = (Path(__file__).parent.parent / "integration" / "scenarios" / "options.xml").read_text()
-RATES = [int(r) for r in os.environ.get("BENCH_OPTIONS_RATES", "1000,2000,3000,5000,7000").split(",")]
+RATES = [int(r) for r in os.environ.get("BENCH_OPTIONS_RATES", "1000,3000,5000,6000,8000").split(",")]
 SECONDS = float(os.environ.get("BENCH_OPTIONS_SECONDS", "4"))
 
 
