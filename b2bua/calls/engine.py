@@ -429,9 +429,17 @@ class CallEngine:
                 if key in seen:
                     continue
                 seen.add(key)
-                label = getattr(binding, "label", None) or getattr(binding, "device_label", None) or ""
-                targets.append(Target(uri, flow, str(label), ext, getattr(binding, "key", None)))
+                targets.append(Target(uri, flow, self._device_label(ext, binding), ext, binding.key))
         return targets
+
+    def _device_label(self, ext: str, binding: Any) -> str:
+        """"Bureau", "Teams"...: the configured device a binding is, for logs and records."""
+        user = self.directory.user(ext)
+        devices = getattr(user, "devices", ())
+        index = binding.device
+        if index is not None and 0 <= index < len(devices):
+            return f"{devices[index].label} ({devices[index].type})"
+        return binding.user_agent or binding.contact
 
     def _ring_devices(self, call: Call, extensions: list[str], diverted_from: str | None = None) -> None:
         targets = self._targets(extensions)

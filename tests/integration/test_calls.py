@@ -188,6 +188,20 @@ def test_every_call_writes_a_record(srv, tmp_path):
     assert records[0]["rule"] is not None and records[0]["trace"]
 
 
+def test_the_record_names_the_device_that_answered(srv, tmp_path):
+    dev = device(srv, "uas_answer", "1001", "secret1001", tmp_path / "d0", pause_ms=100)
+    assert call(srv, UAC_CALL, tmp_path / "caller").ok
+    assert dev.result().ok
+    out = subprocess.run(
+        [sys.executable, "-m", "b2bua", "calls", "--config", str(srv.config), "--last", "1", "--json"],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    (record,) = json.loads(out)
+    assert record["outcome"] == "answered"
+    # The first configured device of 1001 is its desk phone "Bureau" (type sip).
+    assert record["answered_by"] == "Bureau (sip)", record
+
+
 def test_a_real_softphone_answers_one_branch(srv, tmp_path):
     """baresip (auto-answer) and a SIPp desk phone ring together; baresip wins."""
     import json as _json
