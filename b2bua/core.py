@@ -118,8 +118,13 @@ class Core:
         if method not in KNOWN_METHODS:
             self.stack.respond(tx, make_response(request, 501, to_tag=_tag(), headers=[("Allow", ALLOW)]))
             return
-        if in_dialog and method in ("BYE", "PRACK", "NOTIFY", "REFER", "MESSAGE", "SUBSCRIBE"):
-            self.stack.respond(tx, make_response(request, 481))
+        if in_dialog:
+            # A method we do not relay (REFER, MESSAGE, PRACK, NOTIFY...): 405 inside one of
+            # our dialogs, 481 when there is no such dialog (RFC 3261 §12.2.2).
+            known = (request.call_id, request.to.tag or "") in self.calls.legs
+            status = 405 if known else 481
+            headers = [("Allow", ALLOW)] if known else []
+            self.stack.respond(tx, make_response(request, status, headers=headers))
             return
         if method in ("BYE", "PRACK", "UPDATE", "INFO"):
             # These only exist inside a dialog; none matched (§12.2.2).

@@ -171,3 +171,24 @@ async def test_reinvite_glare_gets_491() -> None:
     await network.settle()
     assert any(r.status == 491 and r.cseq.number == 3 for r in caller.responses())
     assert len(engine.active) == 1
+
+
+async def test_refer_inside_a_call_is_not_allowed_and_outside_is_481() -> None:
+    network, engine, (dev,), caller = await setup(1, ["answer"])
+    invite = caller_invite("100", TRUNK)
+    caller.send(invite)
+    await network.settle()
+    ok = next(r for r in caller.responses() if r.status == 200)
+    ack, _ = ack_and_bye(invite, ok, TRUNK)
+    caller.send(ack)
+    refer = in_dialog(invite, ok, "REFER", 2)
+    refer.headers.add("Refer-To", "<sip:200@pbx.test>")
+    caller.send(refer)
+    await network.settle()
+    assert any(r.status == 405 and r.cseq.method == "REFER" for r in caller.responses())
+    assert len(engine.active) == 1  # the call goes on
+    stray = in_dialog(invite, ok, "REFER", 3)
+    stray.headers.set("Call-ID", "no-such-call")
+    caller.send(stray)
+    await network.settle()
+    assert any(r.status == 481 and r.cseq.number == 3 for r in caller.responses())
