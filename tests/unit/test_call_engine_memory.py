@@ -174,7 +174,7 @@ async def test_reinvite_glare_gets_491() -> None:
 
 
 async def test_refer_inside_a_call_is_not_allowed_and_outside_is_481() -> None:
-    network, engine, (dev,), caller = await setup(1, ["answer"])
+    network, engine, _agents, caller = await setup(1, ["answer"])
     invite = caller_invite("100", TRUNK)
     caller.send(invite)
     await network.settle()
