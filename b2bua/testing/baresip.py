@@ -46,6 +46,7 @@ def start_baresip(
     answer: bool = True,
     dial: str | None = None,
     rtp_ports: tuple[int, int] = (30000, 30099),
+    transport: str = "udp",
 ) -> Baresip:
     """A baresip UA registered as `user` through `server`, auto-answering if `answer`."""
     if shutil.which("baresip") is None:
@@ -67,7 +68,7 @@ def start_baresip(
     lines += [f"module {m}" for m in modules]
     lines += ["module_app account.so", "module_app menu.so"]
     (directory / "config").write_text("\n".join(lines) + "\n")
-    params = f";auth_pass={password};outbound=\"sip:{server[0]}:{server[1]};transport=udp\""
+    params = f";auth_pass={password};outbound=\"sip:{server[0]}:{server[1]};transport={transport}\""
     params += ";regint=60;audio_codecs=PCMU"
     if answer:
         params += ";answermode=auto"

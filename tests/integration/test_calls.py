@@ -202,14 +202,16 @@ def test_the_record_names_the_device_that_answered(srv, tmp_path):
     assert record["answered_by"] == "Bureau (sip)", record
 
 
-def test_a_real_softphone_answers_one_branch(srv, tmp_path):
-    """baresip (auto-answer) and a SIPp desk phone ring together; baresip wins."""
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+def test_a_real_softphone_answers_one_branch(srv, tmp_path, transport):
+    """baresip (auto-answer, registered over UDP or over a TCP connection it keeps) and a SIPp
+    desk phone ring together; baresip wins."""
     import json as _json
 
     from b2bua.testing.baresip import start_baresip
 
     phone = start_baresip(tmp_path / "baresip", "1001", "secret1001", srv.sip, domain="pbx.test",
-                          seconds=15)
+                          seconds=15, transport=transport)
     try:
         deadline = time.monotonic() + 8
         while time.monotonic() < deadline:
