@@ -24,7 +24,7 @@ from b2bua.sip.transaction import (
     TransactionTimedOut,
     TransportFailed,
 )
-from b2bua.tokens import token
+from b2bua.tokens import tag, token
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +116,7 @@ class Core:
             self.calls.invite_received(tx, request, flow)
             return
         if method not in KNOWN_METHODS:
-            self.stack.respond(tx, make_response(request, 501, to_tag=_tag(), headers=[("Allow", ALLOW)]))
+            self.stack.respond(tx, make_response(request, 501, to_tag=tag(), headers=[("Allow", ALLOW)]))
             return
         if in_dialog:
             # A method we do not relay (REFER, MESSAGE, PRACK, NOTIFY...): 405 inside one of
@@ -128,15 +128,15 @@ class Core:
             return
         if method in ("BYE", "PRACK", "UPDATE", "INFO"):
             # These only exist inside a dialog; none matched (§12.2.2).
-            self.stack.respond(tx, make_response(request, 481, to_tag=_tag()))
+            self.stack.respond(tx, make_response(request, 481, to_tag=tag()))
             return
-        self.stack.respond(tx, make_response(request, 405, to_tag=_tag(), headers=[("Allow", ALLOW)]))
+        self.stack.respond(tx, make_response(request, 405, to_tag=tag(), headers=[("Allow", ALLOW)]))
 
     def options_response(self, request: Request) -> Any:
         return make_response(
             request,
             200,
-            to_tag=_tag(),
+            to_tag=tag(),
             headers=[
                 ("Allow", ALLOW),
                 ("Accept", ACCEPT),
@@ -150,14 +150,13 @@ class Core:
     def send_keepalive(self, binding: Any) -> None:
         """OPTIONS to a UDP device: keeps its NAT pinhole open and tells whether it is alive."""
         uri, flow = self.registrar.target_for(binding)
-        local = self.calls.transports.local_for(flow)
         request = Request(
             "OPTIONS",
             uri,
             [
-                ("Via", f"SIP/2.0/{flow.transport.upper()} {local.hostport};branch={self.stack.new_branch()};rport"),
+                ("Via", self.stack.via(flow)),
                 ("Max-Forwards", "70"),
-                ("From", f"<sip:keepalive@{self.domain}>;tag={_tag()}"),
+                ("From", f"<sip:keepalive@{self.domain}>;tag={tag()}"),
                 ("To", f"<{uri}>"),
                 ("Call-ID", token(10)),
                 ("CSeq", "1 OPTIONS"),
@@ -166,6 +165,3 @@ class Core:
         tx = self.stack.send_request(request, flow)
         self.options_pings[tx] = binding
 
-
-def _tag() -> str:
-    return token(5)

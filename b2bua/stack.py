@@ -151,6 +151,19 @@ class SipStack:
     def new_branch(self) -> str:
         return self.layer.new_branch()
 
+    def via(self, flow: Flow) -> str:
+        """Our Via for a new request on `flow` (a fresh branch; rport asked, RFC 3581)."""
+        assert self.transports is not None
+        local = self.transports.local_for(flow)
+        return f"SIP/2.0/{flow.transport.upper()} {local.hostport};branch={self.new_branch()};rport"
+
+    def contact(self, flow: Flow, user: str = "b2bua") -> str:
+        """Our Contact as seen on `flow`."""
+        assert self.transports is not None
+        local = self.transports.local_for(flow)
+        transport = "" if flow.transport == "udp" else f";transport={flow.transport}"
+        return f"<sip:{user}@{local.hostport}{transport}>"
+
     # -- draining the layer ----------------------------------------------------------------
     def flush(self) -> None:
         """Deliver the layer's events, send its datagrams, re-arm the timer."""

@@ -31,6 +31,11 @@ def token(nbytes: int = 8) -> str:
     return _default.hex(nbytes)
 
 
+def tag() -> str:
+    """A From/To tag (RFC 3261 §19.3: at least 32 random bits; we use 40)."""
+    return _default.hex(5)
+
+
 def reseed_after_fork() -> None:
     """A forked child must not repeat its parent's tokens."""
     global _default

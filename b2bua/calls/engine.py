@@ -43,7 +43,7 @@ from b2bua.sip.grammar import split_list
 from b2bua.sip.headers import parse_name_addr
 from b2bua.sip.message import Request, Response, make_response
 from b2bua.sip.uri import SipUri
-from b2bua.tokens import token
+from b2bua.tokens import tag, token
 from media.errors import MediaError
 
 log = logging.getLogger(__name__)
@@ -67,8 +67,14 @@ _RELAYED_REQUEST_HEADERS = (
 _RELAYED_RESPONSE_HEADERS = ("content-type", "session-expires", "require", "reason", "retry-after")
 
 
-def _tag() -> str:
-    return token(5)
+def refusal(request: Request, auth: Any) -> Response:
+    """What a request that failed digest authentication gets: the challenge (407) when it
+    carried no credentials or a stale nonce; 403 when its credentials do not verify (unknown
+    user and wrong password alike, with nothing that tells the two apart)."""
+    if "proxy-authorization" in request.headers and not auth.stale:
+        return make_response(request, 403, to_tag=tag())
+    response: Response = auth.response
+    return response
 
 
 def _best_response(statuses: list[int]) -> int:
@@ -202,15 +208,6 @@ class CallEngine:
         }
 
     # ================================================================ helpers
-    def _via(self, flow: Flow) -> str:
-        local = self.transports.local_for(flow)
-        return f"SIP/2.0/{flow.transport.upper()} {local.hostport};branch={self.stack.new_branch()};rport"
-
-    def _contact(self, flow: Flow, user: str = "b2bua") -> str:
-        local = self.transports.local_for(flow)
-        transport = "" if flow.transport == "udp" else f";transport={flow.transport}"
-        return f"<sip:{user}@{local.hostport}{transport}>"
-
     def _respond(
         self,
         call: Call,
@@ -225,7 +222,7 @@ class CallEngine:
         if status >= 200:
             call.final_sent = True
         if 100 < status < 300 and not any(h[0].lower() == "contact" for h in hdrs):
-            hdrs.append(("Contact", self._contact(call.a_flow)))
+            hdrs.append(("Contact", self.stack.contact(call.a_flow)))
         resp = make_response(call.a_request, status, reason, to_tag=call.a_tag, headers=hdrs, body=body)
         if 200 <= status < 300:
             self.stack.respond_2xx(call.a_tx, resp)
@@ -242,18 +239,13 @@ class CallEngine:
                 request, self.wall_clock(), header="Proxy-Authorization", flow=flow
             )
             if not auth.ok:
-                if "proxy-authorization" in request.headers and not auth.stale:
-                    # Credentials that do not verify (unknown user or wrong password alike):
-                    # refused, with nothing that tells the two apart.
-                    self.stack.respond(tx, make_response(request, 403, to_tag=_tag()))
-                else:
-                    self.stack.respond(tx, auth.response)
+                self.stack.respond(tx, refusal(request, auth))
                 return
             caller_ext = auth.extension
         uri = request.request_uri
         dialled = uri.user_unescaped if isinstance(uri, SipUri) else None
         if not dialled:
-            self.stack.respond(tx, make_response(request, 404, to_tag=_tag()))
+            self.stack.respond(tx, make_response(request, 404, to_tag=tag()))
             return
         cc = self.directory.country_code
         did: str | None = None
@@ -265,7 +257,7 @@ class CallEngine:
             did = number if number in trunk.did else None
             if callee is None:
                 log.info("trunk %s: no DID %s", trunk.name, dialled)
-                self.stack.respond(tx, make_response(request, 404, to_tag=_tag()))
+                self.stack.respond(tx, make_response(request, 404, to_tag=tag()))
                 return
         else:
             assert caller_ext is not None
@@ -278,7 +270,7 @@ class CallEngine:
             a_tx=tx,
             a_request=request,
             a_flow=flow,
-            a_tag=_tag(),
+            a_tag=tag(),
             caller=caller,
             caller_name=caller_name,
             callee=callee,
@@ -475,13 +467,13 @@ class CallEngine:
     ) -> Request:
         a = call.a_request
         headers: list[tuple[str, str]] = [
-            ("Via", self._via(flow)),
+            ("Via", self.stack.via(flow)),
             ("Max-Forwards", str(max(0, (a.max_forwards or 70) - 1))),
-            ("From", f"{self._identity(call, flow, private)};tag={_tag()}"),
+            ("From", f"{self._identity(call, flow, private)};tag={tag()}"),
             ("To", to_value),
             ("Call-ID", token(12)),
             ("CSeq", "1 INVITE"),
-            ("Contact", self._contact(flow)),
+            ("Contact", self.stack.contact(flow)),
             ("Allow", ALLOW),
         ]
         for name in ("supported", "session-expires", "min-se", "content-type", "content-disposition"):
@@ -616,7 +608,7 @@ class CallEngine:
         except SipParseError:
             log.info("call %s: unusable 2xx from %s", call.id, branch.target.label)
             return
-        ack = dialog.request("ACK", self._via(branch.target.flow), cseq=branch.invite.cseq.number)
+        ack = dialog.request("ACK", self.stack.via(branch.target.flow), cseq=branch.invite.cseq.number)
         if branch.state == "ANSWERED" or call.winner is not None or call.state != "RINGING":
             # A retransmitted 2xx (ACK it again), or an answer that comes too late: another
             # branch won, or the caller left. ACK it, then BYE it once.
@@ -626,7 +618,7 @@ class CallEngine:
                 branch.state = "ANSWERED"
                 branch.bye_sent = True
                 reason = [("Reason", COMPLETED_ELSEWHERE)] if call.winner is not None else []
-                bye = dialog.request("BYE", self._via(branch.target.flow), headers=reason)
+                bye = dialog.request("BYE", self.stack.via(branch.target.flow), headers=reason)
                 self.stack.send_request(bye, branch.target.flow)
             return
         branch.state = "ANSWERED"
@@ -820,7 +812,7 @@ class CallEngine:
     def cancel_received(self, invite_tx: Any, cancel_tx: Any, request: Request) -> None:
         call = self.calls_by_tx.get(invite_tx)
         if call is None:
-            self.stack.respond(cancel_tx, make_response(request, 481, to_tag=_tag()))
+            self.stack.respond(cancel_tx, make_response(request, 481, to_tag=tag()))
             return
         self.stack.respond(cancel_tx, make_response(request, 200))
         if call.state in ("ANSWERED", "ENDED"):
@@ -881,7 +873,7 @@ class CallEngine:
                 headers.append((name, value))
         body = request.body
         if method in ("INVITE", "UPDATE"):
-            headers.append(("Contact", self._contact(other.flow)))
+            headers.append(("Contact", self.stack.contact(other.flow)))
             body = self._sdp(call, leg.name, body, "offer")
         if method == "INVITE":
             headers.append(("Allow", ALLOW))
@@ -899,13 +891,13 @@ class CallEngine:
                 self.stack.respond(tx, make_response(request, 488))
                 return
             resp = make_response(request, 200, headers=[
-                ("Contact", self._contact(leg.flow)), ("Content-Type", "application/sdp")], body=sdp)
+                ("Contact", self.stack.contact(leg.flow)), ("Content-Type", "application/sdp")], body=sdp)
             if method == "INVITE":
                 self.stack.respond_2xx(tx, resp)
             else:
                 self.stack.respond(tx, resp)
             return
-        resp = make_response(request, 200, headers=[("Contact", self._contact(leg.flow))]
+        resp = make_response(request, 200, headers=[("Contact", self.stack.contact(leg.flow))]
                              if method == "INVITE" else [])
         if method == "INVITE":
             self.stack.respond_2xx(tx, resp)
@@ -915,7 +907,7 @@ class CallEngine:
     def _send_in_dialog(
         self, leg: Leg, method: str, headers: list[tuple[str, str]] | None = None, body: bytes = b""
     ) -> Any:
-        request = leg.dialog.request(method, self._via(leg.flow), headers=headers or [], body=body)
+        request = leg.dialog.request(method, self.stack.via(leg.flow), headers=headers or [], body=body)
         return self.stack.send_request(request, leg.flow)
 
     def _relay_response(self, relay: Relay, response: Response) -> None:
@@ -933,7 +925,7 @@ class CallEngine:
             if value:
                 headers.append((name, value))
         if req.method in ("INVITE", "UPDATE") and 100 < status < 300:
-            headers.append(("Contact", self._contact(relay.from_leg.flow)))
+            headers.append(("Contact", self.stack.contact(relay.from_leg.flow)))
             relay.to_leg.dialog.update_target(response)
         body = response.body
         if body and req.method in ("INVITE", "UPDATE") and 100 < status < 300:
@@ -941,7 +933,7 @@ class CallEngine:
         resp = make_response(req, status, response.reason, headers=headers, body=body)
         if req.method == "INVITE" and 200 <= status < 300:
             to_dialog = relay.to_leg.dialog
-            ack = to_dialog.request("ACK", self._via(relay.to_leg.flow), cseq=response.cseq.number)
+            ack = to_dialog.request("ACK", self.stack.via(relay.to_leg.flow), cseq=response.cseq.number)
             if req.body:
                 self.stack.send_stateless(ack, relay.to_leg.flow)
             else:

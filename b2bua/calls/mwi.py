@@ -10,16 +10,17 @@ restart as it re-registers.
 from __future__ import annotations
 
 import logging
-import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from b2bua.calls.engine import refusal
 from b2bua.sip.dialog import Dialog
 from b2bua.sip.errors import SipParseError
 from b2bua.sip.flow import Flow
 from b2bua.sip.message import Request, make_response
+from b2bua.tokens import tag
 
 log = logging.getLogger(__name__)
 
@@ -56,19 +57,11 @@ class MessageWaiting:
         self.subscriptions: dict[tuple[str, str], Subscription] = {}
         self.notifies = 0
 
-    def _via(self, flow: Flow) -> str:
-        local = self.transports.local_for(flow)
-        return f"SIP/2.0/{flow.transport.upper()} {local.hostport};branch={self.stack.new_branch()};rport"
-
-    def _contact(self, flow: Flow) -> str:
-        local = self.transports.local_for(flow)
-        return f"<sip:mwi@{local.hostport}>"
-
     def subscribe(self, tx: Any, request: Request, flow: Flow) -> None:
         """A SUBSCRIBE, new or a refresh within one of our subscription dialogs."""
         event = (request.headers.get("event") or "").split(";", 1)[0].strip().lower()
         if event != EVENT:
-            self.stack.respond(tx, make_response(request, 489, to_tag=_tag(),
+            self.stack.respond(tx, make_response(request, 489, to_tag=tag(),
                                                  headers=[("Allow-Events", EVENT)]))
             return
         now = self.wall_clock()
@@ -78,7 +71,7 @@ class MessageWaiting:
             expires = None
         expires = MAX_EXPIRES if expires is None else expires
         if 0 < expires < MIN_EXPIRES:
-            self.stack.respond(tx, make_response(request, 423, to_tag=_tag(),
+            self.stack.respond(tx, make_response(request, 423, to_tag=tag(),
                                                  headers=[("Min-Expires", str(MIN_EXPIRES))]))
             return
         expires = min(expires, MAX_EXPIRES)
@@ -92,19 +85,16 @@ class MessageWaiting:
         else:
             auth = self.registrar.authenticate(request, now, header="Proxy-Authorization", flow=flow)
             if not auth.ok:
-                if "proxy-authorization" in request.headers and not auth.stale:
-                    self.stack.respond(tx, make_response(request, 403, to_tag=_tag()))
-                else:
-                    self.stack.respond(tx, auth.response)
+                self.stack.respond(tx, refusal(request, auth))
                 return
-            dialog = Dialog.as_uas(request, _tag())
+            dialog = Dialog.as_uas(request, tag())
             sub = Subscription(auth.extension, dialog, flow, now + expires)
             self.subscriptions[(dialog.call_id, dialog.local_tag)] = sub
         sub.expires_at = now + expires
         sub.flow = flow
         self.stack.respond(tx, make_response(
             request, 200, to_tag=sub.dialog.local_tag,
-            headers=[("Expires", str(expires)), ("Contact", self._contact(flow))],
+            headers=[("Expires", str(expires)), ("Contact", self.stack.contact(flow, "mwi"))],
         ))
         self._notify(sub, terminated=expires == 0)
         if expires == 0:
@@ -130,8 +120,8 @@ class MessageWaiting:
         state = "terminated;reason=timeout" if terminated else f"active;expires={remaining}"
         notify = sub.dialog.request(
             "NOTIFY",
-            self._via(sub.flow),
-            contact=self._contact(sub.flow),
+            self.stack.via(sub.flow),
+            contact=self.stack.contact(sub.flow, "mwi"),
             headers=[("Event", EVENT), ("Subscription-State", state),
                      ("Content-Type", CONTENT_TYPE)],
             body=body,
@@ -139,6 +129,3 @@ class MessageWaiting:
         self.notifies += 1
         self.stack.send_request(notify, sub.flow)
 
-
-def _tag() -> str:
-    return secrets.token_hex(5)

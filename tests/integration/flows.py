@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from xml.sax.saxutils import escape
@@ -291,3 +293,14 @@ def carrier(workdir: Path, port: int, scenario: str = "uas_answer", pause_ms: in
     proc = start_sipp(xml, workdir, None, name="carrier", local_port=port, local_ip=TRUNK_IP,
                       calls=1, extra=("-d", str(pause_ms)), timeout_s=40)
     return Device(port, proc, workdir)
+
+
+def call_records(server: RunningServer, last: int = 20) -> list[dict[str, object]]:
+    """The server's latest call records, newest first, as `b2bua calls --json` prints them."""
+    out = subprocess.run(
+        [sys.executable, "-m", "b2bua", "calls", "--config", str(server.config), "--last",
+         str(last), "--json"],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    records: list[dict[str, object]] = json.loads(out)
+    return records

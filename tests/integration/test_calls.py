@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import time
@@ -13,7 +12,15 @@ import pytest
 from b2bua.testing.net import free_port
 from b2bua.testing.server import start_server
 from tests.integration.conftest import make_config
-from tests.integration.flows import call, device, register, uac_cancel, uac_expect, uac_reinvite
+from tests.integration.flows import (
+    call,
+    call_records,
+    device,
+    register,
+    uac_cancel,
+    uac_expect,
+    uac_reinvite,
+)
 
 SCENARIOS = Path(__file__).parent / "scenarios"
 UAC_CALL = (SCENARIOS / "uac_call.xml").read_text()
@@ -176,11 +183,7 @@ def test_every_call_writes_a_record(srv, tmp_path):
     dev = device(srv, "uas_busy", "1001", "secret1001", tmp_path / "d0")
     assert call(srv, uac_expect(486), tmp_path / "caller").ok
     assert dev.result().ok
-    out = subprocess.run(
-        [sys.executable, "-m", "b2bua", "calls", "--config", str(srv.config), "--last", "5", "--json"],
-        capture_output=True, text=True, check=True,
-    ).stdout
-    records = json.loads(out)
+    records = call_records(srv, 5)
     assert records[0]["callee"] == "1001"
     assert records[0]["outcome"] == "busy"
     assert records[0]["caller"] == "0611223344"
@@ -192,11 +195,7 @@ def test_the_record_names_the_device_that_answered(srv, tmp_path):
     dev = device(srv, "uas_answer", "1001", "secret1001", tmp_path / "d0", pause_ms=100)
     assert call(srv, UAC_CALL, tmp_path / "caller").ok
     assert dev.result().ok
-    out = subprocess.run(
-        [sys.executable, "-m", "b2bua", "calls", "--config", str(srv.config), "--last", "1", "--json"],
-        capture_output=True, text=True, check=True,
-    ).stdout
-    (record,) = json.loads(out)
+    (record,) = call_records(srv, 1)
     assert record["outcome"] == "answered"
     # The first configured device of 1001 is its desk phone "Bureau" (type sip).
     assert record["answered_by"] == "Bureau (sip)", record

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 from b2bua.testing.net import free_port
 from b2bua.testing.server import start_server
 from tests.integration.conftest import SCENARIOS, make_config
-from tests.integration.flows import call, carrier
+from tests.integration.flows import call, call_records, carrier
 
 USERS = """
 [[users]]
@@ -84,11 +81,7 @@ def test_unanswered_bounce_ends_in_voicemail(tmp_path: Path, sipp_required: None
         result = call(server, UAC_CALL, tmp_path / "caller", service="1005", pause_ms=6000)
         assert result.ok, result.describe()
         assert busy.result().ok
-        out = subprocess.run(
-            [sys.executable, "-m", "b2bua", "calls", "--config", str(server.config), "--json"],
-            capture_output=True, text=True, check=True,
-        ).stdout
-        (record,) = json.loads(out)
+        (record,) = call_records(server)
         assert record["outcome"] == "voicemail", record
         assert "bounce not answered: voicemail" in record["trace"], record
     finally:

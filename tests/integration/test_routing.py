@@ -3,16 +3,13 @@ tests-only clock override) land on office hours, closed, an exceptional period, 
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from b2bua.testing.server import start_server
 from tests.integration.conftest import SCENARIOS, make_config
-from tests.integration.flows import call, device, uac_expect
+from tests.integration.flows import call, call_records, device, uac_expect
 
 ROUTED_USER = """
 [[users]]
@@ -47,14 +44,6 @@ timezone = "Europe/Paris"
 UAC_CALL = (SCENARIOS / "uac_call.xml").read_text()
 
 
-def _last_record(server) -> dict:
-    out = subprocess.run(
-        [sys.executable, "-m", "b2bua", "calls", "--config", str(server.config), "--last", "1",
-         "--json"], capture_output=True, text=True, check=True,
-    ).stdout
-    return json.loads(out)[0]
-
-
 @pytest.mark.parametrize(
     ("now", "caller", "expect", "rule"),
     [
@@ -86,7 +75,7 @@ def test_calls_follow_the_rules_at_a_pinned_time(tmp_path: Path, sipp_required: 
             result = call(server, uac_expect(int(expect), caller=caller), tmp_path / "caller",
                           service="1006")
             assert result.ok, result.describe()
-        record = _last_record(server)
+        (record,) = call_records(server, 1)
         assert record["rule"] == rule, record
         assert record["trace"], record
     finally:

@@ -8,8 +8,6 @@ import itertools
 import math
 import sqlite3
 import struct
-import subprocess
-import sys
 import time
 import wave
 from pathlib import Path
@@ -19,6 +17,7 @@ from b2bua.testing.net import free_port
 from b2bua.testing.server import start_server
 from b2bua.testing.sipp import finish, start_sipp
 from tests.integration.conftest import SCENARIOS, make_config
+from tests.integration.flows import call_records
 
 TONE_HZ = 440
 TONE_SECONDS = 12
@@ -86,11 +85,7 @@ def test_voicemail_records_what_the_caller_says(tmp_path: Path) -> None:
         seconds, freq = dominant_frequency(wav)
         assert seconds > 3.0
         assert abs(freq - TONE_HZ) < 15, freq
-        calls = subprocess.run(
-            [sys.executable, "-m", "b2bua", "calls", "--config", str(server.config), "--json"],
-            capture_output=True, text=True, check=True,
-        ).stdout
-        assert '"outcome": "voicemail"' in calls
+        assert call_records(server, 1)[0]["outcome"] == "voicemail"
         # The subscribed phone of 1002 was told: first "no", then "yes, 1 new".
         mwi = finish(subscriber, tmp_path / "mwi", timeout=30)
         assert mwi.ok, mwi.describe()
