@@ -146,9 +146,6 @@ class Server:
 
         config = self.config
         media = config.media
-        if media.backend != "builtin":
-            log.warning("media backend %r is not available yet: using the built-in relay",
-                        media.backend)
         self.library = SoundLibrary(data_dir, language=config.server.language)
         self.media = MediaEngine(
             media_address(self.listen),
@@ -158,8 +155,19 @@ class Server:
             language=config.server.language,
         )
         await self.media.start()
+        self.rtpengine = None
+        if media.backend == "rtpengine":
+            # rtpengine relays the calls; the built-in engine above still serves voicemail,
+            # announcements and bounce prompts (docs/media.md, "rtpengine").
+            from media.rtpengine_backend import RtpengineMedia
+
+            self.rtpengine = RtpengineMedia(
+                (media.rtpengine.host, media.rtpengine.port), library=self.library,
+                music_dir=(data_dir / "rtpengine-music").resolve(),
+            )
+            await self.rtpengine.start()
         bridge = MediaBridge(self.media, self.library, data_dir, self.db,
-                             float(media.voicemail_max_seconds))
+                             float(media.voicemail_max_seconds), remote=self.rtpengine)
         bridge.calls = self.calls
         self.calls.media_hook = bridge
         for music in config.music:
@@ -246,6 +254,8 @@ class Server:
         if self.http_runner is not None:
             await self.http_runner.cleanup()
         await self.transports.close()
+        if getattr(self, "rtpengine", None) is not None:
+            await self.rtpengine.close()
         if getattr(self, "media", None) is not None:
             await self.media.close()
         self.recorder.flush()

@@ -5,8 +5,8 @@ ng port and answers `<cookie> <bencoded dict>` with the same cookie; a lost data
 sent again with the same cookie (rtpengine caches answers by cookie, so a retransmitted `offer` is
 not applied twice). This module is the first step of an rtpengine backend behind the media
 interface: the codec (`bencode`, `bdecode`), the sans-IO `NgCodec` (build requests, match and
-check responses) and an asyncio `NgClient` with retransmissions. The backend itself (mapping
-`MediaSession` calls to commands) is not written yet; see docs/media.md.
+check responses) and an asyncio `NgClient` with retransmissions. The backend that maps the
+media session interface to commands is `media/rtpengine_backend.py`.
 
 Only `BencodeError` escapes `bdecode`, on any input.
 """
@@ -234,9 +234,13 @@ class NgClient:
 
     async def command(self, command: str, **args: Any) -> dict[str, Any]:
         """Send one command (argument names with '-' are written with '_': call_id=...)."""
+        return await self.request(command, {k.replace("_", "-"): v for k, v in args.items()})
+
+    async def request(self, command: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Send one command with its arguments as rtpengine names them ("call-id", "ICE"...);
+        the answer dictionary, `NgError` for an error answer, `MediaError` without one."""
         if self._transport is None:
             raise MediaError("rtpengine client is not open")
-        body = {k.replace("_", "-"): v for k, v in args.items()}
         cookie, datagram = self.codec.request(command, body)
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._waiters[cookie] = future

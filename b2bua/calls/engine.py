@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -167,6 +168,7 @@ class Call:
     b_offer: bytes | None = None  # the caller's offer as the branches get it (anchored)
     bounce: asyncio.Future[bool] | None = None
     digits: list[tuple[str, str]] = field(default_factory=list)  # (leg, DTMF digit)
+    sdp_queue: deque[Any] | None = None  # steps waiting for the media backend (`_with_sdp`)
 
 
 class CallEngine:
@@ -590,8 +592,10 @@ class CallEngine:
     def _relay_provisional(self, call: Call, response: Response) -> None:
         status = response.status
         body = response.body if response.body and status in (180, 183) else b""
-        if body:
-            body = self._sdp(call, "b", body, "answer")
+        self._with_sdp(call, "b", body, "answer", self._send_provisional, call, response)
+
+    def _send_provisional(self, call: Call, response: Response, body: bytes) -> None:
+        status = response.status
         if not body and call.provisional_sent == 180 and status == 180:
             return  # one 180 to A is enough (several phones ring)
         headers: list[tuple[str, str]] = [("Allow", ALLOW)]
@@ -634,19 +638,25 @@ class CallEngine:
         self.legs[(dialog.call_id, dialog.local_tag)] = (call, call.b_leg)
         if call.bounce is not None:
             # A bounce: the caller was answered by us already; its media joins the far end's.
-            self._sdp(call, "b", response.body, "answer")
-            self.stack.send_stateless(ack, branch.target.flow)
-            if not call.bounce.done():
-                call.bounce.set_result(True)
-            log.info("call %s: bounce answered by %s", call.id, branch.target.extension)
+            self._with_sdp(call, "b", response.body, "answer", self._bounce_answered, call,
+                           branch, ack)
             return
         if call.a_request.body:
             self.stack.send_stateless(ack, branch.target.flow)
-            body = self._sdp(call, "b", response.body, "answer")
+            kind = "answer"
         else:
             call.pending_b_ack = ack  # late offer: the ACK carries A's answer
-            body = self._sdp(call, "b", response.body, "offer")
-        # Bridge.
+            kind = "offer"
+        self._with_sdp(call, "b", response.body, kind, self._bridge, call, response)
+
+    def _bounce_answered(self, call: Call, branch: Branch, ack: Request, _body: bytes) -> None:
+        self.stack.send_stateless(ack, branch.target.flow)
+        if call.bounce is not None and not call.bounce.done():
+            call.bounce.set_result(True)
+        log.info("call %s: bounce answered by %s", call.id, branch.target.extension)
+
+    def _bridge(self, call: Call, response: Response, body: bytes) -> None:
+        """Answer the caller with the winning branch's (rewritten) answer: the legs are bridged."""
         a_dialog = Dialog.as_uas(call.a_request, call.a_tag)
         a_dialog.state = "CONFIRMED"
         call.a_leg = Leg("a", a_dialog, call.a_flow)
@@ -660,12 +670,79 @@ class CallEngine:
         log.info("call %s answered by %s", call.id, call.answered_by)
 
     # ================================================================ media
-    def _sdp(self, call: Call, from_leg: str, body: bytes, kind: str) -> bytes:
-        """An SDP body from `from_leg`, as the other side must see it (anchored media)."""
-        if self.media_hook is None or not body:
-            return body
-        result: bytes = self.media_hook.sdp(call, from_leg, body, kind)
-        return result
+    def _with_sdp(self, call: Call, from_leg: str, body: bytes, kind: str,
+                  then: Callable[..., None], *args: Any,
+                  answer_on_failure: tuple[Any, Request] | None = None) -> None:
+        """Pass `body` (an SDP offer or answer from `from_leg`, or b"") through the media hook,
+        then `then(*args, body_for_the_other_side)`.
+
+        The built-in relay rewrites at once: `then` runs now, no task and no await. A backend
+        that answers later (rtpengine: the hook returns an awaitable) puts the step into the
+        call's queue, and every later step of the call joins the queue while it is not empty:
+        a call's messages leave in the order they came (a 183 before the 200 of its branch, a 2xx
+        before the ACK that follows it). If the backend fails, the call ends cleanly (503 to a
+        caller not answered yet, BYE to the established legs, 500 to the in-dialog request in
+        `answer_on_failure`)."""
+        result: Any = body
+        if body and self.media_hook is not None:
+            result = self.media_hook.sdp(call, from_leg, body, kind)
+        queue = call.sdp_queue
+        if queue is None:
+            if isinstance(result, bytes):
+                then(*args, result)
+                return
+            queue = call.sdp_queue = deque()
+            task = asyncio.get_running_loop().create_task(self._drain_sdp(call, queue))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        queue.append((result, then, args, answer_on_failure))
+
+    async def _drain_sdp(self, call: Call, queue: deque[Any]) -> None:
+        """Run the call's queued steps in order, waiting for the media backend's answers."""
+        try:
+            while queue:
+                result, then, args, on_failure = queue[0]
+                if call.state == "ENDED":
+                    queue.popleft()
+                    if asyncio.iscoroutine(result):
+                        result.close()
+                    if on_failure is not None:
+                        self.stack.respond(on_failure[0], make_response(on_failure[1], 487))
+                    continue
+                if not isinstance(result, bytes):
+                    try:
+                        result = await result
+                    except MediaError as exc:
+                        self._media_backend_failed(call, queue, str(exc))
+                        return
+                queue.popleft()
+                if call.state != "ENDED":
+                    then(*args, result)
+                elif on_failure is not None:
+                    self.stack.respond(on_failure[0], make_response(on_failure[1], 487))
+            if call.state == "ENDED" and not call.final_sent:
+                self._respond(call, 487)  # the call ended while its answer was on the way
+        except Exception:  # a task boundary: one broken call must not stop the others
+            log.exception("call %s: a media step failed", call.id)
+            self._media_backend_failed(call, queue, "internal error")
+        finally:
+            if call.sdp_queue is queue:
+                call.sdp_queue = None
+
+    def _media_backend_failed(self, call: Call, queue: deque[Any], why: str) -> None:
+        log.warning("call %s: the media backend failed (%s): ending the call", call.id, why)
+        pending = list(queue)
+        queue.clear()
+        for result, _then, _args, on_failure in pending:
+            if asyncio.iscoroutine(result):
+                result.close()
+            if on_failure is not None:
+                self.stack.respond(on_failure[0], make_response(on_failure[1], 500))
+        if call.state != "ENDED":
+            call.notes.append(f"media backend: {why}")
+            self.counters["failed"] += 1
+            self._respond(call, 503)  # nothing if the caller was answered already
+            self.hangup(call, "failed")
 
     def answer_locally(self, call: Call, sdp: bytes) -> None:
         """Answer the caller ourselves (voicemail, announcement, bounce): 200 with our SDP."""
@@ -871,12 +948,19 @@ class CallEngine:
         for name in _RELAYED_REQUEST_HEADERS:
             for value in request.headers.get_all(name):
                 headers.append((name, value))
-        body = request.body
         if method in ("INVITE", "UPDATE"):
             headers.append(("Contact", self.stack.contact(other.flow)))
-            body = self._sdp(call, leg.name, body, "offer")
         if method == "INVITE":
             headers.append(("Allow", ALLOW))
+        self._with_sdp(call, leg.name, request.body if method in ("INVITE", "UPDATE") else b"",
+                       "offer", self._relay_request, call, leg, other, tx, request, headers,
+                       answer_on_failure=(tx, request))
+
+    def _relay_request(self, call: Call, leg: Leg, other: Leg, tx: Any, request: Request,
+                       headers: list[tuple[str, str]], body: bytes) -> None:
+        method = request.method
+        if method not in ("INVITE", "UPDATE"):
+            body = request.body
         relayed = self._send_in_dialog(other, method, headers=headers, body=body)
         if method == "INVITE":
             other.pending_invite = True
@@ -928,8 +1012,17 @@ class CallEngine:
             headers.append(("Contact", self.stack.contact(relay.from_leg.flow)))
             relay.to_leg.dialog.update_target(response)
         body = response.body
-        if body and req.method in ("INVITE", "UPDATE") and 100 < status < 300:
-            body = self._sdp(relay.call, relay.to_leg.name, body, "answer" if req.body else "offer")
+        if not (body and req.method in ("INVITE", "UPDATE") and 100 < status < 300):
+            self._send_relayed_response(relay, response, headers, body)
+            return
+        self._with_sdp(relay.call, relay.to_leg.name, body, "answer" if req.body else "offer",
+                       self._send_relayed_response, relay, response, headers,
+                       answer_on_failure=(relay.server_tx, req))
+
+    def _send_relayed_response(self, relay: Relay, response: Response,
+                               headers: list[tuple[str, str]], body: bytes) -> None:
+        status = response.status
+        req = relay.request
         resp = make_response(req, status, response.reason, headers=headers, body=body)
         if req.method == "INVITE" and 200 <= status < 300:
             to_dialog = relay.to_leg.dialog
@@ -948,10 +1041,14 @@ class CallEngine:
             call.pending_b_ack = None
             other = call.b_leg if leg is call.a_leg else call.a_leg
             assert other is not None
-            if ack.body:
-                pending.body = self._sdp(call, leg.name, ack.body, "answer")
-                pending.headers.set("Content-Type", ack.headers.get("content-type") or "application/sdp")
-            self.stack.send_stateless(pending, other.flow)
+            self._with_sdp(call, leg.name, ack.body, "answer", self._send_pending_ack, pending,
+                           ack, other)
+
+    def _send_pending_ack(self, pending: Request, ack: Request, other: Leg, body: bytes) -> None:
+        if ack.body:
+            pending.body = body
+            pending.headers.set("Content-Type", ack.headers.get("content-type") or "application/sdp")
+        self.stack.send_stateless(pending, other.flow)
 
     # ================================================================ failures and the end
     def transaction_failed(self, tx: Any, why: str) -> None:

@@ -14,6 +14,12 @@ task: voicemail (greeting, beep, recording written atomically and indexed), an a
 (played once, then BYE), and bounce (the caller hears "please wait while we locate extension X"
 while the number is called as a private call; answered: the legs are bridged; not answered:
 "user unavailable, redirecting to voicemail", then voicemail).
+
+With `[media] backend = "rtpengine"`, a call's session is an `RtpengineSession`
+(media/rtpengine_backend.py): `sdp()` then returns a coroutine (one ng round trip) instead of
+bytes, and the call engine waits for it in the call's order. The media destinations need our own
+RTP endpoint (prompts, recording): when a call reaches one, the built-in relay takes over the
+call (a built-in session replaces the rtpengine one, which is deleted) for the rest of the call.
 """
 
 from __future__ import annotations
@@ -22,12 +28,15 @@ import asyncio
 import logging
 import secrets
 import time
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from media.engine import MediaEngine, MediaSession
 from media.errors import MediaError
 from media.library import SoundLibrary
+from media.rtpengine import NgError
+from media.rtpengine_backend import RtpengineMedia, RtpengineSession
 
 if TYPE_CHECKING:
     from b2bua.calls.engine import Call, CallEngine
@@ -45,8 +54,10 @@ class MediaBridge:
         data_dir: Path,
         db: Any,
         voicemail_max_seconds: float,
+        remote: RtpengineMedia | None = None,
     ) -> None:
         self.engine = engine
+        self.remote = remote  # rtpengine relays the calls' media; `engine` serves destinations
         self.library = library
         self.data_dir = data_dir
         self.db = db
@@ -59,26 +70,39 @@ class MediaBridge:
     async def attach(self, call: Call) -> None:
         """Create the call's session; the caller's offer becomes the offer the branches get."""
         assert self.calls is not None
-        session = await self.engine.create_session(
-            call.id,
-            on_timeout=lambda leg: self._rtp_timeout(call, leg),
-            on_dtmf=lambda leg, event: self._dtmf(call, leg, event),
-        )
-        call.media = session
         user = self.calls.directory.user(call.callee)
         music = getattr(user, "hold_music", None) or "default"
         known = self._music_known.get(music)
         if known is None:  # looked up on disk once per name, not once per call
             known = self._music_known[music] = self.library.has_music(music)
+        if self.remote is not None:
+            remote = await self.remote.create_session(call.id)
+            call.media = remote
+            remote.hold_music = music if known else "default"
+            if call.a_request.body:
+                call.b_offer = await remote.offer("a", call.a_request.body, call.a_flow.host)
+            return
+        session = await self._builtin_session(call)
+        call.media = session
         session.hold_music = music if known else "default"
         if call.a_request.body:
             call.b_offer = session.offer("a", call.a_request.body)
 
-    def sdp(self, call: Call, from_leg: str, body: bytes, kind: str) -> bytes:
-        """`body` (an offer or answer from `from_leg`) as the other leg must see it."""
-        session: MediaSession | None = call.media
+    async def _builtin_session(self, call: Call) -> MediaSession:
+        return await self.engine.create_session(
+            call.id,
+            on_timeout=lambda leg: self._rtp_timeout(call, leg),
+            on_dtmf=lambda leg, event: self._dtmf(call, leg, event),
+        )
+
+    def sdp(self, call: Call, from_leg: str, body: bytes, kind: str) -> bytes | Awaitable[bytes]:
+        """`body` (an offer or answer from `from_leg`) as the other leg must see it: bytes from
+        the built-in relay, a coroutine (to await in the call's order) with rtpengine."""
+        session: MediaSession | RtpengineSession | None = call.media
         if session is None or not body or session.closed:
             return body
+        if isinstance(session, RtpengineSession):
+            return self._remote_sdp(call, session, from_leg, body, kind)
         try:
             if kind == "offer":
                 return session.offer(from_leg, body)  # type: ignore[arg-type]
@@ -88,8 +112,36 @@ class MediaBridge:
             log.info("call %s: SDP from leg %s not usable: %s", call.id, from_leg, exc)
             return body
 
+    async def _remote_sdp(
+        self, call: Call, session: RtpengineSession, from_leg: str, body: bytes, kind: str
+    ) -> bytes:
+        current = call.media
+        if current is not session:  # the built-in relay took the call over meanwhile
+            result = self.sdp(call, from_leg, body, kind)
+            return result if isinstance(result, bytes) else await result
+        if session.closed:
+            return body
+        source = self._source(call, from_leg)
+        try:
+            if kind == "offer":
+                return await session.offer(from_leg, body, source)  # type: ignore[arg-type]
+            return await session.answer(from_leg, body, source)  # type: ignore[arg-type]
+        except NgError as exc:  # rtpengine refused this body: relayed as it is (not anchored)
+            log.warning("call %s: rtpengine refused the SDP from leg %s: %s", call.id, from_leg,
+                        exc)
+            return body
+
+    @staticmethod
+    def _source(call: Call, leg: str) -> str | None:
+        """The address leg `leg`'s SIP comes from (for NAT detection)."""
+        if leg == "a":
+            return call.a_flow.host
+        if call.b_leg is not None:
+            return call.b_leg.flow.host
+        return None
+
     def ended(self, call: Call) -> None:
-        session: MediaSession | None = call.media
+        session: MediaSession | RtpengineSession | None = call.media
         if session is not None and not session.closed:
             self._spawn(session.close())
 
@@ -136,12 +188,25 @@ class MediaBridge:
             log.exception("call %s: media destination crashed", call.id)
             self.calls.media_failed(call, 500)
 
-    def _answer(self, call: Call) -> MediaSession | None:
+    async def _answer(self, call: Call) -> MediaSession | None:
         """Answer the caller ourselves (once); None if the call is gone."""
         assert self.calls is not None
-        session: MediaSession | None = call.media
+        session: MediaSession | RtpengineSession | None = call.media
         if session is None or call.state == "ENDED":
             return None
+        if isinstance(session, RtpengineSession):
+            # Prompts and recordings need our own RTP endpoint: the built-in relay takes over.
+            log.info("call %s: media destination: the built-in relay takes the call over "
+                     "from rtpengine", call.id)
+            local = await self._builtin_session(call)
+            local.hold_music = session.hold_music
+            call.media = local
+            self._spawn(session.close())
+            if call.state == "ENDED":
+                self._spawn(local.close())
+                return None
+            session = local
+        assert isinstance(session, MediaSession)
         if call.a_leg is None:
             offer = call.a_request.body
             if not offer:
@@ -152,7 +217,7 @@ class MediaBridge:
 
     async def _voicemail(self, call: Call, box: str) -> None:
         assert self.calls is not None
-        session = self._answer(call)
+        session = await self._answer(call)
         if session is None:
             return
         call.notes.append(f"voicemail of {box}")
@@ -196,7 +261,7 @@ class MediaBridge:
 
     async def _announcement(self, call: Call, message: str) -> None:
         assert self.calls is not None
-        session = self._answer(call)
+        session = await self._answer(call)
         if session is None:
             return
         call.notes.append(f"announcement {message}")
@@ -206,7 +271,7 @@ class MediaBridge:
 
     async def _bounce(self, call: Call, ext: str, dest: Any) -> None:
         assert self.calls is not None
-        session = self._answer(call)
+        session = await self._answer(call)
         if session is None:
             return
         user = self.calls.directory.user(ext)
