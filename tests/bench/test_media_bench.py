@@ -6,6 +6,9 @@
   earliest offset): send-time jitter as seen on the wire. Also CPU per stream.
 - relay: N calls, both directions at 50 packets/s each, between 2N phone sockets in a separate
   process; every packet must come out on the other side (zero loss). Also CPU per call.
+- relay, built-in and rtpengine: the same relay load through the built-in engine, then through a
+  real rtpengine (Debian `rtpengine-daemon`, userspace forwarding, 2 worker threads, started and
+  stopped by the test), in one run; rtpengine's CPU is read from /proc/PID/stat.
 
 The load side runs in another process so it does not share the engine's core. Every run is
 bounded (a few seconds of traffic); the figures are printed and asserted loosely only.
@@ -277,6 +280,56 @@ async def _relay(calls: int, seconds: float) -> dict[str, Any]:
     return result
 
 
+async def _relay_rtpengine(calls: int, seconds: float, workdir: str) -> dict[str, Any]:
+    """The relay figure through a real rtpengine (userspace forwarding, 2 worker threads):
+    N calls set up over ng, the same phones process; CPU of the rtpengine process from
+    /proc/PID/stat."""
+    import re
+    from pathlib import Path
+
+    from b2bua.testing.rtpengine import start_rtpengine
+    from media.rtpengine import NgClient
+    from media.rtpengine_backend import answer_args, delete_args, offer_args
+
+    rtpengine = start_rtpengine(Path(workdir), ports=4 * calls + 100, log_level=4)
+    phones = await _spawn("phones", str(calls), str(seconds))
+    client = NgClient(rtpengine.ng)
+    await client.open()
+    port_of = re.compile(rb"m=audio (\d+) ")
+    try:
+        ports = (await _line(phones))["ports"]
+        dests: list[list[Any]] = [[]] * (2 * calls)
+        for i in range(calls):
+            pa, pb = ports[2 * i], ports[2 * i + 1]
+            to_b = await client.request("offer", offer_args(f"relay-{i}", "a", _phone_sdp(pa)))
+            to_a = await client.request("answer", answer_args(f"relay-{i}", "b", _phone_sdp(pb)))
+            facing_a = port_of.search(to_a["sdp"])
+            facing_b = port_of.search(to_b["sdp"])
+            assert facing_a is not None and facing_b is not None
+            dests[2 * i] = [IP, int(facing_a.group(1))]
+            dests[2 * i + 1] = [IP, int(facing_b.group(1))]
+        assert phones.stdin is not None
+        phones.stdin.write((json.dumps({"dests": dests}) + "\n").encode())
+        await phones.stdin.drain()
+        await asyncio.sleep(1.0)
+        cpu0, wall0 = rtpengine.cpu_seconds(), time.monotonic()
+        await asyncio.sleep(max(0.5, seconds - 1.5))
+        cpu = rtpengine.cpu_seconds() - cpu0
+        wall = time.monotonic() - wall0
+        result = await _line(phones, seconds + 30)
+        for i in range(calls):
+            await client.request("delete", delete_args(f"relay-{i}"))
+    finally:
+        client.close()
+        if phones.returncode is None:
+            await phones.wait()
+        rtpengine.stop()
+    result["cpu_core_fraction"] = cpu / wall
+    result["cpu_us_per_packet"] = cpu / wall / (calls * 100) * 1e6
+    result["cpu_percent_per_stream"] = cpu / wall * 100 / (2 * calls)
+    return result
+
+
 @pytest.mark.parametrize("streams", [300, 1000])
 def test_hold_music_pacing(streams: int) -> None:
     result = _run(lambda: _hold_music(streams, 8.0))
@@ -293,6 +346,28 @@ def test_relay_zero_loss(calls: int) -> None:
     result["load_average"] = os.getloadavg()[0]
     print(f"\nrelay, {calls} calls x 2 directions x 50 pps: {json.dumps(result)}")
     assert result["received"] == result["sent"]
+
+
+@pytest.mark.parametrize("calls", [500])
+def test_relay_builtin_and_rtpengine(calls: int, tmp_path: Any) -> None:
+    """The same load through the built-in relay, then through rtpengine, in one run."""
+    from b2bua.testing.rtpengine import RTPENGINE
+
+    if RTPENGINE is None:
+        pytest.fail("rtpengine is missing: scripts/setup --test installs rtpengine-daemon")
+    results = {}
+    for name, factory in (
+        ("builtin", lambda: _relay(calls, 8.0)),
+        ("rtpengine", lambda: _relay_rtpengine(calls, 8.0, str(tmp_path / "rtpengine"))),
+    ):
+        result = _run(factory)
+        result["load_average"] = os.getloadavg()[0]
+        if name == "builtin":
+            result["cpu_percent_per_stream"] = result["cpu_core_fraction"] * 100 / (2 * calls)
+        results[name] = result
+        print(f"\nrelay {name}, {calls} calls x 2 directions x 50 pps: {json.dumps(result)}")
+    for result in results.values():
+        assert result["received"] == result["sent"]
 
 
 if __name__ == "__main__":

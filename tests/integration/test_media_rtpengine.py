@@ -5,6 +5,7 @@ hang-up, and an rtpengine that stops answering fails the call cleanly."""
 
 from __future__ import annotations
 
+import audioop
 import signal
 import socket
 import struct
@@ -18,8 +19,10 @@ import pytest
 
 from b2bua.testing.rtpengine import RTPENGINE, RunningRtpengine, start_rtpengine
 from b2bua.testing.server import start_server
+from media.library import SoundLibrary
+from media.testing import correlation
 from tests.integration.conftest import SCENARIOS, make_config
-from tests.integration.flows import call, call_records, device, uac_expect
+from tests.integration.flows import call, call_records, device, uac_expect, uac_reinvite
 
 UAC_CALL = (SCENARIOS / "uac_call.xml").read_text()
 UAS_ANSWER = (SCENARIOS / "uas_answer.xml").read_text()
@@ -210,3 +213,35 @@ def test_rtpengine_silent_at_the_answer_ends_both_legs(
             rtpengine.process.send_signal(signal.SIGCONT)
         server.stop()
 
+
+
+def test_hold_plays_the_callees_music_through_rtpengine(
+    tmp_path: Path, rtpengine: RunningRtpengine
+) -> None:
+    server = start_server(make_config(tmp_path, extra=media(rtpengine.ng)))
+    held = Phone(2)
+    try:
+        xml = sdp_port((SCENARIOS / "uas_answer_reinvite.xml").read_text(), held.port)
+        callee = device(server, "uas_answer_reinvite", "1001", "secret1001", tmp_path / "callee",
+                        xml=xml)
+        listening = threading.Thread(target=held._receive_until, args=(time.monotonic() + 12,))
+        listening.start()
+        # INVITE, 200, ACK, then a sendonly re-INVITE (hold) kept 4 s, then BYE.
+        result = call(server, uac_reinvite().replace(
+            '  <send retrans="500" start_rtd="bye"', '  <pause milliseconds="4000"/>\n'
+            '  <send retrans="500" start_rtd="bye"'), tmp_path / "caller", pause_ms=500)
+        assert result.ok, result.describe()
+        r = callee.result()
+        assert r.ok, r.describe()
+        listening.join()
+    finally:
+        held.close()
+        server.stop()
+    assert "play media" in rtpengine.log()
+    assert len(held.received) > 100, f"only {len(held.received)} RTP packets during the hold"
+    heard = audioop.ulaw2lin(b"".join(held.received), 2)
+    music = audioop.ulaw2lin(b"".join(SoundLibrary(tmp_path / "lib").music("default").pcmu), 2)
+    fragment = heard[8000:16000]  # half a second, a little after the hold began
+    offset, _factor = audioop.findfit(music[: 8000 * 2 * 12], fragment)
+    corr = correlation(fragment, music[2 * offset : 2 * offset + len(fragment)])
+    assert corr > 0.95, corr
