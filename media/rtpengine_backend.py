@@ -331,8 +331,16 @@ class RtpengineMedia:
         path = (self.music_dir / f"{sound.name}.wav").resolve()
         pcm = b"".join(PCMU.decode(frame) for frame in sound.pcmu)
         try:
-            await asyncio.to_thread(write_wav_atomic, path, pcm)
+            await asyncio.to_thread(_write_readable, path, pcm)
         except OSError as e:
             raise MediaError(f"cannot write {path} for rtpengine: {e.strerror}") from None
         self._music[sound.name] = (sound, path)
         return path
+
+
+def _write_readable(path: Path, pcm: bytes) -> None:
+    """Write the WAV file readable by rtpengine (Debian runs it as its own user)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.chmod(0o755)
+    write_wav_atomic(path, pcm)
+    path.chmod(0o644)
