@@ -35,6 +35,7 @@ The mapping from a leg's SDP to ng arguments is pure (`offer_args`, `answer_args
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import logging
 from collections.abc import Callable, Mapping
@@ -263,25 +264,37 @@ class RtpengineMedia:
         self._sessions: dict[str, RtpengineSession] = {}
         self._music: dict[str, tuple[Sound, Path]] = {}
         self._exports: dict[str, asyncio.Task[Path]] = {}
+        self._ping: asyncio.Task[bool] | None = None
         self.started = False
 
-    async def start(self) -> bool:
-        """Open the control socket and ping rtpengine; False (logged) if it does not answer:
-        calls then fail with 503 until it does."""
+    async def start(self) -> None:
+        """Open the control socket; a ping in the background says in the log whether rtpengine
+        answers (if not, calls fail with 503 until it does)."""
         await self.client.open()
         self.started = True
+        self._ping = asyncio.get_running_loop().create_task(self.check())
+
+    async def check(self) -> bool:
+        """Ping rtpengine; False (logged) if it does not answer."""
         try:
             await self.client.ping()
         except MediaError as e:
             log.warning("rtpengine at %s:%d does not answer (%s): calls will fail until it does",
                         *self.address, e)
             return False
-        log.info("media: rtpengine at %s:%d", *self.address)
+        log.info("media: rtpengine at %s:%d answers", *self.address)
         return True
 
     async def close(self) -> None:
-        for session in list(self._sessions.values()):
-            await session.close()
+        """Delete every call still in rtpengine (all at once, bounded by one command's timeout)
+        and close the control socket."""
+        if self._ping is not None:
+            self._ping.cancel()
+        sessions = list(self._sessions.values())
+        if sessions:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.gather(*(s.close() for s in sessions)),
+                                       self.client.timeout + 1.0)
         self.client.close()
         self.started = False
 

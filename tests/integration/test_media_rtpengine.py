@@ -20,6 +20,7 @@ import pytest
 from b2bua.testing.rtpengine import RTPENGINE, RunningRtpengine, start_rtpengine
 from b2bua.testing.server import start_server
 from media.library import SoundLibrary
+from media.rtpengine_backend import RtpengineMedia
 from media.testing import correlation
 from tests.integration.conftest import SCENARIOS, make_config
 from tests.integration.flows import call, call_records, device, uac_expect, uac_reinvite
@@ -245,3 +246,20 @@ def test_hold_plays_the_callees_music_through_rtpengine(
     offset, _factor = audioop.findfit(music[: 8000 * 2 * 12], fragment)
     corr = correlation(fragment, music[2 * offset : 2 * offset + len(fragment)])
     assert corr > 0.95, corr
+
+
+async def test_a_dead_rtpengine_is_reported_and_shutdown_stays_bounded() -> None:
+    silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    silent.bind(("127.0.0.1", 0))
+    backend = RtpengineMedia(silent.getsockname(), timeout=0.5, retransmit=0.1)
+    try:
+        await backend.start()
+        assert not await backend.check()
+        for i in range(50):
+            await backend.create_session(f"call-{i}")
+        t0 = time.monotonic()
+        await backend.close()  # 50 deletes nobody answers: at once, not one after the other
+        assert time.monotonic() - t0 < 2.0
+        assert not backend.sessions
+    finally:
+        silent.close()
