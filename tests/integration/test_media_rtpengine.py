@@ -263,3 +263,22 @@ async def test_a_dead_rtpengine_is_reported_and_shutdown_stays_bounded() -> None
         assert not backend.sessions
     finally:
         silent.close()
+
+
+def test_an_announcement_moves_the_call_to_the_built_in_relay(
+    tmp_path: Path, rtpengine: RunningRtpengine
+) -> None:
+    from tests.integration.test_media_destinations import CALL_THEN_BYE_IN, USERS
+
+    server = start_server(make_config(tmp_path, extra=USERS.format() + media(rtpengine.ng)))
+    try:
+        t0 = time.monotonic()
+        # 0499... matches only `*` of user 1005: answered by us, the message plays, our BYE.
+        xml = CALL_THEN_BYE_IN.replace("sip:0611223344@", "sip:0499887766@")
+        result = call(server, xml, tmp_path / "caller", service="1005")
+        assert result.ok, result.describe()
+        assert time.monotonic() - t0 > 1.5  # the message lasted
+        assert "built-in relay takes the call over from rtpengine" in server.log()
+        wait_for(lambda: not rtpengine.calls(), 5, "the rtpengine call deleted")
+    finally:
+        server.stop()
