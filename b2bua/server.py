@@ -164,6 +164,7 @@ class Server:
             self.rtpengine = RtpengineMedia(
                 (media.rtpengine.host, media.rtpengine.port), library=self.library,
                 music_dir=(data_dir / "rtpengine-music").resolve(),
+                rtp_timeout=float(media.rtp_timeout),
             )
             await self.rtpengine.start()
         bridge = MediaBridge(self.media, self.library, data_dir, self.db,

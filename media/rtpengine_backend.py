@@ -23,6 +23,11 @@ we only drive it over its ng control socket (`media.rtpengine.NgClient`):
   `play media` (the class is exported once as an 8 kHz WAV file that rtpengine reads: it must run
   on the same host or see the same path), and `stop media` when the call is taken back.
 - The end of the call is an ng `delete` of the whole call.
+- RTP timeout: every `rtp_timeout / 2` seconds one `query` per answered call reads the packets
+  rtpengine received from each leg; a leg whose SDP says it sends and whose count has not moved
+  for `rtp_timeout` seconds (counted from its last SDP, never while either leg holds) is reported
+  once to `on_timeout(leg)`, as the built-in relay does. A call rtpengine no longer knows (its
+  own timeout deleted it, or it restarted) is reported the same way.
 
 Commands are coroutines: the call engine waits for them in the call's order (see
 `b2bua/calls/engine.py`, `_with_sdp`). `NgError` (rtpengine refused the body) and `MediaError`
@@ -46,7 +51,7 @@ from media.errors import MediaError
 from media.g711 import PCMU
 from media.library import Sound, SoundLibrary, write_wav_atomic
 from media.rtpengine import NgClient, NgError
-from media.sdp import SdpError, SessionDescription, first_audio, is_hold
+from media.sdp import SdpError, SessionDescription, direction, first_audio, is_hold
 
 __all__ = [
     "RtpengineMedia",
@@ -56,7 +61,9 @@ __all__ = [
     "delete_args",
     "offer_args",
     "play_args",
+    "received_packets",
     "sdp_host",
+    "sends",
 ]
 
 log = logging.getLogger("media.rtpengine")
@@ -85,6 +92,35 @@ def sdp_host(sdp: bytes) -> str | None:
         return None
     conn = parsed.connection_for(index)
     return conn.host if conn is not None else None
+
+
+def sends(sdp: bytes) -> bool:
+    """True if this SDP says its sender will send RTP (sendrecv or sendonly, a real address)."""
+    try:
+        parsed = SessionDescription.parse(sdp)
+    except SdpError:
+        return False
+    index = first_audio(parsed)
+    if index is None or direction(parsed, index) not in ("sendrecv", "sendonly"):
+        return False
+    conn = parsed.connection_for(index)
+    return conn is not None and conn.host not in ("0.0.0.0", "::")
+
+
+def received_packets(query: Mapping[str, Any]) -> dict[str, int]:
+    """From an ng `query` answer: the RTP packets rtpengine received from each tag's endpoint."""
+    counts: dict[str, int] = {}
+    tags = query.get("tags")
+    if not isinstance(tags, Mapping):
+        return counts
+    for tag, monologue in tags.items():
+        total = 0
+        for section in monologue.get("medias", []) if isinstance(monologue, Mapping) else []:
+            for stream in section.get("streams", []):
+                if b"RTP" in stream.get("flags", []):
+                    total += int(stream.get("stats", {}).get("packets", 0))
+        counts[tag] = total
+    return counts
 
 
 def behind_nat(sdp_address: str | None, source: str | None) -> bool:
@@ -171,10 +207,48 @@ class RtpengineSession:
         self.hold_music: Sound | str | None = None
         self.closed = False
         self.on_dtmf: Any = None  # not reported: rtpengine relays RFC 4733 events itself
-        self.on_timeout: Any = None  # not reported: rtpengine's own --timeout applies
+        self.on_timeout: Callable[[LegName], None] | None = None
         self._answered = False
         self._held: dict[str, bool] = {"a": False, "b": False}
         self._playing: set[LegName] = set()
+        # RTP timeout, as the built-in relay: per leg, does it send, since when is RTP expected,
+        # the last packet count seen and when it last moved.
+        self._sends: dict[LegName, bool] = {"a": False, "b": False}
+        self._expect_since: dict[LegName, float] = {"a": 0.0, "b": 0.0}
+        self._count: dict[LegName, int] = {"a": 0, "b": 0}
+        self._moved: dict[LegName, float] = {"a": float("-inf"), "b": float("-inf")}
+        self._timed_out: set[LegName] = set()
+        self._lost = False  # rtpengine no longer knows the call (reported once)
+
+    def _sdp_seen(self, leg: LegName, sdp: bytes) -> None:
+        self._sends[leg] = sends(sdp)
+        self._expect_since[leg] = self.backend.clock()
+        self._timed_out.discard(leg)
+
+    def watch(self, counts: Mapping[str, int] | None, now: float, timeout: float) -> list[LegName]:
+        """The legs that just timed out, given rtpengine's received-packet counts per tag (None:
+        rtpengine does not know the call any more)."""
+        if not self._answered or any(self._held.values()):
+            return []
+        if counts is None:  # the whole call is gone: reported once, on leg "a"
+            if self._lost:
+                return []
+            self._lost = True
+            return ["a"]
+        out: list[LegName] = []
+        for leg in ("a", "b"):
+            count = counts.get(leg, 0)
+            if count != self._count[leg]:
+                self._count[leg] = count
+                self._moved[leg] = now
+            if (
+                self._sends[leg]
+                and leg not in self._timed_out
+                and now - max(self._moved[leg], self._expect_since[leg]) >= timeout
+            ):
+                self._timed_out.add(leg)
+                out.append(leg)
+        return out
 
     async def offer(self, from_leg: LegName, sdp: bytes, source: str | None = None) -> bytes:
         """An SDP offer from `from_leg`; returns the offer for the other leg. A hold offer plays
@@ -183,6 +257,7 @@ class RtpengineSession:
         args = offer_args(self.call_id, from_leg, sdp, renegotiation=self._answered,
                           source=source)
         out = _sdp_of("offer", await self.backend.client.request("offer", args))
+        self._sdp_seen(from_leg, sdp)
         held = _holds(sdp)
         if held != self._held[from_leg]:
             self._held[from_leg] = held
@@ -194,6 +269,7 @@ class RtpengineSession:
         self._check_open()
         args = answer_args(self.call_id, from_leg, sdp, source=source)
         out = _sdp_of("answer", await self.backend.client.request("answer", args))
+        self._sdp_seen(from_leg, sdp)
         self._answered = True
         return out
 
@@ -256,8 +332,13 @@ class RtpengineMedia:
         music_dir: Path | None = None,
         timeout: float = 3.0,
         retransmit: float = 0.5,
+        rtp_timeout: float = 0.0,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self.address = address
+        self.rtp_timeout = rtp_timeout  # 0: not watched
+        self._clock_arg = clock
+        self.clock: Callable[[], float] = clock or (lambda: 0.0)
         self.library = library
         self.music_dir = music_dir
         self.client = NgClient(address, timeout=timeout, retransmit=retransmit)
@@ -265,14 +346,46 @@ class RtpengineMedia:
         self._music: dict[str, tuple[Sound, Path]] = {}
         self._exports: dict[str, asyncio.Task[Path]] = {}
         self._ping: asyncio.Task[bool] | None = None
+        self._watchdog: asyncio.Task[None] | None = None
         self.started = False
 
     async def start(self) -> None:
         """Open the control socket; a ping in the background says in the log whether rtpengine
         answers (if not, calls fail with 503 until it does)."""
+        loop = asyncio.get_running_loop()
+        if self._clock_arg is None:
+            self.clock = loop.time
         await self.client.open()
         self.started = True
-        self._ping = asyncio.get_running_loop().create_task(self.check())
+        self._ping = loop.create_task(self.check())
+        if self.rtp_timeout > 0:
+            self._watchdog = loop.create_task(self._watch())
+
+    async def _watch(self) -> None:
+        """Query the answered calls every `rtp_timeout / 2` seconds for their packet counts."""
+        interval = max(0.5, self.rtp_timeout / 2)
+        while True:
+            await asyncio.sleep(interval)
+            for session in list(self._sessions.values()):
+                if session.closed or not session._answered or session.on_timeout is None:
+                    continue
+                try:
+                    answer = await self.client.request("query", {"call-id": session.call_id})
+                    counts: dict[str, int] | None = received_packets(answer)
+                except NgError:
+                    counts = None  # rtpengine forgot the call: its media is gone
+                except MediaError:
+                    continue  # no answer: the calls' own commands will tell
+                if session.closed:
+                    continue
+                for leg in session.watch(counts, self.clock(), self.rtp_timeout):
+                    log.info("call %s: no RTP from leg %s in rtpengine for %.0f s%s",
+                             session.call_id[:64], leg, self.rtp_timeout,
+                             "" if counts is not None else " (rtpengine lost the call)")
+                    try:
+                        session.on_timeout(leg)  # type: ignore[misc]
+                    except Exception:  # a callback's bug must not stop the watch of others
+                        log.exception("RTP timeout callback failed for %s", session.call_id[:64])
 
     async def check(self) -> bool:
         """Ping rtpengine; False (logged) if it does not answer."""
@@ -288,8 +401,9 @@ class RtpengineMedia:
     async def close(self) -> None:
         """Delete every call still in rtpengine (all at once, bounded by one command's timeout)
         and close the control socket."""
-        if self._ping is not None:
-            self._ping.cancel()
+        for task in (self._ping, self._watchdog):
+            if task is not None:
+                task.cancel()
         sessions = list(self._sessions.values())
         if sessions:
             with contextlib.suppress(TimeoutError):
@@ -315,6 +429,7 @@ class RtpengineMedia:
         if call_id in self._sessions:
             raise MediaError(f"a media session exists already for call {call_id[:64]}")
         session = RtpengineSession(self, call_id)
+        session.on_timeout = on_timeout
         self._sessions[call_id] = session
         return session
 

@@ -76,7 +76,8 @@ class MediaBridge:
         if known is None:  # looked up on disk once per name, not once per call
             known = self._music_known[music] = self.library.has_music(music)
         if self.remote is not None:
-            remote = await self.remote.create_session(call.id)
+            remote = await self.remote.create_session(
+                call.id, on_timeout=lambda leg: self._rtp_timeout(call, leg))
             call.media = remote
             remote.hold_music = music if known else "default"
             if call.a_request.body:

@@ -282,3 +282,25 @@ def test_an_announcement_moves_the_call_to_the_built_in_relay(
         wait_for(lambda: not rtpengine.calls(), 5, "the rtpengine call deleted")
     finally:
         server.stop()
+
+
+def test_no_rtp_through_rtpengine_ends_the_call_after_rtp_timeout(
+    tmp_path: Path, rtpengine: RunningRtpengine
+) -> None:
+    from tests.integration.test_media_destinations import CALL_THEN_BYE_IN
+
+    config = make_config(tmp_path, extra=media(rtpengine.ng) + "rtp_timeout = 2\n")
+    server = start_server(config)
+    try:
+        # Neither SIPp phone sends RTP: after about 2 s (at most 3) both legs get our BYE.
+        callee = device(server, "uas_answer", "1001", "secret1001", tmp_path / "callee")
+        t0 = time.monotonic()
+        result = call(server, CALL_THEN_BYE_IN, tmp_path / "caller")
+        assert result.ok, result.describe()
+        assert 1.5 < time.monotonic() - t0 < 8
+        r = callee.result()
+        assert r.ok, r.describe()
+        assert "no RTP from leg" in server.log()
+        wait_for(lambda: not rtpengine.calls(), 5, "the rtpengine call deleted")
+    finally:
+        server.stop()

@@ -18,7 +18,9 @@ from media.rtpengine_backend import (
     delete_args,
     offer_args,
     play_args,
+    received_packets,
     sdp_host,
+    sends,
 )
 from media.testing import phone_sdp
 
@@ -164,3 +166,52 @@ async def test_errors_propagate_and_delete_errors_do_not(tmp_path: Path) -> None
     await session.close()  # logged, not raised: the call is over anyway
     with pytest.raises(MediaError, match="exists already"):
         await media.create_session("call-4") and await media.create_session("call-4")
+
+
+def query(a: int, b: int) -> dict[str, Any]:
+    def tag(packets: int, port: int) -> dict[str, Any]:
+        return {"medias": [{"streams": [
+            {"local port": port, "flags": [b"RTP", b"filled"], "stats": {"packets": packets}},
+            {"local port": port + 1, "flags": [b"RTCP"], "stats": {"packets": 99}},
+        ]}]}
+    return {"result": b"ok", "tags": {"a": tag(a, 30000), "b": tag(b, 30010)}}
+
+
+def rx(a: int, b: int) -> dict[str, int]:
+    return received_packets(query(a, b))
+
+
+def test_received_packets_counts_rtp_per_tag() -> None:
+    assert received_packets(query(7, 0)) == {"a": 7, "b": 0}
+    assert received_packets({"result": b"ok"}) == {}
+
+
+def test_sends_follows_direction_and_address() -> None:
+    assert sends(phone_sdp("192.0.2.1", 4000))
+    assert sends(phone_sdp("192.0.2.1", 4000, direction="sendonly"))
+    assert not sends(phone_sdp("192.0.2.1", 4000, direction="recvonly"))
+    assert not sends(phone_sdp("192.0.2.1", 4000, connection="0.0.0.0"))
+    assert not sends(b"garbage")
+
+
+async def test_rtp_timeout_like_the_built_in_relay(tmp_path: Path) -> None:
+    media, _client = await backend(tmp_path)
+    now = [100.0]
+    media.clock = lambda: now[0]
+    session = await media.create_session("call-5")
+    await session.offer("a", phone_sdp("192.0.2.1", 4000))
+    assert session.watch(rx(0, 0), now[0] + 50, 10) == []  # not answered: ringing
+    await session.answer("b", phone_sdp("192.0.2.2", 5000, direction="recvonly"))
+    assert session.watch(rx(0, 0), 105.0, 10) == []
+    assert session.watch(rx(300, 0), 109.0, 10) == []  # a talks, b only listens
+    assert session.watch(rx(300, 0), 118.0, 10) == []  # a's count moved at 109
+    assert session.watch(rx(300, 0), 119.5, 10) == ["a"]
+    assert session.watch(rx(300, 0), 130.0, 10) == []  # once
+    # A new offer re-arms; while a leg holds, nothing times out.
+    now[0] = 140.0
+    await session.offer("b", phone_sdp("192.0.2.2", 5000, direction="sendonly", version=2))
+    assert session.watch(rx(300, 0), 200.0, 10) == []
+    # rtpengine forgot the call (restart, its own timeout): reported once.
+    await session.offer("b", phone_sdp("192.0.2.2", 5000, version=3))
+    assert session.watch(None, 201.0, 10) == ["a"]
+    assert session.watch(None, 202.0, 10) == []
