@@ -21,7 +21,9 @@ are relayed to the other leg and their answers back (491 on glare). A transactio
 leg ends the call on the other with a BYE.
 
 Destinations that need media (voicemail, announcements, bounce) are delegated to a `media_hook`
-when one is installed; without it they are answered 480 and logged.
+when one is installed; without it they are answered 480 and logged. Every SDP body that crosses
+goes through the hook (`_with_sdp`): at once with the built-in relay, in the call's order when
+the backend answers later (rtpengine).
 """
 
 from __future__ import annotations
