@@ -378,12 +378,15 @@ class RtpengineMedia:
                     continue  # no answer: the calls' own commands will tell
                 if session.closed:
                     continue
+                on_timeout = session.on_timeout
                 for leg in session.watch(counts, self.clock(), self.rtp_timeout):
+                    if on_timeout is None:
+                        break
                     log.info("call %s: no RTP from leg %s in rtpengine for %.0f s%s",
                              session.call_id[:64], leg, self.rtp_timeout,
                              "" if counts is not None else " (rtpengine lost the call)")
                     try:
-                        session.on_timeout(leg)  # type: ignore[misc]
+                        on_timeout(leg)
                     except Exception:  # a callback's bug must not stop the watch of others
                         log.exception("RTP timeout callback failed for %s", session.call_id[:64])
 
@@ -450,7 +453,12 @@ class RtpengineMedia:
         if task is None:
             task = asyncio.get_running_loop().create_task(self._export(sound))
             self._exports[sound.name] = task
-            task.add_done_callback(lambda _t, name=sound.name: self._exports.pop(name, None))
+            name = sound.name
+
+            def forget(_task: asyncio.Task[Path]) -> None:
+                self._exports.pop(name, None)
+
+            task.add_done_callback(forget)
         return await asyncio.shield(task)
 
     async def _export(self, sound: Sound) -> Path:
