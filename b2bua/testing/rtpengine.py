@@ -83,12 +83,17 @@ def process_cpu_seconds(pid: int) -> float:
 
 
 def _free_range(size: int, host: str) -> tuple[int, int]:
-    """A range of `size` UDP ports on `host` with nothing bound at its ends (rtpengine skips
-    ports in use anyway)."""
+    """A range of `size` UDP ports on `host`, below the kernel's ephemeral range (where the
+    sockets of tests and other programs land), with every port free right now."""
+    try:
+        ephemeral = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        ephemeral = 32768
+    top = max(ephemeral, 10000 + 2 * size)
     for _ in range(50):
-        first = random.randrange(30000, 60000 - size) & ~1
+        first = random.randrange(10000, top - size) & ~1
         try:
-            for port in (first, first + size - 1):
+            for port in range(first, first + size):
                 with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
                     s.bind((host, port))
         except OSError:

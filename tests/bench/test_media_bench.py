@@ -321,7 +321,12 @@ async def _relay_rtpengine(calls: int, seconds: float, workdir: str) -> dict[str
             await client.request("delete", delete_args(f"relay-{i}"))
     finally:
         client.close()
-        if phones.returncode is None:
+        if phones.returncode is None and phones.stdin is not None and not phones.stdin.is_closing():
+            phones.stdin.close()  # a phones process still waiting for its destinations exits
+        try:
+            await asyncio.wait_for(phones.wait(), seconds + 30)
+        except TimeoutError:
+            phones.kill()
             await phones.wait()
         rtpengine.stop()
     result["cpu_core_fraction"] = cpu / wall
