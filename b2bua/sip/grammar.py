@@ -26,6 +26,7 @@ _SIMPLE_PARAM = re.compile(
     r";([A-Za-z0-9\-.!%*_+`'~\[\]/:&$]+)(?:=([A-Za-z0-9\-.!%*_+`'~\[\]/:&$=?@]+))?"
 )
 _SIMPLE_PARAMS = re.compile(f"(?:{_SIMPLE_PARAM.pattern})*")
+SIMPLE_PARAM = _SIMPLE_PARAM  # one parameter without quotes or white space: (name, value or "")
 # quoted-pair = "\" (%x00-09 / %x0B-0C / %x0E-7F): CR and LF can never be escaped.
 _NEEDS_ESCAPE = re.compile(r'["\\\x00-\x08\x0b\x0c\x0e-\x1f\x7f]')
 

@@ -193,12 +193,12 @@ class Headers:
     def __contains__(self, name: object) -> bool:
         if not isinstance(name, str):
             return False
-        key = header_key(name)
+        key = _KEYS.get(name) or header_key(name)
         return any(f[0] == key for f in self._fields)
 
     def get(self, name: str, default: str | None = None) -> str | None:
         """Value of the first header of that name."""
-        key = header_key(name)
+        key = _KEYS.get(name) or header_key(name)
         for f in self._fields:
             if f[0] == key:
                 return f[2]
@@ -206,12 +206,12 @@ class Headers:
 
     def get_all(self, name: str) -> list[str]:
         """Values of every header of that name, each as written (not split at commas)."""
-        key = header_key(name)
+        key = _KEYS.get(name) or header_key(name)
         return [f[2] for f in self._fields if f[0] == key]
 
     def values(self, name: str) -> list[str]:
         """Every element of a list header, across repeated headers and comma-separated values."""
-        key = header_key(name)
+        key = _KEYS.get(name) or header_key(name)
         if key in SINGLE_VALUE:
             return self.get_all(key)
         out: list[str] = []
@@ -318,7 +318,7 @@ class Message:
 
     # -- typed views (parsed lazily, cached until the header changes) -----------------------
     def _typed(self, key: str, parse: Any) -> Any:
-        value = self.headers.cached(key)
+        value = self.headers._cache.get(key)
         if value is None:
             raw = self.headers.get(key)
             if raw is None:
@@ -351,7 +351,7 @@ class Message:
     @property
     def vias(self) -> list[Via]:
         """Every Via, top first."""
-        value = self.headers.cached("via")
+        value = self.headers._cache.get("via")
         if value is None:
             values = self.headers.values("via")
             if not values:
@@ -363,7 +363,8 @@ class Message:
     @property
     def via(self) -> Via:
         """The top Via."""
-        return self.vias[0]
+        value = self.headers._cache.get("via")
+        return (value if value is not None else self.vias)[0]
 
     @property
     def contacts(self) -> list[NameAddr]:

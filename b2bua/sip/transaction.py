@@ -388,9 +388,11 @@ _Payload = tuple[Transaction, Timer] | tuple[_AckWait, str]
 
 
 # -- events for the transaction user -----------------------------------------------------------
+# Plain slotted classes, not frozen dataclasses: several are made per message, and a frozen
+# dataclass pays an object.__setattr__ per field. The TU treats them as read-only.
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RequestReceived:
     """A new request. `transaction` is None for an ACK to a 2xx (it belongs to the dialog)."""
 
@@ -399,7 +401,7 @@ class RequestReceived:
     flow: Flow
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ResponseReceived:
     """A response for a client transaction (a 2xx retransmission too, in ACCEPTED)."""
 
@@ -408,7 +410,7 @@ class ResponseReceived:
     flow: Flow
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CancelReceived:
     """A CANCEL (§9.2). The TU answers `cancel_transaction` itself (200, or 481 when
     `invite_transaction` is None) and, if the INVITE is still unanswered, the INVITE with 487."""
@@ -418,28 +420,28 @@ class CancelReceived:
     request: Request
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TransactionTimedOut:
     """Timer B or F (no final response), or Timer H on an INVITE server (no ACK came)."""
 
     transaction: Transaction
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TransportFailed:
     """The transport reported a failure for the flow this transaction sends on."""
 
     transaction: Transaction
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TransactionTerminated:
     """The transaction is gone; the TU may forget what it keyed on it."""
 
     transaction: Transaction
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class AckTimedOut:
     """No ACK for our 2xx within 64*T1 (§13.3.1.4): the TU should end the session (BYE)."""
 
