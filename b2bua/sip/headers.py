@@ -326,15 +326,15 @@ def parse_via(text: str) -> Via:
     if m is not None:
         transport, host, port_text, param_text = m.group(1, 2, 3, 4)
         params = {name.lower(): value or None for name, value in SIMPLE_PARAM.findall(param_text)}
-        port = None if port_text is None else int(port_text)
-        if port is not None and port > 65535:
+        fast_port = None if port_text is None else int(port_text)
+        if fast_port is not None and fast_port > 65535:
             raise SipParseError("Via port out of range")
         if "branch" in params and not params["branch"]:
             raise SipParseError("Empty Via branch")
         rport = params.get("rport")
         if rport is not None and (not is_digits(rport) or len(rport) > 5 or int(rport) > 65535):
             raise SipParseError("Malformed Via rport")
-        return Via(transport, host, port, params)
+        return Via(transport, host, fast_port, params)
     m = _VIA.match(text)
     if m is None:
         raise SipParseError("Malformed Via")
