@@ -211,6 +211,7 @@ class LegState:
     held: bool = False  # this leg's last offer put the call on hold
     sends: bool = False  # its SDP says it sends RTP
     dtmf_pts: frozenset[int] = frozenset()
+    remote_codecs: list[CodecInfo] = field(default_factory=list)  # of remote_sdp's audio section
     playback: tuple[str, int] | None = None  # (codec name, payload type) to play to this leg
     player: Player | None = None
     recorder: Recorder | None = None
@@ -277,7 +278,7 @@ class SessionCore:
     def answer(self, from_leg: LegName, sdp: bytes, now: float) -> bytes | None:
         parsed = self._take(from_leg, sdp, now, is_answer=True)
         local = self._offer_local and self._offer_from == _other(from_leg)
-        self._settle(parsed, now)
+        self._settle(parsed, now, self.legs[from_leg].remote_codecs)
         if local:
             return None
         return self._forward(self.peer[from_leg], parsed)
@@ -327,6 +328,7 @@ class SessionCore:
         address: Address | None = None
         rtcp: Address | None = None
         sends = False
+        found: list[CodecInfo] = []
         if ai is not None:
             conn = parsed.connection_for(ai)
             port = parsed.media[ai].media.port
@@ -339,24 +341,26 @@ class SessionCore:
                         host = parts[3] if len(parts) >= 4 else conn.host
                         rtcp = (host, int(parts[0]))
             sends = address is not None and direction(parsed, ai) in ("sendrecv", "sendonly")
-            leg.dtmf_pts = frozenset(
-                c.payload_type for c in codecs(parsed, ai) if c.name == "TELEPHONE-EVENT"
-            )
+            found = codecs(parsed, ai)
+            leg.dtmf_pts = frozenset(c.payload_type for c in found if c.name == "TELEPHONE-EVENT")
         if address != leg.sdp_address:
             leg.latched = None  # a new address in SDP: latch again
             leg.latched_rtcp = None
         leg.sdp_address, leg.sdp_rtcp_address = address, rtcp
         leg.remote_sdp = parsed
+        leg.remote_codecs = found
         if not is_answer:
             leg.held = is_hold(parsed)
         leg.sends = sends
         leg.expect_since = now
         leg.timed_out = False
         if leg.playback is None:
-            leg.playback = _playback_codec(parsed, ai)
+            leg.playback = next(((c.name, c.payload_type) for c in found if c.name in CODECS), None)
         return parsed
 
-    def _settle(self, answer: SessionDescription, now: float) -> None:
+    def _settle(
+        self, answer: SessionDescription, now: float, found: list[CodecInfo] | None = None
+    ) -> None:
         """An offer/answer exchange completed: each leg's playback codec becomes the first G.711
         codec of the answer that the leg itself listed, with the leg's payload type."""
         self.established = True
@@ -364,17 +368,16 @@ class SessionCore:
         for leg in self.legs.values():
             # RTP is expected from the answer on, not while the callee rings.
             leg.expect_since = now
-        ai = first_audio(answer)
-        if ai is None:
+        if found is None:
+            ai = first_audio(answer)
+            found = codecs(answer, ai) if ai is not None else []
+        if not found:
             return
-        order = [c.name for c in codecs(answer, ai) if c.name in CODECS]
+        order = [c.name for c in found if c.name in CODECS]
         for leg in self.legs.values():
-            if leg.remote_sdp is None:
+            if not leg.remote_codecs:
                 continue
-            lai = first_audio(leg.remote_sdp)
-            if lai is None:
-                continue
-            theirs = {c.name: c for c in codecs(leg.remote_sdp, lai)}
+            theirs = {c.name: c for c in leg.remote_codecs}
             pick = next((theirs[name] for name in order if name in theirs), None)
             if pick is not None:
                 leg.playback = (pick.name, pick.payload_type)
@@ -388,13 +391,24 @@ class SessionCore:
     def _stamp(self, to: LegState, sdp: SessionDescription) -> bytes:
         """Our own o= line for leg `to`, its version bumped whenever the body changes
         (RFC 3264 §8: a changed description MUST carry an incremented version)."""
-        body = sdp.without_origin_text()
+        lines = list(sdp.lines())
+        eol = sdp.eol
+        body = eol.join([line for line in lines if not line.startswith("o=")])
         if body != to.last_sent_body:
             to.origin_version += 1
             to.last_sent_body = body
         addr_type = "IP6" if ":" in self.local_ip else "IP4"
-        origin = Origin("-", to.origin_id, to.origin_version, "IN", addr_type, self.local_ip)
-        return bytes(sdp.with_origin(origin))
+        origin = f"o=- {to.origin_id} {to.origin_version} IN {addr_type} {self.local_ip}"
+        # The session-level o= line is ours (added after v= when missing), as `with_origin` does.
+        session_lines = len(sdp.session)
+        replaced = False
+        for i in range(session_lines):
+            if isinstance(sdp.session[i], Origin):
+                lines[i] = origin
+                replaced = True
+        if not replaced:
+            lines.insert(1, origin)
+        return (eol.join(lines) + sdp.trailer).encode("utf-8", "surrogateescape")
 
     # ---- RTP --------------------------------------------------------------------------------
 
@@ -495,15 +509,6 @@ class SessionCore:
 
 def _other(leg: LegName) -> LegName:
     return "b" if leg == "a" else "a"
-
-
-def _playback_codec(sdp: SessionDescription, ai: int | None) -> tuple[str, int] | None:
-    if ai is None:
-        return None
-    for c in codecs(sdp, ai):
-        if c.name in CODECS:
-            return c.name, c.payload_type
-    return None
 
 
 def _build_sdp(

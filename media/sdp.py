@@ -290,19 +290,32 @@ class SessionDescription:
         if not body:
             raise SdpError("empty SDP body")
         trailer = text[len(body) :]
-        raw_lines = body.split("\n")
-        crlf = raw_lines[0].endswith("\r") if len(raw_lines) > 1 else trailer.startswith("\r")
         quirks: set[str] = set()
+        # The usual bodies take one split: LF only, or CRLF everywhere. Any other mix goes line
+        # by line and is flagged.
+        clean = True
+        if "\r" not in body:
+            raw_lines = body.split("\n")
+            crlf = len(raw_lines) == 1 and trailer.startswith("\r")
+        elif body.count("\r") == body.count("\r\n") == body.count("\n"):
+            raw_lines, crlf = body.split("\r\n"), True
+        else:
+            raw_lines = body.split("\n")
+            crlf = raw_lines[0].endswith("\r") if len(raw_lines) > 1 else trailer.startswith("\r")
+            clean = False
         session: list[SdpItem] = []
         sections: list[MediaSection] = []
         current: Media | None = None
         current_lines: list[SdpItem] = []
+        last = len(raw_lines) - 1
         for i, line in enumerate(raw_lines):
-            if line.endswith("\r"):
+            if clean:
+                pass
+            elif line.endswith("\r"):
                 line = line[:-1]
                 if not crlf:
                     quirks.add("mixed_line_endings")
-            elif crlf and i < len(raw_lines) - 1:
+            elif crlf and i < last:
                 quirks.add("mixed_line_endings")
             if len(line) < 2 or line[1] != "=" or not ("a" <= line[0] <= "z"):
                 raise SdpError(f"line {i + 1} is not <type>=<value>: {line[:80]!r}")
