@@ -167,12 +167,18 @@ class Headers:
     __slots__ = ("_cache", "_fields", "dirty")
 
     def __init__(self, fields: Iterable[tuple[str, str]] | None = None) -> None:
-        self._fields: list[Field] = []
         self._cache: dict[str, Any] = {}
         self.dirty = True
+        out: list[Field] = []
+        self._fields = out
         if fields is not None:
+            known = _NAME_INFO
             for name, value in fields:
-                self._fields.append(_new_field(name, value))
+                info = known.get(name)
+                if info is None or "\r" in value or "\n" in value:
+                    out.append(_new_field(name, value))  # checks (and learns) the name, or raises
+                else:
+                    out.append((info[0], info[1], value, None))
 
     @classmethod
     def _from_parsed(cls, fields: list[Field]) -> Headers:

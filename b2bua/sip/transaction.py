@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import ClassVar
@@ -99,6 +99,7 @@ class State(Enum):
     TERMINATED = "TERMINATED"
 
 
+_NO_TIMERS: tuple[Timer, ...] = ()  # what a transition starting no timer has due at once
 _WAITING = frozenset(
     {State.COMPLETED, State.CONFIRMED, State.ACCEPTED, State.TERMINATED}
 )
@@ -906,10 +907,12 @@ class TransactionLayer:
         message: Request | Response | None,
         flow: Flow | None,
         cancelled: ServerTransaction | None,
-    ) -> list[Timer]:
+    ) -> Sequence[Timer]:
         """Do a transition's actions and start its timers; returns the timers due at once."""
         for action in transition.actions:
             self._act(action, tx, message, flow, cancelled)
+        if not transition.start:
+            return _NO_TIMERS
         zero: list[Timer] = []
         for timer in transition.start:
             old_entry = tx._timers.pop(timer, None)
