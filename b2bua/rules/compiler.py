@@ -34,25 +34,16 @@ The memo dicts are bounded and invisible to callers: a table never changes its a
 from __future__ import annotations
 
 import gc
+from array import array
 from bisect import bisect_right
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 from zoneinfo import ZoneInfo
 
 from b2bua.config import WEEKDAYS, parse_date_spec, parse_hhmm
-from b2bua.rules.model import (
-    Decision,
-    Destination,
-    Rule,
-    UnknownExtension,
-    _new,
-    _set_context,
-    _set_destination,
-    _set_rule,
-    _set_rule_name,
-)
+from b2bua.rules.model import Decision, Destination, Outcome, Rule, UnknownExtension, new_decision
 from b2bua.rules.numbers import CallerPattern, normalize_number, parse_callers
 
 if TYPE_CHECKING:
@@ -71,6 +62,7 @@ __all__ = ["RuleBook", "RuleTable", "TableStats", "compile_rules", "local_instan
 _EPOCH_ORDINAL: Final = date(1970, 1, 1).toordinal()
 _NONE: Final = 15  # "no exception matched" (indexes are 0..14: at most 15 exceptions)
 _MEMO_LIMIT: Final = 65536
+_NUMBER_MEMO: Final = 8192
 _DEVICES: Final = Destination("devices")
 
 # (weekday, month, md, previous day's month, previous day's md)
@@ -293,41 +285,77 @@ def _next_md(md: int) -> tuple[int, ...]:
     return tuple(out)
 
 
-def _first_index_mask(size: int, days: Iterable[tuple[int, int, int]]) -> bytearray:
-    """mask[d] = 1 + index of the first period that may apply on day d (0: none).
+def _candidate_mask(
+    periods: Sequence[_Coverage],
+    base: int,
+    size: int,
+    md_of_days: Callable[[int, int], Sequence[int]],
+) -> tuple[bytes | array[int], tuple[tuple[int, ...], ...], bytes]:
+    """The days each period may apply on, as (mask, candidate lists, quick test).
 
-    `days` yields (period index, first day, last day) in list order.
+    Positions: md codes (0 to _MD_SIZE - 1), then epoch days from `base` (`size` of them).
+    A period may apply on the days it starts on (its yearly or one-off dates) and, when its
+    window crosses midnight, on the day after each. mask[position] indexes the candidate lists:
+    the indexes, in list order, of the periods that may apply (list 0 is empty). The quick
+    test is 1 by md code where the mask has a candidate on a day with that md code.
     """
-    mask = bytearray(size)
-    for index, a, b in reversed(list(days)):  # earlier periods overwrite later ones
-        mask[a : b + 1] = bytes((min(index + 1, 255),)) * (b + 1 - a)
-    return mask
-
-
-def _md_mask(periods: Sequence[_Coverage]) -> bytes:
-    """By md code: 1 + index of the first period that may apply (start or spill day)."""
-
-    def days() -> Iterator[tuple[int, int, int]]:
-        for index, cov in enumerate(periods):
-            for a, b in cov.yearly:
-                yield index, a, b
-                if cov.crosses:
-                    for md in _next_md(b):
-                        yield index, md, md
-
-    return bytes(_first_index_mask(13 * 32, days()))
+    # Sweep over the ranges' ends: between two consecutive ends the set of periods is constant.
+    events: list[tuple[int, int, int]] = []  # (position, +1 starts / -1 ends, period index)
+    oneoff = bytearray(_MD_SIZE)  # md codes of the one-off days
+    for index, cov in enumerate(periods):
+        for a, b in cov.yearly:
+            events += ((a, 1, index), (b + 1, -1, index))
+            if cov.crosses:
+                for md in _next_md(b):
+                    events += ((md, 1, index), (md + 1, -1, index))
+        for a, b in cov.oneoff:
+            last = b + 1 if cov.crosses else b
+            events += ((_MD_SIZE + a - base, 1, index), (_MD_SIZE + last + 1 - base, -1, index))
+            for md in md_of_days(a, last + 1):
+                oneoff[md] = 1
+    events.sort()
+    counts = [0] * len(periods)
+    active = 0  # bit i: period i may apply
+    ids: dict[int, int] = {0: 0}
+    lists: list[tuple[int, ...]] = [()]
+    segments: list[tuple[int, int, int]] = []  # (first position, end position, list id)
+    start = 0
+    for position, delta, index in events:
+        if position > start and active:
+            id_ = ids.get(active)
+            if id_ is None:
+                id_ = ids[active] = len(lists)
+                lists.append(tuple(i for i in range(active.bit_length()) if active >> i & 1))
+            segments.append((start, position, id_))
+        start = position
+        counts[index] += delta
+        if counts[index]:
+            active |= 1 << index
+        else:
+            active &= ~(1 << index)
+    values = bytearray(_MD_SIZE + size) if len(lists) <= 256 else None
+    mask: bytes | array[int]
+    if values is not None:
+        for a, b, id_ in segments:
+            values[a:b] = bytes((id_,)) * (b - a)
+        mask = bytes(values)
+    else:
+        mask = array("H" if len(lists) <= 65536 else "L", (0,)) * (_MD_SIZE + size)
+        for a, b, id_ in segments:
+            mask[a:b] = array(mask.typecode, (id_,)) * (b - a)
+    for a, b, _ in segments:
+        if a < _MD_SIZE:
+            oneoff[a:b] = b"\x01" * (b - a)
+    return mask, tuple(lists), bytes(oneoff)
 
 
 @dataclass(frozen=True, slots=True)
-class _Period(_Coverage):
+class _Period:
     """An exceptional period: its coverage, name and destination."""
 
+    coverage: _Coverage
     name: str
     destination: Destination
-
-    @property
-    def coverage(self) -> _Coverage:
-        return self
 
 
 @dataclass(frozen=True, slots=True)
@@ -335,9 +363,14 @@ class _Periods:
     """A user's exceptional periods in list order, with a prefilter of the days they touch."""
 
     periods: tuple[_Period, ...]
-    md_mask: bytes  # by md code: 1 if a yearly period may apply that day
-    oneoff_base: int  # first epoch day of oneoff_mask
-    oneoff_mask: bytes  # by epoch day - oneoff_base: 1 if a one-off period may apply
+    # By md code (the first _MD_SIZE items), then by epoch day from oneoff_base: which
+    # candidate list holds the periods that may apply that day (see `_candidate_mask`).
+    mask: bytes | array[int]
+    oneoff_base: int
+    candidates: tuple[tuple[int, ...], ...]
+    # The quick test: by md code, 1 if the mask has a candidate on a day with this md code
+    # (yearly, or one-off in any year), else 0. Most calls read 0 here and stop.
+    days: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -348,77 +381,126 @@ class _Exceptions:
     patterns: dict[str, int]  # number or prefix -> exact index * 16 + prefix index (15: none)
     prefix_lengths: tuple[int, ...]
     destinations: tuple[Destination, ...]
-    names: tuple[str, ...]
+    names: tuple[str, ...]  # the callers as written
+    keys: frozenset[str]  # the keys of `patterns`: probed first (a miss reads fewer cache lines)
 
 
-_NO_PERIODS: Final = _Periods((), bytes(13 * 32), 0, b"")
+_NO_PERIODS: Final = _Periods((), bytes(13 * 32), 0, ((),), bytes(13 * 32))
 _NO_HOURS: Final[tuple[_Hours | None, ...]] = (None,) * 13
 
 
+# A user's hot data is one flat tuple, its "record", read by decide() with constant indexes:
+# one object (a few cache lines) instead of a tree of objects and dicts. Item:
+_EXPLAINER: Final = 0  # the _UserRules (cold: only traces read it)
+_STATIC: Final = 1  # the outcome when the schedule is disabled, else None
+_CLOCK: Final = 2  # the zone's _ZoneClock (shared)
+_PDAYS: Final = 3  # by md code: nonzero if a period may apply on a day with this md code
+_KEYS: Final = 4  # frozenset of the keys of record[_PATTERNS]; None: no exceptions
+_STAR: Final = 5  # index of the first `*` exception, or _NONE
+_LENGTHS: Final = 6  # distinct prefix lengths
+_CLOSED: Final = 7  # outcome outside office hours
+_IN_HOURS: Final = 8  # outcome inside office hours (forward or devices)
+_HOURS: Final = 8  # record[_HOURS + month]: that month's bitmap of the week, None: no hours
+_PATTERNS: Final = 21  # number or prefix -> exact index * 16 + prefix index
+_PMASK: Final = 22  # periods' mask (_Periods.mask); one-off day d is at d - record[_OBASE]
+_OBASE: Final = 23
+_PLEN: Final = 24  # len(record[_PMASK])
+_PERIODS: Final = 25  # tuple of _Period
+_CANDIDATES: Final = 26  # _Periods.candidates
+_SPLIT: Final = 27  # _Hours by month (index 1..12), for the 1st of a month; None: no hours
+_EXCEPTIONS: Final = 28  # from here, destination and callers of each caller-ID exception
+_MD_SIZE: Final = 13 * 32
+
+_Record = tuple[Any, ...]
+
+
 class _UserRules:
-    """One user's compiled rules (see module docstring for the structures)."""
+    """One user's compiled rules as traces read them (decide() reads the user's record)."""
 
     __slots__ = (
         "clock",
         "closed",
         "country_code",
         "exception_destinations",
-        "exception_names",
-        "extension",
-        "has_exceptions",
-        "hours",
         "in_hours",
         "in_hours_rule",
-        "md_mask",
-        "oneoff_base",
-        "oneoff_mask",
-        "patterns",
         "periods",
-        "prefix_lengths",
         "source",
-        "star",
-        "static",
     )
 
-    def __init__(self, user: User, clock: _ZoneClock, country_code: str, memo: _Memo) -> None:
-        self.source = user
-        self.extension = user.extension
+    def __init__(
+        self,
+        source: User,
+        clock: _ZoneClock,
+        country_code: str,
+        in_hours: Destination,
+        in_hours_rule: Rule,
+        closed: Destination,
+        periods: tuple[_Period, ...],
+        exception_destinations: tuple[Destination, ...],
+    ) -> None:
+        self.source = source
         self.clock = clock
         self.country_code = country_code
-        forward = memo.destination(user.forward) if user.forward is not None else None
-        if forward is not None:
-            self.in_hours: Destination = forward
-            self.in_hours_rule: Rule = "forward"
-        else:
-            self.in_hours = _DEVICES
-            self.in_hours_rule = "office_hours"
-        schedule = user.schedule
-        # Schedule disabled (or none): manual forward if set, else all devices. The rule is
-        # "forward" when a forward is set (the trace says the schedule is disabled).
-        self.static: tuple[Destination, Rule] | None = None
-        if schedule is None or not schedule.enabled:
-            self.static = memo.static(
-                *((forward, "forward") if forward else (_DEVICES, "schedule_disabled"))
-            )
-        self.closed = memo.destination(schedule.closed) if schedule else _DEVICES
-        periods = memo.periods(schedule.exceptional) if schedule else _NO_PERIODS
-        self.periods = periods.periods
-        self.md_mask = periods.md_mask
-        self.oneoff_base = periods.oneoff_base
-        self.oneoff_mask = periods.oneoff_mask
-        self.hours = memo.hours(schedule.hours) if schedule else _NO_HOURS
-        exceptions = memo.exceptions(user.exceptions)
-        self.has_exceptions = bool(user.exceptions)
-        self.star = exceptions.star
-        self.patterns = exceptions.patterns
-        self.prefix_lengths = exceptions.prefix_lengths
-        self.exception_destinations = exceptions.destinations
-        self.exception_names = exceptions.names
+        self.in_hours = in_hours
+        self.in_hours_rule = in_hours_rule
+        self.closed = closed
+        self.periods = periods
+        self.exception_destinations = exception_destinations
 
     def explain(self, decision: Decision, caller: str, when: datetime) -> tuple[str, ...]:
         from b2bua.rules.trace import explain_user
 
         return explain_user(self, decision, caller, when)
+
+
+def _compile_user(user: User, clock: _ZoneClock, country_code: str, memo: _Memo) -> _Record:
+    """A user's record (see `_EXPLAINER` and the following indexes)."""
+    forward = memo.destination(user.forward) if user.forward is not None else None
+    in_hours_rule: Rule = "office_hours" if forward is None else "forward"
+    in_hours = _DEVICES if forward is None else forward
+    schedule = user.schedule
+    # Schedule disabled (or none): manual forward if set, else all devices. The rule is
+    # "forward" when a forward is set (the trace says the schedule is disabled).
+    static: Outcome | None = None
+    if schedule is None or not schedule.enabled:
+        static = memo.outcome(
+            *((forward, "forward", None) if forward else (_DEVICES, "schedule_disabled", None))
+        )
+    closed = memo.destination(schedule.closed) if schedule else _DEVICES
+    periods = memo.periods(schedule.exceptional) if schedule else _NO_PERIODS
+    hours = memo.hours(schedule.hours) if schedule else _NO_HOURS
+    exceptions = memo.exceptions(user.exceptions)
+    rules = _UserRules(
+        user,
+        clock,
+        country_code,
+        in_hours,
+        in_hours_rule,
+        closed,
+        periods.periods,
+        exceptions.destinations,
+    )
+    return (
+        rules,
+        static,
+        clock,
+        periods.days,
+        exceptions.keys if user.exceptions else None,
+        exceptions.star,
+        exceptions.prefix_lengths,
+        memo.outcome(closed, "closed", None),
+        memo.outcome(in_hours, in_hours_rule, None),
+        *(h.merged if h is not None else None for h in hours[1:]),
+        exceptions.patterns,
+        periods.mask,
+        periods.oneoff_base - _MD_SIZE,
+        len(periods.mask),
+        periods.periods,
+        periods.candidates,
+        hours,
+        *(x for pair in zip(exceptions.destinations, exceptions.names, strict=True) for x in pair),
+    )
 
 
 class _SystemRules:
@@ -455,16 +537,42 @@ class _Memo:
         self._hours: dict[tuple[tuple[int, int, tuple[int, ...]], ...], _Hours] = {}
         self._months: dict[tuple[OfficeHours, ...], tuple[_Hours | None, ...]] = {}
         self._masks: dict[bytes, bytes] = {}
+        self._candidates: dict[tuple[int, ...], tuple[int, ...]] = {}
         self._lengths: dict[tuple[int, ...], tuple[int, ...]] = {}
-        self._statics: dict[tuple[int, str], tuple[Destination, Rule]] = {}
+        self._outcomes: dict[tuple[int, str, str | None], Outcome] = {}
+        self._names: dict[str, str] = {}
+        self._md_by_day: array[int] | None = None
 
-    def static(self, destination: Destination, rule: Rule) -> tuple[Destination, Rule]:
-        return self._statics.setdefault((id(destination), rule), (destination, rule))
+    def md_of_days(self, first: int, end: int) -> Sequence[int]:
+        """md codes of the epoch days from `first` to `end` (excluded)."""
+        if self._md_by_day is None:  # 1970 to 2149: the usual one-off dates, computed once
+            start = date(1970, 1, 1)
+            self._md_by_day = array(
+                "H",
+                (
+                    md_code(d.month, d.day)
+                    for d in map(start.__add__, map(timedelta, range(1 << 16)))
+                ),
+            )
+        if 0 <= first and end <= len(self._md_by_day):
+            return self._md_by_day[first:end]
+        days = (date.fromordinal(d + _EPOCH_ORDINAL) for d in range(first, end))
+        return [md_code(d.month, d.day) for d in days]
+
+    def outcome(self, destination: Destination, rule: Rule, name: str | None) -> Outcome:
+        key = (id(destination), rule, name)
+        outcome = self._outcomes.get(key)
+        if outcome is None:
+            outcome = self._outcomes[key] = (destination, rule, name)
+        return outcome
+
+    def name(self, name: str) -> str:
+        return self._names.setdefault(name, name)
 
     def destination(self, model: DestinationConfig) -> Destination:
         # Models compare equal whatever fields were written; the written ones are shown back,
         # so they are part of the key (in set order: at worst a duplicate, never a mix-up).
-        key = (model.__class__, tuple(model.model_fields_set), *model.__dict__.values())
+        key = (model.__class__, tuple(model.__pydantic_fields_set__), *model.__dict__.values())
         dest = self._destinations.get(key)
         if dest is None:
             dest = self._destinations[key] = Destination.from_config(model)
@@ -482,10 +590,7 @@ class _Memo:
         key = (p.name, p.dates, p.start, p.end, id(dest))
         period = self._period.get(key)
         if period is None:
-            c = self.coverage(p)
-            period = self._period[key] = _Period(
-                c.yearly, c.oneoff, c.whole_day, c.start, c.end, c.crosses, p.name, dest
-            )
+            period = self._period[key] = _Period(self.coverage(p), self.name(p.name), dest)
         return period
 
     def periods(self, periods: tuple[ExceptionalPeriod, ...]) -> _Periods:
@@ -497,16 +602,20 @@ class _Memo:
         if cached is not None:
             return cached
         days = [  # inclusive, with the spill day of night windows
-            (index, a, b + 1 if period.crosses else b)
+            (index, a, b + 1 if period.coverage.crosses else b)
             for index, period in enumerate(compiled)
-            for a, b in period.oneoff
+            for a, b in period.coverage.oneoff
         ]
         base = min((a for _, a, _ in days), default=0)
         size = max((b for _, _, b in days), default=base - 1) - base + 1
-        oneoff = _first_index_mask(size, ((i, a - base, b - base) for i, a, b in days))
-        mask = _md_mask(compiled)
-        mask = self._masks.setdefault(mask, mask)
-        result = self._periods[key] = _Periods(compiled, mask, base, bytes(oneoff))
+        mask, candidates, quick = _candidate_mask(
+            [p.coverage for p in compiled], base, size, self.md_of_days
+        )
+        if isinstance(mask, bytes):
+            mask = self._masks.setdefault(mask, mask)
+        quick = self._masks.setdefault(quick, quick)
+        candidates = tuple(self._candidates.setdefault(c, c) for c in candidates)
+        result = self._periods[key] = _Periods(compiled, mask, base, candidates, quick)
         return result
 
     def patterns(self, callers: str) -> tuple[CallerPattern, ...]:
@@ -556,6 +665,7 @@ class _Memo:
             lengths,
             destinations,
             tuple(e.callers for e in exceptions),
+            frozenset(patterns),
         )
         return result
 
@@ -602,12 +712,21 @@ class TableStats:
 class RuleTable:
     """Immutable routing rules of one configuration. Build with `compile_rules`."""
 
-    __slots__ = ("_days", "_numbers", "_server_tz", "_systems", "_users", "country_code", "stats")
+    __slots__ = (
+        "_days",
+        "_lengths",
+        "_numbers",
+        "_server_tz",
+        "_systems",
+        "_users",
+        "country_code",
+        "stats",
+    )
 
     def __init__(
         self,
-        users: dict[str, _UserRules],
-        systems: dict[str, _SystemRules],
+        users: dict[str, _Record],
+        systems: dict[str, _Record],
         country_code: str,
         server_tz: ZoneInfo,
         stats: TableStats,
@@ -618,7 +737,9 @@ class RuleTable:
         self._server_tz = server_tz
         self.stats = stats
         self._days: dict[int, DayFacts] = {}
-        self._numbers: dict[str, str] = {}
+        # caller as received -> (normalised number, its cuts: see _number())
+        self._numbers: dict[str, tuple[str, tuple[str, ...]]] = {}
+        self._lengths = frozenset({0}.union(*(r[_LENGTHS] for r in users.values())))
 
     def __contains__(self, extension: object) -> bool:
         return extension in self._users or extension in self._systems
@@ -631,20 +752,26 @@ class RuleTable:
         """The time zone in which `extension`'s rules are written."""
         user = self._users.get(extension)
         if user is not None:
-            return user.clock.tz
+            tz: ZoneInfo = user[_CLOCK].tz
+            return tz
         if extension in self._systems:
             return self._server_tz
         raise UnknownExtension(extension)
 
     def normalize(self, number: str) -> str:
         """A caller number in the canonical form the patterns use ("" if anonymous)."""
-        norm = self._numbers.get(number)
-        if norm is None:
-            norm = normalize_number(number, self.country_code)
-            if len(self._numbers) >= _MEMO_LIMIT:
-                self._numbers.clear()
-            self._numbers[number] = norm
-        return norm
+        return self._number(number)[0]
+
+    def _number(self, raw: str) -> tuple[str, tuple[str, ...]]:
+        number = normalize_number(raw, self.country_code)
+        # cuts[n]: the number cut to n characters, for each prefix length n some user has
+        # (the others are never probed)
+        lengths = self._lengths
+        cuts = tuple(number[:n] if n in lengths else "" for n in range(max(lengths) + 1))
+        if len(self._numbers) >= _NUMBER_MEMO:
+            self._numbers.clear()
+        self._numbers[raw] = number, cuts
+        return number, cuts
 
     def decide(self, callee: str, caller: str, when: datetime) -> Decision:
         """Where a call from `caller` to extension `callee` at instant `when` goes, and why.
@@ -655,109 +782,102 @@ class RuleTable:
         """
         if when.tzinfo is None:
             raise ValueError("decide() needs a timezone-aware datetime")
-        user = self._users.get(callee)
-        if user is None:
-            system = self._systems.get(callee)
-            if system is None:
+        r = self._users.get(callee)
+        if r is None:
+            r = self._systems.get(callee)
+            if r is None:
                 raise UnknownExtension(callee)
-            decision = _new(Decision)
-            _set_destination(decision, system.destination)
-            _set_rule(decision, "schedule_disabled")
-            _set_rule_name(decision, None)
-            _set_context(decision, (system, caller, when))
-            return decision
-        ctx = (user, caller, when)
-        static = user.static
-        if static is not None:
-            decision = _new(Decision)
-            _set_destination(decision, static[0])
-            _set_rule(decision, static[1])
-            _set_rule_name(decision, None)
-            _set_context(decision, ctx)
-            return decision
+        outcome = r[_STATIC]
+        if outcome is None:
+            # Local time of the callee.
+            ts = when.timestamp()
+            seconds = int(ts)
+            if seconds > ts:
+                seconds -= 1
+            clock = r[_CLOCK]
+            try:
+                offset = clock.spans[seconds >> 22]
+                if offset.__class__ is not int:
+                    offset = clock.offset(seconds)  # a DST change in this span
+            except KeyError:
+                offset = clock.offset(seconds)
+            seconds += offset
+            epoch_day = seconds // 86400
+            minute = seconds % 86400 // 60
+            try:
+                day = self._days[epoch_day]
+            except KeyError:
+                day = self._day(epoch_day)
 
-        # Local time of the callee.
-        ts = when.timestamp()
-        seconds = int(ts)
-        if seconds > ts:
-            seconds -= 1
-        clock = user.clock
-        offset = clock.spans.get(seconds >> 22)
-        if offset.__class__ is not int:
-            offset = clock.offset(seconds)
-        epoch_day, second = divmod(seconds + offset, 86400)
-        minute = second // 60
-        day = self._days.get(epoch_day)
-        if day is None:
-            day = self._day(epoch_day)
+            # 2. Exceptional periods: first covering period wins.
+            md = day[2]
+            if r[_PDAYS][md]:
+                mask = r[_PMASK]
+                yearly = mask[md]  # candidate lists of the periods that may apply (0: none)
+                i = epoch_day - r[_OBASE]
+                oneoff = mask[i] if _MD_SIZE <= i < r[_PLEN] else 0
+                if yearly or oneoff:
+                    lists = r[_CANDIDATES]
+                    if not oneoff:
+                        candidates = lists[yearly]
+                    elif not yearly:
+                        candidates = lists[oneoff]
+                    else:
+                        candidates = sorted({*lists[yearly], *lists[oneoff]})
+                    prev_md = day[4]
+                    periods = r[_PERIODS]
+                    for k in candidates:
+                        period = periods[k]
+                        if period.coverage.covers(md, prev_md, epoch_day, minute):
+                            outcome = (period.destination, "exceptional", period.name)
+                            break
 
-        # 2. Exceptional periods: first covering period wins.
-        md = day[2]
-        first = user.md_mask[md]  # 1 + index of the first period that may apply, or 0
-        i = epoch_day - user.oneoff_base
-        if 0 <= i < len(user.oneoff_mask):
-            other = user.oneoff_mask[i]
-            if other and (not first or other < first):
-                first = other
-        if first:
-            prev_md = day[4]
-            for period in user.periods[first - 1 :]:
-                if period.covers(md, prev_md, epoch_day, minute):
-                    decision = _new(Decision)
-                    _set_destination(decision, period.destination)
-                    _set_rule(decision, "exceptional")
-                    _set_rule_name(decision, period.name)
-                    _set_context(decision, ctx)
-                    return decision
+            # 3. Caller-ID exceptions: the smallest matching index is the first in the list.
+            if outcome is None:
+                keys = r[_KEYS]
+                if keys is not None:
+                    best = r[_STAR]
+                    if best:
+                        try:
+                            number, cuts = self._numbers[caller]
+                        except KeyError:
+                            number, cuts = self._number(caller)
+                        if number:
+                            if number in keys:  # an exact pattern (prefixes: below)
+                                found = r[_PATTERNS][number] >> 4
+                                if found < best:
+                                    best = found
+                            for length in r[_LENGTHS]:
+                                cut = cuts[length]
+                                if cut in keys:
+                                    found = r[_PATTERNS][cut] & 15
+                                    if found < best:
+                                        best = found
+                    if best != _NONE:
+                        i = _EXCEPTIONS + 2 * best
+                        outcome = (r[i], "exception", r[i + 1])
 
-        # 3. Caller-ID exceptions: the smallest matching index is the first in the list.
-        if user.has_exceptions:
-            best = user.star
-            if best:
-                number = self._numbers.get(caller)
-                if number is None:
-                    number = self.normalize(caller)
-                if number:
-                    patterns = user.patterns
-                    found = patterns.get(number)
-                    if found is not None and (found >> 4) < best:
-                        best = found >> 4  # exact pattern (prefixes are probed below)
-                    for length in user.prefix_lengths:
-                        found = patterns.get(number[:length])
-                        if found is not None and (found & 15) < best:
-                            best = found & 15
-            if best != _NONE:
-                decision = _new(Decision)
-                _set_destination(decision, user.exception_destinations[best])
-                _set_rule(decision, "exception")
-                _set_rule_name(decision, user.exception_names[best])
-                _set_context(decision, ctx)
-                return decision
-
-        # 4. Office hours (5. otherwise closed).
-        month = day[1]
-        hours = user.hours[month]
-        if hours is not None:
-            mow = day[0] * 1440 + minute
-            if day[3] == month:
-                inside = (hours.merged[mow >> 3] >> (mow & 7)) & 1
-            else:
-                inside = _inside(hours.same, mow)
-                if not inside:
-                    previous = user.hours[day[3]]
-                    inside = previous is not None and _inside(previous.spill, mow)
-            if inside:
-                decision = _new(Decision)
-                _set_destination(decision, user.in_hours)
-                _set_rule(decision, user.in_hours_rule)
-                _set_rule_name(decision, None)
-                _set_context(decision, ctx)
-                return decision
-        decision = _new(Decision)
-        _set_destination(decision, user.closed)
-        _set_rule(decision, "closed")
-        _set_rule_name(decision, None)
-        _set_context(decision, ctx)
+            # 4. Office hours (5. otherwise closed).
+            if outcome is None:
+                month = day[1]
+                bitmap = r[_HOURS + month]
+                if bitmap is None:
+                    outcome = r[_CLOSED]
+                else:
+                    mow = day[0] * 1440 + minute
+                    if day[3] == month:
+                        inside = (bitmap[mow >> 3] >> (mow & 7)) & 1
+                    else:  # the 1st: the spill after midnight comes from the previous month
+                        split = r[_SPLIT]
+                        inside = _inside(split[month].same, mow) or _inside(
+                            split[day[3]].spill, mow
+                        )
+                    outcome = r[_IN_HOURS] if inside else r[_CLOSED]
+        decision = new_decision(Decision)
+        decision._outcome = outcome
+        decision._source = r
+        decision._caller = caller
+        decision._when = when
         return decision
 
     def _day(self, epoch_day: int) -> DayFacts:
@@ -796,11 +916,14 @@ def _compile(config: Config) -> RuleTable:
     cc = config.server.country_code
     memo = _Memo(cc)
     users = {
-        u.extension: _UserRules(u, clock(u.timezone or config.server.timezone), cc, memo)
+        u.extension: _compile_user(u, clock(u.timezone or config.server.timezone), cc, memo)
         for u in config.users
     }
     server_tz = ZoneInfo(config.server.timezone)
-    systems = {s.extension: _SystemRules(s, server_tz) for s in config.system_extensions}
+    systems: dict[str, _Record] = {}
+    for s in config.system_extensions:
+        rules = _SystemRules(s, server_tz)
+        systems[s.extension] = (rules, (rules.destination, "schedule_disabled", None))
     stats = TableStats(
         users=len(users),
         system_extensions=len(systems),

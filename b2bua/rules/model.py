@@ -1,12 +1,12 @@
 """What the rules engine hands to the call engine: a `Decision` naming a `Destination`.
 
-Both are frozen, slotted values. A call keeps the Decision it got even if the configuration
+Both are immutable, slotted values. A call keeps the Decision it got even if the configuration
 is swapped while it rings.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import FrozenInstanceError, dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol, get_args
 
@@ -16,6 +16,7 @@ __all__ = [
     "Decision",
     "Destination",
     "DestinationKind",
+    "Outcome",
     "Rule",
     "UnknownExtension",
 ]
@@ -115,28 +116,86 @@ class _Explainer(Protocol):
     def explain(self, decision: Decision, caller: str, when: datetime) -> tuple[str, ...]: ...
 
 
-@dataclass(frozen=True, slots=True)
+# (destination, rule, rule_name): compiled once per rule and shared by the decisions it makes.
+Outcome = tuple[Destination, Rule, str | None]
+
+
 class Decision:
     """The routing decision for one call.
 
     `rule` is the rule that won; `rule_name` the exceptional period's name or the caller-ID
     exception's pattern (None for other rules). `trace` (computed on demand) lists, in order,
     every rule considered and why it applied or not, ending with the decision.
+
+    An immutable value: assigning a field raises FrozenInstanceError, equality and hash are
+    those of (destination, rule, rule_name). It is a plain slotted class rather than a frozen
+    dataclass because decide() builds one per call, and a frozen dataclass can only be filled
+    through `object.__setattr__`, which costs more than the rest of the decision.
     """
 
-    destination: Destination
-    rule: Rule
-    rule_name: str | None
-    _context: tuple[_Explainer, str, datetime] | None = field(
-        default=None, repr=False, compare=False
-    )
+    __slots__ = ("_caller", "_outcome", "_source", "_when")
+
+    _outcome: Outcome
+    # What made the decision (its first item explains it), the caller and the instant; None
+    # for a decision built by hand, whose trace is only its last line.
+    _source: tuple[_Explainer, Any] | None
+    _caller: str
+    _when: datetime | None
+
+    def __init__(self, destination: Destination, rule: Rule, rule_name: str | None = None) -> None:
+        self._outcome = (destination, rule, rule_name)
+        self._source = None
+        self._caller = ""
+        self._when = None
+
+    @property
+    def destination(self) -> Destination:
+        return self._outcome[0]
+
+    @destination.setter
+    def destination(self, value: Destination) -> None:
+        raise FrozenInstanceError("cannot assign to field 'destination'")
+
+    @property
+    def rule(self) -> Rule:
+        return self._outcome[1]
+
+    @rule.setter
+    def rule(self, value: Rule) -> None:
+        raise FrozenInstanceError("cannot assign to field 'rule'")
+
+    @property
+    def rule_name(self) -> str | None:
+        return self._outcome[2]
+
+    @rule_name.setter
+    def rule_name(self, value: str | None) -> None:
+        raise FrozenInstanceError("cannot assign to field 'rule_name'")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Decision):
+            return NotImplemented
+        return self._outcome == other._outcome
+
+    def __hash__(self) -> int:
+        return hash(self._outcome)
+
+    def __repr__(self) -> str:
+        d, rule, name = self._outcome
+        return f"Decision(destination={d!r}, rule={rule!r}, rule_name={name!r})"
+
+    def __copy__(self) -> Decision:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Decision:
+        return self
 
     @property
     def trace(self) -> tuple[str, ...]:
-        ctx = self._context
-        if ctx is None:
+        source, when = self._source, self._when
+        if source is None or when is None:
             return (f"decision: {self.rule} -> {self.destination.describe()}",)
-        return ctx[0].explain(self, ctx[1], ctx[2])
+        return source[0].explain(self, self._caller, when)
 
     def to_json(self) -> dict[str, Any]:
         """The `b2bua trace --json` object."""
@@ -148,25 +207,6 @@ class Decision:
         }
 
 
-# Allocation-light constructor for the hot path: a frozen dataclass __init__ goes through
-# object.__setattr__ once per field, which costs more than the whole decision.
-_new = object.__new__
-_set_destination = Decision.__dict__["destination"].__set__
-_set_rule = Decision.__dict__["rule"].__set__
-_set_rule_name = Decision.__dict__["rule_name"].__set__
-_set_context = Decision.__dict__["_context"].__set__
-
-
-def make_decision(
-    destination: Destination,
-    rule: Rule,
-    rule_name: str | None,
-    context: tuple[_Explainer, str, datetime] | None,
-) -> Decision:
-    """Same as `Decision(destination, rule, rule_name, context)`, faster."""
-    d: Decision = _new(Decision)
-    _set_destination(d, destination)
-    _set_rule(d, rule)
-    _set_rule_name(d, rule_name)
-    _set_context(d, context)
-    return d
+# The hot path builds decisions without __init__: `d = new_decision(Decision)`, then it sets
+# the four slots directly (plain slot stores, the fastest way CPython fills an object).
+new_decision = object.__new__

@@ -30,6 +30,8 @@ _SEPARATORS = str.maketrans("", "", " \t.-/()")
 
 def normalize_number(raw: str, country_code: str) -> str:
     """Canonical form of a caller number (see module docstring); "" for an anonymous caller."""
+    if raw.isdigit() and raw.isascii() and not raw.startswith("00"):
+        return raw  # already canonical: the usual national or internal number
     text = raw.strip()
     lowered = text.lower()
     if lowered.startswith(("sip:", "sips:", "tel:")):
