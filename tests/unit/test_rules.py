@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import FrozenInstanceError
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -577,3 +577,31 @@ def test_prefix_as_long_as_the_number_matches() -> None:
     )
     assert kind(decide(t, WED_20, "06 12 34 56 78")) == ("busy", "exception", "0612345678*")
     assert kind(decide(t, WED_20, "061234567"))[1] == "closed"
+
+
+def test_hundreds_of_periods_each_win_on_their_own_days() -> None:
+    # 300 one-off days plus one yearly period over all of them: more distinct sets of
+    # candidate periods than one byte per day can number.
+    body = '[users.schedule]\nclosed = { kind = "voicemail" }\n'
+    for i in range(300):
+        day = datetime(2026, 1, 1) + timedelta(days=i)
+        body += (
+            f'[[users.schedule.exceptional]]\nname = "D{i}"\ndates = ["{day:%Y-%m-%d}"]\n'
+            f'start = "{i % 24:02d}:00"\nend = "{(i + 2) % 24:02d}:00"\n'
+            'destination = { kind = "busy" }\n'
+        )
+    body += (
+        '[[users.schedule.exceptional]]\nname = "Year"\ndates = ["01-01..12-31"]\n'
+        'destination = { kind = "voicemail" }\n'
+    )
+    t = table(body)
+    for i in (0, 1, 150, 255, 256, 263, 299):
+        day = datetime(2026, 1, 1) + timedelta(days=i)
+        assert kind(decide(t, f"{day:%F} {i % 24:02d}:30")) == ("busy", "exceptional", f"D{i}")
+        assert kind(decide(t, f"{day:%F} {(i + 12) % 24:02d}:30")) == (
+            "voicemail",
+            "exceptional",
+            "Year",
+        )
+    # D263 is 23:00-01:00: its window goes on after midnight, before D264's own window
+    assert kind(decide(t, "2026-09-22 00:30")) == ("busy", "exceptional", "D263")

@@ -230,9 +230,9 @@ def periods(draw: st.DrawFn, index: int) -> dict[str, Any]:
 
 @st.composite
 def configs(
-    draw: st.DrawFn, hours_only: bool = False, periods_only: bool = False
+    draw: st.DrawFn, hours_only: bool = False, periods_only: bool = False, max_periods: int = 4
 ) -> dict[str, Any]:
-    n_periods = 0 if hours_only else draw(st.integers(int(periods_only), 4))
+    n_periods = 0 if hours_only else draw(st.integers(int(periods_only), max_periods))
     user: dict[str, Any] = {
         "extension": "1001",
         "name": "Alice",
@@ -387,6 +387,21 @@ def test_exceptional_periods_at_their_edges_agree_with_reference(
     config = config_from_dict(data)
     table = compile_rules(config)
     for _ in range(6):
+        instant = _near_dates(config, st_data.draw)
+        decision = table.decide("1001", "0499999999", instant)
+        got = (decision.destination.to_config_dict(), decision.rule, decision.rule_name)
+        assert got == ref_decide(config, "1001", "0499999999", instant), instant
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=configs(periods_only=True, max_periods=40), st_data=st.data())
+def test_many_overlapping_periods_agree_with_reference(
+    data: dict[str, Any], st_data: st.DataObject
+) -> None:
+    # More than 8, 16 or 32 periods: the compiled day masks hold wider sets of candidates.
+    config = config_from_dict(data)
+    table = compile_rules(config)
+    for _ in range(8):
         instant = _near_dates(config, st_data.draw)
         decision = table.decide("1001", "0499999999", instant)
         got = (decision.destination.to_config_dict(), decision.rule, decision.rule_name)
