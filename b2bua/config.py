@@ -563,6 +563,7 @@ class Registrar(_Model):
 class Media(_Model):
     rtp_ports: PortRangeField = PortRange(first=20000, last=29999)
     rtp_timeout: Seconds = 60
+    anchor: StrictBool = True  # False: bridged calls' RTP flows between the phones directly
     backend: Literal["builtin", "rtpengine"] = "builtin"
     rtpengine: HostPortField = HostPort(host="127.0.0.1", port=22222)
     voicemail_max_seconds: Seconds = 180

@@ -168,7 +168,8 @@ class Server:
             )
             await self.rtpengine.start()
         bridge = MediaBridge(self.media, self.library, data_dir, self.db,
-                             float(media.voicemail_max_seconds), remote=self.rtpengine)
+                             float(media.voicemail_max_seconds), remote=self.rtpengine,
+                             anchor=media.anchor)
         bridge.calls = self.calls
         self.calls.media_hook = bridge
         for music in config.music:

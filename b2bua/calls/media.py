@@ -15,6 +15,10 @@ task: voicemail (greeting, beep, recording written atomically and indexed), an a
 while the number is called as a private call; answered: the legs are bridged; not answered:
 "user unavailable, redirecting to voicemail", then voicemail).
 
+With `[media] anchor = false`, bridged calls are not anchored: `attach` is not called, the SDP
+crosses unchanged and the phones send RTP to each other (no hold music from us, no NAT help); a
+call that a media destination answers gets a built-in session at that moment.
+
 With `[media] backend = "rtpengine"`, a call's session is an `RtpengineSession`
 (media/rtpengine_backend.py): `sdp()` then returns a coroutine (one ng round trip) instead of
 bytes, and the call engine waits for it in the call's order. The media destinations need our own
@@ -55,8 +59,12 @@ class MediaBridge:
         db: Any,
         voicemail_max_seconds: float,
         remote: RtpengineMedia | None = None,
+        anchor: bool = True,
     ) -> None:
         self.engine = engine
+        # False: bridged calls keep the phones' SDP and their RTP flows between them; a session
+        # is made only for a call that a media destination answers.
+        self.anchor = anchor
         self.remote = remote  # rtpengine relays the calls' media; `engine` serves destinations
         self.library = library
         self.data_dir = data_dir
@@ -69,25 +77,30 @@ class MediaBridge:
     # -- sessions --------------------------------------------------------------------------
     async def attach(self, call: Call) -> None:
         """Create the call's session; the caller's offer becomes the offer the branches get."""
+        music = self._hold_music(call)
+        if self.remote is not None:
+            remote = await self.remote.create_session(
+                call.id, on_timeout=lambda leg: self._rtp_timeout(call, leg))
+            call.media = remote
+            remote.hold_music = music
+            if call.a_request.body:
+                call.b_offer = await remote.offer("a", call.a_request.body, call.a_flow.host)
+            return
+        session = await self._builtin_session(call)
+        call.media = session
+        session.hold_music = music
+        if call.a_request.body:
+            call.b_offer = session.offer("a", call.a_request.body)
+
+    def _hold_music(self, call: Call) -> str:
+        """The callee's hold music, or "default" when that class does not exist."""
         assert self.calls is not None
         user = self.calls.directory.user(call.callee)
         music = getattr(user, "hold_music", None) or "default"
         known = self._music_known.get(music)
         if known is None:  # looked up on disk once per name, not once per call
             known = self._music_known[music] = self.library.has_music(music)
-        if self.remote is not None:
-            remote = await self.remote.create_session(
-                call.id, on_timeout=lambda leg: self._rtp_timeout(call, leg))
-            call.media = remote
-            remote.hold_music = music if known else "default"
-            if call.a_request.body:
-                call.b_offer = await remote.offer("a", call.a_request.body, call.a_flow.host)
-            return
-        session = await self._builtin_session(call)
-        call.media = session
-        session.hold_music = music if known else "default"
-        if call.a_request.body:
-            call.b_offer = session.offer("a", call.a_request.body)
+        return str(music) if known else "default"
 
     async def _builtin_session(self, call: Call) -> MediaSession:
         return await self.engine.create_session(
@@ -193,8 +206,18 @@ class MediaBridge:
         """Answer the caller ourselves (once); None if the call is gone."""
         assert self.calls is not None
         session: MediaSession | RtpengineSession | None = call.media
-        if session is None or call.state == "ENDED":
+        if call.state == "ENDED":
             return None
+        if session is None:
+            if self.anchor:
+                return None  # the call lost its media (ports exhausted): nothing to answer with
+            # Media not anchored: this call gets a session now that we answer it ourselves.
+            session = await self._builtin_session(call)
+            session.hold_music = self._hold_music(call)
+            call.media = session
+            if call.state == "ENDED":
+                self._spawn(session.close())
+                return None
         if isinstance(session, RtpengineSession):
             # Prompts and recordings need our own RTP endpoint: the built-in relay takes over.
             log.info("call %s: media destination: the built-in relay takes the call over "

@@ -96,6 +96,7 @@ def test_defaults() -> None:
     assert (config.media.rtp_ports.first, config.media.rtp_ports.last) == (20000, 29999)
     assert config.media.rtp_timeout == 60
     assert config.media.backend == "builtin"
+    assert config.media.anchor is True
     assert str(config.media.rtpengine) == "127.0.0.1:22222"
     assert config.media.voicemail_max_seconds == 180
     assert config.server.language == "fr"
