@@ -7,26 +7,35 @@ local time), minute of the day, weekday, month, and a year-agnostic "month-day" 
 `md = month * 32 + day` (so 12-20 < 12-31 < 01-01 wraps like the calendar). The previous day's
 month and md are needed too, because a range that crosses midnight belongs to the day it starts.
 
+* Each user is one flat tuple, its "record" (indexes `_STATIC`, `_CLOCK`...), holding the
+  compiled pieces below, the month bitmaps and the caller-ID exceptions' destinations inline:
+  decide() reads one object where a tree of objects would cost a cache miss per node. The
+  fields read on every call come first, so that they share a few cache lines.
 * Local time: `when.timestamp()` plus the zone's UTC offset, memoised per span of 2**22 s
   (about 48 days) as one int, or as the span's transitions when it holds a DST change.
 * Calendar facts of an epoch day are memoised per table (a handful of days are live at once).
-* Exceptional periods: per user, two byte masks, one by md code (yearly entries) and one by
-  epoch day (one-off entries), holding 1 + the index of the first period that may apply that
-  day (a window crossing midnight also marks the next day). Almost every call reads 0 in both
-  and skips the periods; otherwise the periods are tested in list order from that index on.
+* Exceptional periods: per user, a quick test by md code (1 if any period may apply on a day
+  with that md code, yearly or one-off in any year); almost every call reads 0 and skips the
+  periods. Otherwise a mask by md code (yearly dates) and by epoch day (one-off dates) names,
+  for that day, the list of the periods that may apply (a window crossing midnight also marks
+  the next day), and only those are tested, in list order.
 * Caller-ID exceptions: per user, one dict from normalised number or prefix to
   `exact_index * 16 + prefix_index` (15 = none; at most 15 exceptions), probed with the whole
   number and then once per distinct prefix length, and the index of the first `*`. The smallest
-  index found is the first matching exception in the list.
+  index found is the first matching exception in the list. Caller numbers are normalised once
+  and memoised with their prefixes, already cut, for every prefix length of the table.
 * Office hours: per user and month, a bitmap of the 10080 minutes of the week (Monday 00:00 is
   bit 0). Each range is split into its part on the starting day ("same") and the part after
   midnight ("spill", on the next weekday, Sunday spilling into Monday). On any day but the 1st of
   a month the month's bitmap answers; on the 1st the spill part comes from the previous month's
   intervals, since the starting day's month decides.
+* The Decision holds the outcome (destination, rule, rule name: compiled once for the other
+  rules, a fresh tuple for a period or an exception, whose names differ per user) and what its
+  trace needs (the record, the caller and the instant). The trace is computed when read.
 
 Compiled pieces are interned while compiling, so users with the same hours, holidays or
-destinations share them. Each decide() reads few objects: with thousands of users, cache misses
-on user data cost more than the arithmetic.
+destinations share them. With thousands of users, cache misses on user data cost more than the
+arithmetic: each decide() reads few objects and builds little more than the Decision.
 
 The memo dicts are bounded and invisible to callers: a table never changes its answers.
 """
@@ -39,6 +48,7 @@ from bisect import bisect_right
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from functools import cache
 from typing import TYPE_CHECKING, Any, Final
 from zoneinfo import ZoneInfo
 
@@ -285,6 +295,14 @@ def _next_md(md: int) -> tuple[int, ...]:
     return tuple(out)
 
 
+@cache
+def _md_by_day() -> array[int]:
+    """md codes of the epoch days from 1970 to 2149 (the usual one-off dates), computed once."""
+    start = date(1970, 1, 1)
+    days = map(start.__add__, map(timedelta, range(1 << 16)))
+    return array("H", (md_code(d.month, d.day) for d in days))
+
+
 def _candidate_mask(
     periods: Sequence[_Coverage],
     base: int,
@@ -382,7 +400,6 @@ class _Exceptions:
     prefix_lengths: tuple[int, ...]
     destinations: tuple[Destination, ...]
     names: tuple[str, ...]  # the callers as written
-    keys: frozenset[str]  # the keys of `patterns`: probed first (a miss reads fewer cache lines)
 
 
 _NO_PERIODS: Final = _Periods((), bytes(13 * 32), 0, ((),), bytes(13 * 32))
@@ -395,20 +412,19 @@ _EXPLAINER: Final = 0  # the _UserRules (cold: only traces read it)
 _STATIC: Final = 1  # the outcome when the schedule is disabled, else None
 _CLOCK: Final = 2  # the zone's _ZoneClock (shared)
 _PDAYS: Final = 3  # by md code: nonzero if a period may apply on a day with this md code
-_KEYS: Final = 4  # frozenset of the keys of record[_PATTERNS]; None: no exceptions
+_PATTERNS: Final = 4  # number or prefix -> exact index * 16 + prefix index; None: no exceptions
 _STAR: Final = 5  # index of the first `*` exception, or _NONE
 _LENGTHS: Final = 6  # distinct prefix lengths
 _CLOSED: Final = 7  # outcome outside office hours
 _IN_HOURS: Final = 8  # outcome inside office hours (forward or devices)
 _HOURS: Final = 8  # record[_HOURS + month]: that month's bitmap of the week, None: no hours
-_PATTERNS: Final = 21  # number or prefix -> exact index * 16 + prefix index
-_PMASK: Final = 22  # periods' mask (_Periods.mask); one-off day d is at d - record[_OBASE]
-_OBASE: Final = 23
-_PLEN: Final = 24  # len(record[_PMASK])
-_PERIODS: Final = 25  # tuple of _Period
-_CANDIDATES: Final = 26  # _Periods.candidates
-_SPLIT: Final = 27  # _Hours by month (index 1..12), for the 1st of a month; None: no hours
-_EXCEPTIONS: Final = 28  # from here, destination and callers of each caller-ID exception
+_PMASK: Final = 21  # periods' mask (_Periods.mask); one-off day d is at d - record[_OBASE]
+_OBASE: Final = 22
+_PLEN: Final = 23  # len(record[_PMASK])
+_PERIODS: Final = 24  # tuple of _Period
+_CANDIDATES: Final = 25  # _Periods.candidates
+_SPLIT: Final = 26  # _Hours by month (index 1..12), for the 1st of a month; None: no hours
+_EXCEPTIONS: Final = 27  # from here, destination and callers of each caller-ID exception
 _MD_SIZE: Final = 13 * 32
 
 _Record = tuple[Any, ...]
@@ -481,18 +497,17 @@ def _compile_user(user: User, clock: _ZoneClock, country_code: str, memo: _Memo)
         periods.periods,
         exceptions.destinations,
     )
-    return (
+    record = (
         rules,
         static,
         clock,
         periods.days,
-        exceptions.keys if user.exceptions else None,
+        exceptions.patterns if user.exceptions else None,
         exceptions.star,
         exceptions.prefix_lengths,
         memo.outcome(closed, "closed", None),
         memo.outcome(in_hours, in_hours_rule, None),
         *(h.merged if h is not None else None for h in hours[1:]),
-        exceptions.patterns,
         periods.mask,
         periods.oneoff_base - _MD_SIZE,
         len(periods.mask),
@@ -501,6 +516,8 @@ def _compile_user(user: User, clock: _ZoneClock, country_code: str, memo: _Memo)
         hours,
         *(x for pair in zip(exceptions.destinations, exceptions.names, strict=True) for x in pair),
     )
+    assert len(record) == _EXCEPTIONS + 2 * len(exceptions.names), "record layout"
+    return record
 
 
 class _SystemRules:
@@ -541,21 +558,12 @@ class _Memo:
         self._lengths: dict[tuple[int, ...], tuple[int, ...]] = {}
         self._outcomes: dict[tuple[int, str, str | None], Outcome] = {}
         self._names: dict[str, str] = {}
-        self._md_by_day: array[int] | None = None
 
     def md_of_days(self, first: int, end: int) -> Sequence[int]:
         """md codes of the epoch days from `first` to `end` (excluded)."""
-        if self._md_by_day is None:  # 1970 to 2149: the usual one-off dates, computed once
-            start = date(1970, 1, 1)
-            self._md_by_day = array(
-                "H",
-                (
-                    md_code(d.month, d.day)
-                    for d in map(start.__add__, map(timedelta, range(1 << 16)))
-                ),
-            )
-        if 0 <= first and end <= len(self._md_by_day):
-            return self._md_by_day[first:end]
+        table = _md_by_day()
+        if 0 <= first and end <= len(table):
+            return table[first:end]
         days = (date.fromordinal(d + _EPOCH_ORDINAL) for d in range(first, end))
         return [md_code(d.month, d.day) for d in days]
 
@@ -665,7 +673,6 @@ class _Memo:
             lengths,
             destinations,
             tuple(e.callers for e in exceptions),
-            frozenset(patterns),
         )
         return result
 
@@ -834,8 +841,8 @@ class RuleTable:
 
             # 3. Caller-ID exceptions: the smallest matching index is the first in the list.
             if outcome is None:
-                keys = r[_KEYS]
-                if keys is not None:
+                patterns = r[_PATTERNS]
+                if patterns is not None:
                     best = r[_STAR]
                     if best:
                         try:
@@ -843,14 +850,14 @@ class RuleTable:
                         except KeyError:
                             number, cuts = self._number(caller)
                         if number:
-                            if number in keys:  # an exact pattern (prefixes: below)
-                                found = r[_PATTERNS][number] >> 4
+                            if number in patterns:  # an exact pattern (prefixes: below)
+                                found = patterns[number] >> 4
                                 if found < best:
                                     best = found
                             for length in r[_LENGTHS]:
                                 cut = cuts[length]
-                                if cut in keys:
-                                    found = r[_PATTERNS][cut] & 15
+                                if cut in patterns:
+                                    found = patterns[cut] & 15
                                     if found < best:
                                         best = found
                     if best != _NONE:

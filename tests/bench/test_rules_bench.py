@@ -1,7 +1,8 @@
 """Rules engine benchmark: 10,000 users, each with 4 office-hour ranges, 10 exceptional periods
 and 15 caller-ID exceptions. Prints load and compile time, decide() latency and memory.
 
-Targets: decide() median < 3 µs and p99 < 10 µs; compile < 2 s. Run with `scripts/bench`
+Targets: decide() median < 3 µs and p99 < 10 µs; compile < 2 s (asserted with a wide margin
+only, the machine being shared). Run with `scripts/bench`
 (or `pytest -m bench -s tests/bench/test_rules_bench.py`).
 """
 
@@ -187,3 +188,8 @@ def test_rules_bench() -> None:
     print(f"  one user, cache-hot  : median {hot_median:.2f} µs, p99 {hot_p99:.2f} µs")
     print(f"  rule mix (5000 calls): {dict(sorted(rules.items()))}")
     assert sum(rules.values()) == 5000
+    # The targets, with a wide margin: the machine is shared and its figures are noisy (the
+    # lines above print the real ones). A regression by a large factor still fails here.
+    assert median < 2 * 3, f"decide() median {median:.2f} µs"
+    assert p99 < 3 * 10, f"decide() p99 {p99:.2f} µs"
+    assert compile_s < 2.5 * 2, f"compile {compile_s:.2f} s"
