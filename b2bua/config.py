@@ -565,7 +565,7 @@ class Media(_Model):
     rtp_timeout: Seconds = 60
     anchor: StrictBool = True  # False: bridged calls' RTP flows between the phones directly
     backend: Literal["builtin", "rtpengine"] = "builtin"
-    rtpengine: HostPortField = HostPort(host="127.0.0.1", port=22222)
+    rtpengine: HostPortField = HostPort(host="127.0.0.1", port=2223)  # Debian's listen-ng
     voicemail_max_seconds: Seconds = 180
 
 

@@ -97,7 +97,7 @@ def test_defaults() -> None:
     assert config.media.rtp_timeout == 60
     assert config.media.backend == "builtin"
     assert config.media.anchor is True
-    assert str(config.media.rtpengine) == "127.0.0.1:22222"
+    assert str(config.media.rtpengine) == "127.0.0.1:2223"
     assert config.media.voicemail_max_seconds == 180
     assert config.server.language == "fr"
     user = config.users[0]
