@@ -505,9 +505,9 @@ def rewrite_connection(
         if media.port != 0:
             port = lookup(i)
             if port is None:
-                media = media.evolve(port=0, port_count=None)
+                media = Media(media.media, 0, media.proto, media.formats)
             elif port != media.port or media.port_count is not None:
-                media = media.evolve(port=port, port_count=None)
+                media = Media(media.media, port, media.proto, media.formats)
         lines = tuple(_rewrite_items(section.lines, conn, port, ip, strip_ice))
         sections.append(MediaSection(media, lines))
     if old_session_conn is None and any(
@@ -519,7 +519,7 @@ def rewrite_connection(
             len(session),
         )
         session = (*session[:at], new_conn, *session[at:])
-    return dataclasses.replace(sdp, session=session, media=tuple(sections))
+    return SessionDescription(session, tuple(sections), sdp.eol, sdp.trailer, sdp.quirks)
 
 
 def _rewrite_items(
