@@ -22,8 +22,8 @@ month and md are needed too, because a range that crosses midnight belongs to th
 * Caller-ID exceptions: per user, one dict from normalised number or prefix to
   `exact_index * 16 + prefix_index` (15 = none; at most 15 exceptions), probed with the whole
   number and then once per distinct prefix length, and the index of the first `*`. The smallest
-  index found is the first matching exception in the list. Caller numbers are normalised once
-  and memoised with their prefixes, already cut, for every prefix length of the table.
+  index found is the first matching exception in the list. Caller numbers are memoised once
+  normalised.
 * Office hours: per user and month, a bitmap of the 10080 minutes of the week (Monday 00:00 is
   bit 0). Each range is split into its part on the starting day ("same") and the part after
   midnight ("spill", on the next weekday, Sunday spilling into Monday). On any day but the 1st of
@@ -721,7 +721,6 @@ class RuleTable:
 
     __slots__ = (
         "_days",
-        "_lengths",
         "_numbers",
         "_server_tz",
         "_systems",
@@ -744,9 +743,7 @@ class RuleTable:
         self._server_tz = server_tz
         self.stats = stats
         self._days: dict[int, DayFacts] = {}
-        # caller as received -> (normalised number, its cuts: see _number())
-        self._numbers: dict[str, tuple[str, tuple[str, ...]]] = {}
-        self._lengths = frozenset({0}.union(*(r[_LENGTHS] for r in users.values())))
+        self._numbers: dict[str, str] = {}  # caller as received -> normalised
 
     def __contains__(self, extension: object) -> bool:
         return extension in self._users or extension in self._systems
@@ -767,18 +764,13 @@ class RuleTable:
 
     def normalize(self, number: str) -> str:
         """A caller number in the canonical form the patterns use ("" if anonymous)."""
-        return self._number(number)[0]
-
-    def _number(self, raw: str) -> tuple[str, tuple[str, ...]]:
-        number = normalize_number(raw, self.country_code)
-        # cuts[n]: the number cut to n characters, for each prefix length n some user has
-        # (the others are never probed)
-        lengths = self._lengths
-        cuts = tuple(number[:n] if n in lengths else "" for n in range(max(lengths) + 1))
-        if len(self._numbers) >= _NUMBER_MEMO:
-            self._numbers.clear()
-        self._numbers[raw] = number, cuts
-        return number, cuts
+        norm = self._numbers.get(number)
+        if norm is None:
+            norm = normalize_number(number, self.country_code)
+            if len(self._numbers) >= _NUMBER_MEMO:
+                self._numbers.clear()
+            self._numbers[number] = norm
+        return norm
 
     def decide(self, callee: str, caller: str, when: datetime) -> Decision:
         """Where a call from `caller` to extension `callee` at instant `when` goes, and why.
@@ -845,17 +837,16 @@ class RuleTable:
                 if patterns is not None:
                     best = r[_STAR]
                     if best:
-                        try:
-                            number, cuts = self._numbers[caller]
-                        except KeyError:
-                            number, cuts = self._number(caller)
+                        number = self._numbers.get(caller)  # (a new caller is no rarity)
+                        if number is None:
+                            number = self.normalize(caller)
                         if number:
                             if number in patterns:  # an exact pattern (prefixes: below)
                                 found = patterns[number] >> 4
                                 if found < best:
                                     best = found
                             for length in r[_LENGTHS]:
-                                cut = cuts[length]
+                                cut = number[:length]
                                 if cut in patterns:
                                     found = patterns[cut] & 15
                                     if found < best:
