@@ -49,22 +49,67 @@ log = logging.getLogger("media.engine")
 
 READ_BATCH = 64
 RECV_SIZE = 2048
+WARM_PAIRS = 1024  # released port pairs kept open for the next calls (see _PortPool)
 
 DtmfCallback = Callable[[LegName, DtmfEvent], None]
 TimeoutCallback = Callable[[LegName], None]
 
 
-class _PortPool:
-    """Even RTP ports of a range, handed out round robin (a port just freed is reused last)."""
+class _PortPair:
+    """An RTP/RTCP socket pair on an even port, and the session leg it serves (None while it
+    waits in the warm pool)."""
 
-    def __init__(self, first: int, last: int) -> None:
+    __slots__ = ("port", "quiet_since", "rtcp", "rtp", "session", "state")
+
+    def __init__(self, port: int, rtp: socket.socket, rtcp: socket.socket) -> None:
+        self.port = port
+        self.rtp = rtp
+        self.rtcp = rtcp
+        self.session: MediaSession | None = None
+        self.state: LegState | None = None
+        self.quiet_since = 0.0  # released at, or when a stray datagram last came after that
+
+
+def _warm_limit() -> int:
+    """How many released pairs may stay open: none unless the process may open many files
+    (each pair is two descriptors; a quarter of the limit is left to everything else)."""
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    except (ImportError, OSError, ValueError):
+        return 0
+    if soft == resource.RLIM_INFINITY:
+        return WARM_PAIRS
+    return max(0, min(WARM_PAIRS, (soft * 3 // 4 - 1024) // 2))
+
+
+class _PortPool:
+    """Even RTP ports of a range, handed out round robin (a port just freed is reused last).
+
+    Released socket pairs stay open in a warm pool, oldest first, up to `warm_limit`: a call
+    then costs no socket, bind or close. A warm pair is handed out again only when it has been
+    quiet for `quarantine` seconds (a far end still sending to it keeps it out: its datagrams
+    are read and dropped), so a new call never latches onto the tail of an old one; what is
+    queued on its sockets is dropped when it goes out.
+    """
+
+    def __init__(self, first: int, last: int, warm_limit: int = 0, quarantine: float = 1.0) -> None:
         if first > last or first < 1 or last > 65535:
             raise MediaError(f"bad RTP port range {first}-{last}")
         start = first + (first % 2)
         self.range = (first, last)
         self._free = deque(range(start, last, 2))  # p + 1 <= last
+        self._warm: deque[_PortPair] = deque()
+        self.warm_limit = warm_limit
+        self.quarantine = quarantine
+        self.reused = 0  # pairs handed out again from the warm pool
 
-    def allocate(self, family: int, bind_ip: str) -> tuple[int, socket.socket, socket.socket]:
+    def allocate(self, family: int, bind_ip: str, now: float) -> tuple[_PortPair, bool]:
+        """A pair, and whether it is new (its sockets must be registered with the loop)."""
+        warm = self._warm
+        if warm and now - warm[0].quiet_since >= self.quarantine:
+            return self._reuse(warm.popleft()), False
         for _ in range(len(self._free)):
             port = self._free.popleft()
             rtp = socket.socket(family, socket.SOCK_DGRAM)
@@ -79,16 +124,57 @@ class _PortPool:
                 continue
             rtp.setblocking(False)
             rtcp.setblocking(False)
-            return port, rtp, rtcp
+            return _PortPair(port, rtp, rtcp), True
+        if warm:  # every other port is taken: better a recently used pair than no call
+            return self._reuse(warm.popleft()), False
         first, last = self.range
         raise MediaError(f"no free RTP port pair in {first}-{last}")
 
-    def release(self, port: int) -> None:
-        self._free.append(port)
+    def _reuse(self, pair: _PortPair) -> _PortPair:
+        for sock in (pair.rtp, pair.rtcp):
+            _drain(sock)
+        self.reused += 1
+        return pair
+
+    def release(self, pair: _PortPair, now: float) -> _PortPair | None:
+        """Take a pair back; returns a pair to close (the oldest warm one beyond the limit,
+        or `pair` itself when nothing is kept warm)."""
+        pair.session = None
+        pair.state = None
+        pair.quiet_since = now
+        if self.warm_limit <= 0:
+            self._free.append(pair.port)
+            return pair
+        self._warm.append(pair)
+        if len(self._warm) > self.warm_limit:
+            old = self._warm.popleft()
+            self._free.append(old.port)
+            return old
+        return None
+
+    def drain_warm(self) -> list[_PortPair]:
+        """Every warm pair, out of the pool (to close them)."""
+        pairs = list(self._warm)
+        self._warm.clear()
+        self._free.extend(p.port for p in pairs)
+        return pairs
 
     @property
     def free(self) -> int:
-        return len(self._free)
+        return len(self._free) + len(self._warm)
+
+
+def _drain(sock: socket.socket) -> int:
+    """Read and drop what is queued on a socket; how many datagrams that was."""
+    n = 0
+    while True:
+        try:
+            sock.recv(RECV_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return n
+        except OSError:
+            pass
+        n += 1
 
 
 class Recording:
@@ -122,7 +208,7 @@ class MediaSession:
         self,
         engine: MediaEngine,
         call_id: str,
-        ports: dict[LegName, tuple[int, socket.socket, socket.socket]],
+        pairs: dict[LegName, _PortPair],
         on_dtmf: DtmfCallback | None,
         on_timeout: TimeoutCallback | None,
     ) -> None:
@@ -136,22 +222,22 @@ class MediaSession:
         self.core = SessionCore(
             call_id,
             engine.local_ip,
-            {leg: ports[leg][0] for leg in LEGS},
+            {leg: pairs[leg].port for leg in LEGS},
             engine._rng,
             rtp_timeout=engine.rtp_timeout,
             relatch_after=engine.relatch_after,
         )
-        self._rtp: dict[LegName, socket.socket] = {leg: ports[leg][1] for leg in LEGS}
-        self._rtcp: dict[LegName, socket.socket] = {leg: ports[leg][2] for leg in LEGS}
+        self._pairs = pairs
+        self._rtp: dict[LegName, socket.socket] = {leg: pairs[leg].rtp for leg in LEGS}
+        self._rtcp: dict[LegName, socket.socket] = {leg: pairs[leg].rtcp for leg in LEGS}
         self._once: dict[LegName, asyncio.Future[bool]] = {}
         self._hold_player: dict[LegName, Player] = {}
         self._recordings: dict[int, Recording] = {}
         self._writes: set[asyncio.Task[None]] = set()
         self.closed = False
-        for leg in LEGS:
-            state = self.core.legs[leg]
-            self._loop.add_reader(self._rtp[leg], self._read_rtp, state)
-            self._loop.add_reader(self._rtcp[leg], self._read_rtcp, state)
+        for leg in LEGS:  # the engine's readers hand this leg's datagrams to us from now on
+            pairs[leg].session = self
+            pairs[leg].state = self.core.legs[leg]
 
     # ---- SDP --------------------------------------------------------------------------------
 
@@ -403,10 +489,6 @@ class MediaSession:
             self._stop_player(state, False)
             if state.recorder is not None:
                 self._stop_recording(state.recorder, "closed")
-        for leg in LEGS:
-            for sock in (self._rtp[leg], self._rtcp[leg]):
-                self._loop.remove_reader(sock)
-                sock.close()
         self.engine._release(self)
         if self._writes:
             await asyncio.gather(*self._writes, return_exceptions=True)
@@ -419,7 +501,9 @@ class MediaEngine:
     `clock` returns monotonic seconds (default: the loop's time); `rng` draws SSRCs, initial
     sequence numbers and timestamps (default: seeded from the OS). Strings given to
     `MediaSession.play` are looked up in `library` (music class first, then prompt in
-    `language`)."""
+    `language`). Released port pairs stay open for later calls (`warm_pairs` of them, by
+    default as many as the open-files limit comfortably allows; 0 closes every pair at once),
+    and go out again after `quarantine` quiet seconds."""
 
     def __init__(
         self,
@@ -435,6 +519,8 @@ class MediaEngine:
         relatch_after: float = 2.0,
         tick_interval: float = 0.25,
         pacing_slack: float = 0.0,
+        warm_pairs: int | None = None,
+        quarantine: float = 1.0,
     ) -> None:
         self.local_ip = local_ip
         self.bind_ip = bind_ip or local_ip
@@ -445,7 +531,10 @@ class MediaEngine:
         self.tick_interval = tick_interval
         self.pacing_slack = pacing_slack
         self._family = socket.AF_INET6 if ":" in self.bind_ip else socket.AF_INET
-        self._ports = _PortPool(*port_range)
+        self._ports = _PortPool(
+            *port_range, warm_limit=_warm_limit() if warm_pairs is None else warm_pairs,
+            quarantine=quarantine,
+        )
         self._clock_arg = clock
         self._clock: Callable[[], float] = clock or (lambda: 0.0)
         self._rng = rng or random.Random()
@@ -467,9 +556,11 @@ class MediaEngine:
         self.started = True
 
     async def close(self) -> None:
-        """Close every session (recordings are written) and stop the timer."""
+        """Close every session (recordings are written), the warm sockets, and stop the timer."""
         for session in list(self._sessions.values()):
             await session.close()
+        for pair in self._ports.drain_warm():
+            self._close_pair(pair)
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -497,17 +588,20 @@ class MediaEngine:
             raise MediaError("media engine not started")
         if call_id in self._sessions:
             raise MediaError(f"a media session exists already for call {call_id[:64]}")
-        ports: dict[LegName, tuple[int, socket.socket, socket.socket]] = {}
+        pairs: dict[LegName, _PortPair] = {}
+        now = self._clock()
         try:
             for leg in LEGS:
-                ports[leg] = self._ports.allocate(self._family, self.bind_ip)
+                pair, new = self._ports.allocate(self._family, self.bind_ip, now)
+                if new:
+                    self._loop.add_reader(pair.rtp, self._rtp_ready, pair)
+                    self._loop.add_reader(pair.rtcp, self._rtcp_ready, pair)
+                pairs[leg] = pair
         except MediaError:
-            for port, rtp, rtcp in ports.values():
-                rtp.close()
-                rtcp.close()
-                self._ports.release(port)
+            for pair in pairs.values():
+                self._give_back(pair, now)
             raise
-        session = MediaSession(self, call_id, ports, on_dtmf, on_timeout)
+        session = MediaSession(self, call_id, pairs, on_dtmf, on_timeout)
         self._sessions[call_id] = session
         if self._next_tick == float("inf"):
             self._next_tick = self._clock() + self.tick_interval
@@ -517,8 +611,34 @@ class MediaEngine:
     def _release(self, session: MediaSession) -> None:
         if self._sessions.get(session.call_id) is session:
             del self._sessions[session.call_id]
-            for port in session.ports.values():
-                self._ports.release(port)
+        now = self._clock()
+        for pair in session._pairs.values():
+            if pair.session is session:
+                self._give_back(pair, now)
+
+    def _give_back(self, pair: _PortPair, now: float) -> None:
+        to_close = self._ports.release(pair, now)
+        if to_close is not None:
+            self._close_pair(to_close)
+
+    def _close_pair(self, pair: _PortPair) -> None:
+        for sock in (pair.rtp, pair.rtcp):
+            self._loop.remove_reader(sock)
+            sock.close()
+
+    def _rtp_ready(self, pair: _PortPair) -> None:
+        session = pair.session
+        if session is not None and pair.state is not None:
+            session._read_rtp(pair.state)
+        elif _drain(pair.rtp):  # the tail of a call that ended: not for anyone
+            pair.quiet_since = self._clock()
+
+    def _rtcp_ready(self, pair: _PortPair) -> None:
+        session = pair.session
+        if session is not None and pair.state is not None:
+            session._read_rtcp(pair.state)
+        elif _drain(pair.rtcp):
+            pair.quiet_since = self._clock()
 
     def _resolve(self, sound: Sound | str) -> Sound:
         if isinstance(sound, Sound):

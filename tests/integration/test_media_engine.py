@@ -332,6 +332,93 @@ async def test_ports_are_released_and_the_pool_can_run_out(library: SoundLibrary
     assert engine.free_ports == 4
 
 
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+RTP = bytes([0x80, 0]) + bytes(10) + bytes(160)  # a minimal PCMU packet
+
+
+async def test_a_quiet_released_pair_is_reused_without_new_sockets(library: SoundLibrary) -> None:
+    clock = FakeClock()
+    engine = MediaEngine(IP, (26110, 26119), library=library, clock=clock, warm_pairs=8,
+                         quarantine=1.0)
+    await engine.start()
+    try:
+        s1 = await engine.create_session("c1")
+        first = dict(s1.ports)
+        sockets = {leg: s1._rtp[leg] for leg in first}
+        await s1.close()
+        assert engine.free_ports == 5  # the two warm pairs count as free
+        clock.now += 0.5  # too soon: fresh ports
+        s2 = await engine.create_session("c2")
+        assert not set(s2.ports.values()) & set(first.values())
+        clock.now += 1.0  # quiet long enough: the same sockets serve the next call
+        s3 = await engine.create_session("c3")
+        assert sorted(s3.ports.values()) == sorted(first.values())
+        assert {id(s) for s in s3._rtp.values()} == {id(s) for s in sockets.values()}
+        for sock in sockets.values():
+            assert sock.fileno() >= 0  # still open
+        await s2.close()
+        await s3.close()
+    finally:
+        await engine.close()
+    assert all(sock.fileno() == -1 for sock in sockets.values())  # closed with the engine
+    assert engine.free_ports == 5
+
+
+async def test_a_pair_still_receiving_the_old_call_is_not_handed_out(
+    library: SoundLibrary, phones: tuple[UdpPhone, UdpPhone]
+) -> None:
+    a, b = phones
+    clock = FakeClock()
+    engine = MediaEngine(IP, (26120, 26123), library=library, clock=clock, warm_pairs=8,
+                         quarantine=1.0)  # two even ports: one session
+    await engine.start()
+    try:
+        s1 = await engine.create_session("c1")
+        a_dest, _ = await connect(s1, a, b)
+        await s1.close()
+        clock.now += 5.0
+        a.send(RTP, a_dest)  # the caller's phone did not stop sending
+        for _ in range(50):
+            await asyncio.sleep(0.01)
+            if engine._ports._warm[0].quiet_since == clock.now:
+                break
+        # The pool has nothing else: the stray stream was read and dropped (it reaches no
+        # session), and the noisy pair only goes out once nothing else is left.
+        assert engine._ports._warm[0].quiet_since == clock.now
+        clock.now += 0.5
+        a.send(RTP, a_dest)  # queued on the socket when the pair goes out again
+        await asyncio.sleep(0.05)
+        s2 = await engine.create_session("c2")  # no other port: the warm pairs, drained first
+        to_b = s2.offer("a", a.sdp())
+        assert to_b
+        await asyncio.sleep(0.05)  # the loop reads whatever is on the sockets
+        assert s2.core.legs["a"].latched is None  # the stale packet did not latch the new call
+        assert s2.core.legs["a"].rx_packets == 0
+        await s2.close()
+    finally:
+        await engine.close()
+
+
+async def test_without_warm_pairs_released_ports_close_at_once(library: SoundLibrary) -> None:
+    engine = MediaEngine(IP, (26124, 26127), library=library, warm_pairs=0)
+    await engine.start()
+    try:
+        s1 = await engine.create_session("c1")
+        sockets = list(s1._rtp.values()) + list(s1._rtcp.values())
+        await s1.close()
+        assert all(sock.fileno() == -1 for sock in sockets)
+        assert engine.free_ports == 2
+    finally:
+        await engine.close()
+
+
 async def test_bad_sdp_and_codecs_are_media_errors(
     engine: MediaEngine, phones: tuple[UdpPhone, UdpPhone]
 ) -> None:
