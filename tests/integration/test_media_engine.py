@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 import wave
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -393,8 +394,8 @@ async def test_a_pair_still_receiving_the_old_call_is_not_handed_out(
         # session), and the noisy pair only goes out once nothing else is left.
         assert engine._ports._warm[0].quiet_since == clock.now
         clock.now += 0.5
-        a.send(RTP, a_dest)  # queued on the socket when the pair goes out again
-        await asyncio.sleep(0.05)
+        a.send(RTP, a_dest)  # queued on the socket (the loop does not run) when the pair goes out
+        time.sleep(0.02)
         s2 = await engine.create_session("c2")  # no other port: the warm pairs, drained first
         to_b = s2.offer("a", a.sdp())
         assert to_b
