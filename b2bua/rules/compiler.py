@@ -14,11 +14,11 @@ month and md are needed too, because a range that crosses midnight belongs to th
 * Local time: `when.timestamp()` plus the zone's UTC offset, memoised per span of 2**22 s
   (about 48 days) as one int, or as the span's transitions when it holds a DST change.
 * Calendar facts of an epoch day are memoised per table (a handful of days are live at once).
-* Exceptional periods: per user, a quick test by md code (1 if any period may apply on a day
-  with that md code, yearly or one-off in any year); almost every call reads 0 and skips the
-  periods. Otherwise a mask by md code (yearly dates) and by epoch day (one-off dates) names,
-  for that day, the list of the periods that may apply (a window crossing midnight also marks
-  the next day), and only those are tested, in list order.
+* Exceptional periods: per user, one mask by md code (yearly dates) then by epoch day (one-off
+  dates) naming, for each day, the list of the periods that may apply (a window crossing
+  midnight also marks the next day); only those are tested, in list order. At an md code the
+  list also says whether a one-off date falls on a day with that md code, in some year. Almost
+  every call reads 0 at its md code and skips the periods.
 * Caller-ID exceptions: per user, one dict from normalised number or prefix to
   `exact_index * 16 + prefix_index` (15 = none; at most 15 exceptions), probed with the whole
   number and then once per distinct prefix length, and the index of the first `*`. The smallest
@@ -49,6 +49,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import cache
+from itertools import pairwise
 from typing import TYPE_CHECKING, Any, Final
 from zoneinfo import ZoneInfo
 
@@ -75,6 +76,8 @@ _MEMO_LIMIT: Final = 65536
 _NUMBER_MEMO: Final = 8192
 _DEVICES: Final = Destination("devices")
 
+# (indexes of the periods that may apply, in list order; whether a one-off date may apply)
+_Candidates = tuple[tuple[int, ...], bool]
 # (weekday, month, md, previous day's month, previous day's md)
 DayFacts = tuple[int, int, int, int, int]
 Intervals = tuple[tuple[int, ...], tuple[int, ...]]  # (starts, ends), half-open, sorted, disjoint
@@ -308,18 +311,19 @@ def _candidate_mask(
     base: int,
     size: int,
     md_of_days: Callable[[int, int], Sequence[int]],
-) -> tuple[bytes | array[int], tuple[tuple[int, ...], ...], bytes]:
-    """The days each period may apply on, as (mask, candidate lists, quick test).
+) -> tuple[bytes | array[int], tuple[_Candidates, ...]]:
+    """The days each period may apply on, as (mask, candidate lists).
 
     Positions: md codes (0 to _MD_SIZE - 1), then epoch days from `base` (`size` of them).
     A period may apply on the days it starts on (its yearly or one-off dates) and, when its
-    window crosses midnight, on the day after each. mask[position] indexes the candidate lists:
-    the indexes, in list order, of the periods that may apply (list 0 is empty). The quick
-    test is 1 by md code where the mask has a candidate on a day with that md code.
+    window crossed midnight, on the day after each. mask[position] indexes the candidate lists
+    (0: none): (the indexes, in list order, of the periods that may apply, whether a one-off
+    date may fall on a day of this md code). Most calls read 0 at their md code and stop.
     """
     # Sweep over the ranges' ends: between two consecutive ends the set of periods is constant.
-    events: list[tuple[int, int, int]] = []  # (position, +1 starts / -1 ends, period index)
-    oneoff = bytearray(_MD_SIZE)  # md codes of the one-off days
+    # One more bit, `dated`, marks the md codes of the one-off days.
+    dated = 1 << len(periods)
+    events: list[tuple[int, int, int]] = []  # (position, +1 starts / -1 ends, bit index)
     for index, cov in enumerate(periods):
         for a, b in cov.yearly:
             events += ((a, 1, index), (b + 1, -1, index))
@@ -329,42 +333,48 @@ def _candidate_mask(
         for a, b in cov.oneoff:
             last = b + 1 if cov.crosses else b
             events += ((_MD_SIZE + a - base, 1, index), (_MD_SIZE + last + 1 - base, -1, index))
-            for md in md_of_days(a, last + 1):
-                oneoff[md] = 1
+            mds = md_of_days(a, last + 1)
+            first = mds[0]
+            for previous, md in pairwise(mds):  # in runs of consecutive md codes
+                if md != previous + 1:
+                    events += ((first, 1, len(periods)), (previous + 1, -1, len(periods)))
+                    first = md
+            events += ((first, 1, len(periods)), (mds[-1] + 1, -1, len(periods)))
     events.sort()
-    counts = [0] * len(periods)
+    counts = [0] * (len(periods) + 1)
     active = 0  # bit i: period i may apply
     ids: dict[int, int] = {0: 0}
-    lists: list[tuple[int, ...]] = [()]
-    segments: list[tuple[int, int, int]] = []  # (first position, end position, list id)
+    lists: list[_Candidates] = [((), False)]
+    runs: list[list[int]] = []  # [first position, end position, list id]
     start = 0
     for position, delta, index in events:
         if position > start and active:
             id_ = ids.get(active)
             if id_ is None:
                 id_ = ids[active] = len(lists)
-                lists.append(tuple(i for i in range(active.bit_length()) if active >> i & 1))
-            segments.append((start, position, id_))
+                bits = range((active & ~dated).bit_length())
+                lists.append((tuple(i for i in bits if active >> i & 1), bool(active & dated)))
+            if runs and runs[-1][1] == start and runs[-1][2] == id_:
+                runs[-1][1] = position
+            else:
+                runs.append([start, position, id_])
         start = position
         counts[index] += delta
         if counts[index]:
             active |= 1 << index
         else:
             active &= ~(1 << index)
-    values = bytearray(_MD_SIZE + size) if len(lists) <= 256 else None
     mask: bytes | array[int]
-    if values is not None:
-        for a, b, id_ in segments:
+    if len(lists) <= 256:
+        values = bytearray(_MD_SIZE + size)
+        for a, b, id_ in runs:
             values[a:b] = bytes((id_,)) * (b - a)
         mask = bytes(values)
     else:
         mask = array("H" if len(lists) <= 65536 else "L", (0,)) * (_MD_SIZE + size)
-        for a, b, id_ in segments:
+        for a, b, id_ in runs:
             mask[a:b] = array(mask.typecode, (id_,)) * (b - a)
-    for a, b, _ in segments:
-        if a < _MD_SIZE:
-            oneoff[a:b] = b"\x01" * (b - a)
-    return mask, tuple(lists), bytes(oneoff)
+    return mask, tuple(lists)
 
 
 @dataclass(frozen=True, slots=True)
@@ -385,10 +395,7 @@ class _Periods:
     # candidate list holds the periods that may apply that day (see `_candidate_mask`).
     mask: bytes | array[int]
     oneoff_base: int
-    candidates: tuple[tuple[int, ...], ...]
-    # The quick test: by md code, 1 if the mask has a candidate on a day with this md code
-    # (yearly, or one-off in any year), else 0. Most calls read 0 here and stop.
-    days: bytes
+    candidates: tuple[_Candidates, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -402,7 +409,7 @@ class _Exceptions:
     names: tuple[str, ...]  # the callers as written
 
 
-_NO_PERIODS: Final = _Periods((), bytes(13 * 32), 0, ((),), bytes(13 * 32))
+_NO_PERIODS: Final = _Periods((), bytes(13 * 32), 0, (((), False),))
 _NO_HOURS: Final[tuple[_Hours | None, ...]] = (None,) * 13
 
 
@@ -411,20 +418,19 @@ _NO_HOURS: Final[tuple[_Hours | None, ...]] = (None,) * 13
 _EXPLAINER: Final = 0  # the _UserRules (cold: only traces read it)
 _STATIC: Final = 1  # the outcome when the schedule is disabled, else None
 _CLOCK: Final = 2  # the zone's _ZoneClock (shared)
-_PDAYS: Final = 3  # by md code: nonzero if a period may apply on a day with this md code
+_PMASK: Final = 3  # periods' mask (_Periods.mask); one-off day d is at d - record[_OBASE]
 _PATTERNS: Final = 4  # number or prefix -> exact index * 16 + prefix index; None: no exceptions
 _STAR: Final = 5  # index of the first `*` exception, or _NONE
 _LENGTHS: Final = 6  # distinct prefix lengths
 _CLOSED: Final = 7  # outcome outside office hours
 _IN_HOURS: Final = 8  # outcome inside office hours (forward or devices)
 _HOURS: Final = 8  # record[_HOURS + month]: that month's bitmap of the week, None: no hours
-_PMASK: Final = 21  # periods' mask (_Periods.mask); one-off day d is at d - record[_OBASE]
-_OBASE: Final = 22
-_PLEN: Final = 23  # len(record[_PMASK])
-_PERIODS: Final = 24  # tuple of _Period
-_CANDIDATES: Final = 25  # _Periods.candidates
-_SPLIT: Final = 26  # _Hours by month (index 1..12), for the 1st of a month; None: no hours
-_EXCEPTIONS: Final = 27  # from here, destination and callers of each caller-ID exception
+_OBASE: Final = 21
+_PLEN: Final = 22  # len(record[_PMASK])
+_PERIODS: Final = 23  # tuple of _Period
+_CANDIDATES: Final = 24  # _Periods.candidates
+_SPLIT: Final = 25  # _Hours by month (index 1..12), for the 1st of a month; None: no hours
+_EXCEPTIONS: Final = 26  # from here, destination and callers of each caller-ID exception
 _MD_SIZE: Final = 13 * 32
 
 _Record = tuple[Any, ...]
@@ -501,14 +507,13 @@ def _compile_user(user: User, clock: _ZoneClock, country_code: str, memo: _Memo)
         rules,
         static,
         clock,
-        periods.days,
+        periods.mask,
         exceptions.patterns if user.exceptions else None,
         exceptions.star,
         exceptions.prefix_lengths,
         memo.outcome(closed, "closed", None),
         memo.outcome(in_hours, in_hours_rule, None),
         *(h.merged if h is not None else None for h in hours[1:]),
-        periods.mask,
         periods.oneoff_base - _MD_SIZE,
         len(periods.mask),
         periods.periods,
@@ -554,7 +559,7 @@ class _Memo:
         self._hours: dict[tuple[tuple[int, int, tuple[int, ...]], ...], _Hours] = {}
         self._months: dict[tuple[OfficeHours, ...], tuple[_Hours | None, ...]] = {}
         self._masks: dict[bytes, bytes] = {}
-        self._candidates: dict[tuple[int, ...], tuple[int, ...]] = {}
+        self._candidates: dict[_Candidates, _Candidates] = {}
         self._lengths: dict[tuple[int, ...], tuple[int, ...]] = {}
         self._outcomes: dict[tuple[int, str, str | None], Outcome] = {}
         self._names: dict[str, str] = {}
@@ -616,14 +621,13 @@ class _Memo:
         ]
         base = min((a for _, a, _ in days), default=0)
         size = max((b for _, _, b in days), default=base - 1) - base + 1
-        mask, candidates, quick = _candidate_mask(
+        mask, candidates = _candidate_mask(
             [p.coverage for p in compiled], base, size, self.md_of_days
         )
         if isinstance(mask, bytes):
             mask = self._masks.setdefault(mask, mask)
-        quick = self._masks.setdefault(quick, quick)
         candidates = tuple(self._candidates.setdefault(c, c) for c in candidates)
-        result = self._periods[key] = _Periods(compiled, mask, base, candidates, quick)
+        result = self._periods[key] = _Periods(compiled, mask, base, candidates)
         return result
 
     def patterns(self, callers: str) -> tuple[CallerPattern, ...]:
@@ -810,19 +814,17 @@ class RuleTable:
 
             # 2. Exceptional periods: first covering period wins.
             md = day[2]
-            if r[_PDAYS][md]:
-                mask = r[_PMASK]
-                yearly = mask[md]  # candidate lists of the periods that may apply (0: none)
-                i = epoch_day - r[_OBASE]
-                oneoff = mask[i] if _MD_SIZE <= i < r[_PLEN] else 0
-                if yearly or oneoff:
-                    lists = r[_CANDIDATES]
-                    if not oneoff:
-                        candidates = lists[yearly]
-                    elif not yearly:
-                        candidates = lists[oneoff]
-                    else:
-                        candidates = sorted({*lists[yearly], *lists[oneoff]})
+            mask = r[_PMASK]
+            entry = mask[md]  # 0: no period may apply on this day, in any year
+            if entry:
+                lists = r[_CANDIDATES]
+                candidates, dated = lists[entry]
+                if dated:  # a one-off date falls on some day of this md code: this one?
+                    i = epoch_day - r[_OBASE]
+                    if _MD_SIZE <= i < r[_PLEN] and mask[i]:
+                        more = lists[mask[i]][0]
+                        candidates = sorted({*candidates, *more}) if candidates else more
+                if candidates:
                     prev_md = day[4]
                     periods = r[_PERIODS]
                     for k in candidates:
