@@ -326,15 +326,7 @@ def parse_via(text: str) -> Via:
     if m is not None:
         transport, host, port_text, param_text = m.group(1, 2, 3, 4)
         params = {name.lower(): value or None for name, value in SIMPLE_PARAM.findall(param_text)}
-        fast_port = None if port_text is None else int(port_text)
-        if fast_port is not None and fast_port > 65535:
-            raise SipParseError("Via port out of range")
-        if "branch" in params and not params["branch"]:
-            raise SipParseError("Empty Via branch")
-        rport = params.get("rport")
-        if rport is not None and (not is_digits(rport) or len(rport) > 5 or int(rport) > 65535):
-            raise SipParseError("Malformed Via rport")
-        return Via(transport, host, fast_port, params)
+        return _checked_via(transport, host, port_text, params)
     m = _VIA.match(text)
     if m is None:
         raise SipParseError("Malformed Via")
@@ -342,12 +334,15 @@ def parse_via(text: str) -> Via:
     if name.upper() != "SIP" or version != "2.0":
         raise SipParseError(f"Unsupported Via protocol {name[:10]}/{version[:10]}")
     host, _ = parse_hostport(host_text)
-    port: int | None = None
-    if port_text is not None:
-        port = int(port_text)
-        if port > 65535:
-            raise SipParseError("Via port out of range")
-    params = parse_params(text, m.end())
+    return _checked_via(transport, host, port_text, parse_params(text, m.end()))
+
+
+def _checked_via(
+    transport: str, host: str, port_text: str | None, params: dict[str, str | None]
+) -> Via:
+    port = None if port_text is None else int(port_text)
+    if port is not None and port > 65535:
+        raise SipParseError("Via port out of range")
     if "branch" in params and not params["branch"]:
         raise SipParseError("Empty Via branch")
     rport = params.get("rport")

@@ -25,8 +25,10 @@ def audio_ports(trace: str) -> set[int]:
     return {int(p) for p in re.findall(r"^m=audio (\d+) ", trace, re.MULTILINE)}
 
 
-def test_bridged_call_keeps_the_phones_sdp(tmp_path: Path, sipp_required: None) -> None:
-    server = start_server(make_config(tmp_path, extra=DIRECT))
+def call_1001(config: Path, tmp_path: Path) -> tuple[set[int], set[int]]:
+    """A trunk call to 1001 (the caller offers port 41000, the desk phone answers 41002): the
+    audio ports in the SDP the caller got, and in the SDP the callee got."""
+    server = start_server(config)
     try:
         callee = device(server, "uas_answer", "1001", "secret1001", tmp_path / "callee",
                         xml=UAS_ANSWER.replace("m=audio [media_port]", "m=audio 41002"))
@@ -35,28 +37,23 @@ def test_bridged_call_keeps_the_phones_sdp(tmp_path: Path, sipp_required: None) 
         assert result.ok, result.describe()
         r = callee.result()
         assert r.ok, r.describe()
-        # Each phone was told the other phone's own port: no port of ours in between.
-        assert audio_ports(r.messages()) == {41000, 41002}
-        assert audio_ports(result.messages()) == {41000, 41002}
+        return audio_ports(result.messages()), audio_ports(r.messages())
     finally:
         server.stop()
+
+
+def test_bridged_call_keeps_the_phones_sdp(tmp_path: Path, sipp_required: None) -> None:
+    caller_saw, callee_saw = call_1001(make_config(tmp_path, extra=DIRECT), tmp_path)
+    # Each phone was told the other phone's own port: no port of ours in between.
+    assert caller_saw == {41000, 41002}
+    assert callee_saw == {41000, 41002}
 
 
 def test_anchored_call_rewrites_the_sdp(tmp_path: Path, sipp_required: None) -> None:
     """The default, for contrast: each phone sees one of our ports instead of the other's."""
-    server = start_server(make_config(tmp_path))
-    try:
-        callee = device(server, "uas_answer", "1001", "secret1001", tmp_path / "callee",
-                        xml=UAS_ANSWER.replace("m=audio [media_port]", "m=audio 41002"))
-        result = call(server, UAC_CALL.replace("m=audio [media_port]", "m=audio 41000"),
-                      tmp_path / "caller")
-        assert result.ok, result.describe()
-        r = callee.result()
-        assert r.ok, r.describe()
-        assert 41000 not in audio_ports(r.messages())
-        assert 41002 not in audio_ports(result.messages())
-    finally:
-        server.stop()
+    caller_saw, callee_saw = call_1001(make_config(tmp_path), tmp_path)
+    assert 41002 not in caller_saw
+    assert 41000 not in callee_saw
 
 
 def test_an_announcement_is_played_without_anchoring(tmp_path: Path, sipp_required: None) -> None:
