@@ -266,7 +266,8 @@ def parse_name_addr_list(value: str) -> list[NameAddr]:
 
 
 class Via:
-    """`SIP/2.0/UDP host:port;branch=...;received=...;rport`"""
+    """`SIP/2.0/UDP host:port;branch=...;received=...;rport`. Read-only once made: parsed Vias
+    are shared between messages (see `parse_via`); make a new one to change it."""
 
     __slots__ = ("host", "params", "port", "transport")
 
@@ -320,8 +321,25 @@ _FAST_VIA = re.compile(
 )
 
 
+# Parsed Vias by their text. Ours comes back in every response to the request (and its CANCEL
+# and ACK share it), so each is parsed once instead of three to five times. Via objects are never
+# changed in place (add_received makes a new one), so they can be shared.
+_VIA_CACHE: dict[str, Via] = {}
+_VIA_CACHE_SIZE = 8192
+
+
 def parse_via(text: str) -> Via:
     """Parse one via-parm."""
+    via = _VIA_CACHE.get(text)
+    if via is None:
+        via = _parse_via(text)
+        if len(_VIA_CACHE) >= _VIA_CACHE_SIZE:
+            _VIA_CACHE.clear()
+        _VIA_CACHE[text] = via
+    return via
+
+
+def _parse_via(text: str) -> Via:
     m = _FAST_VIA.fullmatch(text)
     if m is not None:
         transport, host, port_text, param_text = m.group(1, 2, 3, 4)
