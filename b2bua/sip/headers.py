@@ -130,7 +130,8 @@ class NameAddr:
     """`[display-name] <uri> *(;param)` or `addr-spec *(;param)` (From, To, Contact, Route).
 
     The URI of a parsed address is parsed on first use of `uri`: reading a tag costs no URI
-    parse. A malformed URI raises `SipParseError` then.
+    parse. A malformed URI raises `SipParseError` then. Read-only once made: parsed addresses
+    are shared between messages (see `parse_name_addr`); `with_params` makes a changed copy.
     """
 
     __slots__ = ("_uri", "_uri_text", "display_name", "params")
@@ -163,10 +164,6 @@ class NameAddr:
         if uri is None:
             uri = self._uri = parse_uri(self._uri_text)
         return uri
-
-    @uri.setter
-    def uri(self, uri: Uri) -> None:
-        self._uri = uri
 
     @property
     def tag(self) -> str | None:
@@ -212,8 +209,25 @@ _SIMPLE_NAME_ADDR = re.compile(
 )
 
 
+# Parsed addresses by their text: a dialog's From and To come back in every message of it.
+# NameAddr objects are not changed once made (with_params makes a new one; the URI parsed on
+# demand is the same for every holder), so they can be shared.
+_NAME_ADDR_CACHE: dict[str, NameAddr] = {}
+_NAME_ADDR_CACHE_SIZE = 8192
+
+
 def parse_name_addr(text: str) -> NameAddr:
     """Parse one name-addr or addr-spec with its header parameters."""
+    na = _NAME_ADDR_CACHE.get(text)
+    if na is None:
+        na = _parse_name_addr(text)
+        if len(_NAME_ADDR_CACHE) >= _NAME_ADDR_CACHE_SIZE:
+            _NAME_ADDR_CACHE.clear()
+        _NAME_ADDR_CACHE[text] = na
+    return na
+
+
+def _parse_name_addr(text: str) -> NameAddr:
     m = _SIMPLE_NAME_ADDR.match(text)
     if m is not None:
         quoted, bare, uri_text = m.groups()
