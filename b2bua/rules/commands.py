@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -133,24 +134,27 @@ def _this_monday(table: RuleTable, ext: str) -> date:
 def _write_png(svg: str, out: Path) -> str | None:
     """Render SVG to PNG with an installed converter; an error message if none works."""
     tmp = out.with_suffix(".svg.tmp")
+    png = out.with_suffix(".png.tmp")  # renamed over `out` only once complete
     tmp.write_text(svg, encoding="utf-8")
     try:
         commands = []
         if shutil.which("rsvg-convert"):
-            commands.append(["rsvg-convert", "-o", str(out), str(tmp)])
+            commands.append(["rsvg-convert", "-o", str(png), str(tmp)])
         if shutil.which("convert"):
-            commands.append(["convert", f"svg:{tmp}", f"png:{out}"])
+            commands.append(["convert", f"svg:{tmp}", f"png:{png}"])
         if not commands:
             return "PNG needs rsvg-convert (librsvg2-bin) or ImageMagick; use --out FILE.svg"
         errors = []
         for cmd in commands:
             done = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
-            if done.returncode == 0 and out.exists() and out.stat().st_size > 0:
+            if done.returncode == 0 and png.exists() and png.stat().st_size > 0:
+                os.replace(png, out)
                 return None
             errors.append(f"{cmd[0]}: {done.stderr.strip()[:200] or f'exit {done.returncode}'}")
         return "cannot render PNG (" + "; ".join(errors) + "); use --out FILE.svg"
     finally:
         tmp.unlink(missing_ok=True)
+        png.unlink(missing_ok=True)
 
 
 def cmd_week(args: argparse.Namespace) -> int:

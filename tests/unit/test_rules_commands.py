@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
+import struct
 import tomllib
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -167,15 +167,26 @@ def test_week_refuses_unknown_picture_format(
     assert code == 1 and "use a .svg or .png" in err
 
 
-def test_week_png_needs_a_renderer(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def test_week_png(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """scripts/setup installs librsvg2-bin: the week is drawn as a real PNG."""
     png = tmp_path / "w.png"
-    code, _, err = run(capsys, "week", "--config", DEFAULT, "1001", "--out", str(png))
-    if code == 0:
-        assert png.read_bytes().startswith(b"\x89PNG")
-    else:
-        assert "use --out FILE.svg" in err
-        if not (shutil.which("rsvg-convert") or shutil.which("convert")):
-            assert "needs rsvg-convert" in err
+    code, out, err = run(capsys, "week", "--config", DEFAULT, "1001", "--out", str(png))
+    assert code == 0, err
+    assert f"saved {png}" in out
+    data = png.read_bytes()
+    assert data.startswith(b"\x89PNG\r\n\x1a\n") and data[12:16] == b"IHDR"
+    width, height = struct.unpack(">II", data[16:24])
+    assert width > 600 and height > 200  # seven day rows and the legend, not an empty image
+
+
+def test_week_png_without_a_renderer_says_what_to_install(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # no rsvg-convert, no convert
+    code, _, err = run(capsys, "week", "--config", DEFAULT, "1001", "--out", str(tmp_path / "w.png"))
+    assert code == 1
+    assert "needs rsvg-convert" in err and "use --out FILE.svg" in err
+    assert not (tmp_path / "w.png").exists()
 
 
 def test_ics_export_and_import(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
