@@ -200,15 +200,17 @@ class Server:
         except Exception as exc:  # a task boundary: a bad file must not stop the server
             log.error("hold music %r: %s", music.name, exc)
 
-    def apply_config(self, config: Config) -> None:
-        """Install a new, already validated configuration live: the rule table is recompiled and
-        swapped, the registrar's users and the call engine's directory replaced. Calls in flight
-        keep the decision they got; the next call follows the new rules."""
+    def apply_config(self, config: Config, table: Any = None) -> None:
+        """Install a new, already validated configuration live: the rule table (`table`, else
+        compiled here) is swapped, the registrar's users and the call engine's directory
+        replaced. Calls in flight keep the decision they got; the next call follows the new
+        rules."""
         from b2bua.calls.directory import Directory
         from b2bua.registrar import users_from_config
         from b2bua.rules import compile_rules
 
-        table = compile_rules(config)  # raises before anything is swapped
+        if table is None:
+            table = compile_rules(config)  # raises before anything is swapped
         directory = Directory(config)
         self.registrar.set_users(users_from_config(config))
         self.rulebook.swap(table)

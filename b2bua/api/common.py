@@ -65,6 +65,8 @@ class Dashboard:
     known_revision: int = 0
     admin_ready: asyncio.Task[None] | None = None
     wav_cache: dict[tuple[str, int], bytes] = field(default_factory=dict)
+    # The rule table compiled for the configuration `change` is installing (see `install`).
+    ready: tuple[Config, Any] | None = None
 
     @property
     def config(self) -> Config:
@@ -80,19 +82,39 @@ class Dashboard:
         extension: str | None,
     ) -> Config:
         """Apply one change: `build()` returns (merged dict, what to store); the merged dict is
-        validated in a worker thread; `save(stored, config)` writes it in one transaction that
-        also installs the configuration. Serialized: one change at a time."""
+        validated in the worker process and its rules compiled in a thread; `save(stored,
+        config)` writes it in one transaction that also installs the configuration (`install`).
+        Serialized: one change at a time."""
         async with self.lock:
             raw, row = build()
             config = await self.validate(raw, extension)
+            table = await self.compile(config)
+            self.ready = (config, table)
             try:
-                save(row, config)  # rolled back if the rules do not compile
-            except ValueError as exc:
-                log.error("a validated change did not compile: %s", exc)
-                raise ApiError(422, "validation", f"rules: {exc}",
-                               [{"field": "(rules)", "reason": str(exc)}]) from None
+                save(row, config)
+            finally:
+                self.ready = None
             self.known_revision = self.store.revision()
             return config
+
+    async def compile(self, config: Config) -> Any:
+        """The rule table of `config`, compiled in a thread: with thousands of users compiling
+        takes seconds, and the loop keeps serving SIP meanwhile (the thread lets go of the GIL
+        every few milliseconds) instead of stopping for all of it."""
+        from b2bua.rules import compile_rules
+
+        try:
+            return await asyncio.to_thread(compile_rules, config)
+        except ValueError as exc:
+            log.error("a validated change did not compile: %s", exc)
+            raise ApiError(422, "validation", f"rules: {exc}",
+                           [{"field": "(rules)", "reason": str(exc)}]) from None
+
+    def install(self, config: Config) -> None:
+        """`Server.apply_config`, with the table `change` compiled for this configuration."""
+        ready = self.ready
+        table = ready[1] if ready is not None and ready[0] is config else None
+        self.server.apply_config(config, table)
 
     async def reload_if_changed(self) -> bool:
         """Re-read the stored settings when another process (b2bua import) changed them."""
@@ -107,7 +129,7 @@ class Dashboard:
                 config = await self.validate(raw, None)
             except ApiError:
                 config = self.store.effective()
-            self.server.apply_config(config)
+            self.server.apply_config(config, await self.compile(config))
             self.known_revision = revision
             log.info("stored settings changed elsewhere (revision %d): applied", revision)
             return True

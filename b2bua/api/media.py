@@ -223,7 +223,7 @@ async def upload_music(request: web.Request) -> web.Response:
         return store.music_candidate(upload), upload
 
     def save(row: Any, config: Any) -> None:
-        store.save_music(row, None, config, board.server.apply_config)
+        store.save_music(row, None, config, board.install)
 
     await board.change(build, save, None)
     board.wav_cache.clear()
@@ -246,7 +246,7 @@ async def delete_music(request: web.Request) -> web.Response:
         return store.music_candidate(None, remove=name), None
 
     def save(row: Any, config: Any) -> None:
-        store.save_music(None, name, config, board.server.apply_config)
+        store.save_music(None, name, config, board.install)
 
     try:
         await board.change(build, save, None)

@@ -87,7 +87,7 @@ async def _save(request: web.Request, ext: str, changes: dict[str, Any] | None, 
         return store.user_candidate(ext, changes, create=create)
 
     def save(row: Any, config: Any) -> None:
-        store.save_user(row, config, board.server.apply_config, acc.login, board.now())
+        store.save_user(row, config, board.install, acc.login, board.now())
 
     await board.change(build, save, ext)
 
@@ -192,7 +192,7 @@ async def reset_user(request: web.Request) -> web.Response:
         return store.reset_user(ext), UserOverride(ext, {}, False, False)
 
     def save(row: Any, config: Any) -> None:
-        store.save_user(row, config, board.server.apply_config, acc.login, board.now())
+        store.save_user(row, config, board.install, acc.login, board.now())
 
     await board.change(build, save, ext)
     return web.json_response(_user_json(board, ext, "admin"))
