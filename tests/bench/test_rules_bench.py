@@ -8,6 +8,7 @@ only, the machine being shared). Run with `scripts/bench`
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import random
 import resource
@@ -193,3 +194,45 @@ def test_rules_bench() -> None:
     assert median < 2 * 3, f"decide() median {median:.2f} µs"
     assert p99 < 3 * 10, f"decide() p99 {p99:.2f} µs"
     assert compile_s < 2.5 * 2, f"compile {compile_s:.2f} s"
+
+
+async def _loop_lag_while(work: Any) -> tuple[float, float, float]:
+    """(seconds `work` took, p99 and worst lateness in ms of a 1 ms sleep on the loop)."""
+    lags: list[float] = []
+    running = True
+
+    async def tick() -> None:
+        while running:
+            t = time.perf_counter()
+            await asyncio.sleep(0.001)
+            lags.append(time.perf_counter() - t - 0.001)
+
+    ticker = asyncio.create_task(tick())
+    await asyncio.sleep(0.01)
+    t0 = time.perf_counter()
+    await work()
+    took = time.perf_counter() - t0
+    running = False
+    await ticker
+    lags.sort()
+    return took, lags[len(lags) * 99 // 100] * 1000, lags[-1] * 1000
+
+
+@pytest.mark.bench
+async def test_compile_in_a_thread_keeps_the_loop_serving() -> None:
+    """A dashboard change compiles its table in a thread (b2bua.api.common.Dashboard.compile):
+    how late the loop runs meanwhile, against compiling on the loop itself."""
+    config = config_from_dict(_config_dict())
+
+    async def on_loop() -> None:
+        compile_rules(config)
+
+    async def in_thread() -> None:
+        await asyncio.to_thread(compile_rules, config)
+
+    took, p99, worst = await _loop_lag_while(on_loop)
+    print(f"\n  compile on the loop  : {took:.2f} s, loop lag p99 {p99:.1f} ms, worst {worst:.0f} ms")
+    t_took, t_p99, t_worst = await _loop_lag_while(in_thread)
+    print(f"  compile in a thread  : {t_took:.2f} s, loop lag p99 {t_p99:.1f} ms, "
+          f"worst {t_worst:.0f} ms")
+    assert t_p99 < p99 / 10, "the loop should keep running while a thread compiles"
