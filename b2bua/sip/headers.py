@@ -11,6 +11,8 @@ The typed objects are views: changing one does not change the message; set the h
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from typing import TypeVar
 
 from b2bua.sip.errors import SipParseError
 from b2bua.sip.grammar import (
@@ -209,22 +211,30 @@ _SIMPLE_NAME_ADDR = re.compile(
 )
 
 
+_Parsed = TypeVar("_Parsed")
+_PARSED_CACHE_SIZE = 8192  # texts per cache; a full cache starts again empty
+
+
+def _parsed_once(cache: dict[str, _Parsed], text: str, parse: Callable[[str], _Parsed]) -> _Parsed:
+    """`parse(text)`, remembered by text. Only for read-only results (they are shared)."""
+    value = cache.get(text)
+    if value is None:
+        value = parse(text)
+        if len(cache) >= _PARSED_CACHE_SIZE:
+            cache.clear()
+        cache[text] = value
+    return value
+
+
 # Parsed addresses by their text: a dialog's From and To come back in every message of it.
 # NameAddr objects are not changed once made (with_params makes a new one; the URI parsed on
 # demand is the same for every holder), so they can be shared.
 _NAME_ADDR_CACHE: dict[str, NameAddr] = {}
-_NAME_ADDR_CACHE_SIZE = 8192
 
 
 def parse_name_addr(text: str) -> NameAddr:
     """Parse one name-addr or addr-spec with its header parameters."""
-    na = _NAME_ADDR_CACHE.get(text)
-    if na is None:
-        na = _parse_name_addr(text)
-        if len(_NAME_ADDR_CACHE) >= _NAME_ADDR_CACHE_SIZE:
-            _NAME_ADDR_CACHE.clear()
-        _NAME_ADDR_CACHE[text] = na
-    return na
+    return _parsed_once(_NAME_ADDR_CACHE, text, _parse_name_addr)
 
 
 def _parse_name_addr(text: str) -> NameAddr:
@@ -339,18 +349,11 @@ _FAST_VIA = re.compile(
 # and ACK share it), so each is parsed once instead of three to five times. Via objects are never
 # changed in place (add_received makes a new one), so they can be shared.
 _VIA_CACHE: dict[str, Via] = {}
-_VIA_CACHE_SIZE = 8192
 
 
 def parse_via(text: str) -> Via:
     """Parse one via-parm."""
-    via = _VIA_CACHE.get(text)
-    if via is None:
-        via = _parse_via(text)
-        if len(_VIA_CACHE) >= _VIA_CACHE_SIZE:
-            _VIA_CACHE.clear()
-        _VIA_CACHE[text] = via
-    return via
+    return _parsed_once(_VIA_CACHE, text, _parse_via)
 
 
 def _parse_via(text: str) -> Via:
