@@ -284,7 +284,7 @@ class CallEngine:
         self.counters["calls"] += 1
         self.calls_by_tx[tx] = call
         self.active.add(call)
-        if self.media_hook is not None and getattr(self.media_hook, "anchor", True):
+        if self.media_hook is not None and self.media_hook.anchor:
             task = asyncio.get_running_loop().create_task(self._attach_media(call, trunk))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)

@@ -26,6 +26,8 @@ class LaterMedia:
     """A media hook whose rewritten SDP comes later, when the test opens that step's gate (or
     at once, as bytes, with `immediate`)."""
 
+    anchor = True  # every call gets a session (MediaBridge.anchor)
+
     def __init__(self, immediate: bool = False) -> None:
         self.immediate = immediate
         self.gates: list[asyncio.Event] = []
