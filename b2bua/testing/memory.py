@@ -183,9 +183,11 @@ def ack_and_bye(invite: Request, ok: Response, source: tuple[str, int]) -> tuple
 async def build_b2bua(config: Any, network: MemoryNetwork,
                       wall_clock: Callable[[], float] = time.time,
                       data_dir: str | None = None) -> Any:
-    """The real B2BUA layers over `network`, with their SQLite store in `data_dir` (a new
-    temporary folder by default)."""
+    """The real B2BUA layers over `network`, with their SQLite store in `data_dir` (by default a
+    new temporary folder, removed when the engine is collected or the process exits)."""
+    import shutil
     import tempfile
+    import weakref
 
     from b2bua.calls.directory import Directory
     from b2bua.calls.engine import CallEngine
@@ -197,7 +199,8 @@ async def build_b2bua(config: Any, network: MemoryNetwork,
     from b2bua.stack import SipStack
     from b2bua.store import open_database
 
-    db = open_database(data_dir or tempfile.mkdtemp(prefix="b2bua-mem-"))
+    directory = data_dir or tempfile.mkdtemp(prefix="b2bua-mem-")
+    db = open_database(directory)
 
     registrar = build_registrar(config, db, now=wall_clock())
     layer = TransactionLayer(TimerConfig(), random_token=lambda: secrets.token_hex(8))
@@ -207,4 +210,6 @@ async def build_b2bua(config: Any, network: MemoryNetwork,
     core = Core(stack, registrar, calls, config.server.domain, wall_clock=wall_clock)
     stack.attach(network, core)  # type: ignore[arg-type]
     network.stack = stack
+    if not data_dir:
+        weakref.finalize(calls, shutil.rmtree, directory, True)
     return calls
