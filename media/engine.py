@@ -482,16 +482,22 @@ class MediaSession:
 
     async def close(self) -> None:
         """Stop playback, finish recordings (their files are written), release the ports."""
+        writes = self.close_now()
+        if writes:
+            await asyncio.gather(*writes, return_exceptions=True)
+
+    def close_now(self) -> list[asyncio.Task[None]]:
+        """Stop playback and recordings and release the ports at once; returns the recording
+        writes still running (a call's end needs no task when there are none)."""
         if self.closed:
-            return
+            return []
         self.closed = True
         for state in self.core.legs.values():
             self._stop_player(state, False)
             if state.recorder is not None:
                 self._stop_recording(state.recorder, "closed")
         self.engine._release(self)
-        if self._writes:
-            await asyncio.gather(*self._writes, return_exceptions=True)
+        return list(self._writes)
 
 
 class MediaEngine:

@@ -50,6 +50,10 @@ log = logging.getLogger(__name__)
 VOICEMAIL_SILENCE_SECONDS = 10.0
 
 
+async def _settled(tasks: list[asyncio.Task[None]]) -> None:
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
 class MediaBridge:
     def __init__(
         self,
@@ -156,7 +160,13 @@ class MediaBridge:
 
     def ended(self, call: Call) -> None:
         session: MediaSession | RtpengineSession | None = call.media
-        if session is not None and not session.closed:
+        if session is None or session.closed:
+            return
+        if isinstance(session, MediaSession):
+            writes = session.close_now()  # no task per call unless a recording is being written
+            if writes:
+                self._spawn(_settled(writes))
+        else:
             self._spawn(session.close())
 
     def cancel(self, call: Call) -> None:
