@@ -590,6 +590,16 @@ class MediaEngine:
     ) -> MediaSession:
         """A new session with one RTP/RTCP port pair per leg; MediaError if the pool is empty
         or `call_id` already has a session."""
+        return self.open_session(call_id, on_dtmf=on_dtmf, on_timeout=on_timeout)
+
+    def open_session(
+        self,
+        call_id: str,
+        *,
+        on_dtmf: DtmfCallback | None = None,
+        on_timeout: TimeoutCallback | None = None,
+    ) -> MediaSession:
+        """`create_session` without the coroutine: the session is ready on return."""
         if not self.started:
             raise MediaError("media engine not started")
         if call_id in self._sessions:

@@ -32,7 +32,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -285,26 +285,38 @@ class CallEngine:
         self.calls_by_tx[tx] = call
         self.active.add(call)
         if self.media_hook is not None and self.media_hook.anchor:
-            task = asyncio.get_running_loop().create_task(self._attach_media(call, trunk))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-            return
+            # Anchor the call's media (ports, SDP) before any branch is created: at once with
+            # the built-in relay, after a round trip with rtpengine.
+            try:
+                pending = self.media_hook.attach(call)
+            except MediaError as exc:
+                self._no_media(call, exc)
+                return
+            if pending is not None:
+                task = asyncio.get_running_loop().create_task(
+                    self._attach_media(call, trunk, pending))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+                return
         self._route(call, trunk)
 
-    async def _attach_media(self, call: Call, trunk: Trunk | None) -> None:
-        """Anchor the call's media (ports, SDP) before any branch is created."""
+    async def _attach_media(self, call: Call, trunk: Trunk | None,
+                            pending: Awaitable[None]) -> None:
         try:
-            await self.media_hook.attach(call)
+            await pending
         except MediaError as exc:
-            log.warning("call %s: no media: %s", call.id, exc)
-            if call.state != "ENDED":
-                self._fail(call, 488 if "SDP" in str(exc) or "codec" in str(exc) else 503,
-                           f"media: {exc}")
+            self._no_media(call, exc)
             return
         if call.state == "ENDED":  # the caller gave up meanwhile
             self.media_hook.ended(call)
             return
         self._route(call, trunk)
+
+    def _no_media(self, call: Call, exc: MediaError) -> None:
+        log.warning("call %s: no media: %s", call.id, exc)
+        if call.state != "ENDED":
+            self._fail(call, 488 if "SDP" in str(exc) or "codec" in str(exc) else 503,
+                       f"media: {exc}")
 
     def _route(self, call: Call, trunk: Trunk | None) -> None:
         callee = call.callee

@@ -79,22 +79,28 @@ class MediaBridge:
         self._music_known: dict[str, bool] = {}
 
     # -- sessions --------------------------------------------------------------------------
-    async def attach(self, call: Call) -> None:
-        """Create the call's session; the caller's offer becomes the offer the branches get."""
+    def attach(self, call: Call) -> Awaitable[None] | None:
+        """Create the call's session; the caller's offer becomes the offer the branches get.
+
+        The built-in relay does it at once (None); rtpengine returns a coroutine to await.
+        MediaError when the call cannot be anchored."""
         music = self._hold_music(call)
         if self.remote is not None:
-            remote = await self.remote.create_session(
-                call.id, on_timeout=lambda leg: self._rtp_timeout(call, leg))
-            call.media = remote
-            remote.hold_music = music
-            if call.a_request.body:
-                call.b_offer = await remote.offer("a", call.a_request.body, call.a_flow.host)
-            return
-        session = await self._builtin_session(call)
+            return self._attach_remote(call, self.remote, music)
+        session = self._builtin_session(call)
         call.media = session
         session.hold_music = music
         if call.a_request.body:
             call.b_offer = session.offer("a", call.a_request.body)
+        return None
+
+    async def _attach_remote(self, call: Call, remote: RtpengineMedia, music: str) -> None:
+        session = await remote.create_session(
+            call.id, on_timeout=lambda leg: self._rtp_timeout(call, leg))
+        call.media = session
+        session.hold_music = music
+        if call.a_request.body:
+            call.b_offer = await session.offer("a", call.a_request.body, call.a_flow.host)
 
     def _hold_music(self, call: Call) -> str:
         """The callee's hold music, or "default" when that class does not exist."""
@@ -106,8 +112,8 @@ class MediaBridge:
             known = self._music_known[music] = self.library.has_music(music)
         return str(music) if known else "default"
 
-    async def _builtin_session(self, call: Call) -> MediaSession:
-        return await self.engine.create_session(
+    def _builtin_session(self, call: Call) -> MediaSession:
+        return self.engine.open_session(
             call.id,
             on_timeout=lambda leg: self._rtp_timeout(call, leg),
             on_dtmf=lambda leg, event: self._dtmf(call, leg, event),
@@ -222,7 +228,7 @@ class MediaBridge:
             if self.anchor:
                 return None  # the call lost its media (ports exhausted): nothing to answer with
             # Media not anchored: this call gets a session now that we answer it ourselves.
-            session = await self._builtin_session(call)
+            session = self._builtin_session(call)
             session.hold_music = self._hold_music(call)
             call.media = session
             if call.state == "ENDED":
@@ -232,7 +238,7 @@ class MediaBridge:
             # Prompts and recordings need our own RTP endpoint: the built-in relay takes over.
             log.info("call %s: media destination: the built-in relay takes the call over "
                      "from rtpengine", call.id)
-            local = await self._builtin_session(call)
+            local = self._builtin_session(call)
             local.hold_music = session.hold_music
             call.media = local
             self._spawn(session.close())
