@@ -73,7 +73,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     except OSError as exc:
         log.error("cannot start: %s", exc)
         return 1
-    return 0
+    # Everything is saved and closed (Server.stop). Skip the interpreter's own teardown: with
+    # the collector off, it would walk and free everything a busy server still holds (2.4 s
+    # after 900 calls at 300 calls/s), and `b2bua run` would linger after SIGTERM.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 class Server:

@@ -255,7 +255,11 @@ def test_restart_keeps_bindings(setup: Setup) -> None:
     for i, port in enumerate(ports):
         assert sipp_register(setup, f"dev{i}", port=port).ok
     before = registered(setup.alice())
-    setup.stop()
+    assert setup.server is not None
+    server = setup.server
+    assert server.stop() == 0, server.log()[-2000:]  # SIGTERM: a clean stop, exit status 0
+    assert "b2bua stopped" in server.log()
+    setup.server = None
     server = setup.start()
     deadline = time.monotonic() + 10
     while "bindings loaded" not in server.log() and time.monotonic() < deadline:
