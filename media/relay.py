@@ -24,7 +24,7 @@ from __future__ import annotations
 import random
 import struct
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -35,8 +35,8 @@ from media.library import FRAME_BYTES, SAMPLE_RATE
 from media.player import OutgoingStream, Player
 from media.rtp import DtmfDetector, DtmfEvent, RtpError, RtpPacket
 from media.sdp import (
+    AudioSdp,
     CodecInfo,
-    Origin,
     SdpError,
     SessionDescription,
     codecs,
@@ -200,7 +200,6 @@ class LegState:
     name: LegName
     rtp_port: int
     out: OutgoingStream
-    remote_sdp: SessionDescription | None = None
     sdp_address: Address | None = None
     sdp_rtcp_address: Address | None = None
     latched: Address | None = None
@@ -211,7 +210,7 @@ class LegState:
     held: bool = False  # this leg's last offer put the call on hold
     sends: bool = False  # its SDP says it sends RTP
     dtmf_pts: frozenset[int] = frozenset()
-    remote_codecs: list[CodecInfo] = field(default_factory=list)  # of remote_sdp's audio section
+    remote_codecs: list[CodecInfo] = field(default_factory=list)  # of its last SDP's audio section
     playback: tuple[str, int] | None = None  # (codec name, payload type) to play to this leg
     player: Player | None = None
     recorder: Recorder | None = None
@@ -266,26 +265,27 @@ class SessionCore:
         self.established = False  # an offer/answer exchange has completed
         self._offer_from: LegName | None = None
         self._offer_local = False
-        self._pending_offer: SessionDescription | None = None
 
     # ---- SDP --------------------------------------------------------------------------------
 
     def offer(self, from_leg: LegName, sdp: bytes, now: float) -> bytes:
         parsed = self._take(from_leg, sdp, now)
-        self._offer_from, self._offer_local, self._pending_offer = from_leg, False, parsed
+        self._offer_from, self._offer_local = from_leg, False
         return self._forward(self.peer[from_leg], parsed)
 
     def answer(self, from_leg: LegName, sdp: bytes, now: float) -> bytes | None:
         parsed = self._take(from_leg, sdp, now, is_answer=True)
         local = self._offer_local and self._offer_from == _other(from_leg)
-        self._settle(parsed, now, self.legs[from_leg].remote_codecs)
+        self._settle(now, self.legs[from_leg].remote_codecs)
         if local:
             return None
         return self._forward(self.peer[from_leg], parsed)
 
     def local_answer(self, leg: LegName, sdp: bytes, now: float) -> bytes:
         """Answer an offer from `leg` ourselves (announcement, voicemail, bounce)."""
-        parsed = self._take(leg, sdp, now)
+        taken = self._take(leg, sdp, now)
+        # The answer is built from the offer's structure: the general model (a rare path).
+        parsed = taken if isinstance(taken, SessionDescription) else SessionDescription.parse(sdp)
         ai = first_audio(parsed)
         offered = codecs(parsed, ai) if ai is not None else []
         chosen = [c for c in offered if c.name in CODECS][:1]
@@ -298,7 +298,7 @@ class SessionCore:
         body = _build_sdp(self.local_ip, state.rtp_port, chosen, answer_dir, parsed, ai)
         self._offer_from, self._offer_local = leg, False
         answer = SessionDescription.parse(body)
-        self._settle(answer, now)
+        self._settle(now, codecs(answer, 0))
         return self._stamp(state, answer)
 
     def local_offer(self, leg: LegName, now: float) -> bytes:
@@ -313,64 +313,68 @@ class SessionCore:
             chosen = [CodecInfo(0, "PCMU", 8000), CodecInfo(8, "PCMA", 8000), te]
         body = _build_sdp(self.local_ip, self.legs[leg].rtp_port, chosen, "sendrecv", None, None)
         self._offer_from, self._offer_local = _other(leg), True
-        self._pending_offer = SessionDescription.parse(body)
-        return self._stamp(self.legs[leg], self._pending_offer)
+        return self._stamp(self.legs[leg], SessionDescription.parse(body))
 
     def _take(
         self, leg_name: LegName, sdp: bytes, now: float, *, is_answer: bool = False
-    ) -> SessionDescription:
-        try:
-            parsed = SessionDescription.parse(sdp)
-        except SdpError as e:
-            raise MediaError(f"malformed SDP from leg {leg_name}: {e.reason}") from e
+    ) -> AudioSdp | SessionDescription:
+        """Read an offer or answer from `leg_name` into its state; the body, scanned or parsed,
+        for `_forward`."""
         leg = self.legs[leg_name]
-        ai = first_audio(parsed)
         address: Address | None = None
         rtcp: Address | None = None
         sends = False
         found: list[CodecInfo] = []
-        if ai is not None:
-            conn = parsed.connection_for(ai)
-            port = parsed.media[ai].media.port
-            if conn is not None and conn.host not in ("0.0.0.0", "::"):
-                address = (conn.host, port)
-                rtcp = (conn.host, port + 1)
-                for value in parsed.media[ai].attributes("rtcp"):
-                    parts = value.split()
-                    if parts and parts[0].isdigit():
-                        host = parts[3] if len(parts) >= 4 else conn.host
-                        rtcp = (host, int(parts[0]))
-            sends = address is not None and direction(parsed, ai) in ("sendrecv", "sendonly")
-            found = codecs(parsed, ai)
-            leg.dtmf_pts = frozenset(c.payload_type for c in found if c.name == "TELEPHONE-EVENT")
+        quick = AudioSdp.scan(sdp)
+        taken: AudioSdp | SessionDescription
+        if quick is not None:  # the usual body, in one pass
+            taken = quick
+            host = quick.connection.host
+            held = quick.is_hold
+            if host not in ("0.0.0.0", "::"):
+                address = (host, quick.media.port)
+                rtcp = _rtcp_address(host, quick.media.port, quick.rtcp)
+            sends = address is not None and quick.direction in ("sendrecv", "sendonly")
+            found = quick.codecs
+            leg.dtmf_pts = _dtmf_types(found)
+        else:
+            try:
+                taken = SessionDescription.parse(sdp)
+            except SdpError as e:
+                raise MediaError(f"malformed SDP from leg {leg_name}: {e.reason}") from e
+            held = is_hold(taken)
+            ai = first_audio(taken)
+            if ai is not None:
+                conn = taken.connection_for(ai)
+                port = taken.media[ai].media.port
+                if conn is not None and conn.host not in ("0.0.0.0", "::"):
+                    address = (conn.host, port)
+                    rtcp = _rtcp_address(conn.host, port, taken.media[ai].attributes("rtcp"))
+                sends = address is not None and direction(taken, ai) in ("sendrecv", "sendonly")
+                found = codecs(taken, ai)
+                leg.dtmf_pts = _dtmf_types(found)
         if address != leg.sdp_address:
             leg.latched = None  # a new address in SDP: latch again
             leg.latched_rtcp = None
         leg.sdp_address, leg.sdp_rtcp_address = address, rtcp
-        leg.remote_sdp = parsed
         leg.remote_codecs = found
         if not is_answer:
-            leg.held = is_hold(parsed)
+            leg.held = held
         leg.sends = sends
         leg.expect_since = now
         leg.timed_out = False
         if leg.playback is None:
             leg.playback = next(((c.name, c.payload_type) for c in found if c.name in CODECS), None)
-        return parsed
+        return taken
 
-    def _settle(
-        self, answer: SessionDescription, now: float, found: list[CodecInfo] | None = None
-    ) -> None:
-        """An offer/answer exchange completed: each leg's playback codec becomes the first G.711
-        codec of the answer that the leg itself listed, with the leg's payload type."""
+    def _settle(self, now: float, found: list[CodecInfo]) -> None:
+        """An offer/answer exchange completed with an answer listing codecs `found`: each leg's
+        playback codec becomes the first G.711 codec of the answer that the leg itself listed,
+        with the leg's payload type."""
         self.established = True
-        self._pending_offer = None
         for leg in self.legs.values():
             # RTP is expected from the answer on, not while the callee rings.
             leg.expect_since = now
-        if found is None:
-            ai = first_audio(answer)
-            found = codecs(answer, ai) if ai is not None else []
         if not found:
             return
         order = [c.name for c in found if c.name in CODECS]
@@ -382,17 +386,24 @@ class SessionCore:
             if pick is not None:
                 leg.playback = (pick.name, pick.payload_type)
 
-    def _forward(self, to: LegState, sdp: SessionDescription) -> bytes:
+    def _forward(self, to: LegState, sdp: AudioSdp | SessionDescription) -> bytes:
         """`sdp` rewritten for leg `to`: our address and `to`'s port, ICE removed."""
+        if isinstance(sdp, AudioSdp):
+            lines = sdp.rewritten(self.local_ip, to.rtp_port)
+            return self._stamp_lines(to, lines, sdp.media_index, sdp.eol, sdp.trailer)
         ai = first_audio(sdp)
         ports = {ai: to.rtp_port} if ai is not None else {}
         return self._stamp(to, rewrite_connection(sdp, self.local_ip, ports))
 
     def _stamp(self, to: LegState, sdp: SessionDescription) -> bytes:
+        return self._stamp_lines(to, list(sdp.lines()), len(sdp.session), sdp.eol, sdp.trailer)
+
+    def _stamp_lines(
+        self, to: LegState, lines: list[str], session_lines: int, eol: str, trailer: str
+    ) -> bytes:
         """Our own o= line for leg `to`, its version bumped whenever the body changes
-        (RFC 3264 §8: a changed description MUST carry an incremented version)."""
-        lines = list(sdp.lines())
-        eol = sdp.eol
+        (RFC 3264 §8: a changed description MUST carry an incremented version). The first
+        `session_lines` lines are the session level, where the o= line is (or is added)."""
         body = eol.join([line for line in lines if not line.startswith("o=")])
         if body != to.last_sent_body:
             to.origin_version += 1
@@ -400,15 +411,14 @@ class SessionCore:
         addr_type = "IP6" if ":" in self.local_ip else "IP4"
         origin = f"o=- {to.origin_id} {to.origin_version} IN {addr_type} {self.local_ip}"
         # The session-level o= line is ours (added after v= when missing), as `with_origin` does.
-        session_lines = len(sdp.session)
         replaced = False
         for i in range(session_lines):
-            if isinstance(sdp.session[i], Origin):
+            if lines[i].startswith("o="):
                 lines[i] = origin
                 replaced = True
         if not replaced:
             lines.insert(1, origin)
-        return (eol.join(lines) + sdp.trailer).encode("utf-8", "surrogateescape")
+        return (eol.join(lines) + trailer).encode("utf-8", "surrogateescape")
 
     # ---- RTP --------------------------------------------------------------------------------
 
@@ -497,14 +507,25 @@ class SessionCore:
             raise MediaError(f"leg {leg_name} is already being recorded")
         decoders: dict[int, G711Codec] = {0: CODECS["PCMU"], 8: CODECS["PCMA"]}
         for state in self.legs.values():
-            if state.remote_sdp is not None:
-                ai = first_audio(state.remote_sdp)
-                if ai is not None:
-                    for c in codecs(state.remote_sdp, ai):
-                        if c.name in CODECS:
-                            decoders[c.payload_type] = CODECS[c.name]
+            for c in state.remote_codecs:
+                if c.name in CODECS:
+                    decoders[c.payload_type] = CODECS[c.name]
         leg.recorder = Recorder(path, now, max_seconds, silence_seconds, decoders)
         return leg.recorder
+
+
+def _dtmf_types(found: list[CodecInfo]) -> frozenset[int]:
+    return frozenset(c.payload_type for c in found if c.name == "TELEPHONE-EVENT")
+
+
+def _rtcp_address(host: str, port: int, attributes: Iterable[str]) -> Address:
+    """Where RTCP goes: port + 1 on `host`, unless an a=rtcp line (RFC 3605) says otherwise."""
+    rtcp = (host, port + 1)
+    for value in attributes:
+        parts = value.split()
+        if parts and parts[0].isdigit():
+            rtcp = (parts[3] if len(parts) >= 4 else host, int(parts[0]))
+    return rtcp
 
 
 def _other(leg: LegName) -> LegName:

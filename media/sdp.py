@@ -22,6 +22,7 @@ from typing import Literal, Self
 
 __all__ = [
     "DIRECTIONS",
+    "AudioSdp",
     "CodecInfo",
     "Connection",
     "Direction",
@@ -544,3 +545,142 @@ def _rewrite_items(
             yield item
         else:
             yield item
+
+
+# --------------------------------------------------------------------------------------------
+# The usual body, in one pass.
+
+
+@dataclass(slots=True)
+class AudioSdp:
+    """What the relay reads from the usual body (one active audio section, a c= line, every
+    typed line well formed), found in one pass over its lines, and that body rewritten for the
+    other leg as `rewrite_connection` would: the same bytes, in a fraction of the time.
+
+    `AudioSdp.scan(body)` is None for anything else (several sections, no c= line, a mix of
+    line endings, a line `SessionDescription.parse` would refuse...): the relay then takes the
+    general path, which also names what is wrong."""
+
+    lines: list[str]
+    eol: str
+    trailer: str
+    media_index: int  # of the m= line in `lines`
+    media: Media
+    connection: Connection  # the one that applies to the audio section
+    direction: DirectionValue
+    codecs: list[CodecInfo]
+    rtcp: list[str]  # the values of the section's a=rtcp lines
+
+    @classmethod
+    def scan(cls, data: bytes) -> AudioSdp | None:
+        text = data.decode("utf-8", "surrogateescape")
+        body = text.rstrip("\r\n")
+        if not body or body[:2] != "v=":
+            return None
+        if "\r" not in body:
+            lines = body.split("\n")
+            eol = "\r\n" if len(lines) == 1 and text[len(body) :].startswith("\r") else "\n"
+        elif body.count("\r") == body.count("\r\n") == body.count("\n"):
+            lines, eol = body.split("\r\n"), "\r\n"
+        else:
+            return None
+        media_index = -1
+        session_conn: Connection | None = None
+        media_conn: Connection | None = None
+        session_dir: str | None = None
+        media_dir: str | None = None
+        maps: dict[int, RtpMap] = {}
+        fmtps: dict[str, str] = {}
+        rtcp: list[str] = []
+        media: Media | None = None
+        for i, line in enumerate(lines):
+            kind = line[:1]
+            if len(line) < 2 or line[1] != "=" or not ("a" <= kind <= "z"):
+                return None
+            value = line[2:]
+            try:
+                if kind == "a":
+                    name, sep, rest = value.partition(":")
+                    if sep:
+                        if name == "rtpmap":
+                            m = RtpMap.parse(rest, line)
+                            if media is not None:
+                                maps[m.payload_type] = m
+                        elif name == "fmtp":
+                            f = Fmtp.parse(rest, line)
+                            if media is not None:
+                                fmtps[f.format_] = f.parameters
+                        elif name == "rtcp" and media is not None:
+                            rtcp.append(rest)
+                    elif name in DIRECTIONS:
+                        if media is None:
+                            session_dir = session_dir or name
+                        else:
+                            media_dir = media_dir or name
+                    elif name == "rtcp" and media is not None:
+                        rtcp.append("")
+                elif kind == "c":
+                    c = Connection.parse(value, line)
+                    if media is None:
+                        session_conn = session_conn or c
+                    else:
+                        media_conn = media_conn or c
+                elif kind == "m":
+                    if media is not None:
+                        return None  # several sections: the general path
+                    media, media_index = Media.parse(value, line), i
+                elif kind == "o":
+                    Origin.parse(value, line)
+            except SdpError:
+                return None
+        conn = media_conn or session_conn
+        if media is None or media.media != "audio" or media.port == 0 or conn is None:
+            return None
+        found = []
+        for fmt in media.formats:
+            if not fmt.isdigit():
+                continue
+            pt = int(fmt)
+            if pt in maps:
+                m = maps[pt]
+                params = m.parameters
+                channels = int(params) if params and params.isdigit() else 1
+                found.append(CodecInfo(pt, m.encoding, m.clock_rate, channels, fmtps.get(fmt)))
+            elif pt in STATIC_PAYLOAD_TYPES:
+                name, rate, channels = STATIC_PAYLOAD_TYPES[pt]
+                found.append(CodecInfo(pt, name, rate, channels, fmtps.get(fmt)))
+        return cls(lines, eol, text[len(body) :], media_index, media, conn,
+                   media_dir or session_dir or "sendrecv", found, rtcp)  # type: ignore[arg-type]
+
+    @property
+    def is_hold(self) -> bool:
+        """As `is_hold`: a=sendonly, a=inactive, or c=0.0.0.0."""
+        return self.direction in ("sendonly", "inactive") or self.connection.host in ("0.0.0.0", "::")
+
+    def rewritten(self, ip: str, port: int) -> list[str]:
+        """The lines as `rewrite_connection(parsed, ip, {index: port})` writes them."""
+        new_conn = Connection.for_address(ip).format()
+        out: list[str] = []
+        media_index = self.media_index
+        for i, line in enumerate(self.lines):
+            kind = line[0]
+            if kind == "c":
+                host = line[2:].split()[2].partition("/")[0]
+                out.append(line if host in ("0.0.0.0", "::") else new_conn)
+            elif kind == "a":
+                attr = line[2:].partition(":")[0]
+                if attr in ICE_ATTRIBUTES:
+                    continue
+                if attr == "rtcp" and i > media_index:
+                    addr_type = "IP6" if ":" in ip else "IP4"
+                    out.append(f"a=rtcp:{port + 1} IN {addr_type} {ip}")
+                else:
+                    out.append(line)
+            elif i == media_index:
+                m = self.media
+                if port != m.port or m.port_count is not None:
+                    line = Media(m.media, port, m.proto, m.formats).format()
+                out.append(line)
+            else:
+                out.append(line)
+        return out

@@ -7,6 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from media.sdp import (
+    AudioSdp,
     CodecInfo,
     Connection,
     Direction,
@@ -275,3 +276,120 @@ def test_evolve_serializes_canonically_and_with_origin() -> None:
     assert str(new).split("\r\n")[1] == "o=- 77 3 IN IP4 127.0.0.1"
     bare = SessionDescription.parse(b"v=0\r\ns=-\r\n").with_origin(Origin("-", "1", 1))
     assert str(bare) == "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\n"
+
+
+# -- AudioSdp: the one-pass reading of the usual body must match the general model exactly ------
+
+quick_lines = st.lists(
+    st.sampled_from(
+        [
+            "o=- 1 2 IN IP4 10.0.0.1",
+            "o=bad",
+            "s=-",
+            "c=IN IP4 10.0.0.2",
+            "c=IN IP6 ::1",
+            "c=IN IP4 0.0.0.0",
+            "c=IN IP4 224.2.1.1/127",
+            "c=IN IP4",
+            "t=0 0",
+            "m=audio 4000 RTP/AVP 0 8 101",
+            "m=audio 4000/2 RTP/AVP 0",
+            "m=audio 4000/ RTP/AVP 0",
+            "m=audio  4002 RTP/AVP  18 96",
+            "m=audio 0 RTP/AVP 0",
+            "m=audio x RTP/AVP 0",
+            "m=video 5000 RTP/AVP 96",
+            "a=rtpmap:101 telephone-event/8000",
+            "a=rtpmap:0 PCMU/8000",
+            "a=rtpmap:96 opus/48000/2",
+            "a=rtpmap:96 G729/8000",
+            "a=rtpmap:x",
+            "a=fmtp:101 0-15",
+            "a=fmtp:96 minptime=10",
+            "a=fmtp:",
+            "a=sendonly",
+            "a=recvonly",
+            "a=inactive",
+            "a=sendrecv",
+            "a=sendonly:x",
+            "a=rtcp:4001",
+            "a=rtcp:4003 IN IP4 10.9.9.9",
+            "a=rtcp",
+            "a=ptime:20",
+            "a=candidate:0123 1 udp 1 10.0.0.5 1 typ host",
+            "a=ice-ufrag:abcd",
+            "a=end-of-candidates",
+            "b=AS:64",
+            "x",
+        ]
+    ),
+    max_size=16,
+)
+
+
+_SESSION = ["o=- 1 2 IN IP4 10.0.0.1", "s=-", "c=IN IP4 10.0.0.2", "c=IN IP6 ::1",
+            "c=IN IP4 0.0.0.0", "t=0 0", "a=sendonly", "a=inactive", "a=ice-lite", "b=AS:64",
+            "a=rtcp:9", "a=group:BUNDLE 0"]
+_MEDIA = ["c=IN IP4 10.0.0.3", "c=IN IP4 0.0.0.0", "a=rtpmap:0 PCMU/8000",
+          "a=rtpmap:8 PCMA/8000", "a=rtpmap:101 telephone-event/8000", "a=rtpmap:96 opus/48000/2",
+          "a=rtpmap:96 G729/8000", "a=fmtp:101 0-16", "a=fmtp:96 minptime=10", "a=sendonly",
+          "a=recvonly", "a=inactive", "a=sendrecv", "a=rtcp:4001",
+          "a=rtcp:4003 IN IP4 10.9.9.9", "a=rtcp", "a=ptime:20", "a=ice-pwd:x",
+          "a=candidate:1 1 udp 1 10.0.0.5 1 typ host", "o=- 5 5 IN IP4 10.0.0.9"]
+_AUDIO = ["m=audio 4000 RTP/AVP 0 8 101", "m=audio 4000/2 RTP/AVP 0", "m=audio 4000/ RTP/AVP 0",
+          "m=audio  4002 RTP/AVP  18 96 101", "m=audio 4000 RTP/AVP 0 x 8"]
+usual_bodies = st.builds(
+    lambda session, m, media: [*session, m, *media],
+    st.lists(st.sampled_from(_SESSION), max_size=6),
+    st.sampled_from(_AUDIO),
+    st.lists(st.sampled_from(_MEDIA), max_size=8),
+)
+
+
+@given(st.one_of(quick_lines, usual_bodies), st.sampled_from(["\r\n", "\n", "mixed"]),
+       st.sampled_from(["", "\r\n", "\n", "\r\n\r\n"]),
+       st.sampled_from(["127.0.0.1", "::1"]), st.integers(1, 65534))
+def test_audio_sdp_reads_and_rewrites_as_the_general_model(
+    lines: list[str], eol: str, trailer: str, ip: str, port: int
+) -> None:
+    if eol == "mixed":
+        data = "\r\n".join(["v=0", *lines[:2]]) + "\n" + "\n".join(lines[2:])
+    else:
+        data = eol.join(["v=0", *lines])
+    raw = (data + trailer).encode()
+    quick = AudioSdp.scan(raw)
+    try:
+        sdp = SessionDescription.parse(raw)
+    except SdpError:
+        assert quick is None  # what the general model refuses goes its way, to be named there
+        return
+    if quick is None:
+        return  # not the usual body: the general path handles it
+    assert len(sdp.media) == 1 and sdp.media[0].media.media == "audio"
+    assert quick.media == sdp.media[0].media
+    assert quick.connection == sdp.connection_for(0)
+    assert quick.direction == direction(sdp, 0)
+    assert quick.codecs == codecs(sdp, 0)
+    assert quick.rtcp == list(sdp.media[0].attributes("rtcp"))
+    assert quick.is_hold == is_hold(sdp)
+    rewritten = rewrite_connection(sdp, ip, {0: port})
+    assert quick.rewritten(ip, port) == list(rewritten.lines())
+    assert (quick.eol, quick.trailer) == (rewritten.eol, rewritten.trailer)
+    assert quick.media_index == len(sdp.session)
+
+
+@pytest.mark.parametrize("data", [PHONE_OFFER, VECTORS["LF line endings"],
+                                  b"v=0\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nm=audio 5004 RTP/AVP 0"])
+def test_audio_sdp_takes_the_usual_bodies(data: bytes) -> None:
+    quick = AudioSdp.scan(data)
+    assert quick is not None
+    assert quick.rewritten("127.0.0.1", 20000) == list(
+        rewrite_connection(SessionDescription.parse(data), "127.0.0.1", {0: 20000}).lines())
+
+
+@pytest.mark.parametrize("data", [WEBRTC_LIKE + b"m=audio 5 RTP/AVP 0\r\n",
+                                  VECTORS["two streams and session-level direction"],
+                                  crlf("v=0", "s=-", "t=0 0", "m=audio 5004 RTP/AVP 0"),
+                                  b"v=0\r\ns=-\nc=IN IP4 10.0.0.1\r\nm=audio 5004 RTP/AVP 0\r\n"])
+def test_audio_sdp_leaves_the_rest_to_the_general_model(data: bytes) -> None:
+    assert AudioSdp.scan(data) is None
