@@ -41,6 +41,7 @@ class TransportManager:
             "tls": StreamTransport("tls", receiver, self.pool, server_ssl, client_ssl),
         }
         self.local: dict[str, LocalAddress] = {}  # first listening address per transport
+        self._udp_local: dict[tuple[str, int], LocalAddress] = {}
         self.sent = 0
 
     async def listen(self, spec: ListenSpec) -> LocalAddress:
@@ -60,7 +61,11 @@ class TransportManager:
     def local_for(self, flow: Flow) -> LocalAddress:
         """Our address as seen on that flow (for Via sent-by and Contact)."""
         if flow.local_host is not None and flow.local_port is not None and flow.transport == "udp":
-            return LocalAddress(flow.transport, flow.local_host, flow.local_port)
+            key = (flow.local_host, flow.local_port)  # one of our sockets: a few keys at most
+            address = self._udp_local.get(key)
+            if address is None:
+                address = self._udp_local[key] = LocalAddress("udp", *key)
+            return address
         address = self.local.get(flow.transport) or next(iter(self.local.values()))
         return address
 
