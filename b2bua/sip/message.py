@@ -806,14 +806,15 @@ def _validate(req: Request) -> None:
     if cseq.method != req.method:
         raise SipParseError("CSeq method does not match the request method")
     call_id = req.call_id
-    if any(c in " \t" for c in call_id):
+    if " " in call_id or "\t" in call_id:
         raise SipParseError("Malformed Call-ID")
     req.max_forwards  # noqa: B018
     req.expires  # noqa: B018
     for contact in req.contacts:
         contact.uri  # noqa: B018
-    for route in req.name_addrs("route"):
-        route.uri  # noqa: B018
+    if req.headers.get("route") is not None:
+        for route in req.name_addrs("route"):
+            route.uri  # noqa: B018
     uri = req.request_uri
     if uri.scheme not in ("sip", "sips"):
         raise SipParseError(f"Unsupported URI scheme {uri.scheme!r}", status=416)
