@@ -182,9 +182,12 @@ def ack_and_bye(invite: Request, ok: Response, source: tuple[str, int]) -> tuple
 
 async def build_b2bua(config: Any, network: MemoryNetwork,
                       wall_clock: Callable[[], float] = time.time,
-                      data_dir: str | None = None) -> Any:
+                      data_dir: str | None = None, media: bool = False) -> Any:
     """The real B2BUA layers over `network`, with their SQLite store in `data_dir` (by default a
-    new temporary folder, removed when the engine is collected or the process exits)."""
+    new temporary folder, removed when the engine is collected or the process exits).
+
+    `media=True` anchors calls in the built-in relay as `b2bua run` does (real RTP sockets on
+    127.0.0.1; `engine.media_hook.engine` is the MediaEngine, to close)."""
     import shutil
     import tempfile
     import weakref
@@ -210,6 +213,19 @@ async def build_b2bua(config: Any, network: MemoryNetwork,
     core = Core(stack, registrar, calls, config.server.domain, wall_clock=wall_clock)
     stack.attach(network, core)  # type: ignore[arg-type]
     network.stack = stack
+    if media:
+        from pathlib import Path
+
+        from b2bua.calls.media import MediaBridge
+        from media.engine import MediaEngine
+        from media.library import SoundLibrary
+
+        library = SoundLibrary(Path(directory))
+        relay = MediaEngine("127.0.0.1", (40000, 44999), library=library)
+        await relay.start()
+        bridge = MediaBridge(relay, library, Path(directory), db, 60.0)
+        bridge.calls = calls
+        calls.media_hook = bridge
     if not data_dir:
         weakref.finalize(calls, shutil.rmtree, directory, True)
     return calls

@@ -20,10 +20,11 @@ pytestmark = pytest.mark.bench
 CALLS = 2000
 
 
+@pytest.mark.parametrize("media", [False, True], ids=["signalling", "anchored"])
 @pytest.mark.parametrize("devices", [1, 2, 3])
-async def test_cpu_per_call_in_memory(devices: int) -> None:
+async def test_cpu_per_call_in_memory(devices: int, media: bool) -> None:
     network = MemoryNetwork()
-    engine = await build_b2bua(config_from_text(config(devices)), network)
+    engine = await build_b2bua(config_from_text(config(devices)), network, media=media)
     for i in range(devices):
         Agent(network, ("127.0.0.1", 5071 + i), "answer" if i == 0 else "lose")
     caller = Agent(network, TRUNK, "caller")
@@ -50,7 +51,11 @@ async def test_cpu_per_call_in_memory(devices: int) -> None:
     assert engine.counters["answered"] == CALLS
     msgs = network.sent / CALLS
     print(
-        f"\n[in-memory] devices={devices}: {cpu / CALLS * 1000:.3f} ms CPU per call "
+        f"\n[in-memory] devices={devices} {'anchored' if media else 'signalling'}: "
+        f"{cpu / CALLS * 1000:.3f} ms CPU per call "
         f"(agents {network.agent_cpu / CALLS * 1000:.3f} ms, wall {wall / CALLS * 1000:.3f} ms), "
         f"{msgs:.1f} datagrams sent per call"
     )
+    if media:
+        assert not engine.media_hook.engine.sessions  # every call's session was closed
+        await engine.media_hook.engine.close()
