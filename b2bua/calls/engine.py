@@ -34,7 +34,6 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from b2bua.calls.directory import Directory, Trunk, normalize_number, to_e164
@@ -360,9 +359,8 @@ class CallEngine:
             return
         call.user = self.directory.user(ext)
         table = self.rulebook.table
-        when = datetime.fromtimestamp(self.rules_clock(), UTC)
         try:
-            decision = table.decide(ext, call.caller, when)
+            decision = table.decide(ext, call.caller, self.rules_clock())  # UTC epoch seconds
         except KeyError:
             decision = None
         call.decision = decision

@@ -776,15 +776,21 @@ class RuleTable:
             self._numbers[number] = norm
         return norm
 
-    def decide(self, callee: str, caller: str, when: datetime) -> Decision:
+    def decide(self, callee: str, caller: str, when: datetime | float) -> Decision:
         """Where a call from `caller` to extension `callee` at instant `when` goes, and why.
 
-        `when` must be timezone-aware; it is converted to the callee's time zone. A system
-        extension (ring group) always yields its own `system` destination (rule
-        "schedule_disabled": it has no schedule). Raises UnknownExtension otherwise.
+        `when` is a timezone-aware datetime, or UTC epoch seconds as `time.time()` gives them
+        (the engine's form: no datetime to build); either is converted to the callee's time
+        zone, and both give the same decision and trace. A system extension (ring group) always
+        yields its own `system` destination (rule "schedule_disabled": it has no schedule).
+        Raises UnknownExtension otherwise.
         """
-        if when.tzinfo is None:
-            raise ValueError("decide() needs a timezone-aware datetime")
+        kind = when.__class__
+        if kind is not float and kind is not int:
+            if not isinstance(when, datetime):
+                raise TypeError(f"decide() needs a datetime or epoch seconds, not {kind.__name__}")
+            if when.tzinfo is None:
+                raise ValueError("decide() needs a timezone-aware datetime")
         r = self._users.get(callee)
         if r is None:
             r = self._systems.get(callee)
@@ -793,7 +799,7 @@ class RuleTable:
         outcome = r[_STATIC]
         if outcome is None:
             # Local time of the callee.
-            ts = when.timestamp()
+            ts: float = when.timestamp() if isinstance(when, datetime) else when
             seconds = int(ts)
             if seconds > ts:
                 seconds -= 1
@@ -950,5 +956,5 @@ class RuleBook:
         old, self.table = self.table, table
         return old
 
-    def decide(self, callee: str, caller: str, when: datetime) -> Decision:
+    def decide(self, callee: str, caller: str, when: datetime | float) -> Decision:
         return self.table.decide(callee, caller, when)

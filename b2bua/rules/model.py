@@ -7,7 +7,7 @@ is swapped while it rings.
 from __future__ import annotations
 
 from dataclasses import FrozenInstanceError, dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal, Protocol, get_args
 
 __all__ = [
@@ -140,7 +140,7 @@ class Decision:
     # for a decision built by hand, whose trace is only its last line.
     _source: tuple[_Explainer, Any] | None
     _caller: str
-    _when: datetime | None
+    _when: datetime | float | None  # as decide() got it: aware datetime or UTC epoch seconds
 
     def __init__(self, destination: Destination, rule: Rule, rule_name: str | None = None) -> None:
         self._outcome = (destination, rule, rule_name)
@@ -195,6 +195,8 @@ class Decision:
         source, when = self._source, self._when
         if source is None or when is None:
             return (f"decision: {self.rule} -> {self.destination.describe()}",)
+        if not isinstance(when, datetime):  # decided at UTC epoch seconds
+            when = datetime.fromtimestamp(when, UTC)
         return source[0].explain(self, self._caller, when)
 
     def to_json(self) -> dict[str, Any]:

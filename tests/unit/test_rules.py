@@ -407,6 +407,35 @@ def test_naive_datetime_is_refused() -> None:
         table(OFFICE).decide("1001", "x", datetime(2026, 7, 1, 10, 0))
 
 
+def test_epoch_seconds_decide_and_explain_like_the_datetime() -> None:
+    t = table(
+        OFFICE + '  [[users.exceptions]]\n  callers = "06*"\n  destination = { kind = "busy" }\n'
+    )
+    for when in (at("2026-07-01 09:59"), at("2026-07-01 20:00"), at("2026-07-04 12:00")):
+        for caller in ("0612345678", "0499999999", ""):
+            by_datetime = t.decide("1001", caller, when)
+            for seconds in (when.timestamp(), int(when.timestamp()), when.timestamp() + 59.9):
+                by_seconds = t.decide("1001", caller, seconds)
+                assert by_seconds == by_datetime
+                assert by_seconds.trace == by_datetime.trace
+    system = t.decide("800", "x", at("2026-07-01 10:00").timestamp())
+    assert system.rule == "schedule_disabled"
+    assert system.trace == t.decide("800", "x", at("2026-07-01 10:00")).trace
+
+
+def test_epoch_seconds_before_1970_round_down_to_the_second() -> None:
+    t = table(hours("23:00", "24:00", '["wed"]'), tz="UTC")
+    # -0.5 s is 1969-12-31 23:59:59.5, a Wednesday
+    assert t.decide("1001", "x", -0.5).rule == "office_hours"
+    assert "1969-12-31 23:59 UTC" in t.decide("1001", "x", -0.5).trace[0]
+
+
+@pytest.mark.parametrize("when", [True, "2026-07-01T10:00Z", None])
+def test_an_instant_that_is_neither_a_datetime_nor_seconds_is_refused(when: object) -> None:
+    with pytest.raises(TypeError):
+        table(OFFICE).decide("1001", "x", when)  # type: ignore[arg-type]
+
+
 # ---------------------------------------------------------------------------------------------
 # Numbers
 

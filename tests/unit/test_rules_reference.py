@@ -316,6 +316,7 @@ def test_compiled_table_agrees_with_reference(
         assert got == ref_decide(config, "1001", caller, instant), instant
         event(decision.rule)
         assert decision.trace[-1].startswith(f"decision: {decision.rule}")
+        assert table.decide("1001", caller, instant.timestamp()) == decision  # epoch seconds
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
