@@ -42,6 +42,7 @@ The memo dicts are bounded and invisible to callers: a table never changes its a
 
 from __future__ import annotations
 
+import calendar
 import gc
 from array import array
 from bisect import bisect_right
@@ -285,6 +286,7 @@ def _compile_coverage(dates: Sequence[str], start: str | None, end: str | None) 
     return _Coverage(inclusive(yearly), inclusive(oneoff), whole, s, e, e <= s)
 
 
+@cache
 def _next_md(md: int) -> tuple[int, ...]:
     """md codes of the day after `md`, in a leap and in a common year."""
     month, day = divmod(md, 32)
@@ -301,9 +303,15 @@ def _next_md(md: int) -> tuple[int, ...]:
 @cache
 def _md_by_day() -> array[int]:
     """md codes of the epoch days from 1970 to 2149 (the usual one-off dates), computed once."""
-    start = date(1970, 1, 1)
-    days = map(start.__add__, map(timedelta, range(1 << 16)))
-    return array("H", (md_code(d.month, d.day) for d in days))
+    codes = array("H")
+    year = 1970
+    while len(codes) < 1 << 16:  # a month at a time: no date object per day
+        for month in range(1, 13):
+            first = md_code(month, 1)
+            codes.extend(range(first, first + calendar.monthrange(year, month)[1]))
+        year += 1
+    del codes[1 << 16 :]
+    return codes
 
 
 def _candidate_mask(
