@@ -555,7 +555,7 @@ def _rewrite_items(
 class AudioSdp:
     """What the relay reads from the usual body (one active audio section, a c= line, every
     typed line well formed), found in one pass over its lines, and that body rewritten for the
-    other leg as `rewrite_connection` would: the same bytes, in a fraction of the time.
+    other leg as `rewrite_connection` would: the same bytes, in about 0.7x the time.
 
     `AudioSdp.scan(body)` is None for anything else (several sections, no c= line, a mix of
     line endings, a line `SessionDescription.parse` would refuse...): the relay then takes the
