@@ -170,6 +170,7 @@ class Call:
     bounce: asyncio.Future[bool] | None = None
     digits: list[tuple[str, str]] = field(default_factory=list)  # (leg, DTMF digit)
     sdp_queue: deque[Any] | None = None  # steps waiting for the media backend (`_with_sdp`)
+    branch_headers: list[tuple[str, str]] | None = None  # A's headers every branch carries
 
 
 class CallEngine:
@@ -479,22 +480,29 @@ class CallEngine:
         extra: list[tuple[str, str]],
         private: bool = False,
     ) -> Request:
-        a = call.a_request
+        inherited = call.branch_headers
+        if inherited is None:  # what every branch takes from A's INVITE, read once per call
+            a = call.a_request
+            inherited = call.branch_headers = [
+                ("Max-Forwards", str(max(0, (a.max_forwards or 70) - 1))),
+                *((name, value)
+                  for name in ("supported", "session-expires", "min-se", "content-type",
+                               "content-disposition")
+                  for value in a.headers.get_all(name)),
+            ]
         headers: list[tuple[str, str]] = [
             ("Via", self.stack.via(flow)),
-            ("Max-Forwards", str(max(0, (a.max_forwards or 70) - 1))),
+            inherited[0],
             ("From", f"{self._identity(call, flow, private)};tag={tag()}"),
             ("To", to_value),
             ("Call-ID", token(12)),
             ("CSeq", "1 INVITE"),
             ("Contact", self.stack.contact(flow)),
             ("Allow", ALLOW),
+            *inherited[1:],
+            *extra,
         ]
-        for name in ("supported", "session-expires", "min-se", "content-type", "content-disposition"):
-            for value in a.headers.get_all(name):
-                headers.append((name, value))
-        headers.extend(extra)
-        body = a.body if call.b_offer is None else call.b_offer
+        body = call.a_request.body if call.b_offer is None else call.b_offer
         return Request("INVITE", request_uri, headers, body)
 
     def _start_branch(self, call: Call, target: Target, diverted_from: str | None) -> None:
