@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from b2bua.config import Config, config_from_dict
-from b2bua.rules import compile_rules, local_instant
+from b2bua.rules import Decision, RuleTable, compile_rules, local_instant
 
 WEEKDAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 ZONES = [
@@ -301,6 +301,14 @@ instants = st.one_of(
 )
 
 
+def agrees(table: RuleTable, config: Any, caller: str, instant: datetime) -> Decision:
+    """table's decision for 1001, after checking it against the reference evaluator's."""
+    decision = table.decide("1001", caller, instant)
+    got = (decision.destination.to_config_dict(), decision.rule, decision.rule_name)
+    assert got == ref_decide(config, "1001", caller, instant), instant
+    return decision
+
+
 @settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     data=configs(), caller=st.sampled_from(CALLERS), when=st.lists(instants, min_size=1, max_size=8)
@@ -311,9 +319,7 @@ def test_compiled_table_agrees_with_reference(
     config = config_from_dict(data)
     table = compile_rules(config)
     for instant in when:
-        decision = table.decide("1001", caller, instant)
-        got = (decision.destination.to_config_dict(), decision.rule, decision.rule_name)
-        assert got == ref_decide(config, "1001", caller, instant), instant
+        decision = agrees(table, config, caller, instant)
         event(decision.rule)
         assert decision.trace[-1].startswith(f"decision: {decision.rule}")
         assert table.decide("1001", caller, instant.timestamp()) == decision  # epoch seconds
@@ -327,9 +333,7 @@ def test_office_hours_at_month_turns_agree_with_reference(
     config = config_from_dict(data)
     table = compile_rules(config)
     for instant in when:
-        decision = table.decide("1001", "0499999999", instant)
-        got = (decision.destination.to_config_dict(), decision.rule, decision.rule_name)
-        assert got == ref_decide(config, "1001", "0499999999", instant), instant
+        agrees(table, config, "0499999999", instant)
 
 
 @settings(max_examples=500, deadline=None)
@@ -352,9 +356,7 @@ def test_exception_order_agrees_with_reference(patterns: list[str], caller: str)
     }
     config = config_from_dict(data)
     when = datetime(2026, 7, 1, 12, 0, tzinfo=UTC)
-    decision = compile_rules(config).decide("1001", caller, when)
-    got = (decision.destination.to_config_dict(), decision.rule, decision.rule_name)
-    assert got == ref_decide(config, "1001", caller, when)
+    agrees(compile_rules(config), config, caller, when)
 
 
 def _near_dates(config: Config, draw: st.DrawFn) -> datetime:
@@ -389,9 +391,7 @@ def test_exceptional_periods_at_their_edges_agree_with_reference(
     table = compile_rules(config)
     for _ in range(6):
         instant = _near_dates(config, st_data.draw)
-        decision = table.decide("1001", "0499999999", instant)
-        got = (decision.destination.to_config_dict(), decision.rule, decision.rule_name)
-        assert got == ref_decide(config, "1001", "0499999999", instant), instant
+        agrees(table, config, "0499999999", instant)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -404,9 +404,7 @@ def test_many_overlapping_periods_agree_with_reference(
     table = compile_rules(config)
     for _ in range(8):
         instant = _near_dates(config, st_data.draw)
-        decision = table.decide("1001", "0499999999", instant)
-        got = (decision.destination.to_config_dict(), decision.rule, decision.rule_name)
-        assert got == ref_decide(config, "1001", "0499999999", instant), instant
+        agrees(table, config, "0499999999", instant)
 
 
 @settings(max_examples=200, deadline=None)
