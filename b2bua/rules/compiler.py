@@ -19,11 +19,16 @@ month and md are needed too, because a range that crosses midnight belongs to th
   midnight also marks the next day); only those are tested, in list order. At an md code the
   list also says whether a one-off date falls on a day with that md code, in some year. Almost
   every call reads 0 at its md code and skips the periods.
-* Caller-ID exceptions: per user, one dict from normalised number or prefix to
-  `exact_index * 16 + prefix_index` (15 = none; at most 15 exceptions), probed with the whole
-  number and then once per distinct prefix length, and the index of the first `*`. The smallest
-  index found is the first matching exception in the list. Caller numbers are memoised once
-  normalised.
+* Caller-ID exceptions: indexed by caller rather than by user. For every normalised number
+  of an exact pattern, and every prefix, the table holds one dict from user to the index of
+  that user's first exception with that pattern (at most 15 exceptions: 0 to 14). A caller seen
+  for the first time is normalised and its "probe" memoised: the dicts of its number and of
+  those of its prefixes that some user has (usually one or two). A call looks its callee up in
+  those few dicts and takes the smallest index, or the first `*` exception's if smaller. Their
+  keys are the very extension strings that key the table's users, so that the key compared on
+  a hit is the one the user's lookup has just read. A frequent caller's
+  dicts stay in cache, whoever is called; a user-centric index would miss the cache on every
+  call to a different user.
 * Office hours: per user and month, a bitmap of the 10080 minutes of the week (Monday 00:00 is
   bit 0). Each range is split into its part on the starting day ("same") and the part after
   midnight ("spill", on the next weekday, Sunday spilling into Monday). On any day but the 1st of
@@ -46,11 +51,10 @@ import calendar
 import gc
 from array import array
 from bisect import bisect_right
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import cache
-from itertools import pairwise
 from typing import TYPE_CHECKING, Any, Final
 from zoneinfo import ZoneInfo
 
@@ -301,24 +305,54 @@ def _next_md(md: int) -> tuple[int, ...]:
 
 
 @cache
-def _md_by_day() -> array[int]:
-    """md codes of the epoch days from 1970 to 2149 (the usual one-off dates), computed once."""
+def _md_by_day() -> tuple[array[int], array[int]]:
+    """For the epoch days from 1970 to 2149 (the usual one-off dates), computed once: their md
+    codes, and how many days are left in their month (the day itself included)."""
     codes = array("H")
+    left = array("B")
     year = 1970
     while len(codes) < 1 << 16:  # a month at a time: no date object per day
         for month in range(1, 13):
             first = md_code(month, 1)
-            codes.extend(range(first, first + calendar.monthrange(year, month)[1]))
+            days = calendar.monthrange(year, month)[1]
+            codes.extend(range(first, first + days))
+            left.extend(range(days, 0, -1))
         year += 1
-    del codes[1 << 16 :]
-    return codes
+    del codes[1 << 16 :], left[1 << 16 :]
+    return codes, left
+
+
+def _md_runs(first: int, end: int) -> list[tuple[int, int]]:
+    """The md codes of the epoch days from `first` to `end` (excluded), as half-open intervals:
+    one per month, since md codes are consecutive within a month only."""
+    codes, left = _md_by_day()
+    runs = []
+    day = first
+    if 0 <= first and end <= len(codes):
+        while day < end:
+            n = min(left[day], end - day)
+            runs.append((codes[day], codes[day] + n))
+            day += n
+        return runs
+    while day < end:  # far from today: by date objects
+        d = date.fromordinal(day + _EPOCH_ORDINAL)
+        n = min(calendar.monthrange(d.year, d.month)[1] - d.day + 1, end - day)
+        md = md_code(d.month, d.day)
+        runs.append((md, md + n))
+        day += n
+    return runs
+
+
+@cache
+def _candidates(active: int, dated: int) -> _Candidates:
+    """The candidate list of a set of periods: bit i of `active` is period i, `dated` the bit
+    that marks an md code with a one-off date."""
+    bits = range((active & ~dated).bit_length())
+    return tuple(i for i in bits if active >> i & 1), bool(active & dated)
 
 
 def _candidate_mask(
-    periods: Sequence[_Coverage],
-    base: int,
-    size: int,
-    md_of_days: Callable[[int, int], Sequence[int]],
+    periods: Sequence[_Coverage], base: int, size: int
 ) -> tuple[bytes | array[int], tuple[_Candidates, ...]]:
     """The days each period may apply on, as (mask, candidate lists).
 
@@ -341,13 +375,8 @@ def _candidate_mask(
         for a, b in cov.oneoff:
             last = b + 1 if cov.crosses else b
             events += ((_MD_SIZE + a - base, 1, index), (_MD_SIZE + last + 1 - base, -1, index))
-            mds = md_of_days(a, last + 1)
-            first = mds[0]
-            for previous, md in pairwise(mds):  # in runs of consecutive md codes
-                if md != previous + 1:
-                    events += ((first, 1, len(periods)), (previous + 1, -1, len(periods)))
-                    first = md
-            events += ((first, 1, len(periods)), (mds[-1] + 1, -1, len(periods)))
+            for md, md_end in _md_runs(a, last + 1):
+                events += ((md, 1, len(periods)), (md_end, -1, len(periods)))
     events.sort()
     counts = [0] * (len(periods) + 1)
     active = 0  # bit i: period i may apply
@@ -360,8 +389,7 @@ def _candidate_mask(
             id_ = ids.get(active)
             if id_ is None:
                 id_ = ids[active] = len(lists)
-                bits = range((active & ~dated).bit_length())
-                lists.append((tuple(i for i in bits if active >> i & 1), bool(active & dated)))
+                lists.append(_candidates(active, dated))
             if runs and runs[-1][1] == start and runs[-1][2] == id_:
                 runs[-1][1] = position
             else:
@@ -411,8 +439,8 @@ class _Exceptions:
     """A user's caller-ID exceptions, indexed (see module docstring)."""
 
     star: int
-    patterns: dict[str, int]  # number or prefix -> exact index * 16 + prefix index (15: none)
-    prefix_lengths: tuple[int, ...]
+    exact: dict[str, int]  # normalised number -> index of the first exception with it
+    prefixes: dict[str, int]  # normalised prefix -> index of the first exception with it
     destinations: tuple[Destination, ...]
     names: tuple[str, ...]  # the callers as written
 
@@ -427,18 +455,17 @@ _EXPLAINER: Final = 0  # the _UserRules (cold: only traces read it)
 _STATIC: Final = 1  # the outcome when the schedule is disabled, else None
 _CLOCK: Final = 2  # the zone's _ZoneClock (shared)
 _PMASK: Final = 3  # periods' mask (_Periods.mask); one-off day d is at d - record[_OBASE]
-_PATTERNS: Final = 4  # number or prefix -> exact index * 16 + prefix index; None: no exceptions
+_PATTERNS: Final = 4  # True: the user has caller-ID exceptions (in the index); None: none
 _STAR: Final = 5  # index of the first `*` exception, or _NONE
-_LENGTHS: Final = 6  # distinct prefix lengths
-_CLOSED: Final = 7  # outcome outside office hours
-_IN_HOURS: Final = 8  # outcome inside office hours (forward or devices)
-_HOURS: Final = 8  # record[_HOURS + month]: that month's bitmap of the week, None: no hours
-_OBASE: Final = 21
-_PLEN: Final = 22  # len(record[_PMASK])
-_PERIODS: Final = 23  # tuple of _Period
-_CANDIDATES: Final = 24  # _Periods.candidates
-_SPLIT: Final = 25  # _Hours by month (index 1..12), for the 1st of a month; None: no hours
-_EXCEPTIONS: Final = 26  # from here, destination and callers of each caller-ID exception
+_CLOSED: Final = 6  # outcome outside office hours
+_IN_HOURS: Final = 7  # outcome inside office hours (forward or devices)
+_HOURS: Final = 7  # record[_HOURS + month]: that month's bitmap of the week, None: no hours
+_OBASE: Final = 20
+_PLEN: Final = 21  # len(record[_PMASK])
+_PERIODS: Final = 22  # tuple of _Period
+_CANDIDATES: Final = 23  # _Periods.candidates
+_SPLIT: Final = 24  # _Hours by month (index 1..12), for the 1st of a month; None: no hours
+_EXCEPTIONS: Final = 25  # from here, destination and callers of each caller-ID exception
 _MD_SIZE: Final = 13 * 32
 
 _Record = tuple[Any, ...]
@@ -516,9 +543,8 @@ def _compile_user(user: User, clock: _ZoneClock, country_code: str, memo: _Memo)
         static,
         clock,
         periods.mask,
-        exceptions.patterns if user.exceptions else None,
+        True if user.exceptions else None,
         exceptions.star,
-        exceptions.prefix_lengths,
         memo.outcome(closed, "closed", None),
         memo.outcome(in_hours, in_hours_rule, None),
         *(h.merged if h is not None else None for h in hours[1:]),
@@ -530,6 +556,8 @@ def _compile_user(user: User, clock: _ZoneClock, country_code: str, memo: _Memo)
         *(x for pair in zip(exceptions.destinations, exceptions.names, strict=True) for x in pair),
     )
     assert len(record) == _EXCEPTIONS + 2 * len(exceptions.names), "record layout"
+    if user.exceptions:
+        memo.index_exceptions(user.extension, exceptions)
     return record
 
 
@@ -567,18 +595,11 @@ class _Memo:
         self._hours: dict[tuple[tuple[int, int, tuple[int, ...]], ...], _Hours] = {}
         self._months: dict[tuple[OfficeHours, ...], tuple[_Hours | None, ...]] = {}
         self._masks: dict[bytes, bytes] = {}
-        self._candidates: dict[_Candidates, _Candidates] = {}
-        self._lengths: dict[tuple[int, ...], tuple[int, ...]] = {}
+        # The caller-ID index: normalised number or prefix -> {user: exception index}.
+        self.exact: dict[str, dict[str, int]] = {}
+        self.prefixes: dict[str, dict[str, int]] = {}
         self._outcomes: dict[tuple[int, str, str | None], Outcome] = {}
         self._names: dict[str, str] = {}
-
-    def md_of_days(self, first: int, end: int) -> Sequence[int]:
-        """md codes of the epoch days from `first` to `end` (excluded)."""
-        table = _md_by_day()
-        if 0 <= first and end <= len(table):
-            return table[first:end]
-        days = (date.fromordinal(d + _EPOCH_ORDINAL) for d in range(first, end))
-        return [md_code(d.month, d.day) for d in days]
 
     def outcome(self, destination: Destination, rule: Rule, name: str | None) -> Outcome:
         key = (id(destination), rule, name)
@@ -629,12 +650,9 @@ class _Memo:
         ]
         base = min((a for _, a, _ in days), default=0)
         size = max((b for _, _, b in days), default=base - 1) - base + 1
-        mask, candidates = _candidate_mask(
-            [p.coverage for p in compiled], base, size, self.md_of_days
-        )
+        mask, candidates = _candidate_mask([p.coverage for p in compiled], base, size)
         if isinstance(mask, bytes):
             mask = self._masks.setdefault(mask, mask)
-        candidates = tuple(self._candidates.setdefault(c, c) for c in candidates)
         result = self._periods[key] = _Periods(compiled, mask, base, candidates)
         return result
 
@@ -671,22 +689,23 @@ class _Memo:
                     exact.setdefault(pattern.value, index)
                 else:
                     prefixes.setdefault(pattern.value, index)
-        # One dict for both kinds: small-int values (< 256) are shared objects, and a single
-        # table is one less cold object to touch per call.
-        patterns = {
-            key: exact.get(key, _NONE) * 16 + prefixes.get(key, _NONE)
-            for key in exact.keys() | prefixes.keys()
-        }
-        lengths = tuple(sorted({len(p) for p in prefixes}))
-        lengths = self._lengths.setdefault(lengths, lengths)
         result = self._exceptions[key] = _Exceptions(
             star,
-            patterns,
-            lengths,
+            exact,
+            prefixes,
             destinations,
             tuple(e.callers for e in exceptions),
         )
         return result
+
+    def index_exceptions(self, extension: str, exceptions: _Exceptions) -> None:
+        """Enter a user's patterns in the caller-ID index (keyed by the table's own string)."""
+        for index, kind in ((self.exact, exceptions.exact), (self.prefixes, exceptions.prefixes)):
+            for value, position in kind.items():
+                users = index.get(value)
+                if users is None:
+                    users = index[value] = {}
+                users[extension] = position
 
     def hours(self, ranges: tuple[OfficeHours, ...]) -> tuple[_Hours | None, ...]:
         if not ranges:
@@ -733,7 +752,11 @@ class RuleTable:
 
     __slots__ = (
         "_days",
+        "_exact",
         "_numbers",
+        "_prefix_lengths",
+        "_prefixes",
+        "_probes",
         "_server_tz",
         "_systems",
         "_users",
@@ -748,6 +771,8 @@ class RuleTable:
         country_code: str,
         server_tz: ZoneInfo,
         stats: TableStats,
+        exact: dict[str, dict[str, int]],
+        prefixes: dict[str, dict[str, int]],
     ) -> None:
         self._users = users
         self._systems = systems
@@ -756,6 +781,10 @@ class RuleTable:
         self.stats = stats
         self._days: dict[int, DayFacts] = {}
         self._numbers: dict[str, str] = {}  # caller as received -> normalised
+        self._exact = exact  # the caller-ID index (see the module docstring)
+        self._prefixes = prefixes
+        self._prefix_lengths = tuple(sorted({len(p) for p in prefixes}))
+        self._probes: dict[str, tuple[dict[str, int], ...]] = {}  # caller as received -> dicts
 
     def __contains__(self, extension: object) -> bool:
         return extension in self._users or extension in self._systems
@@ -783,6 +812,26 @@ class RuleTable:
                 self._numbers.clear()
             self._numbers[number] = norm
         return norm
+
+    def _probe(self, caller: str) -> tuple[dict[str, int], ...]:
+        """The caller-ID index's dicts that apply to `caller` (memoised; see the module doc)."""
+        number = normalize_number(caller, self.country_code)
+        probe: tuple[dict[str, int], ...] = ()
+        if number:  # an anonymous caller matches only `*`
+            users = self._exact.get(number)
+            found = [] if users is None else [users]
+            prefixes = self._prefixes
+            for n in self._prefix_lengths:
+                if n > len(number):
+                    break
+                users = prefixes.get(number[:n])
+                if users is not None:
+                    found.append(users)
+            probe = tuple(found)
+        if len(self._probes) >= _NUMBER_MEMO:
+            self._probes.clear()
+        self._probes[caller] = probe
+        return probe
 
     def decide(self, callee: str, caller: str, when: datetime | float) -> Decision:
         """Where a call from `caller` to extension `callee` at instant `when` goes, and why.
@@ -849,24 +898,16 @@ class RuleTable:
 
             # 3. Caller-ID exceptions: the smallest matching index is the first in the list.
             if outcome is None:
-                patterns = r[_PATTERNS]
-                if patterns is not None:
+                if r[_PATTERNS]:
                     best = r[_STAR]
                     if best:
-                        number = self._numbers.get(caller)  # (a new caller is no rarity)
-                        if number is None:
-                            number = self.normalize(caller)
-                        if number:
-                            if number in patterns:  # an exact pattern (prefixes: below)
-                                found = patterns[number] >> 4
-                                if found < best:
-                                    best = found
-                            for length in r[_LENGTHS]:
-                                cut = number[:length]
-                                if cut in patterns:
-                                    found = patterns[cut] & 15
-                                    if found < best:
-                                        best = found
+                        probe = self._probes.get(caller)  # (a new caller is no rarity)
+                        if probe is None:
+                            probe = self._probe(caller)
+                        for users in probe:
+                            found = users.get(callee, _NONE)
+                            if found < best:
+                                best = found
                     if best != _NONE:
                         i = _EXCEPTIONS + 2 * best
                         outcome = (r[i], "exception", r[i + 1])
@@ -945,7 +986,7 @@ def _compile(config: Config) -> RuleTable:
         exceptional_periods=sum(len(u.schedule.exceptional) for u in config.users if u.schedule),
         exceptions=sum(len(u.exceptions) for u in config.users),
     )
-    return RuleTable(users, systems, cc, server_tz, stats)
+    return RuleTable(users, systems, cc, server_tz, stats, memo.exact, memo.prefixes)
 
 
 class RuleBook:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import FrozenInstanceError
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from b2bua.config import config_from_text
 from b2bua.rules import (
@@ -19,7 +21,7 @@ from b2bua.rules import (
     local_instant,
     normalize_number,
 )
-from b2bua.rules.compiler import RuleTable
+from b2bua.rules.compiler import RuleTable, _md_runs, md_code
 from b2bua.rules.numbers import parse_callers
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -634,3 +636,16 @@ def test_hundreds_of_periods_each_win_on_their_own_days() -> None:
         )
     # D263 is 23:00-01:00: its window goes on after midnight, before D264's own window
     assert kind(decide(t, "2026-09-22 00:30")) == ("busy", "exceptional", "D263")
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    first=st.integers(min_value=-719_000, max_value=800_000),  # 0001 to 4160
+    days=st.integers(min_value=1, max_value=800),
+)
+def test_md_runs_are_the_md_codes_of_the_days_month_by_month(first: int, days: int) -> None:
+    # Inside the precomputed years (1970 to 2149) and outside them (dates far back or ahead).
+    runs = _md_runs(first, first + days)
+    dates = [date(1970, 1, 1) + timedelta(days=first + i) for i in range(days)]
+    assert [md for a, b in runs for md in range(a, b)] == [md_code(d.month, d.day) for d in dates]
+    assert len(runs) == len({(d.year, d.month) for d in dates})  # one run per month
