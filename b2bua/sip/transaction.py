@@ -46,7 +46,7 @@ from b2bua.sip.flow import Flow
 from b2bua.sip.grammar import split_list
 from b2bua.sip.headers import Via
 from b2bua.sip.message import Request, Response, make_response
-from b2bua.sip.timers import Timer, TimerConfig, TimerEntry, TimerHeap
+from b2bua.sip.timers import RETRANSMIT_TIMERS, Timer, TimerConfig, TimerEntry, TimerHeap
 
 __all__ = [
     "INVITE_CLIENT",
@@ -614,6 +614,16 @@ class TransactionLayer:
         on_transition: TransitionHook | None = None,
     ) -> None:
         self.timers = timers if timers is not None else TimerConfig()
+        # What `TimerConfig.duration` gives each timer that does not back off, per reliability
+        # (None: the timer does not run there); the retransmission timers are asked each time.
+        self._fixed: dict[bool, dict[Timer, float | None]] = {
+            reliable: {
+                timer: self.timers.duration(timer, reliable=reliable)
+                for timer in Timer
+                if reliable or timer not in RETRANSMIT_TIMERS
+            }
+            for reliable in (False, True)
+        }
         self._token = random_token
         self._send_trying = send_trying
         self._on_transition = on_transition
@@ -914,19 +924,26 @@ class TransactionLayer:
         if not transition.start:
             return _NO_TIMERS
         zero: list[Timer] = []
+        reliable = tx.flow.reliable
+        fixed = self._fixed[reliable]
         for timer in transition.start:
             old_entry = tx._timers.pop(timer, None)
             if old_entry is not None:
                 self._heap.cancel(old_entry)
-            duration = self.timers.duration(
-                timer,
-                reliable=tx.flow.reliable,
-                previous=tx._intervals.get(timer),
-                proceeding=tx.state is State.PROCEEDING,
-            )
-            if duration is None:
-                continue
-            tx._intervals[timer] = duration
+            if timer in fixed:
+                duration = fixed[timer]
+                if duration is None:
+                    continue
+            else:
+                duration = self.timers.duration(
+                    timer,
+                    reliable=reliable,
+                    previous=tx._intervals.get(timer),
+                    proceeding=tx.state is State.PROCEEDING,
+                )
+                if duration is None:
+                    continue
+                tx._intervals[timer] = duration
             if duration <= 0:
                 zero.append(timer)
             else:
