@@ -23,7 +23,8 @@ month and md are needed too, because a range that crosses midnight belongs to th
   of an exact pattern, and every prefix, the table holds one dict from user to the index of
   that user's first exception with that pattern (at most 15 exceptions: 0 to 14). A caller seen
   for the first time is normalised and its "probe" memoised: the dicts of its number and of
-  those of its prefixes that some user has (usually one or two). A call looks its callee up in
+  those of its prefixes that some user has (usually one or two). A number or prefix of one user
+  only (most exact numbers) is held as (extension, index), made a dict in the probes that use it. A call looks its callee up in
   those few dicts and takes the smallest index, or the first `*` exception's if smaller. Their
   keys are the very extension strings that key the table's users, so that the key compared on
   a hit is the one the user's lookup has just read. A frequent caller's
@@ -420,6 +421,7 @@ class _Period:
     coverage: _Coverage
     name: str
     destination: Destination
+    outcome: Outcome  # (destination, "exceptional", name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -469,6 +471,7 @@ _EXCEPTIONS: Final = 25  # from here, destination and callers of each caller-ID 
 _MD_SIZE: Final = 13 * 32
 
 _Record = tuple[Any, ...]
+_Users = dict[str, int] | tuple[str, int]  # extension -> exception index; one user: a pair
 
 
 class _UserRules:
@@ -596,8 +599,8 @@ class _Memo:
         self._months: dict[tuple[OfficeHours, ...], tuple[_Hours | None, ...]] = {}
         self._masks: dict[bytes, bytes] = {}
         # The caller-ID index: normalised number or prefix -> {user: exception index}.
-        self.exact: dict[str, dict[str, int]] = {}
-        self.prefixes: dict[str, dict[str, int]] = {}
+        self.exact: dict[str, _Users] = {}
+        self.prefixes: dict[str, _Users] = {}
         self._outcomes: dict[tuple[int, str, str | None], Outcome] = {}
         self._names: dict[str, str] = {}
 
@@ -632,7 +635,9 @@ class _Memo:
         key = (p.name, p.dates, p.start, p.end, id(dest))
         period = self._period.get(key)
         if period is None:
-            period = self._period[key] = _Period(self.coverage(p), self.name(p.name), dest)
+            name = self.name(p.name)
+            outcome: Outcome = (dest, "exceptional", name)
+            period = self._period[key] = _Period(self.coverage(p), name, dest, outcome)
         return period
 
     def periods(self, periods: tuple[ExceptionalPeriod, ...]) -> _Periods:
@@ -704,8 +709,11 @@ class _Memo:
             for value, position in kind.items():
                 users = index.get(value)
                 if users is None:
-                    users = index[value] = {}
-                users[extension] = position
+                    index[value] = (extension, position)  # one user, until another comes
+                elif isinstance(users, tuple):
+                    index[value] = {users[0]: users[1], extension: position}
+                else:
+                    users[extension] = position
 
     def hours(self, ranges: tuple[OfficeHours, ...]) -> tuple[_Hours | None, ...]:
         if not ranges:
@@ -771,8 +779,8 @@ class RuleTable:
         country_code: str,
         server_tz: ZoneInfo,
         stats: TableStats,
-        exact: dict[str, dict[str, int]],
-        prefixes: dict[str, dict[str, int]],
+        exact: dict[str, _Users],
+        prefixes: dict[str, _Users],
     ) -> None:
         self._users = users
         self._systems = systems
@@ -818,16 +826,17 @@ class RuleTable:
         number = normalize_number(caller, self.country_code)
         probe: tuple[dict[str, int], ...] = ()
         if number:  # an anonymous caller matches only `*`
-            users = self._exact.get(number)
-            found = [] if users is None else [users]
+            found = [self._exact.get(number)]
             prefixes = self._prefixes
             for n in self._prefix_lengths:
                 if n > len(number):
                     break
-                users = prefixes.get(number[:n])
-                if users is not None:
-                    found.append(users)
-            probe = tuple(found)
+                found.append(prefixes.get(number[:n]))
+            probe = tuple(
+                {users[0]: users[1]} if isinstance(users, tuple) else users
+                for users in found
+                if users is not None
+            )
         if len(self._probes) >= _NUMBER_MEMO:
             self._probes.clear()
         self._probes[caller] = probe
@@ -893,7 +902,7 @@ class RuleTable:
                     for k in candidates:
                         period = periods[k]
                         if period.coverage.covers(md, prev_md, epoch_day, minute):
-                            outcome = (period.destination, "exceptional", period.name)
+                            outcome = period.outcome
                             break
 
             # 3. Caller-ID exceptions: the smallest matching index is the first in the list.
