@@ -594,7 +594,7 @@ class _Memo:
         self._period: dict[tuple[Any, ...], _Period] = {}
         self._periods: dict[tuple[int, ...], _Periods] = {}
         self._patterns: dict[str, tuple[CallerPattern, ...]] = {}
-        self._exceptions: dict[tuple[Any, ...], _Exceptions] = {}
+        self._exceptions: dict[tuple[tuple[str, ...], tuple[int, ...]], _Exceptions] = {}
         self._hours: dict[tuple[tuple[int, int, tuple[int, ...]], ...], _Hours] = {}
         self._months: dict[tuple[OfficeHours, ...], tuple[_Hours | None, ...]] = {}
         self._masks: dict[bytes, bytes] = {}
@@ -676,8 +676,9 @@ class _Memo:
         return patterns
 
     def exceptions(self, exceptions: tuple[CallerException, ...]) -> _Exceptions:
-        destinations = tuple(self.destination(e.destination) for e in exceptions)
-        key = (*(e.callers for e in exceptions), *map(id, destinations))
+        callers = tuple([e.callers for e in exceptions])
+        destinations = tuple([self.destination(e.destination) for e in exceptions])
+        key = (callers, tuple(map(id, destinations)))
         cached = self._exceptions.get(key)
         if cached is not None:
             return cached
@@ -686,21 +687,20 @@ class _Memo:
         star = _NONE
         exact: dict[str, int] = {}
         prefixes: dict[str, int] = {}
-        for index, exc in enumerate(exceptions):
-            for pattern in self.patterns(exc.callers):
-                if pattern.kind == "any":
-                    star = min(star, index)
-                elif pattern.kind == "exact":
-                    exact.setdefault(pattern.value, index)
-                else:
+        known = self._patterns
+        for index, text in enumerate(callers):
+            patterns = known.get(text)
+            if patterns is None:
+                patterns = self.patterns(text)
+            for pattern in patterns:
+                kind = pattern.kind
+                if kind == "prefix":
                     prefixes.setdefault(pattern.value, index)
-        result = self._exceptions[key] = _Exceptions(
-            star,
-            exact,
-            prefixes,
-            destinations,
-            tuple(e.callers for e in exceptions),
-        )
+                elif kind == "exact":
+                    exact.setdefault(pattern.value, index)
+                elif index < star:  # "any"
+                    star = index
+        result = self._exceptions[key] = _Exceptions(star, exact, prefixes, destinations, callers)
         return result
 
     def index_exceptions(self, extension: str, exceptions: _Exceptions) -> None:
