@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from b2bua.config import WEEKDAYS, parse_hhmm
@@ -22,6 +23,9 @@ if TYPE_CHECKING:
 __all__ = ["describe_hours", "describe_period", "explain_system", "explain_user"]
 
 _MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")  # as %a gives them in the C locale
+# Every call record stores its decision's trace: a caller's number is normalised once.
+_normalized = lru_cache(maxsize=8192)(normalize_number)
 _EPOCH_ORDINAL = 719163
 
 
@@ -55,7 +59,11 @@ def describe_period(p: ExceptionalPeriod) -> str:
 
 
 def _stamp(local: datetime, zone: str) -> str:
-    return f"{local:%Y-%m-%d %H:%M} {zone}"
+    """`2026-11-23 08:05 Europe/Paris` (formatted by hand: strftime costs more)."""
+    return (
+        f"{local.year:04d}-{local.month:02d}-{local.day:02d} "
+        f"{local.hour:02d}:{local.minute:02d} {zone}"
+    )
 
 
 def _offset(local: datetime) -> str:
@@ -96,10 +104,10 @@ def explain_user(
     zone = str(rules.clock.tz.key)
     local = when.astimezone(rules.clock.tz)
     stamp = _stamp(local, zone)
-    number = normalize_number(caller, rules.country_code)
+    number = _normalized(caller, rules.country_code)
     lines = [
         f"call to {user.extension} ({user.name}) from {_caller_text(caller, number)} "
-        f"at {local:%a} {stamp} ({_offset(local)})"
+        f"at {_DAYS[local.weekday()]} {stamp} ({_offset(local)})"
     ]
     forward = rules.in_hours if rules.in_hours_rule == "forward" else None
     schedule = user.schedule
@@ -185,7 +193,7 @@ def explain_system(
     members = ", ".join(ext.members)
     return (
         f"call to {ext.extension} ({ext.name}) from {caller or 'anonymous caller'} "
-        f"at {local:%a} {_stamp(local, str(rules.tz.key))}",
+        f"at {_DAYS[local.weekday()]} {_stamp(local, str(rules.tz.key))}",
         f"{ext.extension} is a system extension ({ext.kind.replace('_', ' ')}): no schedule, "
         f"ring its members {members}",
         f"decision: {decision.rule} -> {decision.destination.describe()}",
