@@ -14,11 +14,11 @@ month and md are needed too, because a range that crosses midnight belongs to th
 * Local time: `when.timestamp()` plus the zone's UTC offset, memoised per span of 2**22 s
   (about 48 days) as one int, or as the span's transitions when it holds a DST change.
 * Calendar facts of an epoch day are memoised per table (a handful of days are live at once).
-* Exceptional periods: per user, one mask by md code (yearly dates) then by epoch day (one-off
-  dates) naming, for each day, the list of the periods that may apply (a window crossing
-  midnight also marks the next day); only those are tested, in list order. At an md code the
-  list also says whether a one-off date falls on a day with that md code, in some year. Almost
-  every call reads 0 at its md code and skips the periods.
+* Exceptional periods: per user, one mask by md code naming, for each md code, the list of
+  the periods that may apply on a day with that code (a yearly date, or a one-off date in some
+  year; a window crossing midnight also marks the next day); only those are tested, in list
+  order, and each test is exact (a one-off date of another year does not apply). Almost every
+  call reads 0 at its md code and skips the periods.
 * Caller-ID exceptions: indexed by caller rather than by user. For every normalised number
   of an exact pattern, and every prefix, the table holds one dict from user to the index of
   that user's first exception with that pattern (at most 15 exceptions: 0 to 14). A caller seen
@@ -82,8 +82,7 @@ _MEMO_LIMIT: Final = 65536
 _NUMBER_MEMO: Final = 8192
 _DEVICES: Final = Destination("devices")
 
-# (indexes of the periods that may apply, in list order; whether a one-off date may apply)
-_Candidates = tuple[tuple[int, ...], bool]
+_Candidates = tuple[int, ...]  # indexes of the periods that may apply, in list order
 # (weekday, month, md, previous day's month, previous day's md)
 DayFacts = tuple[int, int, int, int, int]
 Intervals = tuple[tuple[int, ...], tuple[int, ...]]  # (starts, ends), half-open, sorted, disjoint
@@ -345,28 +344,21 @@ def _md_runs(first: int, end: int) -> list[tuple[int, int]]:
 
 
 @cache
-def _candidates(active: int, dated: int) -> _Candidates:
-    """The candidate list of a set of periods: bit i of `active` is period i, `dated` the bit
-    that marks an md code with a one-off date."""
-    bits = range((active & ~dated).bit_length())
-    return tuple(i for i in bits if active >> i & 1), bool(active & dated)
+def _candidates(active: int) -> _Candidates:
+    """The candidate list of a set of periods: bit i of `active` is period i."""
+    return tuple(i for i in range(active.bit_length()) if active >> i & 1)
 
 
-def _candidate_mask(
-    periods: Sequence[_Coverage], base: int, size: int
-) -> tuple[bytes | array[int], tuple[_Candidates, ...]]:
-    """The days each period may apply on, as (mask, candidate lists).
+def _candidate_mask(periods: Sequence[_Coverage]) -> tuple[bytes | array[int], tuple[_Candidates, ...]]:
+    """The md codes each period may apply on, as (mask, candidate lists).
 
-    Positions: md codes (0 to _MD_SIZE - 1), then epoch days from `base` (`size` of them).
-    A period may apply on the days it starts on (its yearly or one-off dates) and, when its
-    window crossed midnight, on the day after each. mask[position] indexes the candidate lists
-    (0: none): (the indexes, in list order, of the periods that may apply, whether a one-off
-    date may fall on a day of this md code). Most calls read 0 at their md code and stop.
+    A period may apply on the days it starts on (its yearly dates, and the md codes of its
+    one-off dates) and, when its window crosses midnight, on the day after each. mask[md]
+    indexes the candidate lists (0: none): the indexes, in list order, of the periods that may
+    apply on a day with that md code. Most calls read 0 at their md code and stop.
     """
     # Sweep over the ranges' ends: between two consecutive ends the set of periods is constant.
-    # One more bit, `dated`, marks the md codes of the one-off days.
-    dated = 1 << len(periods)
-    events: list[tuple[int, int, int]] = []  # (position, +1 starts / -1 ends, bit index)
+    events: list[tuple[int, int, int]] = []  # (md code, +1 starts / -1 ends, period index)
     for index, cov in enumerate(periods):
         for a, b in cov.yearly:
             events += ((a, 1, index), (b + 1, -1, index))
@@ -374,15 +366,17 @@ def _candidate_mask(
                 for md in _next_md(b):
                     events += ((md, 1, index), (md + 1, -1, index))
         for a, b in cov.oneoff:
-            last = b + 1 if cov.crosses else b
-            events += ((_MD_SIZE + a - base, 1, index), (_MD_SIZE + last + 1 - base, -1, index))
-            for md, md_end in _md_runs(a, last + 1):
-                events += ((md, 1, len(periods)), (md_end, -1, len(periods)))
+            end = b + 2 if cov.crosses else b + 1
+            if end - a >= 366:  # a year or more: every md code
+                events += ((_FIRST_MD, 1, index), (_LAST_MD + 1, -1, index))
+                continue
+            for md, md_end in _md_runs(a, end):
+                events += ((md, 1, index), (md_end, -1, index))
     events.sort()
-    counts = [0] * (len(periods) + 1)
+    counts = [0] * len(periods)
     active = 0  # bit i: period i may apply
     ids: dict[int, int] = {0: 0}
-    lists: list[_Candidates] = [((), False)]
+    lists: list[_Candidates] = [()]
     runs: list[list[int]] = []  # [first position, end position, list id]
     start = 0
     for position, delta, index in events:
@@ -390,7 +384,7 @@ def _candidate_mask(
             id_ = ids.get(active)
             if id_ is None:
                 id_ = ids[active] = len(lists)
-                lists.append(_candidates(active, dated))
+                lists.append(_candidates(active))
             if runs and runs[-1][1] == start and runs[-1][2] == id_:
                 runs[-1][1] = position
             else:
@@ -403,12 +397,12 @@ def _candidate_mask(
             active &= ~(1 << index)
     mask: bytes | array[int]
     if len(lists) <= 256:
-        values = bytearray(_MD_SIZE + size)
+        values = bytearray(_MD_SIZE)
         for a, b, id_ in runs:
             values[a:b] = bytes((id_,)) * (b - a)
         mask = bytes(values)
     else:
-        mask = array("H" if len(lists) <= 65536 else "L", (0,)) * (_MD_SIZE + size)
+        mask = array("H" if len(lists) <= 65536 else "L", (0,)) * _MD_SIZE
         for a, b, id_ in runs:
             mask[a:b] = array(mask.typecode, (id_,)) * (b - a)
     return mask, tuple(lists)
@@ -429,10 +423,8 @@ class _Periods:
     """A user's exceptional periods in list order, with a prefilter of the days they touch."""
 
     periods: tuple[_Period, ...]
-    # By md code (the first _MD_SIZE items), then by epoch day from oneoff_base: which
-    # candidate list holds the periods that may apply that day (see `_candidate_mask`).
+    # By md code: which candidate list holds the periods that may apply (see `_candidate_mask`).
     mask: bytes | array[int]
-    oneoff_base: int
     candidates: tuple[_Candidates, ...]
 
 
@@ -447,7 +439,7 @@ class _Exceptions:
     names: tuple[str, ...]  # the callers as written
 
 
-_NO_PERIODS: Final = _Periods((), bytes(13 * 32), 0, (((), False),))
+_NO_PERIODS: Final = _Periods((), bytes(13 * 32), ((),))
 _NO_HOURS: Final[tuple[_Hours | None, ...]] = (None,) * 13
 
 
@@ -456,18 +448,16 @@ _NO_HOURS: Final[tuple[_Hours | None, ...]] = (None,) * 13
 _EXPLAINER: Final = 0  # the _UserRules (cold: only traces read it)
 _STATIC: Final = 1  # the outcome when the schedule is disabled, else None
 _CLOCK: Final = 2  # the zone's _ZoneClock (shared)
-_PMASK: Final = 3  # periods' mask (_Periods.mask); one-off day d is at d - record[_OBASE]
+_PMASK: Final = 3  # periods' mask by md code (_Periods.mask)
 _PATTERNS: Final = 4  # True: the user has caller-ID exceptions (in the index); None: none
 _STAR: Final = 5  # index of the first `*` exception, or _NONE
 _CLOSED: Final = 6  # outcome outside office hours
 _IN_HOURS: Final = 7  # outcome inside office hours (forward or devices)
 _HOURS: Final = 7  # record[_HOURS + month]: that month's bitmap of the week, None: no hours
-_OBASE: Final = 20
-_PLEN: Final = 21  # len(record[_PMASK])
-_PERIODS: Final = 22  # tuple of _Period
-_CANDIDATES: Final = 23  # _Periods.candidates
-_SPLIT: Final = 24  # _Hours by month (index 1..12), for the 1st of a month; None: no hours
-_EXCEPTIONS: Final = 25  # from here, destination and callers of each caller-ID exception
+_PERIODS: Final = 20  # tuple of _Period
+_CANDIDATES: Final = 21  # _Periods.candidates
+_SPLIT: Final = 22  # _Hours by month (index 1..12), for the 1st of a month; None: no hours
+_EXCEPTIONS: Final = 23  # from here, destination and callers of each caller-ID exception
 _MD_SIZE: Final = 13 * 32
 
 _Record = tuple[Any, ...]
@@ -551,8 +541,6 @@ def _compile_user(user: User, clock: _ZoneClock, country_code: str, memo: _Memo)
         memo.outcome(closed, "closed", None),
         memo.outcome(in_hours, in_hours_rule, None),
         *(h.merged if h is not None else None for h in hours[1:]),
-        periods.oneoff_base - _MD_SIZE,
-        len(periods.mask),
         periods.periods,
         periods.candidates,
         hours,
@@ -648,17 +636,10 @@ class _Memo:
         cached = self._periods.get(key)
         if cached is not None:
             return cached
-        days = [  # inclusive, with the spill day of night windows
-            (index, a, b + 1 if period.coverage.crosses else b)
-            for index, period in enumerate(compiled)
-            for a, b in period.coverage.oneoff
-        ]
-        base = min((a for _, a, _ in days), default=0)
-        size = max((b for _, _, b in days), default=base - 1) - base + 1
-        mask, candidates = _candidate_mask([p.coverage for p in compiled], base, size)
+        mask, candidates = _candidate_mask([p.coverage for p in compiled])
         if isinstance(mask, bytes):
             mask = self._masks.setdefault(mask, mask)
-        result = self._periods[key] = _Periods(compiled, mask, base, candidates)
+        result = self._periods[key] = _Periods(compiled, mask, candidates)
         return result
 
     def patterns(self, callers: str) -> tuple[CallerPattern, ...]:
@@ -889,21 +870,13 @@ class RuleTable:
             mask = r[_PMASK]
             entry = mask[md]  # 0: no period may apply on this day, in any year
             if entry:
-                lists = r[_CANDIDATES]
-                candidates, dated = lists[entry]
-                if dated:  # a one-off date falls on some day of this md code: this one?
-                    i = epoch_day - r[_OBASE]
-                    if _MD_SIZE <= i < r[_PLEN] and mask[i]:
-                        more = lists[mask[i]][0]
-                        candidates = sorted({*candidates, *more}) if candidates else more
-                if candidates:
-                    prev_md = day[4]
-                    periods = r[_PERIODS]
-                    for k in candidates:
-                        period = periods[k]
-                        if period.coverage.covers(md, prev_md, epoch_day, minute):
-                            outcome = period.outcome
-                            break
+                prev_md = day[4]
+                periods = r[_PERIODS]
+                for k in r[_CANDIDATES][entry]:
+                    period = periods[k]
+                    if period.coverage.covers(md, prev_md, epoch_day, minute):
+                        outcome = period.outcome
+                        break
 
             # 3. Caller-ID exceptions: the smallest matching index is the first in the list.
             if outcome is None:

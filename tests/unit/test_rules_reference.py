@@ -211,7 +211,8 @@ def date_specs(draw: st.DrawFn) -> str:
     first_d = date(year, month, day)
     if kind == "one-off":
         return first_d.isoformat()
-    return f"{first_d.isoformat()}..{first_d + timedelta(days=draw(st.integers(0, 40)))}"
+    length = draw(st.integers(0, 40) | st.integers(300, 800))  # (a year or more: every day)
+    return f"{first_d.isoformat()}..{first_d + timedelta(days=length)}"
 
 
 @st.composite
