@@ -55,7 +55,7 @@ from bisect import bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from functools import cache
+from functools import cache, lru_cache
 from typing import TYPE_CHECKING, Any, Final
 from zoneinfo import ZoneInfo
 
@@ -343,7 +343,7 @@ def _md_runs(first: int, end: int) -> list[tuple[int, int]]:
     return runs
 
 
-@cache
+@lru_cache(maxsize=1 << 16)  # (bounded: tables come and go as configurations change)
 def _candidates(active: int) -> _Candidates:
     """The candidate list of a set of periods: bit i of `active` is period i."""
     return tuple(i for i in range(active.bit_length()) if active >> i & 1)
