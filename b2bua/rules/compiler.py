@@ -266,28 +266,34 @@ _FIRST_MD: Final = md_code(1, 1)
 _LAST_MD: Final = md_code(12, 31)
 
 
+@lru_cache(maxsize=1 << 14)
+def _date_days(text: str) -> tuple[bool, tuple[tuple[int, int], ...]]:
+    """One `dates` entry as (yearly, its inclusive intervals of md codes or of epoch days)."""
+    spec = parse_date_spec(text)
+    if not spec.yearly:
+        return False, ((_epoch_day(*spec.first), _epoch_day(*spec.last)),)
+    a, b = md_code(*spec.first[1:]), md_code(*spec.last[1:])
+    return True, ((a, b),) if a <= b else ((_FIRST_MD, b), (a, _LAST_MD))  # across New Year
+
+
+def _inclusive(intervals: list[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
+    """Inclusive intervals sorted, overlapping and adjacent ones merged."""
+    if len(intervals) <= 1:
+        return tuple(intervals)
+    starts, ends = _merge((a, b + 1) for a, b in intervals)  # merge half-open
+    return tuple((a, b - 1) for a, b in zip(starts, ends, strict=True))
+
+
 def _compile_coverage(dates: Sequence[str], start: str | None, end: str | None) -> _Coverage:
     yearly: list[tuple[int, int]] = []
     oneoff: list[tuple[int, int]] = []
     for text in dates:
-        spec = parse_date_spec(text)
-        if spec.yearly:
-            a, b = md_code(*spec.first[1:]), md_code(*spec.last[1:])
-            if a <= b:
-                yearly.append((a, b))
-            else:  # across New Year
-                yearly += [(a, _LAST_MD), (_FIRST_MD, b)]
-        else:
-            oneoff.append((_epoch_day(*spec.first), _epoch_day(*spec.last)))
+        is_yearly, intervals = _date_days(text)
+        (yearly if is_yearly else oneoff).extend(intervals)
     s = 0 if start is None else parse_hhmm(start)
     e = 1440 if end is None else parse_hhmm(end, allow_24=True)
     whole = s == 0 and e == 1440
-
-    def inclusive(intervals: list[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
-        starts, ends = _merge((a, b + 1) for a, b in intervals)  # merge half-open
-        return tuple((a, b - 1) for a, b in zip(starts, ends, strict=True))
-
-    return _Coverage(inclusive(yearly), inclusive(oneoff), whole, s, e, e <= s)
+    return _Coverage(_inclusive(yearly), _inclusive(oneoff), whole, s, e, e <= s)
 
 
 @cache
@@ -584,7 +590,7 @@ class _Memo:
         self._patterns: dict[str, tuple[CallerPattern, ...]] = {}
         self._exceptions: dict[tuple[tuple[str, ...], tuple[int, ...]], _Exceptions] = {}
         self._hours: dict[tuple[tuple[int, int, tuple[int, ...]], ...], _Hours] = {}
-        self._months: dict[tuple[OfficeHours, ...], tuple[_Hours | None, ...]] = {}
+        self._months: dict[tuple[tuple[Any, ...], ...], tuple[_Hours | None, ...]] = {}
         self._masks: dict[bytes, bytes] = {}
         # The caller-ID index: normalised number or prefix -> {user: exception index}.
         self.exact: dict[str, _Users] = {}
@@ -699,7 +705,9 @@ class _Memo:
     def hours(self, ranges: tuple[OfficeHours, ...]) -> tuple[_Hours | None, ...]:
         if not ranges:
             return (None,) * 13
-        cached = self._months.get(ranges)
+        # Keyed by the ranges' values: hashing and comparing models costs more.
+        written = tuple([(r.start, r.end, r.days, r.months) for r in ranges])
+        cached = self._months.get(written)
         if cached is not None:
             return cached
         parsed = [
@@ -719,7 +727,7 @@ class _Memo:
                 hours = self._hours[key] = _compile_hours(key)
             months.append(hours)
         result = tuple(months)
-        self._months[ranges] = result
+        self._months[written] = result
         return result
 
 
