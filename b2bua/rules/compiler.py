@@ -750,7 +750,6 @@ class RuleTable:
     __slots__ = (
         "_days",
         "_exact",
-        "_numbers",
         "_prefix_lengths",
         "_prefixes",
         "_probes",
@@ -777,7 +776,6 @@ class RuleTable:
         self._server_tz = server_tz
         self.stats = stats
         self._days: dict[int, DayFacts] = {}
-        self._numbers: dict[str, str] = {}  # caller as received -> normalised
         self._exact = exact  # the caller-ID index (see the module docstring)
         self._prefixes = prefixes
         self._prefix_lengths = tuple(sorted({len(p) for p in prefixes}))
@@ -799,16 +797,6 @@ class RuleTable:
         if extension in self._systems:
             return self._server_tz
         raise UnknownExtension(extension)
-
-    def normalize(self, number: str) -> str:
-        """A caller number in the canonical form the patterns use ("" if anonymous)."""
-        norm = self._numbers.get(number)
-        if norm is None:
-            norm = normalize_number(number, self.country_code)
-            if len(self._numbers) >= _NUMBER_MEMO:
-                self._numbers.clear()
-            self._numbers[number] = norm
-        return norm
 
     def _probe(self, caller: str) -> tuple[dict[str, int], ...]:
         """The caller-ID index's dicts that apply to `caller` (memoised; see the module doc)."""
