@@ -20,24 +20,23 @@ month and md are needed too, because a range that crosses midnight belongs to th
   order, and each test is exact (a one-off date of another year does not apply). Almost every
   call reads 0 at its md code and skips the periods.
 * Caller-ID exceptions: indexed by caller rather than by user. For every normalised number
-  of an exact pattern, and every prefix, the table holds one dict from user to the index of
-  that user's first exception with that pattern (at most 15 exceptions: 0 to 14). A caller seen
-  for the first time is normalised and its "probe" memoised: the dicts of its number and of
-  those of its prefixes that some user has (usually one or two). A number or prefix of one user
-  only (most exact numbers) is held as (extension, index), made a dict in the probes that use it. A call looks its callee up in
-  those few dicts and takes the smallest index, or the first `*` exception's if smaller. Their
-  keys are the very extension strings that key the table's users, so that the key compared on
-  a hit is the one the user's lookup has just read. A frequent caller's
-  dicts stay in cache, whoever is called; a user-centric index would miss the cache on every
-  call to a different user.
+  of an exact pattern, and every prefix, the table maps each user that has it to the index of
+  that user's first exception with it (at most 15 exceptions: 0 to 14); a number or prefix of
+  one user only (most exact numbers) is held as the pair (extension, index). A caller seen for
+  the first time is normalised and its "probe" memoised: the dicts of its number and of those
+  of its prefixes that some user has (usually one or two). A call looks its callee up in those
+  few dicts and takes the smallest index, or the first `*` exception's if smaller. Their keys
+  are the very extension strings that key the table's users, so that the key compared on a hit
+  is the one the user's lookup has just read. A frequent caller's dicts stay in cache whoever
+  is called, where a per-user index would miss the cache on every call to a different user.
 * Office hours: per user and month, a bitmap of the 10080 minutes of the week (Monday 00:00 is
   bit 0). Each range is split into its part on the starting day ("same") and the part after
   midnight ("spill", on the next weekday, Sunday spilling into Monday). On any day but the 1st of
   a month the month's bitmap answers; on the 1st the spill part comes from the previous month's
   intervals, since the starting day's month decides.
-* The Decision holds the outcome (destination, rule, rule name: compiled once for the other
-  rules, a fresh tuple for a period or an exception, whose names differ per user) and what its
-  trace needs (the record, the caller and the instant). The trace is computed when read.
+* The Decision holds the outcome (destination, rule, rule name: compiled once, except for a
+  caller-ID exception, whose tuple is built when it matches) and what its trace needs (the
+  record, the caller and the instant). The trace is computed when read.
 
 Compiled pieces are interned while compiling, so users with the same hours, holidays or
 destinations share them. With thousands of users, cache misses on user data cost more than the
@@ -704,7 +703,7 @@ class _Memo:
 
     def hours(self, ranges: tuple[OfficeHours, ...]) -> tuple[_Hours | None, ...]:
         if not ranges:
-            return (None,) * 13
+            return _NO_HOURS
         # Keyed by the ranges' values: hashing and comparing models costs more.
         written = tuple([(r.start, r.end, r.days, r.months) for r in ranges])
         cached = self._months.get(written)
