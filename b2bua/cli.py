@@ -52,6 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"]
     )
+    p.add_argument(
+        "--workers", type=int, choices=range(1, 17), metavar="N",
+        help="worker processes sharing the SIP addresses (replaces the file's server.workers)",
+    )
+    p.add_argument("--worker", help=argparse.SUPPRESS)  # INDEX:COUNT:GROUP, set by worker 0
 
     add("check", "Validate and compile the configuration; print a summary and every warning.")
 

@@ -543,6 +543,8 @@ class Server(_Model):
     tls_cert: ConfigPath | None = None
     tls_key: ConfigPath | None = None
     language: Literal["fr", "en"] = "fr"
+    # Worker processes sharing the SIP addresses, one event loop each (docs/workers.md).
+    workers: Annotated[StrictInt, Field(ge=1, le=16)] = 1
 
 
 Seconds = Annotated[StrictInt, Field(ge=1, le=86400 * 7)]

@@ -13,6 +13,7 @@ import gc
 import logging
 import os
 import signal
+import socket
 import sys
 import time
 from collections.abc import Callable
@@ -21,8 +22,21 @@ from pathlib import Path
 from typing import Any
 
 from b2bua.config import Config, ConfigError, load_config
-from b2bua.tokens import token
+from b2bua.tokens import set_worker, token
 from b2bua.transport.base import ListenSpec
+from b2bua.workers import (
+    BINDINGS,
+    SETTINGS,
+    SOUNDS,
+    VOICEMAIL,
+    Channel,
+    Handlers,
+    Role,
+    Supervisor,
+    channel_sockets,
+    parent_gone,
+    primary_role,
+)
 
 log = logging.getLogger("b2bua")
 
@@ -46,9 +60,11 @@ def wall_clock_from_env() -> Callable[[], float]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    role = Role.parse(args.worker) if getattr(args, "worker", None) else None
+    worker_tag = f"[{role.index}]" if role is not None else ""
     logging.basicConfig(
         level=getattr(logging, args.log_level),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        format=f"%(asctime)s %(levelname)s %(name)s{worker_tag}: %(message)s",
         stream=sys.stderr,
     )
     try:
@@ -59,7 +75,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     listen = [ListenSpec.parse(x) for x in args.listen] if args.listen else [
         ListenSpec(s.transport, s.host, s.port) for s in config.server.listen
     ]
-    http = args.http or f"{config.server.http.host}:{config.server.http.port}"
+    http: str | None = args.http or f"{config.server.http.host}:{config.server.http.port}"
+    argv: list[str] = []
+    socks: list[socket.socket] = []
+    if role is None:
+        count = getattr(args, "workers", None) or config.server.workers
+        if count > 1:
+            socks = channel_sockets(count)
+            role = primary_role(count, socks)
+            logging.getLogger().handlers[0].setFormatter(logging.Formatter(
+                "%(asctime)s %(levelname)s %(name)s[0]: %(message)s"))
+            argv = [sys.executable, "-m", "b2bua", "run", "--config", str(args.config),
+                    "--log-level", args.log_level]
+    else:
+        http = None  # the first worker serves HTTP
+    if role is not None:
+        set_worker(role.index)
     try:
         import uvloop
 
@@ -67,7 +98,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ImportError:  # pragma: no cover - uvloop is optional outside Linux
         runner = asyncio.run
     try:
-        runner(serve(config, listen, http))
+        runner(serve(config, listen, http, role, argv, socks))
     except KeyboardInterrupt:
         pass
     except OSError as exc:
@@ -85,10 +116,23 @@ def cmd_run(args: argparse.Namespace) -> int:
 class Server:
     """Every layer of a running B2BUA (also used in-process by tests)."""
 
-    def __init__(self, config: Config, listen: list[ListenSpec], http: str | None) -> None:
+    def __init__(
+        self, config: Config, listen: list[ListenSpec], http: str | None,
+        role: Role | None = None, argv: list[str] | None = None,
+        channel_socks: list[socket.socket] | None = None,
+    ) -> None:
         self.config = config
         self.listen = listen
         self.http = http
+        self.role = role  # None: the only process; else this worker's place (b2bua.workers)
+        self.primary = role is None or role.primary
+        self._argv = argv or []
+        self._channel_socks = channel_socks or []  # the first worker's: every worker's
+        self.channel: Channel | None = None
+        self.supervisor: Supervisor | None = None
+        self.settings: Any = None  # b2bua.settings.SettingsStore, set by attach_settings
+        self._settings_revision = -1
+        self._settings_task: asyncio.Task[None] | None = None
         self.stopped = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.http_runner: Any = None
@@ -123,6 +167,8 @@ class Server:
         if config.server.tls_cert and config.server.tls_key:
             server_ssl = server_context(Path(config.server.tls_cert), Path(config.server.tls_key))
         self.transports = TransportManager(self.stack, server_ssl, client_context(verify=False))
+        self.transports.shared = self.role is not None
+        self.transports.primary = self.primary
         self.calls = CallEngine(
             self.stack, self.transports, self.directory, self.registrar, self.rulebook,
             self.recorder, rules_clock=self.rules_clock,
@@ -134,10 +180,23 @@ class Server:
         from b2bua.settings import attach_settings
 
         attach_settings(self)  # the TOML merged with the dashboard's stored settings
+        self._settings_revision = self.settings.revision()
+        if self.role is not None:
+            self._start_channel(self.role)
+        bound: list[ListenSpec] = []
         for spec in self.listen:
-            await self.transports.listen(spec)
+            if not self.primary and spec.transport != "udp":
+                self.transports.advertise(spec)  # the first worker holds TCP/TLS
+                continue
+            address = await self.transports.listen(spec)
+            bound.append(ListenSpec(spec.transport, address.host, address.port))
         if self.http:
             await self._start_http(self.http)
+        if self.role is not None and self.primary:
+            # The others bind the very addresses bound here (a port 0 became a real one).
+            argv = [*self._argv, *(f"--listen={spec}" for spec in bound)]
+            self.supervisor = Supervisor(self.role, argv, self._channel_socks)
+            self.supervisor.start()
         self._tasks.append(asyncio.get_running_loop().create_task(self._housekeeping()))
         log.info(
             "b2bua up: domain %s, %d users, %d bindings loaded",
@@ -152,7 +211,8 @@ class Server:
 
         config = self.config
         media = config.media
-        self.library = SoundLibrary(data_dir, language=config.server.language)
+        self.library = SoundLibrary(data_dir, language=config.server.language,
+                                    recover=self.primary)
         self.media = MediaEngine(
             media_address(self.listen),
             (media.rtp_ports.first, media.rtp_ports.last),
@@ -178,7 +238,7 @@ class Server:
                              anchor=media.anchor)
         bridge.calls = self.calls
         self.calls.media_hook = bridge
-        for music in config.music:
+        for music in config.music if self.primary else ():
             task = asyncio.get_running_loop().create_task(self._import_music(music))
             self._tasks.append(task)
 
@@ -198,6 +258,60 @@ class Server:
                                   self.config.server.domain, counts)
         self.core.mwi = self.mwi
         self.calls.on_voicemail = self.mwi.message_left
+
+    def _start_channel(self, role: Role) -> None:
+        """Wire this worker to the others (see b2bua.workers for what goes through)."""
+        handlers = Handlers()
+        own = self._channel_socks[0] if self._channel_socks else None
+        channel = self.channel = Channel(role, handlers, own)
+        handlers.sip = self.stack.forwarded
+        handlers.bindings = lambda extension: self._bindings_changed(extension)
+        handlers.voicemail = self.mwi.message_left
+        handlers.sounds = lambda name: self.library.forget()
+        handlers.settings = lambda text: self._check_settings()
+        if role.primary:
+            handlers.send = self.transports.send
+        else:
+            self.transports.stream_relay = channel.send_via_primary
+        self.registrar.on_change = lambda extension: channel.tell_others(BINDINGS, extension)
+        self.library.changed = lambda name: channel.tell_others(SOUNDS, name)
+        left = self.mwi.message_left
+
+        def message_left(box: str) -> None:
+            left(box)
+            channel.tell_others(VOICEMAIL, box)
+
+        self.calls.on_voicemail = message_left
+        self.stack.channel = channel
+        channel.start(asyncio.get_running_loop())
+        log.info("worker %d of %d", role.index, role.count)
+
+    def _bindings_changed(self, extension: str) -> None:
+        self.registrar.reload(extension, time.time())
+
+    def _check_settings(self) -> None:
+        """In workers other than the first: apply the stored settings when their revision
+        changed (the first worker, which serves the dashboard, stored them)."""
+        if self.primary or (self._settings_task is not None and not self._settings_task.done()):
+            return
+        revision = self.settings.revision()
+        if revision == self._settings_revision:
+            return
+        self._settings_task = asyncio.get_running_loop().create_task(
+            self._apply_settings(revision)
+        )
+
+    async def _apply_settings(self, revision: int) -> None:
+        from b2bua.rules import compile_rules
+
+        try:
+            config = self.settings.effective()
+            table = await asyncio.to_thread(compile_rules, config)
+            self.apply_config(config, table)
+            self._settings_revision = revision
+        except Exception:  # a task boundary: keep serving the configuration in force
+            log.exception("stored settings (revision %d) could not be applied", revision)
+            self._settings_revision = revision
 
     async def _import_music(self, music: Any) -> None:
         try:
@@ -223,6 +337,8 @@ class Server:
         self.calls.directory = directory
         self.config = config
         log.info("configuration applied live: %d users", len(config.users))
+        if self.primary and self.channel is not None:
+            self.channel.tell_others(SETTINGS)
 
     async def _start_http(self, address: str) -> None:
         from aiohttp import web
@@ -253,14 +369,27 @@ class Server:
             try:
                 now = time.time()
                 self.registrar.handle_deadline(now)
-                for binding in self.registrar.keepalive_due(now):
-                    self.core.send_keepalive(binding)
+                if self.primary:  # one worker probes NATed devices
+                    for binding in self.registrar.keepalive_due(now):
+                        self.core.send_keepalive(binding)
+                if self.supervisor is not None:
+                    self.supervisor.check()
+                if self.role is not None and not self.primary:
+                    if parent_gone(self.role.group):
+                        log.error("the first worker is gone: stopping")
+                        self.stopped.set()
+                    elif ticks % 5 == 0:
+                        self._check_settings()  # in case a notice was lost
             except Exception:  # a task boundary: log and keep serving
                 log.exception("housekeeping failed")
 
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
+        if self.supervisor is not None:
+            await self.supervisor.stop()
+        if self.channel is not None:
+            self.channel.close()
         if self.http_runner is not None:
             await self.http_runner.cleanup()
         await self.transports.close()
@@ -279,8 +408,6 @@ def media_address(listen: list[ListenSpec]) -> str:
     for spec in listen:
         if spec.host not in ("0.0.0.0", "::", ""):
             return spec.host
-    import socket
-
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         try:
             s.connect(("192.0.2.1", 9))  # TEST-NET-1: connect() on UDP only picks a route
@@ -289,8 +416,11 @@ def media_address(listen: list[ListenSpec]) -> str:
             return "127.0.0.1"
 
 
-async def serve(config: Config, listen: list[ListenSpec], http: str | None) -> None:
-    server = Server(config, listen, http)
+async def serve(
+    config: Config, listen: list[ListenSpec], http: str | None, role: Role | None = None,
+    argv: list[str] | None = None, channel_socks: list[socket.socket] | None = None,
+) -> None:
+    server = Server(config, listen, http, role, argv, channel_socks)
     await server.start()
     # The cyclic garbage collector runs from housekeeping only. Under load, tens of thousands
     # of transactions wait out Timers D/J/L/M with their messages (~500,000 tracked objects at

@@ -11,6 +11,10 @@ handle for the whole stack, never one per transaction.
 
 What cannot be answered (no parsable Via, a broken response) is dropped and counted; it is
 logged at DEBUG only, truncated, so a flood cannot turn the log into an amplifier.
+
+With several workers (b2bua.workers), a parsed response whose branch, or an in-dialog request
+whose To tag, another worker made is handed to that worker as received, before the layer sees
+it.
 """
 
 from __future__ import annotations
@@ -32,13 +36,16 @@ from b2bua.sip.message import (
     validate_request,
 )
 from b2bua.sip.transaction import (
+    MAGIC_COOKIE,
     ClientTransaction,
     ServerTransaction,
     TransactionLayer,
     add_received,
 )
-from b2bua.tokens import token
+from b2bua.tokens import token, worker_of
 from b2bua.transport.manager import TransportManager
+from b2bua.workers import HERE, Channel, call_id_owner
+from b2bua.workers import route as route_datagram
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +70,7 @@ class SipStack:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._draining = False
+        self.channel: Channel | None = None  # set when there are several workers
         # counters
         self.received = 0
         self.dropped = 0
@@ -80,8 +88,17 @@ class SipStack:
         return self._clock()
 
     # -- from the transports --------------------------------------------------------------
-    def message_received(self, data: bytes, flow: Flow) -> None:
+    def message_received(self, data: bytes, flow: Flow, route: bool = True) -> None:
+        """`route`: hand the message to the worker that owns it (false for a message another
+        worker handed over)."""
         self.received += 1
+        channel = self.channel
+        owner: int | None = HERE
+        if channel is not None and route:
+            owner = route_datagram(data, channel.role.count)
+            if owner is not None and owner != HERE and owner != channel.role.index:
+                channel.forward(owner, data, flow)
+                return
         msg: Request | Response | None = None
         try:
             msg = parse_message(data, stream=flow.reliable)
@@ -109,8 +126,17 @@ class SipStack:
                 self.dropped += 1
                 log.debug("dropped from %s: %s: %r", flow, exc.reason, data[:200])
             return
+        if owner is None and channel is not None:  # the bytes did not tell: the parse does
+            owner = owner_of(msg, channel.role.count)
+            if owner != HERE and owner != channel.role.index:
+                channel.forward(owner, data, flow)
+                return
         self.layer.receive(msg, flow, self.now())
         self.flush()
+
+    def forwarded(self, data: bytes, flow: Flow) -> None:
+        """A datagram another worker received for us."""
+        self.message_received(data, flow, route=False)
 
     def connection_lost(self, flow: Flow) -> None:
         """A connection closed or could not be opened: its transactions fail, then the TU
@@ -209,3 +235,22 @@ class SipStack:
         self.layer.handle_deadline(self.now())
         self.flush()
 
+
+
+def owner_of(msg: Request | Response, count: int) -> int:
+    """The worker that owns a parsed message, by the rules of `b2bua.workers.route`; `HERE`
+    for a response with no mark of ours."""
+    try:
+        if isinstance(msg, Response):
+            branch = msg.via.branch
+            if branch and branch.startswith(MAGIC_COOKIE):
+                index = worker_of(branch[len(MAGIC_COOKIE):])
+                if index is not None and index < count:
+                    return index
+            return HERE
+        index = worker_of(msg.to.tag)
+        if index is not None and index < count:
+            return index
+    except SipParseError:
+        return HERE
+    return call_id_owner(msg.call_id, count)

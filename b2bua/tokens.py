@@ -3,6 +3,11 @@
 RFC 3261 asks for globally unique Call-IDs and at least 32 random bits in tags (§19.3). A
 generator seeded from the OS once per process gives that without a system call per token
 (`secrets` costs one `getrandom` each: measurable at thousands of messages per second).
+
+With several worker processes (`[server] workers`), every token a worker makes starts with a
+letter that names it (`g` for worker 0, `h` for 1...): never a hex digit, so it cannot be
+mistaken for one. A response carries our branch and an in-dialog request our tag, so any
+worker can tell from them which worker owns the transaction or dialog (`worker_of`).
 """
 
 from __future__ import annotations
@@ -24,16 +29,39 @@ class TokenSource:
 
 
 _default = TokenSource()
+_prefix = ""  # the worker's letter when there are several workers
+_FIRST = ord("g")
+MAX_WORKERS = 16  # letters g..v
 
 
 def token(nbytes: int = 8) -> str:
-    """A random hex token from the process-wide source."""
-    return _default.hex(nbytes)
+    """A random hex token from the process-wide source (after the worker's letter, if any)."""
+    return _prefix + _default.hex(nbytes)
 
 
 def tag() -> str:
     """A From/To tag (RFC 3261 §19.3: at least 32 random bits; we use 40)."""
-    return _default.hex(5)
+    return _prefix + _default.hex(5)
+
+
+def set_worker(index: int | None) -> None:
+    """Mark this process's tokens as worker `index`'s (None: a single process, no mark)."""
+    global _prefix
+    if index is None:
+        _prefix = ""
+        return
+    if not 0 <= index < MAX_WORKERS:
+        raise ValueError(f"worker index {index} out of 0..{MAX_WORKERS - 1}")
+    _prefix = chr(_FIRST + index)
+
+
+def worker_of(text: str | None) -> int | None:
+    """The worker whose mark `text` (a tag, or a token after the branch's magic cookie)
+    starts with; None when it has none."""
+    if not text:
+        return None
+    index = ord(text[0]) - _FIRST
+    return index if 0 <= index < MAX_WORKERS else None
 
 
 def reseed_after_fork() -> None:

@@ -36,7 +36,7 @@ import shutil
 import tempfile
 import uuid
 import wave
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -203,6 +203,10 @@ def _load_dir(name: str, directory: Path) -> Sound:
     return Sound.concat(name, sounds)
 
 
+def _nothing(name: str) -> None:
+    pass
+
+
 class SoundLibrary:
     """Hold-music classes and prompts, shipped and uploaded, cached as `Sound`s."""
 
@@ -216,7 +220,10 @@ class SoundLibrary:
         max_seconds: float = 900.0,
         ffmpeg: str = "ffmpeg",
         decode_timeout: float = 120.0,
+        recover: bool = True,
     ) -> None:
+        """`recover`: undo what a crash left half-stored (not in a worker that starts while
+        the first one may be storing)."""
         self.data_dir = Path(data_dir)
         self.shipped_dir = Path(shipped_dir)
         self.language = language
@@ -225,7 +232,10 @@ class SoundLibrary:
         self.ffmpeg = ffmpeg
         self.decode_timeout = decode_timeout
         self._cache: dict[tuple[str, str, str], Sound] = {}
-        self._recover()
+        # Called with a sound's name after it was stored or removed (several workers).
+        self.changed: Callable[[str], None] = _nothing
+        if recover:
+            self._recover()
 
     # ---- lookup -----------------------------------------------------------------------------
 
@@ -370,6 +380,7 @@ class SoundLibrary:
         target = self.data_dir / "music" / name
         sound = await asyncio.to_thread(self._store, name, target, pcms, stems, manifest)
         self._cache.pop(("music", "", name), None)
+        self.changed(name)
         return sound
 
     async def ensure_music(self, name: str, sources: Sequence[Path | str]) -> Sound:
@@ -399,6 +410,7 @@ class SoundLibrary:
         self._cache = {
             k: v for k, v in self._cache.items() if not (k[0] == "prompt" and k[2] == name)
         }
+        self.changed(name)
         return sound
 
     def delete_music(self, name: str) -> None:
@@ -411,6 +423,11 @@ class SoundLibrary:
         os.rename(target, old)
         shutil.rmtree(old)
         self._cache.pop(("music", "", name), None)
+        self.changed(name)
+
+    def forget(self) -> None:
+        """Drop every cached sound: another process changed the stored ones."""
+        self._cache.clear()
 
     def _store(
         self,

@@ -166,6 +166,8 @@ class Registrar:
         # target_for() per (contact, flow, flags): the same device is called again and again.
         self._target_cache: dict[tuple[object, ...], tuple[SipUri, Flow]] = {}
         self._locked_until: dict[str, float] = {}
+        # Called with an extension whose bindings this process committed (several workers).
+        self.on_change: Callable[[str], None] | None = None
         self.counters: dict[str, int] = {
             "register_ok": 0,
             "auth_challenged": 0,
@@ -503,6 +505,9 @@ class Registrar:
             self.counters["store_errors"] += 1
             log.error("location store failed, REGISTER %s refused: %s", request.call_id[:64], exc)
             return False
+        if self.on_change is not None:
+            for extension in {b.aor for b in upserts} | {aor for aor, _ in deletes}:
+                self.on_change(extension)
         return True
 
     def _ok(
@@ -927,7 +932,34 @@ class Registrar:
                 log.error("location store: %s", exc)
             for b in gone:
                 self._remove(b)
+            if self.on_change is not None:
+                for extension in {b.aor for b in gone}:
+                    self.on_change(extension)
         return affected
+
+    def reload(self, extension: str, now: float) -> int:
+        """Another worker changed `extension`'s bindings (b2bua.workers): read them back from
+        the store, with that extension's device claims. Returns the count loaded."""
+        try:
+            rows = list(self._store.load_aor(extension))
+            claims = [c for c in self._store.load_claims() if c.extension == extension]
+        except StoreError as exc:
+            self.counters["store_errors"] += 1
+            log.error("location store: could not reload %s: %s", extension, exc)
+            return 0
+        for b in list(self._bindings.get(extension, {}).values()):
+            self._remove(b)
+        loaded = 0
+        for b in rows:
+            if b.live(now) and self._extension_of.get(b.username) == b.aor:
+                self._insert(b, now)
+                loaded += 1
+        for key in [k for k in self._claims if k[0] == extension]:
+            del self._claims[key]
+        for claim in claims:
+            self._claims[(claim.extension, claim.device)] = claim
+        self._compact()
+        return loaded
 
     # ---------------------------------------------------------------------------------------
     # Internals
@@ -944,6 +976,9 @@ class Registrar:
         except StoreError as exc:
             self.counters["store_errors"] += 1
             log.error("location store: %s", exc)
+            return
+        if self.on_change is not None:
+            self.on_change(b.aor)
 
     def _insert(self, b: Binding, now: float, *, spread: bool = False) -> None:
         table = self._bindings.setdefault(b.aor, {})

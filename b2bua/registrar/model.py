@@ -200,6 +200,8 @@ class LocationStore(Protocol):
 
     def load_all(self) -> Iterable[Binding]: ...
 
+    def load_aor(self, aor: str) -> Iterable[Binding]: ...
+
     def upsert(self, binding: Binding) -> None: ...
 
     def delete(self, aor: str, key: str) -> None: ...
@@ -228,6 +230,9 @@ class MemoryLocationStore:
 
     def load_all(self) -> Iterable[Binding]:
         return [_copy(b) for b in self.rows.values()]
+
+    def load_aor(self, aor: str) -> Iterable[Binding]:
+        return [_copy(b) for b in self.rows.values() if b.aor == aor]
 
     def upsert(self, binding: Binding) -> None:
         self.apply([binding], [])

@@ -97,8 +97,14 @@ class SqliteLocationStore:
         ensure_schema(conn)
 
     def load_all(self) -> Iterable[Binding]:
+        return self._load(f"SELECT {_COLUMNS} FROM registrar_bindings", ())
+
+    def load_aor(self, aor: str) -> Iterable[Binding]:
+        return self._load(f"SELECT {_COLUMNS} FROM registrar_bindings WHERE aor = ?", (aor,))
+
+    def _load(self, query: str, params: tuple[object, ...]) -> list[Binding]:
         try:
-            rows = self.conn.execute(f"SELECT {_COLUMNS} FROM registrar_bindings").fetchall()
+            rows = self.conn.execute(query, params).fetchall()
         except sqlite3.Error as exc:
             raise StoreError(str(exc)) from exc
         intern = sys.intern

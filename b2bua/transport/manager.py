@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from b2bua.sip.flow import Flow
@@ -43,10 +44,17 @@ class TransportManager:
         self.local: dict[str, LocalAddress] = {}  # first listening address per transport
         self._udp_local: dict[tuple[str, int], LocalAddress] = {}
         self.sent = 0
+        # Several workers (b2bua.workers): UDP addresses are shared, and in workers other than
+        # the first, bytes for TCP/TLS flows go to the first one (`stream_relay`).
+        self.shared = False
+        self.primary = True
+        self.stream_relay: Callable[[bytes, Flow], None] | None = None
 
     async def listen(self, spec: ListenSpec) -> LocalAddress:
         if spec.transport == "udp":
-            endpoint = await listen_udp(spec, self.receiver)
+            endpoint = await listen_udp(
+                spec, self.receiver, shared=self.shared, exclusive=self.primary
+            )
             self.udp.append(endpoint)
             address = LocalAddress("udp", endpoint.local_host, endpoint.local_port)
         else:
@@ -57,6 +65,11 @@ class TransportManager:
         self.local.setdefault(spec.transport, address)
         log.info("listening on %s:%s", spec.transport, address.hostport)
         return address
+
+    def advertise(self, spec: ListenSpec) -> None:
+        """A TCP/TLS address the first worker listens on, for our Via and Contact on such
+        flows in the other workers."""
+        self.local.setdefault(spec.transport, LocalAddress(spec.transport, spec.host, spec.port))
 
     def local_for(self, flow: Flow) -> LocalAddress:
         """Our address as seen on that flow (for Via sent-by and Contact)."""
@@ -77,6 +90,8 @@ class TransportManager:
                 log.warning("no UDP socket to send to %s", flow)
                 return
             endpoint.send(data, flow.host, flow.port)
+        elif self.stream_relay is not None:
+            self.stream_relay(data, flow)
         else:
             self.streams[flow.transport].send(data, flow)
 

@@ -27,7 +27,14 @@ MAX_QUEUED = 10_000
 
 
 class UdpEndpoint:
-    def __init__(self, spec: ListenSpec, receiver: Receiver) -> None:
+    """`shared`: several worker processes bind this address (SO_REUSEPORT, see b2bua.workers).
+    `exclusive` is then checked first: no other process may hold the address already, or two
+    servers would silently split its traffic."""
+
+    def __init__(
+        self, spec: ListenSpec, receiver: Receiver, *, shared: bool = False,
+        exclusive: bool = True,
+    ) -> None:
         self.spec = spec
         self.receiver = receiver
         family = socket.AF_INET6 if ":" in spec.host else socket.AF_INET
@@ -38,6 +45,11 @@ class UdpEndpoint:
             except OSError:
                 pass
         sock.setblocking(False)
+        if shared:
+            if exclusive and spec.port != 0:
+                with socket.socket(family, socket.SOCK_DGRAM) as probe:
+                    probe.bind((spec.host, spec.port))  # EADDRINUSE if anyone holds it
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((spec.host, spec.port))
         self.sock = sock
         self.local_host, self.local_port = sock.getsockname()[:2]
@@ -115,7 +127,9 @@ class UdpEndpoint:
         self.sock.close()
 
 
-async def listen_udp(spec: ListenSpec, receiver: Receiver) -> UdpEndpoint:
-    endpoint = UdpEndpoint(spec, receiver)
+async def listen_udp(
+    spec: ListenSpec, receiver: Receiver, *, shared: bool = False, exclusive: bool = True
+) -> UdpEndpoint:
+    endpoint = UdpEndpoint(spec, receiver, shared=shared, exclusive=exclusive)
     endpoint.start(asyncio.get_running_loop())
     return endpoint

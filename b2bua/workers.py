@@ -1,0 +1,358 @@
+"""Several worker processes on one machine (`[server] workers = N`): one event loop per core.
+
+Theory of operation
+-------------------
+Every worker binds the same UDP addresses with `SO_REUSEPORT`, and the kernel gives each
+datagram to one of them by a hash of the remote and local address: everything one peer sends
+lands on the same worker. That would put every call of a trunk on one worker, so a worker does
+not keep what it reads: it first tells, from the raw bytes, which worker owns the message
+(`route`), and hands it to that worker, with the flow it came on, through the channel between
+workers (`Channel`, loopback UDP). The owner handles it as if it had read it itself.
+
+- A new request (no tag of ours in To) belongs to the worker that the CRC-32 of its Call-ID
+  names: a CANCEL follows its INVITE, and calls spread evenly even from a single trunk.
+- Every token a worker makes starts with its letter (`b2bua.tokens`). A response belongs to
+  the worker whose letter its branch carries (our Via, the top one). A request inside a dialog
+  belongs to the worker whose letter its To tag (our tag) carries.
+- When the raw bytes do not tell (an unusual layout), the message is parsed and the same rules
+  are applied to the parsed message (`b2bua.stack.owner_of`).
+
+Because all workers share the UDP address, any of them sends from it: a reply reaches a NATed
+device through the pinhole it opened to that address, whichever worker sends it.
+
+What the workers share goes through the SQLite database (WAL, so several processes read and
+write it) and a message on the channel that says what changed:
+- bindings: the worker that handled a REGISTER commits it, then tells the others, which read
+  that extension's bindings back (`Registrar.reload`); each worker expires bindings itself;
+- stored settings (dashboard, `b2bua import`): the first worker installs them, the others see
+  the settings revision change and apply the same configuration;
+- voice messages: the worker that recorded one tells the others, so every worker notifies the
+  phones subscribed to it (MWI);
+- sounds: an upload empties every worker's cache of decoded sounds.
+
+The first worker (index 0, the process `b2bua run` started) also serves HTTP, the TCP and TLS
+listeners and connections (other workers send on them through it), keep-alive probes and the
+import of configured hold music; it makes every worker's channel socket, starts the other
+workers, and starts any that dies again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from b2bua.sip.flow import Flow
+
+log = logging.getLogger("b2bua.workers")
+
+BUFFER = 4 * 1024 * 1024
+MAX_FRAME = 65_535 + 512
+STOP_GRACE = 5.0  # seconds a worker has to stop before it is killed
+RESPAWN_DELAY = 1.0
+
+# Frame kinds: one byte, then the payload.
+SIP = b"S"  # a datagram received by another worker: flow line, then the bytes
+SEND = b"T"  # bytes to send on a TCP/TLS flow (to the first worker, which holds connections)
+BINDINGS = b"B"  # an extension's bindings changed in the store
+VOICEMAIL = b"V"  # a voice message was left in an extension's box
+SOUNDS = b"L"  # stored sounds changed
+SETTINGS = b"C"  # stored settings changed
+
+
+@dataclass(frozen=True, slots=True)
+class Role:
+    """This process's place: worker `index` of `count`; `group` is the first worker's PID (the
+    parent of the others); `ports` are the loopback UDP ports of every worker's channel socket,
+    and `fd` this worker's (inherited from the first worker, which made them all)."""
+
+    index: int
+    count: int
+    group: int
+    ports: tuple[int, ...]
+    fd: int
+
+    @property
+    def primary(self) -> bool:
+        return self.index == 0
+
+    @classmethod
+    def parse(cls, text: str) -> Role:
+        """`INDEX:COUNT:GROUP:FD:PORT,PORT...`, as the first worker passes it to the others."""
+        index, count, group, fd, ports = text.split(":")
+        role = cls(int(index), int(count), int(group), tuple(int(p) for p in ports.split(",")),
+                   int(fd))
+        if not 0 <= role.index < role.count or len(role.ports) != role.count:
+            raise ValueError(f"worker {text!r}: index or ports out of range")
+        return role
+
+    def __str__(self) -> str:
+        ports = ",".join(str(p) for p in self.ports)
+        return f"{self.index}:{self.count}:{self.group}:{self.fd}:{ports}"
+
+    def of(self, index: int, fd: int) -> Role:
+        return Role(index, self.count, self.group, self.ports, fd)
+
+
+def channel_sockets(count: int) -> list[socket.socket]:
+    """The channel sockets of `count` workers, made by the first one: UDP on 127.0.0.1, whose
+    buffers hold bursts (a Unix datagram socket queues only `net.unix.max_dgram_qlen`
+    datagrams, 10 by default)."""
+    socks = []
+    for _ in range(count):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        for opt in (socket.SO_SNDBUF, socket.SO_RCVBUF):
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, opt, BUFFER)
+            except OSError:
+                pass
+        sock.bind(("127.0.0.1", 0))
+        socks.append(sock)
+    return socks
+
+
+def primary_role(count: int, socks: list[socket.socket]) -> Role:
+    ports = tuple(s.getsockname()[1] for s in socks)
+    return Role(0, count, os.getpid(), ports, socks[0].fileno())
+
+
+_FIRST_MARK = ord("g")  # b2bua.tokens: worker 0's letter
+_BRANCH = b";branch=z9hG4bK"
+_TO = re.compile(rb"\n(?:to|t)[ \t]*:([^\r\n]*)")
+_CALL_ID = re.compile(rb"\n(?:call-id|i)[ \t]*:[ \t]*([^\r\n]*)")
+HERE = -1  # `route`: whoever read it handles it (nobody's mark: a stray response)
+
+
+def route(data: bytes, count: int) -> int | None:
+    """The worker that owns a datagram, told from its bytes: the letter after our branch's
+    magic cookie (a response), the letter of our To tag (a request in a dialog), else the
+    CRC-32 of the Call-ID; `HERE` for a response with no mark of ours; None when the bytes do
+    not tell (parse it, then `b2bua.stack.owner_of`)."""
+    if data.startswith(b"SIP/2.0 "):
+        at = data.find(_BRANCH)
+        if at < 0 or at + 15 >= len(data):
+            return None
+        index = data[at + 15] - _FIRST_MARK
+        return index if 0 <= index < count else HERE
+    end = data.find(b"\r\n\r\n")
+    head = data[: end + 2] if end >= 0 else data
+    low = head.lower()  # same length: offsets in `low` are offsets in `head`
+    to = _TO.search(low)
+    if to is None:
+        return None
+    tag = low.find(b";tag=", to.start(1), to.end(1))
+    if tag >= 0 and tag + 5 < to.end(1):
+        index = head[tag + 5] - _FIRST_MARK
+        if 0 <= index < count:
+            return index
+    call_id = _CALL_ID.search(low)
+    if call_id is None:
+        return None
+    value = head[call_id.start(1) : call_id.end(1)].rstrip()
+    return zlib.crc32(value) % count if value else None
+
+
+def call_id_owner(call_id: str, count: int) -> int:
+    """The worker a new request with this Call-ID belongs to (as `route` computes it)."""
+    return zlib.crc32(call_id.encode("utf-8", "surrogateescape")) % count
+
+
+def encode_flow(flow: Flow) -> bytes:
+    cid = "-" if flow.connection_id is None else str(flow.connection_id)
+    lhost = "-" if flow.local_host is None else flow.local_host
+    lport = "-" if flow.local_port is None else str(flow.local_port)
+    return f"{flow.transport} {flow.host} {flow.port} {cid} {lhost} {lport}\n".encode()
+
+
+def decode_flow(line: bytes) -> Flow:
+    transport, host, port, cid, lhost, lport = line.decode().split(" ")
+    return Flow(
+        sys.intern(transport), host, int(port),
+        None if cid == "-" else int(cid),
+        None if lhost == "-" else lhost,
+        None if lport == "-" else int(lport),
+    )
+
+
+class Handlers:
+    """What a worker does with each kind of frame (the server sets what it serves)."""
+
+    def __init__(self) -> None:
+        self.sip: Callable[[bytes, Flow], None] = _ignore_flow
+        self.send: Callable[[bytes, Flow], None] = _ignore_flow
+        self.bindings: Callable[[str], None] = _ignore_text
+        self.voicemail: Callable[[str], None] = _ignore_text
+        self.sounds: Callable[[str], None] = _ignore_text
+        self.settings: Callable[[str], None] = _ignore_text
+
+
+def _ignore_flow(data: bytes, flow: Flow) -> None:
+    pass
+
+
+def _ignore_text(text: str) -> None:
+    pass
+
+
+class Channel:
+    """One loopback UDP socket per worker, for frames between workers. Only frames from the
+    other workers' ports are taken. Sends never block: a frame that does not fit in a full
+    buffer is dropped and counted (SIP retransmits; a lost change notice is repaired by the
+    periodic re-read of the settings revision)."""
+
+    def __init__(self, role: Role, handlers: Handlers, sock: socket.socket | None = None) -> None:
+        self.role = role
+        self.handlers = handlers
+        if sock is None:
+            sock = socket.socket(fileno=role.fd)
+        sock.setblocking(False)
+        self.sock = sock
+        self._peers = [("127.0.0.1", port) for port in role.ports]
+        self._known = frozenset(self._peers)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.forwarded = 0
+        self.received = 0
+        self.dropped = 0
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        loop.add_reader(self.sock.fileno(), self._readable)
+
+    def close(self) -> None:
+        if self._loop is not None:
+            self._loop.remove_reader(self.sock.fileno())
+            self._loop = None
+        self.sock.close()
+
+    # -- sending ---------------------------------------------------------------------------
+    def _send(self, index: int, frame: bytes) -> None:
+        try:
+            self.sock.sendto(frame, self._peers[index])
+        except (BlockingIOError, InterruptedError, ConnectionRefusedError):
+            self.dropped += 1  # full, or that worker is (re)starting
+        except OSError as exc:
+            self.dropped += 1
+            log.debug("worker channel to %d: %s", index, exc)
+
+    def forward(self, index: int, data: bytes, flow: Flow) -> None:
+        """A datagram that worker `index` owns, with the flow it came on."""
+        self.forwarded += 1
+        self._send(index, SIP + encode_flow(flow) + data)
+
+    def send_via_primary(self, data: bytes, flow: Flow) -> None:
+        """Bytes for a TCP/TLS flow: the first worker holds the connections."""
+        self._send(0, SEND + encode_flow(flow) + data)
+
+    def tell_others(self, kind: bytes, text: str = "") -> None:
+        frame = kind + text.encode()
+        for index in range(self.role.count):
+            if index != self.role.index:
+                self._send(index, frame)
+
+    # -- receiving -------------------------------------------------------------------------
+    def _readable(self) -> None:
+        recv = self.sock.recvfrom
+        known = self._known
+        for _ in range(64):
+            try:
+                frame, sender = recv(MAX_FRAME)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                continue  # ICMP unreachable from a worker that was restarting
+            if sender not in known:
+                continue
+            self.received += 1
+            try:
+                self._dispatch(frame)
+            except Exception:  # a task boundary: one bad frame must not stop the worker
+                log.exception("worker channel: frame %r failed", frame[:1])
+
+    def _dispatch(self, frame: bytes) -> None:
+        kind, body = frame[:1], frame[1:]
+        handlers = self.handlers
+        if kind == SIP or kind == SEND:
+            end = body.index(b"\n")
+            flow = decode_flow(body[:end])
+            (handlers.sip if kind == SIP else handlers.send)(body[end + 1 :], flow)
+            return
+        text = body.decode()
+        if kind == BINDINGS:
+            handlers.bindings(text)
+        elif kind == VOICEMAIL:
+            handlers.voicemail(text)
+        elif kind == SOUNDS:
+            handlers.sounds(text)
+        elif kind == SETTINGS:
+            handlers.settings(text)
+        else:
+            log.warning("worker channel: unknown frame kind %r", kind)
+
+
+class Supervisor:
+    """In the first worker: starts workers 1..N-1 as `b2bua run --worker ROLE` with the same
+    configuration and the addresses actually bound, each with its channel socket, starts any
+    that dies again, and stops them all (SIGTERM, then SIGKILL after `STOP_GRACE`)."""
+
+    def __init__(self, role: Role, argv: Sequence[str], socks: list[socket.socket]) -> None:
+        self.role = role
+        self.argv = list(argv)  # the command line without --worker
+        self.socks = socks  # every worker's channel socket, kept open for restarts
+        self.procs: dict[int, subprocess.Popen[bytes]] = {}
+        self.started_at: dict[int, float] = {}
+        self.respawns = 0
+        self.stopping = False
+
+    def start(self) -> None:
+        for index in range(1, self.role.count):
+            self._spawn(index)
+
+    def _spawn(self, index: int) -> None:
+        fd = self.socks[index].fileno()
+        role = self.role.of(index, fd)
+        self.procs[index] = subprocess.Popen([*self.argv, f"--worker={role}"], pass_fds=(fd,))
+        self.started_at[index] = time.monotonic()
+        log.info("worker %d started (pid %d)", index, self.procs[index].pid)
+
+    def check(self) -> None:
+        """Start again any worker that exited (called once a second)."""
+        if self.stopping:
+            return
+        for index, proc in list(self.procs.items()):
+            code = proc.poll()
+            if code is None:
+                continue
+            if time.monotonic() - self.started_at[index] < RESPAWN_DELAY:
+                continue
+            log.error("worker %d (pid %d) exited with status %s: starting it again",
+                      index, proc.pid, code)
+            self.respawns += 1
+            self._spawn(index)
+
+    async def stop(self) -> None:
+        self.stopping = True
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE
+        for index, proc in self.procs.items():
+            while proc.poll() is None and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+            if proc.poll() is None:
+                log.error("worker %d did not stop: killed", index)
+                proc.kill()
+                proc.wait()
+
+
+def parent_gone(parent: int) -> bool:
+    """In workers 1..N-1: the first worker died (we were re-parented)."""
+    return os.getppid() != parent
