@@ -389,7 +389,11 @@ class Server:
         if self.supervisor is not None:
             await self.supervisor.stop()
         if self.channel is not None:
-            self.channel.close()
+            channel = self.channel
+            log.info("worker %d: %d calls; %d datagrams handed to other workers, %d taken from "
+                     "them, %d not delivered", channel.role.index, self.calls.counters["calls"],
+                     channel.forwarded, channel.received, channel.dropped)
+            channel.close()
         if self.http_runner is not None:
             await self.http_runner.cleanup()
         await self.transports.close()

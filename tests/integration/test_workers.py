@@ -1,0 +1,131 @@
+"""Two worker processes (`--workers 2`) over real sockets: calls spread over both, whichever
+worker reads a device's datagrams; registrations, settings and restarts seen by all."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from b2bua.testing.server import RunningServer, start_server
+from tests.api.helpers import signed_in
+from tests.integration.conftest import make_config
+from tests.integration.flows import call, device, uac_cancel, uac_expect
+
+SCENARIOS = Path(__file__).parent / "scenarios"
+UAC_CALL = (SCENARIOS / "uac_call.xml").read_text()
+CALLS = 12  # calls spread by Call-ID: both workers own some, with near certainty
+
+
+@pytest.fixture
+def srv(tmp_path: Path, sipp_required: None) -> Iterator[RunningServer]:
+    server = start_server(make_config(tmp_path), extra_args=("--workers", "2"))
+    yield server
+    server.stop()
+
+
+def worker_stats(server: RunningServer) -> dict[int, tuple[int, int, int, int]]:
+    """Per worker, from the stop log: (calls, datagrams handed over, frames taken from the
+    others (datagrams and change notices), frames not delivered)."""
+    found = re.findall(r"worker (\d): (\d+) calls; (\d+) datagrams handed to other workers, "
+                       r"(\d+) taken from them, (\d+) not delivered", server.log())
+    return {int(i): (int(c), int(f), int(r), int(d)) for i, c, f, r, d in found}
+
+
+def worker_pids(server: RunningServer) -> dict[int, int]:
+    return {int(i): int(p) for i, p in re.findall(r"worker (\d) started \(pid (\d+)\)", server.log())}
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_calls_spread_over_both_workers_and_every_device_rings(srv, tmp_path):
+    winner = device(srv, "uas_answer", "1001", "secret1001", tmp_path / "d0", pause_ms=300,
+                    calls=CALLS)
+    losers = [device(srv, "uas_cancel_elsewhere", "1001", "secret1001", tmp_path / f"d{i}",
+                     calls=CALLS) for i in (1, 2)]
+    result = call(srv, UAC_CALL, tmp_path / "caller", calls=CALLS)
+    assert result.ok, result.describe()
+    for dev in [winner, *losers]:
+        r = dev.result()
+        assert r.ok, r.describe()
+    pids = worker_pids(srv)
+    assert srv.stop() == 0
+    assert not alive(pids[1])
+    stats = worker_stats(srv)
+    assert set(stats) == {0, 1}, srv.log()[-3000:]
+    assert stats[0][0] > 0 and stats[1][0] > 0  # both workers owned calls
+    assert stats[0][0] + stats[1][0] == CALLS
+    assert stats[0][1] + stats[1][1] > 0  # and datagrams crossed between them
+    # every datagram handed over was taken (and the registrations' notices besides)
+    assert stats[0][2] + stats[1][2] >= stats[0][1] + stats[1][1]
+    assert stats[0][3] == stats[1][3] == 0
+
+
+def test_caller_cancels_and_callee_hangs_up_across_workers(srv, tmp_path):
+    devs = [device(srv, "uas_cancel_missed", "1001", "secret1001", tmp_path / f"d{i}",
+                   calls=CALLS) for i in range(3)]
+    result = call(srv, uac_cancel(), tmp_path / "caller", calls=CALLS)
+    assert result.ok, result.describe()
+    for dev in devs:
+        r = dev.result()
+        assert r.ok, r.describe()
+    dev = device(srv, "uas_answer_then_bye", "1001", "secret1001", tmp_path / "bye",
+                 pause_ms=300, calls=CALLS)
+    result = call(srv, (SCENARIOS / "uac_call_then_bye_in.xml").read_text(),
+                  tmp_path / "caller-bye", calls=CALLS)
+    assert result.ok, result.describe()
+    r = dev.result()
+    assert r.ok, r.describe()
+
+
+def test_a_settings_change_applies_in_every_worker(srv, tmp_path):
+    api = signed_in(srv, "1001")
+    change = {"forward": {"kind": "busy"}}
+    assert api.patch("/api/users/1001", change).status == 200
+    time.sleep(0.5)  # the other worker compiles the same rules
+    result = call(srv, uac_expect(486), tmp_path / "caller", calls=CALLS)
+    assert result.ok, result.describe()
+    srv.stop()
+    stats = worker_stats(srv)
+    assert stats[0][0] > 0 and stats[1][0] > 0
+
+
+def test_a_worker_that_dies_is_started_again(srv, tmp_path):
+    first = worker_pids(srv)[1]
+    os.kill(first, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and len(re.findall("worker 1 started", srv.log())) < 2:
+        time.sleep(0.1)
+    assert "worker 1 (pid %d) exited" % first in srv.log()
+    second = worker_pids(srv)[1]
+    assert second != first and alive(second)
+    time.sleep(1.0)  # it loads the bindings and joins
+    devs = [device(srv, "uas_busy", "1001", "secret1001", tmp_path / f"d{i}", calls=CALLS)
+            for i in range(2)]
+    result = call(srv, uac_expect(486), tmp_path / "caller", calls=CALLS)
+    assert result.ok, result.describe()
+    for dev in devs:
+        r = dev.result()
+        assert r.ok, r.describe()
+    srv.stop()
+    assert not alive(second)
+
+
+def test_the_other_workers_stop_when_the_first_is_killed(srv):
+    pid = worker_pids(srv)[1]
+    srv.stop(signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and alive(pid):
+        time.sleep(0.1)
+    assert not alive(pid)
