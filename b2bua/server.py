@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import json
 import logging
 import os
 import signal
@@ -131,6 +132,7 @@ class Server:
         self.channel: Channel | None = None
         self.supervisor: Supervisor | None = None
         self.settings: Any = None  # b2bua.settings.SettingsStore, set by attach_settings
+        self._peers_counters: dict[int, dict[str, int]] = {}  # other workers' last report
         self._settings_revision = -1
         self._settings_task: asyncio.Task[None] | None = None
         self.stopped = asyncio.Event()
@@ -269,6 +271,7 @@ class Server:
         handlers.voicemail = self.mwi.message_left
         handlers.sounds = lambda name: self.library.forget()
         handlers.settings = lambda text: self._check_settings()
+        handlers.stats = self._peer_counters
         if role.primary:
             handlers.send = self.transports.send
         else:
@@ -285,6 +288,31 @@ class Server:
         self.stack.channel = channel
         channel.start(asyncio.get_running_loop())
         log.info("worker %d of %d", role.index, role.count)
+
+    def counters(self) -> dict[str, int]:
+        """This process's counters, as /metrics names them."""
+        stack = self.stack
+        out = {
+            "sip_messages_received_total": stack.received,
+            "sip_messages_dropped_total": stack.dropped,
+            "sip_stateless_replies_total": stack.stateless_replies,
+            "calls_active": len(self.calls.active),
+        }
+        for name, value in self.calls.counters.items():
+            out[f"calls_total:{name}"] = value
+        return out
+
+    def totals(self) -> dict[str, int]:
+        """The counters of every worker added up (this process's alone with one worker). The
+        others' are at most about a second old."""
+        total = self.counters()
+        for counters in self._peers_counters.values():
+            for name, value in counters.items():
+                total[name] = total.get(name, 0) + value
+        return total
+
+    def _peer_counters(self, index: int, text: str) -> None:
+        self._peers_counters[index] = {str(k): int(v) for k, v in json.loads(text).items()}
 
     def _bindings_changed(self, extension: str) -> None:
         self.registrar.reload(extension, time.time())
@@ -378,8 +406,11 @@ class Server:
                     if parent_gone(self.role.group):
                         log.error("the first worker is gone: stopping")
                         self.stopped.set()
-                    elif ticks % 5 == 0:
-                        self._check_settings()  # in case a notice was lost
+                    else:
+                        assert self.channel is not None
+                        self.channel.report(json.dumps(self.counters()))
+                        if ticks % 5 == 0:
+                            self._check_settings()  # in case a notice was lost
             except Exception:  # a task boundary: log and keep serving
                 log.exception("housekeeping failed")
 

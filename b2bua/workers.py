@@ -28,7 +28,9 @@ write it) and a message on the channel that says what changed:
   the settings revision change and apply the same configuration;
 - voice messages: the worker that recorded one tells the others, so every worker notifies the
   phones subscribed to it (MWI);
-- sounds: an upload empties every worker's cache of decoded sounds.
+- sounds: an upload empties every worker's cache of decoded sounds;
+- counters: every worker reports its own to the first once a second, and /metrics and /health
+  add them up (`Server.totals`).
 
 The first worker (index 0, the process `b2bua run` started) also serves HTTP, the TCP and TLS
 listeners and connections (other workers send on them through it), keep-alive probes and the
@@ -67,6 +69,7 @@ BINDINGS = b"B"  # an extension's bindings changed in the store
 VOICEMAIL = b"V"  # a voice message was left in an extension's box
 SOUNDS = b"L"  # stored sounds changed
 SETTINGS = b"C"  # stored settings changed
+STATS = b"K"  # a worker's counters (JSON), to the first worker once a second
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +196,7 @@ class Handlers:
         self.voicemail: Callable[[str], None] = _ignore_text
         self.sounds: Callable[[str], None] = _ignore_text
         self.settings: Callable[[str], None] = _ignore_text
+        self.stats: Callable[[int, str], None] = _ignore_stats
 
 
 def _ignore_flow(data: bytes, flow: Flow) -> None:
@@ -200,6 +204,10 @@ def _ignore_flow(data: bytes, flow: Flow) -> None:
 
 
 def _ignore_text(text: str) -> None:
+    pass
+
+
+def _ignore_stats(index: int, text: str) -> None:
     pass
 
 
@@ -252,6 +260,10 @@ class Channel:
         """Bytes for a TCP/TLS flow: the first worker holds the connections."""
         self._send(0, SEND + encode_flow(flow) + data)
 
+    def report(self, text: str) -> None:
+        """This worker's counters, to the first worker (which serves /metrics)."""
+        self._send(0, STATS + str(self.role.index).encode() + b" " + text.encode())
+
     def tell_others(self, kind: bytes, text: str = "") -> None:
         frame = kind + text.encode()
         for index in range(self.role.count):
@@ -294,6 +306,9 @@ class Channel:
             handlers.sounds(text)
         elif kind == SETTINGS:
             handlers.settings(text)
+        elif kind == STATS:
+            index, _, counters = text.partition(" ")
+            handlers.stats(int(index), counters)
         else:
             log.warning("worker channel: unknown frame kind %r", kind)
 

@@ -98,23 +98,23 @@ def build_app(
             {
                 "status": "ok",
                 "bindings": len(server.registrar),
-                "active_calls": len(server.calls.active),
+                "active_calls": server.totals()["calls_active"],
             }
         )
 
     async def metrics(request: web.Request) -> web.Response:
+        """Every worker's counters added up (b2bua.workers)."""
         lines = []
-        stack = server.stack
-        for name, value in (
-            ("sip_messages_received_total", stack.received),
-            ("sip_messages_dropped_total", stack.dropped),
-            ("sip_stateless_replies_total", stack.stateless_replies),
-            ("sip_bindings", len(server.registrar)),
-            ("calls_active", len(server.calls.active)),
-        ):
-            lines.append(f"b2bua_{name} {value}")
-        for name, value in server.calls.counters.items():
-            lines.append(f'b2bua_calls_total{{kind="{name}"}} {value}')
+        totals = server.totals()
+        for name in ("sip_messages_received_total", "sip_messages_dropped_total",
+                     "sip_stateless_replies_total"):
+            lines.append(f"b2bua_{name} {totals[name]}")
+        lines.append(f"b2bua_sip_bindings {len(server.registrar)}")
+        lines.append(f"b2bua_calls_active {totals['calls_active']}")
+        for name, value in totals.items():
+            if name.startswith("calls_total:"):
+                kind = name.partition(":")[2]
+                lines.append(f'b2bua_calls_total{{kind="{kind}"}} {value}')
         return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
 
     openapi_text = json.dumps(build_openapi(), ensure_ascii=False)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from b2bua.testing.server import RunningServer, start_server
-from tests.api.helpers import signed_in
+from tests.api.helpers import Api, signed_in
 from tests.integration.conftest import make_config
 from tests.integration.flows import call, device, uac_cancel, uac_expect
 
@@ -59,6 +59,14 @@ def test_calls_spread_over_both_workers_and_every_device_rings(srv, tmp_path):
     for dev in [winner, *losers]:
         r = dev.result()
         assert r.ok, r.describe()
+    # /metrics adds up both workers' counters (the other's come once a second)
+    metrics = ""
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and f'kind="calls"}} {CALLS}' not in metrics:
+        time.sleep(0.2)
+        metrics = Api(srv.http_base).get("/metrics").body.decode()
+    assert f'b2bua_calls_total{{kind="calls"}} {CALLS}' in metrics, metrics
+    assert f'b2bua_calls_total{{kind="answered"}} {CALLS}' in metrics, metrics
     pids = worker_pids(srv)
     assert srv.stop() == 0
     assert not alive(pids[1])
