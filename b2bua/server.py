@@ -366,7 +366,9 @@ class Server:
         self.config = config
         log.info("configuration applied live: %d users", len(config.users))
         if self.primary and self.channel is not None:
-            self.channel.tell_others(SETTINGS)
+            # After the current callback: the dashboard installs a change inside the
+            # transaction that stores it, and the others must read it committed.
+            asyncio.get_running_loop().call_soon(self.channel.tell_others, SETTINGS)
 
     async def _start_http(self, address: str) -> None:
         from aiohttp import web

@@ -59,6 +59,7 @@ log = logging.getLogger("b2bua.workers")
 
 BUFFER = 4 * 1024 * 1024
 MAX_FRAME = 65_535 + 512
+FRAME_BUDGET = 60_000  # bytes of datagrams batched in one frame (a UDP payload is < 65,508)
 STOP_GRACE = 5.0  # seconds a worker has to stop before it is killed
 RESPAWN_DELAY = 1.0
 
@@ -227,9 +228,11 @@ class Channel:
         self._peers = [("127.0.0.1", port) for port in role.ports]
         self._known = frozenset(self._peers)
         self._loop: asyncio.AbstractEventLoop | None = None
-        self.forwarded = 0
-        self.received = 0
-        self.dropped = 0
+        self._pending: dict[int, list[bytes]] = {}  # worker -> frame parts not sent yet
+        self._sizes: dict[int, int] = {}
+        self.forwarded = 0  # datagrams handed to other workers
+        self.received = 0  # datagrams and notices taken from them
+        self.dropped = 0  # frames that could not be sent
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
@@ -252,9 +255,31 @@ class Channel:
             log.debug("worker channel to %d: %s", index, exc)
 
     def forward(self, index: int, data: bytes, flow: Flow) -> None:
-        """A datagram that worker `index` owns, with the flow it came on."""
+        """A datagram that worker `index` owns, with the flow it came on. Datagrams for the
+        same worker read in one batch go in one frame, sent when the batch is over (one
+        system call and one wake-up of that worker for several datagrams under load)."""
         self.forwarded += 1
-        self._send(index, SIP + encode_flow(flow) + data)
+        item = encode_flow(flow) + b"%d\n" % len(data) + data
+        pending = self._pending
+        if not pending and self._loop is not None:
+            self._loop.call_soon(self._flush)
+        batch = pending.get(index)
+        if batch is None:
+            pending[index] = batch = [SIP]
+            self._sizes[index] = 1
+        elif self._sizes[index] + len(item) > FRAME_BUDGET:
+            self._send(index, b"".join(batch))
+            batch[1:] = []
+            self._sizes[index] = 1
+        batch.append(item)
+        self._sizes[index] += len(item)
+        if self._loop is None:
+            self._flush()
+
+    def _flush(self) -> None:
+        pending, self._pending = self._pending, {}
+        for index, batch in pending.items():
+            self._send(index, b"".join(batch))
 
     def send_via_primary(self, data: bytes, flow: Flow) -> None:
         """Bytes for a TCP/TLS flow: the first worker holds the connections."""
@@ -283,7 +308,6 @@ class Channel:
                 continue  # ICMP unreachable from a worker that was restarting
             if sender not in known:
                 continue
-            self.received += 1
             try:
                 self._dispatch(frame)
             except Exception:  # a task boundary: one bad frame must not stop the worker
@@ -292,10 +316,22 @@ class Channel:
     def _dispatch(self, frame: bytes) -> None:
         kind, body = frame[:1], frame[1:]
         handlers = self.handlers
-        if kind == SIP or kind == SEND:
+        if kind == SIP:
+            # flow line, length line, datagram; again and again
+            sip = handlers.sip
+            at, end = 1, len(frame)
+            while at < end:
+                eol = frame.index(b"\n", at)
+                flow = decode_flow(frame[at:eol])
+                eon = frame.index(b"\n", eol + 1)
+                at = eon + 1 + int(frame[eol + 1 : eon])
+                self.received += 1
+                sip(frame[eon + 1 : at], flow)
+            return
+        self.received += 1
+        if kind == SEND:
             end = body.index(b"\n")
-            flow = decode_flow(body[:end])
-            (handlers.sip if kind == SIP else handlers.send)(body[end + 1 :], flow)
+            handlers.send(body[end + 1 :], decode_flow(body[:end]))
             return
         text = body.decode()
         if kind == BINDINGS:

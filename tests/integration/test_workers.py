@@ -38,7 +38,13 @@ def worker_stats(server: RunningServer) -> dict[int, tuple[int, int, int, int]]:
 
 
 def worker_pids(server: RunningServer) -> dict[int, int]:
-    return {int(i): int(p) for i, p in re.findall(r"worker (\d) started \(pid (\d+)\)", server.log())}
+    """Each worker's latest PID, from the first worker's log (waiting for worker 1's)."""
+    deadline = time.monotonic() + 10
+    while True:
+        found = re.findall(r"worker (\d) started \(pid (\d+)\)", server.log())
+        if found or time.monotonic() > deadline:
+            return {int(i): int(p) for i, p in found}
+        time.sleep(0.05)
 
 
 def alive(pid: int) -> bool:
@@ -115,7 +121,7 @@ def test_a_worker_that_dies_is_started_again(srv, tmp_path):
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and len(re.findall("worker 1 started", srv.log())) < 2:
         time.sleep(0.1)
-    assert "worker 1 (pid %d) exited" % first in srv.log()
+    assert f"worker 1 (pid {first}) exited" in srv.log()
     second = worker_pids(srv)[1]
     assert second != first and alive(second)
     time.sleep(1.0)  # it loads the bindings and joins

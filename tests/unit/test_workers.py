@@ -174,23 +174,38 @@ async def test_frames_reach_the_worker_they_are_for() -> None:
         ch.start(loop)
     try:
         flow = Flow("udp", "192.0.2.9", 5070, None, "127.0.0.1", 5060)
+        other = Flow("udp", "2001:db8::1", 5080, None, "::1", 5060)
         channels[0].forward(2, b"SIP/2.0 200 OK\r\n\r\n", flow)
+        channels[0].forward(2, b"SIP/2.0 180 Ringing\r\n\r\n" + b"\n" * 3, other)
+        big, bigger = b"x" * 40_000, b"BYE sip:x SIP/2.0\r\n\r\n" + b"y" * 25_000
+        channels[0].forward(1, big, flow)  # too much to share a frame
+        channels[0].forward(1, bigger, other)
         channels[1].tell_others(BINDINGS, "1001")
         channels[2].tell_others(VOICEMAIL, "1002")
         # a frame from anyone else is not taken
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as stranger:
             stranger.sendto(BINDINGS + b"9999", ("127.0.0.1", first.ports[0]))
         for _ in range(100):
-            if len(got) >= 5:
+            if len(got) >= 8:
                 break
             await asyncio.sleep(0.01)
         await asyncio.sleep(0.05)
-        assert sorted(got, key=str) == sorted([
+        sip = [item for item in got if item[0].startswith("sip")]
+        # in order, each with its own flow
+        assert [item for item in sip if item[0] == "sip2"] == [
             ("sip2", (b"SIP/2.0 200 OK\r\n\r\n", flow)),
+            ("sip2", (b"SIP/2.0 180 Ringing\r\n\r\n\n\n\n", other)),
+        ]
+        assert [item for item in sip if item[0] == "sip1"] == [
+            ("sip1", (big, flow)), ("sip1", (bigger, other))
+        ]
+        assert sorted(item for item in got if not item[0].startswith("sip")) == [
             ("bindings0", "1001"), ("bindings2", "1001"),
             ("voicemail0", "1002"), ("voicemail1", "1002"),
-        ], key=str)
-        assert channels[0].forwarded == 1
+        ]
+        assert channels[0].forwarded == 4
+        assert channels[2].received == 2 + 1  # two datagrams (one frame), and a notice
+        assert channels[1].received == 2 + 1  # two datagrams (two frames), and a notice
     finally:
         for ch in channels:
             ch.close()
