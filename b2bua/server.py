@@ -158,7 +158,8 @@ class Server:
         self.db = open_database(data_dir)
         self.rules_clock = wall_clock_from_env()
         self.registrar = build_registrar(
-            config, self.db, now=time.time(), local_addresses=[s.host for s in self.listen]
+            config, self.db, now=time.time(), local_addresses=[s.host for s in self.listen],
+            connections_survived=not self.primary,
         )
         self.rulebook = RuleBook(compile_rules(config))
         self.layer = TransactionLayer(TimerConfig(), random_token=lambda: token(8))

@@ -59,9 +59,12 @@ def build_registrar(
     now: float,
     random_bytes: Callable[[int], bytes] = os.urandom,
     local_addresses: Iterable[str] = (),
+    connections_survived: bool = False,
 ) -> Registrar:
     """A registrar for `config` over the shared database, its bindings restored as of `now`
-    (Unix time). `local_addresses`: our IP addresses besides the configured listen hosts."""
+    (Unix time). `local_addresses`: our IP addresses besides the configured listen hosts.
+    `connections_survived`: TCP/TLS connections are still open (a worker that is not the
+    first, b2bua.workers), so their bindings stay reachable."""
     from b2bua.store import get_or_create_secret
 
     store = SqliteLocationStore(conn)
@@ -69,5 +72,5 @@ def build_registrar(
     registrar = Registrar.from_config(
         config, store, nonce_key=key, random_bytes=random_bytes, local_addresses=local_addresses
     )
-    registrar.restore(now)
+    registrar.restore(now, connections_survived=connections_survived)
     return registrar

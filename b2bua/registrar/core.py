@@ -248,10 +248,11 @@ class Registrar:
 
     # ---------------------------------------------------------------------------------------
     # Persistence
-    def restore(self, now: float) -> int:
+    def restore(self, now: float, *, connections_survived: bool = False) -> int:
         """Load the bindings of the store (expired ones purged). TCP/TLS connections did not
         survive the restart, so their bindings come back unreachable, for `unreachable_grace`
-        seconds: time for the device to notice and register again. Returns the count loaded."""
+        seconds: time for the device to notice and register again (unless
+        `connections_survived`: another process holds them). Returns the count loaded."""
         deletes: list[tuple[str, str]] = []
         try:
             self._store.purge_expired(now)
@@ -261,7 +262,7 @@ class Registrar:
                 if not b.live(now) or self._extension_of.get(b.username) != b.aor:
                     deletes.append((b.aor, b.key))
                     continue
-                if b.flow.reliable:
+                if b.flow.reliable and not connections_survived:
                     b.reachable = False
                     b.unreachable_since = now
                 self._insert(b, now, spread=True)

@@ -17,6 +17,14 @@ from tests.api.helpers import Api, signed_in
 from tests.integration.conftest import make_config
 from tests.integration.flows import call, device, uac_cancel, uac_expect
 
+# The same call scenarios as with one process, here with two workers (this module's `srv`).
+from tests.integration.test_calls import (  # noqa: F401
+    test_a_real_softphone_answers_one_branch,
+    test_every_call_writes_a_record,
+    test_reinvite_is_relayed,
+    test_two_answers_in_the_same_millisecond_the_loser_gets_ack_then_bye,
+)
+
 SCENARIOS = Path(__file__).parent / "scenarios"
 UAC_CALL = (SCENARIOS / "uac_call.xml").read_text()
 CALLS = 12  # calls spread by Call-ID: both workers own some, with near certainty

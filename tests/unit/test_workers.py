@@ -241,3 +241,19 @@ def test_a_worker_reads_back_the_bindings_another_committed(tmp_path: Path) -> N
     assert changed == ["1001"] * 3
     assert second.reload("1001", T0 + 201) == 0
     assert len(second) == 0
+
+
+def test_a_worker_started_beside_the_first_keeps_tcp_bindings_reachable(tmp_path: Path) -> None:
+    """The first worker holds the TCP connections: another worker that starts (or starts
+    again) while it runs must not take them for lost, as a restarted server does."""
+    first = make_registrar(SqliteLocationStore(open_database(tmp_path)))
+    tcp = Flow("tcp", "192.0.2.30", 50123, 7, "198.51.100.1", 5060)
+    Phone(first, "1002", password="other", flow=tcp,
+          contact="sip:1002@192.0.2.30:50123;transport=tcp").register(T0)
+    beside = make_registrar(SqliteLocationStore(open_database(tmp_path)))
+    assert beside.restore(T0 + 10, connections_survived=True) == 1
+    assert [b.reachable for b in beside.bindings("1002")] == [True]
+    assert len(beside.lookup("1002", T0 + 10)) == 1
+    restarted = make_registrar(SqliteLocationStore(open_database(tmp_path)))
+    restarted.restore(T0 + 10)
+    assert [b.reachable for b in restarted.bindings("1002")] == [False]
