@@ -241,6 +241,7 @@ class Server:
                              anchor=media.anchor)
         bridge.calls = self.calls
         self.calls.media_hook = bridge
+        self.bridge = bridge
         for music in config.music if self.primary else ():
             task = asyncio.get_running_loop().create_task(self._import_music(music))
             self._tasks.append(task)
@@ -270,7 +271,7 @@ class Server:
         handlers.sip = self.stack.forwarded
         handlers.bindings = lambda extension: self._bindings_changed(extension)
         handlers.voicemail = self.mwi.message_left
-        handlers.sounds = lambda name: self.library.forget()
+        handlers.sounds = lambda name: self.bridge.sounds_changed()
         handlers.settings = lambda text: self._check_settings()
         handlers.stats = self._peer_counters
         if role.primary:

@@ -326,7 +326,10 @@ class Channel:
                 eon = frame.index(b"\n", eol + 1)
                 at = eon + 1 + int(frame[eol + 1 : eon])
                 self.received += 1
-                sip(frame[eon + 1 : at], flow)
+                try:
+                    sip(frame[eon + 1 : at], flow)
+                except Exception:  # a task boundary: the next datagrams still count
+                    log.exception("worker channel: a datagram from %s failed", flow)
             return
         self.received += 1
         if kind == SEND:

@@ -78,6 +78,11 @@ class MediaBridge:
         self.tasks: set[asyncio.Task[None]] = set()
         self._music_known: dict[str, bool] = {}
 
+    def sounds_changed(self) -> None:
+        """Stored sounds changed in another process: forget what was looked up and loaded."""
+        self._music_known.clear()
+        self.library.forget()
+
     # -- sessions --------------------------------------------------------------------------
     def attach(self, call: Call) -> Awaitable[None] | None:
         """Create the call's session; the caller's offer becomes the offer the branches get.

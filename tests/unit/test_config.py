@@ -100,6 +100,7 @@ def test_defaults() -> None:
     assert str(config.media.rtpengine) == "127.0.0.1:2223"
     assert config.media.voicemail_max_seconds == 180
     assert config.server.language == "fr"
+    assert config.server.workers == 1
     user = config.users[0]
     assert user.ring_timeout == 20
     assert user.no_answer.to_config_dict() == {"kind": "voicemail"}
@@ -378,6 +379,7 @@ domain = "pbx.test"
 listen = ["udp:0.0.0.0:5060", "sctp:1.2.3.4:5"]
 timezone = "Europe/Pariss"
 auth_algorithms = ["SHA-256", "SHA-1"]
+workers = 17
 
 [registrar]
 min_expires = 600
@@ -402,10 +404,11 @@ ring_timout = 20
         "pbx.toml:3: server.listen[1]: 'sctp:1.2.3.4:5': expected udp:HOST:PORT, tcp:HOST:PORT or tls:HOST:PORT",
         "pbx.toml:4: server.timezone: unknown time zone 'Europe/Pariss' (e.g. Europe/Paris)",
         "pbx.toml:5: server.auth_algorithms[1]: expected 'SHA-256' or 'MD5' (got 'SHA-1')",
-        "pbx.toml:8: registrar.min_expires: min_expires (600) is above max_expires (300)",
-        "pbx.toml:14: trunks[0].inbound_from[0]: '10.0.0.1/24' has host bits set; did you mean 10.0.0.0/24?",
-        "pbx.toml:15: trunks[0].did.0442930600: extension '1009' is neither a user nor a system extension",
-        "pbx.toml:21: users[0].ring_timout: unknown key 'ring_timout' (did you mean 'ring_timeout'?)",
+        "pbx.toml:6: server.workers: expected less than or equal to 16 (got 17)",
+        "pbx.toml:9: registrar.min_expires: min_expires (600) is above max_expires (300)",
+        "pbx.toml:15: trunks[0].inbound_from[0]: '10.0.0.1/24' has host bits set; did you mean 10.0.0.0/24?",
+        "pbx.toml:16: trunks[0].did.0442930600: extension '1009' is neither a user nor a system extension",
+        "pbx.toml:22: users[0].ring_timout: unknown key 'ring_timout' (did you mean 'ring_timeout'?)",
     ]  # fmt: skip
 
 
