@@ -61,7 +61,9 @@ BUFFER = 4 * 1024 * 1024
 MAX_FRAME = 65_535 + 512
 FRAME_BUDGET = 60_000  # bytes of datagrams batched in one frame (a UDP payload is < 65,508)
 STOP_GRACE = 5.0  # seconds a worker has to stop before it is killed
-RESPAWN_DELAY = 1.0
+RESPAWN_DELAY = 1.0  # a worker that exits is started again after this...
+RESPAWN_MAX_DELAY = 60.0  # ...doubled, up to this, while it keeps exiting within
+STABLE_AFTER = 30.0  # this many seconds of its start
 
 # Frame kinds: one byte, then the payload.
 SIP = b"S"  # a datagram received by another worker: flow line, then the bytes
@@ -363,6 +365,8 @@ class Supervisor:
         self.socks = socks  # every worker's channel socket, kept open for restarts
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
         self.started_at: dict[int, float] = {}
+        self.exited_at: dict[int, float] = {}  # seen exited, not started again yet
+        self.delays: dict[int, float] = {}  # wait before the next start (backs off)
         self.respawns = 0
         self.stopping = False
 
@@ -385,10 +389,17 @@ class Supervisor:
             code = proc.poll()
             if code is None:
                 continue
-            if time.monotonic() - self.started_at[index] < RESPAWN_DELAY:
+            now = time.monotonic()
+            exited = self.exited_at.setdefault(index, now)
+            delay = self.delays.get(index, RESPAWN_DELAY)
+            if now - exited < delay:
                 continue
             log.error("worker %d (pid %d) exited with status %s: starting it again",
                       index, proc.pid, code)
+            lived = exited - self.started_at[index]
+            self.delays[index] = RESPAWN_DELAY if lived >= STABLE_AFTER else min(
+                2 * delay, RESPAWN_MAX_DELAY)
+            del self.exited_at[index]
             self.respawns += 1
             self._spawn(index)
 

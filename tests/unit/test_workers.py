@@ -257,3 +257,38 @@ def test_a_worker_started_beside_the_first_keeps_tcp_bindings_reachable(tmp_path
     restarted = make_registrar(SqliteLocationStore(open_database(tmp_path)))
     restarted.restore(T0 + 10)
     assert [b.reachable for b in restarted.bindings("1002")] == [False]
+
+
+def test_a_worker_that_keeps_exiting_is_started_again_less_and_less_often(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import sys
+
+    from b2bua import workers
+
+    now = [1000.0]
+    monkeypatch.setattr(workers.time, "monotonic", lambda: now[0])
+    socks = channel_sockets(2)
+    try:
+        supervisor = workers.Supervisor(primary_role(2, socks),
+                                        [sys.executable, "-c", "raise SystemExit(3)"], socks)
+        supervisor.start()
+
+        def exited() -> None:
+            supervisor.procs[1].wait(10)
+
+        starts = []
+        for _ in range(40):  # 40 seconds, a check each second as the housekeeping does
+            exited()
+            before = supervisor.respawns
+            supervisor.check()
+            if supervisor.respawns > before:
+                starts.append(now[0] - 1000.0)
+            now[0] += 1.0
+        # started again after 1, then 2, 4, 8, 16 seconds (each counted from its exit)
+        assert starts == [1.0, 4.0, 9.0, 18.0, 35.0]
+        supervisor.stopping = True
+        exited()
+    finally:
+        for s in socks:
+            s.close()
