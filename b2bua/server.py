@@ -298,6 +298,7 @@ class Server:
             "sip_messages_received_total": stack.received,
             "sip_messages_dropped_total": stack.dropped,
             "sip_stateless_replies_total": stack.stateless_replies,
+            "sip_timer_wakeups_total": stack.timer_wakeups,
             "calls_active": len(self.calls.active),
         }
         for name, value in self.calls.counters.items():

@@ -497,6 +497,9 @@ class MediaSession:
             if state.recorder is not None:
                 self._stop_recording(state.recorder, "closed")
         self.engine._release(self)
+        # The callbacks refer to the call, which refers to this session: let go (the server
+        # runs with the cyclic collector off). Nothing calls them once closed.
+        self.on_dtmf = self.on_timeout = None
         return list(self._writes)
 
 

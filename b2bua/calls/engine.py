@@ -588,7 +588,7 @@ class CallEngine:
             return
         branch.state = "FAILED"
         branch.status = status
-        self.branch_by_tx.pop(branch.tx, None)
+        self._branch_done(branch)
         if call.state != "RINGING":
             return
         user = call.user
@@ -1072,8 +1072,9 @@ class CallEngine:
 
     # ================================================================ failures and the end
     def transaction_failed(self, tx: Any, why: str) -> None:
-        branch = self.branch_by_tx.pop(tx, None)
+        branch = self.branch_by_tx.get(tx)
         if branch is not None:
+            self._branch_done(branch)
             # A dead device never drags the others down: only this branch fails.
             branch.state = "FAILED"
             branch.status = 408
@@ -1124,6 +1125,11 @@ class CallEngine:
             self.media_hook.ended(call)
         if self.recorder is not None:
             self.recorder.write(self._record(call, ended_by))
+        # Branches no response can reach any more go now; the others in `_branch_done`.
+        live = self.branch_by_tx
+        call.branches = [b for b in call.branches if b.tx in live]
+        if call.winner is not None and call.winner.tx not in live:
+            call.winner = None
 
     def _record(self, call: Call, ended_by: str | None) -> CallRecord:
         decision = call.decision
@@ -1157,9 +1163,24 @@ class CallEngine:
 
     def transaction_terminated(self, tx: Any) -> None:
         """The transaction layer forgot `tx`: so do we."""
-        self.branch_by_tx.pop(tx, None)
+        branch = self.branch_by_tx.get(tx)
+        if branch is not None:
+            self._branch_done(branch)
         self.relay_by_tx.pop(tx, None)
         self.calls_by_tx.pop(tx, None)
+
+    def _branch_done(self, branch: Branch) -> None:
+        """No response can reach `branch` any more. Once its call has ended, the call lets go
+        of it: a call and its branches refer to each other, and the server runs with the
+        cyclic garbage collector off (b2bua.server), so only references broken here free
+        them as soon as the call is over."""
+        self.branch_by_tx.pop(branch.tx, None)
+        call = branch.call
+        if call.state == "ENDED":
+            if branch in call.branches:
+                call.branches.remove(branch)
+            if call.winner is branch:
+                call.winner = None
 
     def ack_timed_out(self, tx: Any) -> None:
         self.transaction_failed(tx, "ack timeout")

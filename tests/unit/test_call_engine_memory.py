@@ -192,3 +192,64 @@ async def test_refer_inside_a_call_is_not_allowed_and_outside_is_481() -> None:
     caller.send(stray)
     await network.settle()
     assert any(r.status == 481 and r.cseq.number == 3 for r in caller.responses())
+
+
+def _cancel_of(invite):  # type: ignore[no-untyped-def]
+    from b2bua.sip.message import Request
+
+    return Request("CANCEL", invite.request_uri_text, [
+        ("Via", invite.headers.get("via") or ""), ("Max-Forwards", "70"),
+        ("From", invite.headers.get("from") or ""), ("To", invite.headers.get("to") or ""),
+        ("Call-ID", invite.call_id), ("CSeq", "1 CANCEL"),
+    ])
+
+
+@pytest.mark.parametrize("flow", ["answered", "anchored", "relayed", "busy", "declined",
+                                  "cancelled"])
+async def test_a_call_that_is_over_leaves_no_reference_cycle(flow: str) -> None:
+    """`b2bua run` turns the cyclic collector off: a call, its branches, transactions and
+    media session must be freed by reference counting once everything about it is over."""
+    import asyncio
+    import gc
+
+    behaviours = {"busy": ["busy", "busy"], "declined": ["decline", "lose"],
+                  "cancelled": ["lose", "lose", "lose"]}.get(flow, ["answer", "lose", "lose"])
+    network = MemoryNetwork()
+    engine = await build_b2bua(config_from_text(config(len(behaviours))), network,
+                               media=flow == "anchored")
+    for i, b in enumerate(behaviours):
+        Agent(network, ("127.0.0.1", 5071 + i), b)
+    caller = Agent(network, TRUNK, "caller")
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(5):
+            caller.received.clear()
+            invite = caller_invite("100", TRUNK)
+            caller.send(invite)
+            await network.settle()
+            if flow == "cancelled":
+                caller.send(_cancel_of(invite))
+            elif flow in ("answered", "anchored", "relayed"):
+                ok = next(r for r in caller.responses() if r.status == 200)
+                ack, bye = ack_and_bye(invite, ok, TRUNK)
+                caller.send(ack)
+                if flow == "relayed":  # an INFO crosses to the winner and back
+                    caller.send(in_dialog(invite, ok, "INFO", 2, b"Signal=5\r\n",
+                                          "application/dtmf-relay"))
+                    await network.settle()
+                    assert any(r.cseq.method == "INFO" and r.status == 200
+                               for r in caller.responses())
+                caller.send(bye)
+            await network.settle()
+        assert not engine.active
+        # Every transaction's last timer (Timers D, J, K...) runs out.
+        stack = network.stack
+        stack.layer.handle_deadline(asyncio.get_running_loop().time() + 3600)
+        stack.flush()
+        await network.settle()
+        assert stack.layer.transaction_count == 0
+        caller.received.clear()
+        assert gc.collect() == 0
+    finally:
+        gc.enable()
