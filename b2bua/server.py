@@ -466,9 +466,9 @@ async def serve(
     # of transactions wait out Timers D/J/L/M with their messages (~500,000 tracked objects at
     # 300 calls/s), and the automatic passes over them stalled the loop for up to 0.7 s: the
     # p99 of call set-up went from about 30 ms (collector off) to about 300 ms. The stack makes
-    # no reference cycles in normal operation (a full collection under load found 0
-    # unreachable objects), so memory is reclaimed by reference counting; the periodic pass
-    # only mops up what an error path may have left, and says so if that grows.
+    # no reference cycles in normal operation (tests/unit/test_call_engine_memory.py checks
+    # that a call that is over leaves none), so memory is reclaimed by reference counting; the
+    # periodic pass only mops up what an error path may have left, and says so if that grows.
     gc.collect()
     gc.freeze()
     gc.disable()
