@@ -36,6 +36,7 @@ from b2bua.workers import (
     Supervisor,
     channel_sockets,
     parent_gone,
+    port_range,
     primary_role,
 )
 
@@ -214,11 +215,14 @@ class Server:
 
         config = self.config
         media = config.media
+        ports = (media.rtp_ports.first, media.rtp_ports.last)
+        if self.role is not None:
+            ports = port_range(*ports, self.role.index, self.role.count)
         self.library = SoundLibrary(data_dir, language=config.server.language,
                                     recover=self.primary)
         self.media = MediaEngine(
             media_address(self.listen),
-            (media.rtp_ports.first, media.rtp_ports.last),
+            ports,
             rtp_timeout=float(media.rtp_timeout),
             library=self.library,
             language=config.server.language,

@@ -30,7 +30,8 @@ write it) and a message on the channel that says what changed:
   phones subscribed to it (MWI);
 - sounds: an upload empties every worker's cache of decoded sounds;
 - counters: every worker reports its own to the first once a second, and /metrics and /health
-  add them up (`Server.totals`).
+  add them up (`Server.totals`);
+- RTP ports: each worker takes its own block of the configured range (`port_range`).
 
 The first worker (index 0, the process `b2bua run` started) also serves HTTP, the TCP and TLS
 listeners and connections (other workers send on them through it), keep-alive probes and the
@@ -170,6 +171,18 @@ def route(data: bytes, count: int) -> int | None:
 def call_id_owner(call_id: str, count: int) -> int:
     """The worker a new request with this Call-ID belongs to (as `route` computes it)."""
     return zlib.crc32(call_id.encode("utf-8", "surrogateescape")) % count
+
+
+def port_range(first: int, last: int, index: int, count: int) -> tuple[int, int]:
+    """Worker `index`'s share of the RTP ports `first`-`last`: a block of whole (even, odd)
+    pairs, disjoint from the other workers' (each would otherwise try ports another holds,
+    in the same order, and fail to bind them). A range too small to share stays whole."""
+    start = first + (first % 2)
+    per = (last - start + 1) // 2 // count
+    if per < 1:
+        return first, last
+    low = start + 2 * per * index
+    return low, low + 2 * per - 1
 
 
 def encode_flow(flow: Flow) -> bytes:

@@ -30,6 +30,7 @@ from b2bua.workers import (
     channel_sockets,
     decode_flow,
     encode_flow,
+    port_range,
     primary_role,
     route,
 )
@@ -292,3 +293,16 @@ def test_a_worker_that_keeps_exiting_is_started_again_less_and_less_often(
     finally:
         for s in socks:
             s.close()
+
+
+@given(st.integers(1, 60000), st.integers(0, 5000), st.integers(1, 16))
+def test_each_worker_takes_its_own_block_of_rtp_ports(first: int, size: int, count: int) -> None:
+    last = min(first + size, 65535)
+    blocks = [port_range(first, last, i, count) for i in range(count)]
+    pairs = [set(range(lo + lo % 2, hi, 2)) for lo, hi in blocks]
+    if len(range(first + first % 2, last, 2)) < count:  # too few pairs to share
+        assert blocks == [(first, last)] * count
+        return
+    for (lo, hi), own in zip(blocks, pairs, strict=True):
+        assert first <= lo and hi <= last and lo % 2 == 0 and own
+    assert sum(len(p) for p in pairs) == len(set().union(*pairs))  # disjoint
