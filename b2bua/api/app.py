@@ -107,7 +107,8 @@ def build_app(
         lines = []
         totals = server.totals()
         for name in ("sip_messages_received_total", "sip_messages_dropped_total",
-                     "sip_stateless_replies_total", "sip_timer_wakeups_total"):
+                     "sip_stateless_replies_total", "sip_timer_wakeups_total",
+                     "gc_objects_since_collection"):
             lines.append(f"b2bua_{name} {totals[name]}")
         lines.append(f"b2bua_sip_bindings {len(server.registrar)}")
         lines.append(f"b2bua_calls_active {totals['calls_active']}")
