@@ -279,7 +279,7 @@ class Server:
         own = self._channel_socks[0] if self._channel_socks else None
         channel = self.channel = Channel(role, handlers, own)
         handlers.sip = self.stack.forwarded
-        handlers.bindings = lambda extension: self._bindings_changed(extension)
+        handlers.bindings = self._bindings_changed
         handlers.voicemail = self.mwi.message_left
         handlers.sounds = lambda name: self.bridge.sounds_changed()
         handlers.settings = lambda text: self._check_settings()
