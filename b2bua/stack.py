@@ -95,8 +95,9 @@ class SipStack:
     # -- from the transports --------------------------------------------------------------
     def message_received(self, data: bytes, flow: Flow, route: bool = True) -> None:
         """`route`: hand the message to the worker that owns it (false for a message another
-        worker handed over)."""
-        self.received += 1
+        worker handed over: the worker that read it counted it)."""
+        if route:
+            self.received += 1
         channel = self.channel
         owner: int | None = HERE
         if channel is not None and route:
