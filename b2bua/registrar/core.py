@@ -166,8 +166,10 @@ class Registrar:
         # target_for() per (contact, flow, flags): the same device is called again and again.
         self._target_cache: dict[tuple[object, ...], tuple[SipUri, Flow]] = {}
         self._locked_until: dict[str, float] = {}
-        # Called with an extension whose bindings this process committed (several workers).
+        # Called with an extension whose bindings this process committed, and with a source
+        # locked out until a time or unlocked (None), for the other workers.
         self.on_change: Callable[[str], None] | None = None
+        self.on_lockout: Callable[[str, float | None], None] | None = None
         self.counters: dict[str, int] = {
             "register_ok": 0,
             "auth_challenged": 0,
@@ -720,6 +722,8 @@ class Registrar:
             return False
         del self._failures[host]
         self._locked_until[host] = now + s.lockout_seconds
+        if self.on_lockout is not None:
+            self.on_lockout(host, now + s.lockout_seconds)
         self.counters["lockouts"] += 1
         log.warning(
             "source %s locked out for %d s after %d failed authentications in %d s",
@@ -744,6 +748,16 @@ class Registrar:
     def unlock(self, host: str) -> None:
         self._locked_until.pop(host, None)
         self._failures.pop(host, None)
+        if self.on_lockout is not None:
+            self.on_lockout(host, None)
+
+    def apply_lockout(self, host: str, until: float | None) -> None:
+        """Another worker locked `host` out until `until` (None: unlocked it)."""
+        if until is None:
+            self._locked_until.pop(host, None)
+            self._failures.pop(host, None)
+        else:
+            self._locked_until[host] = max(until, self._locked_until.get(host, until))
 
     # ---------------------------------------------------------------------------------------
     # Location service

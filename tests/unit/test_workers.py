@@ -306,3 +306,22 @@ def test_each_worker_takes_its_own_block_of_rtp_ports(first: int, size: int, cou
     for (lo, hi), own in zip(blocks, pairs, strict=True):
         assert first <= lo and hi <= last and lo % 2 == 0 and own
     assert sum(len(p) for p in pairs) == len(set().union(*pairs))  # disjoint
+
+
+def test_a_lockout_in_one_worker_holds_in_the_others_and_so_does_an_unlock() -> None:
+    first = make_registrar(lockout_failures=3, lockout_window=60, lockout_seconds=300)
+    other = make_registrar(lockout_failures=3, lockout_window=60, lockout_seconds=300)
+    told: list[tuple[str, float | None]] = []
+    first.on_lockout = lambda host, until: told.append((host, until))
+    flow = Flow("udp", "203.0.113.66", 5060)
+    attacker = Phone(first, "1001", password="guess", flow=flow)
+    assert [attacker.register(T0 + i).status for i in range(3)] == [401, 401, 403]
+    assert told == [("203.0.113.66", T0 + 2 + 300)]
+    other.apply_lockout(*told[0])
+    assert other.is_locked_out("203.0.113.66", T0 + 10)
+    assert Phone(other, "1001", flow=flow).register(T0 + 10).status == 403
+    first.unlock("203.0.113.66")
+    assert told[-1] == ("203.0.113.66", None)
+    other.apply_lockout(*told[-1])
+    assert not other.is_locked_out("203.0.113.66", T0 + 11)
+    assert Phone(other, "1001", flow=flow).register(T0 + 11).status == 200
