@@ -26,8 +26,8 @@ from b2bua.config import Config, ConfigError, load_config
 from b2bua.tokens import set_worker, token
 from b2bua.transport.base import ListenSpec
 from b2bua.workers import (
+    AUTH_FAILED,
     BINDINGS,
-    LOCKOUT,
     SETTINGS,
     SOUNDS,
     VOICEMAIL,
@@ -290,9 +290,9 @@ class Server:
         else:
             self.transports.stream_relay = channel.send_via_primary
         self.registrar.on_change = lambda extension: channel.tell_others(BINDINGS, extension)
-        self.registrar.on_lockout = lambda host, until: channel.tell_others(
-            LOCKOUT, f"{host} {'-' if until is None else repr(until)}")
-        handlers.lockout = self._lockout_changed
+        self.registrar.on_failure = lambda host, when: channel.tell_others(
+            AUTH_FAILED, f"{host} {when!r}")
+        handlers.auth_failed = self._auth_failed
         self.library.changed = lambda name: channel.tell_others(SOUNDS, name)
         left = self.mwi.message_left
 
@@ -332,9 +332,9 @@ class Server:
     def _peer_counters(self, index: int, text: str) -> None:
         self._peers_counters[index] = {str(k): int(v) for k, v in json.loads(text).items()}
 
-    def _lockout_changed(self, text: str) -> None:
-        host, _, until = text.rpartition(" ")
-        self.registrar.apply_lockout(host, None if until == "-" else float(until))
+    def _auth_failed(self, text: str) -> None:
+        host, _, when = text.rpartition(" ")
+        self.registrar.count_failure(host, float(when))
 
     def _bindings_changed(self, extension: str) -> None:
         self.registrar.reload(extension, time.time())

@@ -32,8 +32,8 @@ write it) and a message on the channel that says what changed:
 - counters: every worker reports its own to the first once a second, and /metrics and /health
   add them up (`Server.totals`);
 - RTP ports: each worker takes its own block of the configured range (`port_range`);
-- lockouts: a source that one worker locks out (or the dashboard unlocks) is locked out (or
-  unlocked) in every worker. Failed attempts are counted by each worker.
+- lockouts: every worker counts every failed authentication, so a source is locked out by all
+  of them at the same count.
 
 The first worker (index 0, the process `b2bua run` started) also serves HTTP, the TCP and TLS
 listeners and connections (other workers send on them through it), keep-alive probes and the
@@ -76,7 +76,7 @@ VOICEMAIL = b"V"  # a voice message was left in an extension's box
 SOUNDS = b"L"  # stored sounds changed
 SETTINGS = b"C"  # stored settings changed
 STATS = b"K"  # a worker's counters (JSON), to the first worker once a second
-LOCKOUT = b"X"  # a source locked out ("HOST UNTIL") or unlocked ("HOST -")
+AUTH_FAILED = b"X"  # an authentication failed ("HOST TIME")
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,7 +216,7 @@ class Handlers:
         self.sounds: Callable[[str], None] = _ignore_text
         self.settings: Callable[[str], None] = _ignore_text
         self.stats: Callable[[int, str], None] = _ignore_stats
-        self.lockout: Callable[[str], None] = _ignore_text
+        self.auth_failed: Callable[[str], None] = _ignore_text
 
 
 def _ignore_flow(data: bytes, flow: Flow) -> None:
@@ -364,8 +364,8 @@ class Channel:
             handlers.sounds(text)
         elif kind == SETTINGS:
             handlers.settings(text)
-        elif kind == LOCKOUT:
-            handlers.lockout(text)
+        elif kind == AUTH_FAILED:
+            handlers.auth_failed(text)
         elif kind == STATS:
             index, _, counters = text.partition(" ")
             handlers.stats(int(index), counters)

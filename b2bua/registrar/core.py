@@ -166,10 +166,10 @@ class Registrar:
         # target_for() per (contact, flow, flags): the same device is called again and again.
         self._target_cache: dict[tuple[object, ...], tuple[SipUri, Flow]] = {}
         self._locked_until: dict[str, float] = {}
-        # Called with an extension whose bindings this process committed, and with a source
-        # locked out until a time or unlocked (None), for the other workers.
+        # For the other workers: an extension whose bindings this process committed, and a
+        # failed authentication (source, time).
         self.on_change: Callable[[str], None] | None = None
-        self.on_lockout: Callable[[str, float | None], None] | None = None
+        self.on_failure: Callable[[str, float], None] | None = None
         self.counters: dict[str, int] = {
             "register_ok": 0,
             "auth_challenged": 0,
@@ -670,7 +670,7 @@ class Registrar:
         if result.verdict is Verdict.FAILED:
             self.counters["auth_failed"] += 1
             log.debug("authentication failed from %s: %s", host, result.reason)
-            if host is not None and self._record_failure(host, now):
+            if host is not None and self._failed(host, now):
                 return AuthResult(False, response=self._reply(request, 403), reason="locked out")
         elif result.verdict is Verdict.STALE:
             self.counters["auth_stale"] += 1
@@ -706,6 +706,17 @@ class Registrar:
             return False
         return True
 
+    def _failed(self, host: str, now: float) -> bool:
+        """An authentication from `host` failed here: count it, and tell the other workers."""
+        if self.on_failure is not None:
+            self.on_failure(host, now)
+        return self._record_failure(host, now)
+
+    def count_failure(self, host: str, now: float) -> None:
+        """An authentication from `host` failed in another worker: every worker counts every
+        failure, so each locks the source out at the same count."""
+        self._record_failure(host, now)
+
     def _record_failure(self, host: str, now: float) -> bool:
         s = self.settings
         window = self._failures.get(host)
@@ -722,8 +733,6 @@ class Registrar:
             return False
         del self._failures[host]
         self._locked_until[host] = now + s.lockout_seconds
-        if self.on_lockout is not None:
-            self.on_lockout(host, now + s.lockout_seconds)
         self.counters["lockouts"] += 1
         log.warning(
             "source %s locked out for %d s after %d failed authentications in %d s",
@@ -748,16 +757,6 @@ class Registrar:
     def unlock(self, host: str) -> None:
         self._locked_until.pop(host, None)
         self._failures.pop(host, None)
-        if self.on_lockout is not None:
-            self.on_lockout(host, None)
-
-    def apply_lockout(self, host: str, until: float | None) -> None:
-        """Another worker locked `host` out until `until` (None: unlocked it)."""
-        if until is None:
-            self._locked_until.pop(host, None)
-            self._failures.pop(host, None)
-        else:
-            self._locked_until[host] = max(until, self._locked_until.get(host, until))
 
     # ---------------------------------------------------------------------------------------
     # Location service

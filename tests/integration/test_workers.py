@@ -24,6 +24,11 @@ from tests.integration.test_calls import (  # noqa: F401
     test_reinvite_is_relayed,
     test_two_answers_in_the_same_millisecond_the_loser_gets_ack_then_bye,
 )
+from tests.integration.test_registrar import (  # noqa: F401
+    Setup,
+    test_reregistration_from_a_new_port_with_the_same_instance_keeps_one_binding,
+    test_wrong_password_is_refused_then_the_source_locked_out,
+)
 
 SCENARIOS = Path(__file__).parent / "scenarios"
 UAC_CALL = (SCENARIOS / "uac_call.xml").read_text()
@@ -35,6 +40,23 @@ def srv(tmp_path: Path, sipp_required: None) -> Iterator[RunningServer]:
     server = start_server(make_config(tmp_path), extra_args=("--workers", "2"))
     yield server
     server.stop()
+
+
+class TwoWorkers(Setup):
+    def start(self) -> RunningServer:
+        self.server = start_server(self.config, sip_port=self.sip_port, http_port=self.http_port,
+                                   transports=("udp",), extra_args=("--workers", "2"))
+        return self.server
+
+
+@pytest.fixture
+def setup(tmp_path: Path, sipp_required: None) -> Iterator[Setup]:
+    """The registrar scenarios' server, with two workers: their REGISTERs (one Call-ID each)
+    spread over both."""
+    s = TwoWorkers(tmp_path)
+    s.start()
+    yield s
+    s.stop()
 
 
 def worker_stats(server: RunningServer) -> dict[int, tuple[int, int, int, int]]:
