@@ -159,7 +159,10 @@ def route(data: bytes, count: int) -> int | None:
     to = _TO.search(low)
     if to is None:
         return None
-    tag = low.find(b";tag=", to.start(1), to.end(1))
+    # the tag parameter follows the address: after its '>' when it has one (a quoted display
+    # name may hold anything)
+    close = low.rfind(b">", to.start(1), to.end(1))
+    tag = low.find(b";tag=", close if close >= 0 else to.start(1), to.end(1))
     if tag >= 0 and tag + 5 < to.end(1):
         index = head[tag + 5] - _FIRST_MARK
         if 0 <= index < count:

@@ -155,6 +155,14 @@ def test_a_new_request_belongs_to_the_worker_its_call_id_names(
         assert route(wire(compact), count) == owner
 
 
+def test_a_tag_lookalike_in_a_display_name_does_not_count() -> None:
+    text = REQUEST.format(method="INVITE", to_tag="", call_id="abc").replace(
+        "To: <sip:100@pbx>", 'To: "x;tag=h1" <sip:100@pbx>')
+    assert route(wire(text), 2) == call_id_owner("abc", 2) == owner_of(_msg(text), 2)
+    text = text.replace("<sip:100@pbx>", "<sip:100@pbx>;tag=h9")
+    assert route(wire(text), 2) == 1 == owner_of(_msg(text), 2)
+
+
 def test_bytes_that_do_not_tell_are_parsed_first() -> None:
     assert route(b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP h;branch=x\r\n\r\n", 2) is None
     assert route(b"BYE sip:a@b SIP/2.0\r\nCall-ID: x\r\n\r\n", 2) is None
