@@ -285,6 +285,7 @@ class Server:
         handlers.sounds = lambda name: self.bridge.sounds_changed()
         handlers.settings = lambda text: self._check_settings()
         handlers.stats = self._peer_counters
+        handlers.auth_failed = self._auth_failed
         if role.primary:
             handlers.send = self.transports.send
         else:
@@ -292,7 +293,6 @@ class Server:
         self.registrar.on_change = lambda extension: channel.tell_others(BINDINGS, extension)
         self.registrar.on_failure = lambda host, when: channel.tell_others(
             AUTH_FAILED, f"{host} {when!r}")
-        handlers.auth_failed = self._auth_failed
         self.library.changed = lambda name: channel.tell_others(SOUNDS, name)
         left = self.mwi.message_left
 
@@ -356,12 +356,11 @@ class Server:
 
         try:
             config = self.settings.effective()
-            table = await asyncio.to_thread(compile_rules, config)
-            self.apply_config(config, table)
-            self._settings_revision = revision
+            self.apply_config(config, await asyncio.to_thread(compile_rules, config))
         except Exception:  # a task boundary: keep serving the configuration in force
             log.exception("stored settings (revision %d) could not be applied", revision)
-            self._settings_revision = revision
+        finally:
+            self._settings_revision = revision  # tried once; the next change tries again
 
     async def _import_music(self, music: Any) -> None:
         try:

@@ -359,21 +359,17 @@ class Channel:
             handlers.send(body[end + 1 :], decode_flow(body[:end]))
             return
         text = body.decode()
-        if kind == BINDINGS:
-            handlers.bindings(text)
-        elif kind == VOICEMAIL:
-            handlers.voicemail(text)
-        elif kind == SOUNDS:
-            handlers.sounds(text)
-        elif kind == SETTINGS:
-            handlers.settings(text)
-        elif kind == AUTH_FAILED:
-            handlers.auth_failed(text)
-        elif kind == STATS:
+        if kind == STATS:
             index, _, counters = text.partition(" ")
             handlers.stats(int(index), counters)
-        else:
+            return
+        notice = {BINDINGS: handlers.bindings, VOICEMAIL: handlers.voicemail,
+                  SOUNDS: handlers.sounds, SETTINGS: handlers.settings,
+                  AUTH_FAILED: handlers.auth_failed}.get(kind)
+        if notice is None:
             log.warning("worker channel: unknown frame kind %r", kind)
+            return
+        notice(text)
 
 
 class Supervisor:
