@@ -8,7 +8,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from b2bua.testing.net import free_port
+from b2bua.testing.net import free_port_pair
 
 
 @dataclass
@@ -52,8 +52,7 @@ def start_baresip(
     if shutil.which("baresip") is None:
         raise RuntimeError("baresip is missing: scripts/test installs Debian's baresip")
     directory.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    free_port()  # baresip also binds TCP on port+1: keep the neighbour for it
+    port = free_port_pair()  # SIP on port (UDP and TCP), SIP over TLS on port + 1
     modules = ["g711.so"]
     lines = [
         f"sip_listen 127.0.0.1:{port}",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import socket
 import time
 
@@ -16,19 +17,45 @@ def free_port(kind: int = socket.SOCK_DGRAM, host: str = "127.0.0.1") -> int:
         with socket.socket(socket.AF_INET, kind) as s:
             s.bind((host, 0))
             port = s.getsockname()[1]
-        try:
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t, \
-                    socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
-                t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                t.bind((host, port))
-                u.bind((host, port))
-        except OSError:
+        if not _free_for_both(host, port):
             continue
         if port in _handed_out:
             continue
         _handed_out.add(port)
         return port
     raise RuntimeError("no free port")
+
+
+# Below the kernel's ephemeral range (32768-60999 by default), which a connect() or a bind to
+# port 0 anywhere on the machine may take at any moment; above the fixed ranges tests use.
+_PAIR_RANGE = (21000, 25998)
+
+
+def _free_for_both(host: str, port: int) -> bool:
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t, \
+                socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+            t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            t.bind((host, port))
+            u.bind((host, port))
+    except OSError:
+        return False
+    return True
+
+
+def free_port_pair(host: str = "127.0.0.1") -> int:
+    """A port P such that P and P+1 are both free for UDP and TCP (baresip binds SIP on P and
+    SIP over TLS on P+1), outside the ephemeral range so that no other socket takes P+1 before
+    the UA binds it."""
+    rng = random.Random()
+    for _ in range(500):
+        port = rng.randrange(*_PAIR_RANGE)
+        if port in _handed_out or port + 1 in _handed_out:
+            continue
+        if _free_for_both(host, port) and _free_for_both(host, port + 1):
+            _handed_out.update((port, port + 1))
+            return port
+    raise RuntimeError("no free pair of ports")
 
 
 def udp_exchange(
