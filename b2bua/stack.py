@@ -180,6 +180,11 @@ class SipStack:
         assert self.transports is not None
         self.transports.send(bytes(message), flow)
 
+    def send_bytes(self, data: bytes, flow: Flow) -> None:
+        """A message already serialised (an ACK sent again)."""
+        assert self.transports is not None
+        self.transports.send(data, flow)
+
     def new_branch(self) -> str:
         return self.layer.new_branch()
 

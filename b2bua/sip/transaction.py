@@ -45,7 +45,7 @@ from b2bua.sip.errors import SipParseError
 from b2bua.sip.flow import Flow
 from b2bua.sip.grammar import split_list
 from b2bua.sip.headers import Via
-from b2bua.sip.message import Request, Response, make_response
+from b2bua.sip.message import Request, Response, make_response, parse_message
 from b2bua.sip.timers import RETRANSMIT_TIMERS, Timer, TimerConfig, TimerEntry, TimerHeap
 
 __all__ = [
@@ -294,10 +294,28 @@ START: dict[Machine, Transition] = {
 # -- transactions ------------------------------------------------------------------------------
 
 
-class Transaction:
-    """What both sides share. `state` is only changed by the layer's table interpreter."""
+def _wire(message: Request | Response) -> bytes:
+    """A message's bytes as they arrived (no serialisation of, e.g., a Via stamped since)."""
+    raw = message._raw
+    return raw if raw is not None else bytes(message)
 
-    __slots__ = ("_intervals", "_timers", "branch", "flow", "key", "machine", "request", "state")
+
+def _reparsed(data: bytes) -> Request | Response:
+    return parse_message(data)
+
+
+class Transaction:
+    """What both sides share. `state` is only changed by the layer's table interpreter.
+
+    Once a transaction only absorbs retransmissions (COMPLETED, CONFIRMED, ACCEPTED: up to 64*T1
+    on UDP), the layer needs nothing but bytes and keys: `release()` lets go of the parsed
+    messages, and `request`, `last_response` and `ack` are parsed again from those bytes if
+    anyone still asks. A loaded server holds tens of thousands of such transactions."""
+
+    __slots__ = (
+        "_intervals", "_request", "_request_raw", "_timers", "branch", "flow", "key", "machine",
+        "method", "state",
+    )
 
     is_client: ClassVar[bool] = False
 
@@ -305,7 +323,9 @@ class Transaction:
         self, machine: Machine, request: Request, flow: Flow, branch: str, key: tuple[object, ...]
     ) -> None:
         self.machine = machine
-        self.request = request
+        self._request: Request | None = request
+        self._request_raw: bytes | None = None  # its bytes, once released
+        self.method = request.method
         self.flow = flow
         self.branch = branch
         self.key = key
@@ -314,8 +334,21 @@ class Transaction:
         self._intervals: dict[Timer, float] = {}
 
     @property
-    def method(self) -> str:
-        return self.request.method
+    def request(self) -> Request:
+        request = self._request
+        if request is not None:
+            return request
+        assert self._request_raw is not None
+        parsed = _reparsed(self._request_raw)
+        assert isinstance(parsed, Request)
+        return parsed
+
+    def release(self) -> None:
+        """Drop the parsed messages (their bytes stay)."""
+        request = self._request
+        if request is not None:
+            self._request_raw = _wire(request)
+        self._request = None
 
     @property
     def is_invite(self) -> bool:
@@ -331,9 +364,10 @@ class Transaction:
 
 
 class ClientTransaction(Transaction):
-    """A request we sent. `ack` is the ACK this transaction built for a 3xx-6xx, if any."""
+    """A request we sent. `ack` is the ACK this transaction built for a 3xx-6xx, if any;
+    `last_response` the last response received."""
 
-    __slots__ = ("_ack_bytes", "_request_bytes", "ack", "last_response")
+    __slots__ = ("_ack", "_ack_bytes", "_last_response", "_last_response_raw", "_request_bytes")
 
     is_client = True
 
@@ -343,14 +377,37 @@ class ClientTransaction(Transaction):
         super().__init__(machine, request, flow, branch, key)
         self._request_bytes = bytes(request)
         self._ack_bytes: bytes | None = None
-        self.ack: Request | None = None
-        self.last_response: Response | None = None
+        self._ack: Request | None = None
+        self._last_response: Response | None = None
+        self._last_response_raw: bytes | None = None
+
+    @property
+    def ack(self) -> Request | None:
+        if self._ack is None and self._ack_bytes is not None:
+            ack = _reparsed(self._ack_bytes)
+            assert isinstance(ack, Request)
+            return ack
+        return self._ack
+
+    @property
+    def last_response(self) -> Response | None:
+        if self._last_response is None and self._last_response_raw is not None:
+            response = _reparsed(self._last_response_raw)
+            assert isinstance(response, Response)
+            return response
+        return self._last_response
+
+    def release(self) -> None:
+        super().release()
+        if self._last_response is not None:
+            self._last_response_raw = _wire(self._last_response)
+        self._ack = self._last_response = None
 
 
 class ServerTransaction(Transaction):
     """A request we received. `last_response` is the last response sent on it."""
 
-    __slots__ = ("_merge_key", "_response_bytes", "last_response")
+    __slots__ = ("_last_response", "_merge_key", "_response_bytes")
 
     def __init__(
         self, machine: Machine, request: Request, flow: Flow, branch: str, key: tuple[object, ...]
@@ -358,7 +415,19 @@ class ServerTransaction(Transaction):
         super().__init__(machine, request, flow, branch, key)
         self._response_bytes: bytes | None = None
         self._merge_key: tuple[object, ...] | None = None
-        self.last_response: Response | None = None
+        self._last_response: Response | None = None
+
+    @property
+    def last_response(self) -> Response | None:
+        if self._last_response is None and self._response_bytes is not None:
+            response = _reparsed(self._response_bytes)
+            assert isinstance(response, Response)
+            return response
+        return self._last_response
+
+    def release(self) -> None:
+        super().release()
+        self._last_response = None
 
 
 class _AckWait:
@@ -822,9 +891,9 @@ class TransactionLayer:
         `receive()`; after 64*T1 without one, `AckTimedOut` is emitted."""
         if transaction.machine is not Machine.INVITE_SERVER or not 200 <= response.status < 300:
             raise ValueError("send_2xx is for a 2xx to an INVITE")
+        key = (response.call_id, response.cseq.number)  # the INVITE's, copied (§8.2.6.2)
         if not self._run(transaction, Input.TU_2XX, now, response):
             return False
-        key = (transaction.request.call_id, transaction.request.cseq.number)
         old = self._acks.pop(key, None)
         if old is not None:
             self._stop_ack_wait(old)
@@ -871,7 +940,7 @@ class TransactionLayer:
     ) -> None:
         start = START[tx.machine]
         tx.state = start.target
-        self._apply(tx, start, now, tx.request, tx.flow, cancelled)
+        self._apply(tx, start, now, tx._request, tx.flow, cancelled)
 
     def _run(
         self,
@@ -896,13 +965,10 @@ class TransactionLayer:
         if self._on_transition is not None:
             self._on_transition(tx, old, inp, tx.state)
         if old is not tx.state and tx.state in _WAITING:
-            # From here on the transaction only absorbs retransmissions (for up to 64*T1): the
-            # typed views parsed from its messages are dropped (they come back on demand) so
-            # that thousands of waiting transactions weigh little on memory and the collector.
-            tx.request.headers.drop_cache()
-            assert isinstance(tx, ClientTransaction | ServerTransaction)
-            if tx.last_response is not None:
-                tx.last_response.headers.drop_cache()
+            # From here on the transaction only absorbs retransmissions (for up to 64*T1): it
+            # keeps bytes, not parsed messages, so that thousands of waiting transactions weigh
+            # little on memory.
+            tx.release()
         if tx.state is State.TERMINATED:
             self._terminated(tx)
         for timer in zero:
@@ -985,8 +1051,9 @@ class TransactionLayer:
             assert isinstance(message, Response)
             # §17.1.1.2: "the client transaction MUST generate an ACK request, even if the
             # transport is reliable"
-            tx.ack = make_ack(tx.request, message)
-            tx._ack_bytes = bytes(tx.ack)
+            assert tx._request is not None
+            ack = tx._ack = make_ack(tx._request, message)
+            tx._ack_bytes = bytes(ack)
             self._out.append((tx._ack_bytes, tx.flow))
         elif action is Action.RESEND_ACK:
             # "Any retransmissions of the final response that are received while in the
@@ -1006,7 +1073,8 @@ class TransactionLayer:
             self._send_response(tx, message)
         elif action is Action.SEND_TRYING:
             if self._send_trying:
-                self._send_response(tx, make_response(tx.request, 100))
+                assert tx._request is not None
+                self._send_response(tx, make_response(tx._request, 100))
         elif action is Action.RESEND_RESPONSE:
             # §17.2.1: "If a request retransmission is received while in the "Proceeding" state,
             # the most recent provisional response that was received from the TU MUST be passed
@@ -1018,8 +1086,9 @@ class TransactionLayer:
             raise AssertionError(f"{action} on a server transaction")
 
     def _send_response(self, tx: ServerTransaction, response: Response) -> None:
-        tx.last_response = response
         tx._response_bytes = bytes(response)
+        if tx._request is not None:  # (not once released: the bytes are enough)
+            tx._last_response = response
         self._out.append((tx._response_bytes, tx.flow))
 
     def _pass_to_tu(
@@ -1032,7 +1101,10 @@ class TransactionLayer:
         assert message is not None and flow is not None
         if isinstance(tx, ClientTransaction):
             assert isinstance(message, Response)
-            tx.last_response = message
+            if tx._request is not None:
+                tx._last_response = message
+            else:  # released (a 2xx retransmitted in ACCEPTED): the bytes are enough
+                tx._last_response_raw = _wire(message)
             self._events.append(ResponseReceived(tx, message, flow))
             return
         assert isinstance(tx, ServerTransaction) and isinstance(message, Request)

@@ -58,6 +58,52 @@ async def test_first_answer_wins_losers_cancelled_completed_elsewhere() -> None:
     assert not engine.active
 
 
+async def test_a_2xx_retransmitted_after_the_call_is_over_gets_the_same_ack_again() -> None:
+    """RFC 6026: the winner's INVITE transaction passes 2xx retransmissions up for 64*T1 more.
+    Once the call is over, the engine keeps only the ACK's bytes for them: the call itself is
+    freed at once, not half a minute later."""
+    import gc
+    import weakref
+
+    from b2bua.sip.message import parse_message
+
+    network, engine, (winner, *_), caller = await setup(3, ["answer", "lose", "lose"])
+    from_winner: list[bytes] = []
+    deliver = network.deliver
+
+    def capture(data: bytes, source: tuple[str, int]) -> None:
+        if source == winner.address:
+            from_winner.append(data)
+        deliver(data, source)
+
+    network.deliver = capture  # type: ignore[method-assign]
+    invite = caller_invite("100", TRUNK)
+    caller.send(invite)
+    await network.settle()
+    (call,) = engine.active
+    call_ref = weakref.ref(call)
+    del call
+    ok = next(r for r in caller.responses() if r.status == 200)
+    ack, bye = ack_and_bye(invite, ok, TRUNK)
+    caller.send(ack)
+    caller.send(bye)
+    await network.settle()
+    assert not engine.active and winner.requests("BYE")
+    gc.collect()
+    assert call_ref() is None, "an ended call is held until its transactions end"
+    two_hundred = next(
+        d for d in from_winner
+        if (m := parse_message(d)) and isinstance(m, Response) and m.status == 200
+        and m.cseq.method == "INVITE"
+    )
+    first_ack = bytes(winner.requests("ACK")[0])
+    network.deliver(two_hundred, winner.address)  # retransmitted
+    await network.settle()
+    acks = winner.requests("ACK")
+    assert len(acks) == 2 and bytes(acks[1]) == first_ack
+    assert engine.reack_by_tx  # until the transaction ends (Timer M)
+
+
 async def test_b_legs_are_new_dialogs_without_the_callers_topology() -> None:
     network, _, (dev,), caller = await setup(1, ["answer"])
     invite = caller_invite("100", TRUNK)

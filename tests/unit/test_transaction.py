@@ -217,6 +217,10 @@ def test_client_builds_and_resends_the_ack_of_a_non_2xx() -> None:
     assert events(layer) == [ResponseReceived(tx, busy, UDP)]
     assert tx.state is State.COMPLETED
     assert tx.ack is not None and bytes(tx.ack) == EXPECTED_ACK
+    # Waiting out Timer D, it keeps bytes only; the messages are parsed again when asked for.
+    assert tx._request is None and tx._ack is None and tx._last_response is None
+    assert tx.request.call_id == invite.call_id and bytes(tx.request) == INVITE_WITH_ROUTES
+    assert tx.last_response is not None and bytes(tx.last_response) == BUSY_HERE
 
     clock.advance(1.0)
     layer.receive(parse_message(BUSY_HERE), UDP, clock.now())  # the 486 again: ACK again
@@ -612,6 +616,9 @@ def test_non_invite_server_absorbs_then_resends_final_until_timer_j() -> None:
     assert layer.datagrams_to_send() == [] and events(layer) == []
     layer.send_response(tx, make_response(options, 200, to_tag="me"), clock.now())
     assert first_lines(layer) == ["SIP/2.0 200 OK"]
+    assert tx._request is None and tx._last_response is None  # COMPLETED: bytes only
+    assert tx.request.method == "OPTIONS" and tx.request.call_id == options.call_id
+    assert tx.last_response is not None and tx.last_response.status == 200
     clock.advance(3.0)
     layer.receive(wire(options), UDP, clock.now())
     assert first_lines(layer) == ["SIP/2.0 200 OK"]
