@@ -39,7 +39,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 from b2bua.sip.errors import SipParseError
 from b2bua.sip.flow import Flow
@@ -300,8 +300,16 @@ def _wire(message: Request | Response) -> bytes:
     return raw if raw is not None else bytes(message)
 
 
-def _reparsed(data: bytes) -> Request | Response:
-    return parse_message(data)
+_M = TypeVar("_M", Request, Response)
+
+
+def _kept(message: _M | None, data: bytes | None, kind: type[_M]) -> _M | None:
+    """`message` while it is kept, else parsed again from `data` (see `Transaction`)."""
+    if message is not None or data is None:
+        return message
+    parsed = parse_message(data)
+    assert isinstance(parsed, kind)
+    return parsed
 
 
 class Transaction:
@@ -335,13 +343,9 @@ class Transaction:
 
     @property
     def request(self) -> Request:
-        request = self._request
-        if request is not None:
-            return request
-        assert self._request_raw is not None
-        parsed = _reparsed(self._request_raw)
-        assert isinstance(parsed, Request)
-        return parsed
+        request = _kept(self._request, self._request_raw, Request)
+        assert request is not None
+        return request
 
     def release(self) -> None:
         """Drop the parsed messages (their bytes stay)."""
@@ -383,19 +387,11 @@ class ClientTransaction(Transaction):
 
     @property
     def ack(self) -> Request | None:
-        if self._ack is None and self._ack_bytes is not None:
-            ack = _reparsed(self._ack_bytes)
-            assert isinstance(ack, Request)
-            return ack
-        return self._ack
+        return _kept(self._ack, self._ack_bytes, Request)
 
     @property
     def last_response(self) -> Response | None:
-        if self._last_response is None and self._last_response_raw is not None:
-            response = _reparsed(self._last_response_raw)
-            assert isinstance(response, Response)
-            return response
-        return self._last_response
+        return _kept(self._last_response, self._last_response_raw, Response)
 
     def release(self) -> None:
         super().release()
@@ -419,11 +415,7 @@ class ServerTransaction(Transaction):
 
     @property
     def last_response(self) -> Response | None:
-        if self._last_response is None and self._response_bytes is not None:
-            response = _reparsed(self._response_bytes)
-            assert isinstance(response, Response)
-            return response
-        return self._last_response
+        return _kept(self._last_response, self._response_bytes, Response)
 
     def release(self) -> None:
         super().release()
