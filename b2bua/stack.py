@@ -177,8 +177,7 @@ class SipStack:
 
     def send_stateless(self, message: Request | Response, flow: Flow) -> None:
         """ACK to a 2xx, or anything else that lives outside a transaction."""
-        assert self.transports is not None
-        self.transports.send(bytes(message), flow)
+        self.send_bytes(bytes(message), flow)
 
     def send_bytes(self, data: bytes, flow: Flow) -> None:
         """A message already serialised (an ACK sent again)."""
