@@ -51,6 +51,9 @@ TEST_NOW_ENV = "B2BUA_TEST_NOW"
 COLLECT_WHEN_QUIET_EVERY = 600.0
 QUIET_TRANSACTIONS = 200
 COLLECT_AFTER_GROWTH = 20_000_000
+# Open files `b2bua run` asks for (see `raise_open_files_limit`): room for 4,096 warm RTP port
+# pairs (media.engine.WARM_PAIRS) within three quarters of it, and for everything else.
+OPEN_FILES = 65_536
 
 
 def wall_clock_from_env() -> Callable[[], float]:
@@ -100,6 +103,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         http = None  # the first worker serves HTTP
     if role is not None:
         set_worker(role.index)
+    raise_open_files_limit()
     try:
         import uvloop
 
@@ -120,6 +124,25 @@ def cmd_run(args: argparse.Namespace) -> int:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)
+
+
+def raise_open_files_limit(want: int = OPEN_FILES) -> int:
+    """Raise this process's soft limit on open files towards `want` (never past the hard
+    limit); the limit now in force. Sockets are files: two per RTP port pair, and released
+    pairs are kept open for the next calls (media.engine), as many as a quarter of the limit
+    allows. A service manager's default soft limit, 1,024, would allow none; its hard limit is
+    usually far higher, and a process may raise its own soft limit up to it."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        target = want if hard == resource.RLIM_INFINITY else min(want, hard)
+        if soft != resource.RLIM_INFINITY and soft < target:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            return target
+        return soft
+    except (ImportError, OSError, ValueError):  # pragma: no cover - not POSIX, or refused
+        return -1
 
 
 class Server:
