@@ -129,8 +129,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 def raise_open_files_limit(want: int = OPEN_FILES) -> int:
     """Raise this process's soft limit on open files towards `want` (never past the hard
     limit); the limit now in force. Sockets are files: two per RTP port pair, and released
-    pairs are kept open for the next calls (media.engine), as many as a quarter of the limit
-    allows. A service manager's default soft limit, 1,024, would allow none; its hard limit is
+    pairs are kept open for the next calls (media.engine), within three quarters of the limit
+    less 1,024 files. A service manager's default soft limit, 1,024, would allow none; its hard limit is
     usually far higher, and a process may raise its own soft limit up to it."""
     try:
         import resource
