@@ -1,0 +1,50 @@
+"""What a configuration check reports: `ConfigIssue(file, line, field, reason)` and the
+`ConfigError` that carries every issue found, printed as `FILE:LINE: field: reason` lines."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TypeAlias
+
+__all__ = ["ConfigError", "ConfigIssue", "KeyPath", "PathPart", "format_path"]
+
+PathPart: TypeAlias = str | int
+KeyPath: TypeAlias = tuple[PathPart, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigIssue:
+    """One problem (or warning) in a configuration file, at a line, about a field."""
+
+    file: str
+    line: int
+    field: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.field}: {self.reason}"
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; `.issues` lists every problem found."""
+
+    def __init__(self, issues: Sequence[ConfigIssue]) -> None:
+        self.issues: list[ConfigIssue] = list(issues)
+        super().__init__("\n".join(str(i) for i in self.issues))
+
+    def __str__(self) -> str:
+        return "\n".join(str(i) for i in self.issues)
+
+
+def format_path(path: Sequence[PathPart]) -> str:
+    """`("users", 0, "schedule", "hours", 1, "start")` -> `users[0].schedule.hours[1].start`."""
+    out: list[str] = []
+    for part in path:
+        if isinstance(part, int):
+            out.append(f"[{part}]")
+        else:
+            if out:
+                out.append(".")
+            out.append(part)
+    return "".join(out)

@@ -1,0 +1,323 @@
+"""The configuration's models, section by section (CONTRACT.md's TOML shape): frozen pydantic
+models with unknown keys refused, and `Config`, the whole validated file."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, PrivateAttr, StrictBool, StrictInt, StrictStr
+
+from b2bua.config.fields import (
+    Callers,
+    ConfigModel,
+    ConfigPath,
+    DateSpecText,
+    DialledNumber,
+    Extension,
+    HostPort,
+    HostPortField,
+    ListenField,
+    ListenSpec,
+    Months,
+    Network,
+    NonEmptyStr,
+    PhoneNumber,
+    PortRange,
+    PortRangeField,
+    TimeOfDay,
+    TimeOfDayEnd,
+    TimeZoneName,
+    Weekdays,
+)
+from b2bua.config.issues import ConfigIssue, KeyPath, PathPart, format_path
+from b2bua.config.locator import line_for
+from b2bua.config.timespec import DateSpec, parse_date_spec
+
+# Prompt names an `announcement` destination may use without declaring them in [[announcements]].
+# The media layer ships these recordings.
+SHIPPED_PROMPTS: set[str] = {"absence", "closed", "unavailable", "locate", "voicemail_greeting"}
+# Hold-music classes that always exist.
+SHIPPED_MUSIC: frozenset[str] = frozenset({"default"})
+
+MAX_EXCEPTIONS = 15
+DESTINATION_KINDS: tuple[str, ...] = (
+    "devices",
+    "voicemail",
+    "extension",
+    "mobile",
+    "external",
+    "system",
+    "busy",
+    "announcement",
+)
+
+
+# --------------------------------------------------------------------------------------------
+# Destinations
+
+
+class _Destination(ConfigModel):
+    def to_config_dict(self) -> dict[str, Any]:
+        """The destination as written in the file (defaults not written are left out)."""
+        return self.model_dump(exclude_unset=True)
+
+
+class DevicesDestination(_Destination):
+    kind: Literal["devices"]
+
+
+class VoicemailDestination(_Destination):
+    kind: Literal["voicemail"]
+    extension: Extension | None = None
+
+
+class ExtensionDestination(_Destination):
+    kind: Literal["extension"]
+    extension: Extension
+    voicemail: StrictBool = False
+
+
+class MobileDestination(_Destination):
+    kind: Literal["mobile"]
+    bounce: StrictBool = False
+
+
+class ExternalDestination(_Destination):
+    kind: Literal["external"]
+    number: PhoneNumber
+    bounce: StrictBool = False
+
+
+class SystemDestination(_Destination):
+    kind: Literal["system"]
+    extension: Extension
+
+
+class BusyDestination(_Destination):
+    kind: Literal["busy"]
+
+
+class AnnouncementDestination(_Destination):
+    kind: Literal["announcement"]
+    message: NonEmptyStr
+
+
+DestinationConfig = Annotated[
+    DevicesDestination
+    | VoicemailDestination
+    | ExtensionDestination
+    | MobileDestination
+    | ExternalDestination
+    | SystemDestination
+    | BusyDestination
+    | AnnouncementDestination,
+    Field(discriminator="kind"),
+]
+
+
+def _voicemail() -> VoicemailDestination:
+    return VoicemailDestination(kind="voicemail")
+
+
+# --------------------------------------------------------------------------------------------
+# Sections
+
+
+class Server(ConfigModel):
+    domain: NonEmptyStr
+    listen: Annotated[tuple[ListenField, ...], Field(min_length=1)] = (
+        ListenSpec(transport="udp", host="0.0.0.0", port=5060),
+    )
+    http: HostPortField = HostPort(host="127.0.0.1", port=8080)
+    data_dir: ConfigPath = Field(default=Path("var"), validate_default=True)
+    timezone: TimeZoneName = "UTC"
+    country_code: Annotated[StrictStr, Field(pattern=r"^[1-9][0-9]{0,2}$")] = "33"
+    auth_algorithms: Annotated[tuple[Literal["SHA-256", "MD5"], ...], Field(min_length=1)] = (
+        "SHA-256",
+        "MD5",
+    )
+    tls_cert: ConfigPath | None = None
+    tls_key: ConfigPath | None = None
+    language: Literal["fr", "en"] = "fr"
+    # Worker processes sharing the SIP addresses, one event loop each (docs/workers.md).
+    workers: Annotated[StrictInt, Field(ge=1, le=16)] = 1
+
+
+Seconds = Annotated[StrictInt, Field(ge=1, le=86400 * 7)]
+
+
+class Registrar(ConfigModel):
+    min_expires: Seconds = 60
+    max_expires: Seconds = 3600
+    default_expires: Seconds = 3600
+    nonce_ttl: Seconds = 300
+    keepalive_interval: Annotated[StrictInt, Field(ge=0, le=3600)] = 30  # 0: no OPTIONS pings
+    unreachable_grace: Seconds = 120
+    lockout_failures: Annotated[StrictInt, Field(ge=1)] = 10
+    lockout_window: Seconds = 60
+    lockout_seconds: Seconds = 300
+
+
+class Media(ConfigModel):
+    rtp_ports: PortRangeField = PortRange(first=20000, last=29999)
+    rtp_timeout: Seconds = 60
+    anchor: StrictBool = True  # False: bridged calls' RTP flows between the phones directly
+    backend: Literal["builtin", "rtpengine"] = "builtin"
+    rtpengine: HostPortField = HostPort(host="127.0.0.1", port=2223)  # Debian's listen-ng
+    voicemail_max_seconds: Seconds = 180
+
+
+class Trunk(ConfigModel):
+    name: NonEmptyStr
+    address: HostPortField
+    inbound_from: tuple[Network, ...] = ()
+    did: dict[DialledNumber, Extension] = Field(default_factory=dict)
+
+
+class Music(ConfigModel):
+    name: NonEmptyStr
+    files: Annotated[tuple[ConfigPath, ...], Field(min_length=1)]
+
+
+class Announcement(ConfigModel):
+    name: NonEmptyStr
+    file: ConfigPath
+
+
+class SystemExtension(ConfigModel):
+    extension: Extension
+    name: NonEmptyStr
+    kind: Literal["ring_group"] = "ring_group"
+    members: Annotated[tuple[Extension, ...], Field(min_length=1)]
+
+
+class Device(ConfigModel):
+    type: Literal["sip", "softphone", "teams", "other"]
+    label: StrictStr
+    username: Extension | None = None  # registers as this name instead of the extension
+    contact: Annotated[StrictStr, Field(pattern=r"^sips?:\S+$")] | None = None  # static
+
+
+class OfficeHours(ConfigModel):
+    start: TimeOfDay
+    end: TimeOfDayEnd
+    days: Weekdays
+    months: Months = "all"
+
+
+class ExceptionalPeriod(ConfigModel):
+    name: NonEmptyStr
+    dates: Annotated[tuple[DateSpecText, ...], Field(min_length=1)]
+    start: TimeOfDay | None = None
+    end: TimeOfDayEnd | None = None
+    destination: DestinationConfig
+
+    @property
+    def date_specs(self) -> tuple[DateSpec, ...]:
+        return tuple(parse_date_spec(d) for d in self.dates)
+
+
+class CallerException(ConfigModel):
+    callers: Callers
+    destination: DestinationConfig
+
+
+class Schedule(ConfigModel):
+    enabled: StrictBool = True
+    closed: DestinationConfig = Field(default_factory=_voicemail)
+    hours: tuple[OfficeHours, ...] = ()
+    exceptional: tuple[ExceptionalPeriod, ...] = ()
+
+
+class User(ConfigModel):
+    extension: Extension
+    name: NonEmptyStr
+    secret: NonEmptyStr
+    mobile: PhoneNumber | None = None
+    timezone: TimeZoneName | None = None  # filled with server.timezone after loading
+    language: Literal["fr", "en"] | None = None  # filled with server.language after loading
+    hold_music: NonEmptyStr = "default"
+    ring_timeout: Annotated[StrictInt, Field(ge=1, le=600)] = 20
+    no_answer: DestinationConfig = Field(default_factory=_voicemail)
+    decline: Literal["all", "device"] = "all"
+    forward: DestinationConfig | None = None
+    devices: tuple[Device, ...] = ()
+    schedule: Schedule | None = None
+    exceptions: tuple[CallerException, ...] = ()
+
+    @property
+    def tz(self) -> str:
+        """The user's time zone name (always set on a loaded configuration)."""
+        return self.timezone or "UTC"
+
+
+class Config(ConfigModel):
+    """The whole validated configuration. Relative paths are resolved against the file's folder."""
+
+    server: Server
+    registrar: Registrar = Field(default_factory=Registrar)
+    media: Media = Field(default_factory=Media)
+    trunks: tuple[Trunk, ...] = ()
+    music: tuple[Music, ...] = ()
+    announcements: tuple[Announcement, ...] = ()
+    system_extensions: tuple[SystemExtension, ...] = ()
+    users: tuple[User, ...] = ()
+
+    _source: str = PrivateAttr(default="<config>")
+    _lines: Mapping[KeyPath, int] = PrivateAttr(default_factory=dict)
+
+    @property
+    def source(self) -> str:
+        """The file this configuration was read from, as given to `load_config`."""
+        return self._source
+
+    def line_of(self, path: Sequence[PathPart]) -> int:
+        """Line of a field path in the source file (closest enclosing table when absent)."""
+        return line_for(self._lines, tuple(path))
+
+    def issue(self, path: Sequence[PathPart], reason: str) -> ConfigIssue:
+        """A `ConfigIssue` about `path` in this configuration's file."""
+        return ConfigIssue(self._source, self.line_of(path), format_path(path), reason)
+
+    def user(self, extension: str) -> User | None:
+        for user in self.users:
+            if user.extension == extension:
+                return user
+        return None
+
+    def system_extension(self, extension: str) -> SystemExtension | None:
+        for ext in self.system_extensions:
+            if ext.extension == extension:
+                return ext
+        return None
+
+
+# All field names, for "did you mean" suggestions on unknown keys.
+FIELD_NAMES: frozenset[str] = frozenset(
+    name
+    for model in (
+        Server,
+        Registrar,
+        Media,
+        Trunk,
+        Music,
+        Announcement,
+        SystemExtension,
+        Device,
+        OfficeHours,
+        ExceptionalPeriod,
+        CallerException,
+        Schedule,
+        User,
+        Config,
+        VoicemailDestination,
+        ExtensionDestination,
+        ExternalDestination,
+        AnnouncementDestination,
+        MobileDestination,
+        SystemDestination,
+    )
+    for name in model.model_fields
+)
