@@ -50,8 +50,8 @@ from b2bua.registrar.model import (
 from b2bua.sip.errors import SipParseError
 from b2bua.sip.flow import Flow
 from b2bua.sip.grammar import is_digits, quote
-from b2bua.sip.headers import NameAddr, parse_name_addr
-from b2bua.sip.message import Request, Response, make_response
+from b2bua.sip.headers import NameAddr, canonical_name, parse_name_addr
+from b2bua.sip.message import Request, Response, is_utf8, make_response
 from b2bua.sip.uri import SipUri, parse_sip_uri
 
 log = logging.getLogger("b2bua.registrar")
@@ -59,6 +59,7 @@ log = logging.getLogger("b2bua.registrar")
 # Option tags we implement (RFC 3261 §8.2.2.3: a Require we do not know gets 420).
 SUPPORTED = ("outbound", "path")
 MAX_TRACKED_SOURCES = 50_000
+_STORED_HEADERS = ("call-id", "contact", "user-agent", "path")
 SWEEP_INTERVAL = 10.0  # seconds between sweeps of the nonce-count and lockout tables
 _EXPIRE = 0
 _GRACE = 1
@@ -174,6 +175,7 @@ class Registrar:
             "register_ok": 0,
             "auth_challenged": 0,
             "auth_failed": 0,
+            "auth_malformed": 0,
             "auth_stale": 0,
             "locked_refused": 0,
             "lockouts": 0,
@@ -306,6 +308,10 @@ class Registrar:
         if not auth.ok:
             assert auth.response is not None
             return auth.response
+        # What a binding stores (and the dashboard shows) must be UTF-8 text.
+        for name in _STORED_HEADERS:
+            if not all(is_utf8(v) for v in request.headers.get_all(name)):
+                return self._reply(request, 400, f"{canonical_name(name)} Is Not UTF-8")
         # Step 5: "If the address-of-record is not valid for the domain in the Request-URI,
         # the registrar MUST send a 404 (Not Found) response".
         to_uri = request.to.uri
@@ -667,11 +673,18 @@ class Registrar:
             extension = self._extension_of.get(result.username)
             if extension is not None:
                 return AuthResult(True, result.username, extension)
-        if result.verdict is Verdict.FAILED:
+        if result.verdict is Verdict.FAILED or result.verdict is Verdict.MALFORMED:
+            # A malformed credential is a failed authentication too: counted towards lockout.
             self.counters["auth_failed"] += 1
             log.debug("authentication failed from %s: %s", host, result.reason)
             if host is not None and self._failed(host, now):
                 return AuthResult(False, response=self._reply(request, 403), reason="locked out")
+            if result.verdict is Verdict.MALFORMED:
+                self.counters["auth_malformed"] += 1
+                return AuthResult(
+                    False, response=self._reply(request, 400, "Malformed Credentials"),
+                    reason=result.reason,
+                )
         elif result.verdict is Verdict.STALE:
             self.counters["auth_stale"] += 1
         else:

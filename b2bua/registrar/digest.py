@@ -21,7 +21,14 @@ enter the table, so a flood of bad credentials cannot grow it; it is also capped
 
 No user enumeration: an unknown username is verified against a dummy HA1 computed like a real
 one, so it takes the same path, the same time and gets the same verdict as a wrong password.
-All comparisons of secrets use `hmac.compare_digest`.
+All comparisons of secrets use `hmac.compare_digest`, on bytes: it refuses a `str` with a
+non-ASCII character, and every parameter is remote text.
+
+Remote text is validated before it is used: credentials that break the digest-response grammar
+(RFC 3261 §25.1, RFC 7616 §3.4: a missing required parameter, a `response` that is not the
+algorithm's number of hex digits, an `nc` that is not 8 hex digits, a control character, bytes
+that are not UTF-8, a non-ASCII nonce, opaque, cnonce or uri) get the verdict MALFORMED. The
+registrar counts MALFORMED like FAILED towards the source's lockout and answers 400.
 
 Sans-IO: the clock is the `now` argument (seconds), randomness a `random_bytes(n)` callable.
 """
@@ -49,7 +56,14 @@ ALGORITHMS: dict[str, Callable[..., hashlib._Hash]] = {
 NONCE_CLOCK_SKEW = 5.0  # seconds a nonce may appear to come from the future (clock steps)
 MAX_TRACKED_NONCES = 200_000
 MAX_AUTH_HEADER = 4096
-_HEX = frozenset("0123456789abcdefABCDEF")
+# Length of the request-digest (`response`) of each algorithm, in hex digits.
+RESPONSE_LENGTH = {"MD5": 32, "SHA-256": 64}
+_LHEX = re.compile(r"[0-9a-fA-F]+")
+_TOKEN = re.compile(r"[A-Za-z0-9.!%*_+`'~-]+")
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+# Parameters that are ours or protocol tokens: printable ASCII only (RFC 7616 §3.4).
+_ASCII_PARAMS = ("nonce", "opaque", "cnonce", "uri", "response", "nc", "qop", "algorithm",
+                 "userhash")
 
 
 class Verdict(enum.Enum):
@@ -59,6 +73,7 @@ class Verdict(enum.Enum):
     NO_CREDENTIALS = "no_credentials"  # nothing for our realm: challenge, not a failure
     STALE = "stale"  # right digest, but an old nonce or a nonce-count already seen
     FAILED = "failed"  # wrong password, unknown user, forged nonce, wrong uri...
+    MALFORMED = "malformed"  # credentials for us that break the grammar: a failure, and a 400
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +190,7 @@ class DigestServer:
         self.opaque = base64.urlsafe_b64encode(
             hmac.new(key, b"opaque:" + realm.encode(), hashlib.sha256).digest()[:12]
         ).decode()
+        self._opaque = self.opaque.encode("ascii")
         # nonce -> (issued_at, highest nc accepted); insertion order is first-use order.
         self._nc: dict[str, tuple[float, int]] = {}
         self._ha1: dict[str, dict[str, str]] = {}
@@ -235,7 +251,7 @@ class DigestServer:
         self, method: str, request_uri: str, authorizations: Sequence[str], now: float
     ) -> DigestResult:
         """Check the credentials headers of a request (`Authorization` or
-        `Proxy-Authorization` values) against this realm."""
+        `Proxy-Authorization` values) against this realm. Never raises on remote input."""
         params: dict[str, str] | None = None
         for value in authorizations:
             if value.lstrip()[:7].lower() != "digest " and value.lstrip()[:7].lower() != "digest\t":
@@ -243,7 +259,7 @@ class DigestServer:
             try:
                 scheme, candidate = parse_credentials(value)
             except DigestSyntaxError as exc:
-                return DigestResult(Verdict.FAILED, None, f"malformed credentials: {exc}")
+                return DigestResult(Verdict.MALFORMED, None, f"malformed credentials: {exc}")
             if scheme.lower() != "digest":
                 continue
             if candidate.get("realm") == self.realm:
@@ -251,16 +267,21 @@ class DigestServer:
                 break
         if params is None:
             return DigestResult(Verdict.NO_CREDENTIALS)
+        problem = malformation(params)
+        if problem is not None:
+            username = params.get("username")
+            named = username if username is not None and _is_text(username) else None
+            return DigestResult(Verdict.MALFORMED, named, problem)
 
-        username = params.get("username")
-        nonce = params.get("nonce")
-        uri = params.get("uri")
-        response = params.get("response")
-        if not username or not nonce or uri is None or not response:
-            return DigestResult(Verdict.FAILED, username, "incomplete credentials")
+        username = params["username"]
+        nonce = params["nonce"]
+        uri = params["uri"]
+        response = params["response"]
         algorithm = self._offered.get(params.get("algorithm", "MD5").upper())
         if algorithm is None:
             return DigestResult(Verdict.FAILED, username, "algorithm not offered")
+        if len(response) != RESPONSE_LENGTH[algorithm]:
+            return DigestResult(Verdict.MALFORMED, username, "response is not a digest")
         if params.get("userhash", "false").lower() != "false":
             return DigestResult(Verdict.FAILED, username, "userhash not offered")
         qop = params.get("qop")
@@ -270,13 +291,10 @@ class DigestServer:
         if qop is not None:
             if qop.lower() != "auth":
                 return DigestResult(Verdict.FAILED, username, "qop not offered")
-            if nc_text is None or cnonce is None or len(nc_text) != 8:
-                return DigestResult(Verdict.FAILED, username, "qop without nc or cnonce")
-            if not all(c in _HEX for c in nc_text):
-                return DigestResult(Verdict.FAILED, username, "malformed nc")
+            assert nc_text is not None  # malformation() checked it
             nc_value = int(nc_text, 16)
         opaque = params.get("opaque")
-        if opaque is not None and not hmac.compare_digest(opaque, self.opaque):
+        if opaque is not None and not hmac.compare_digest(opaque.encode("ascii"), self._opaque):
             return DigestResult(Verdict.FAILED, username, "opaque mismatch")
         issued = self.nonce_issued_at(nonce)
         if issued is None or issued > now + NONCE_CLOCK_SKEW:
@@ -289,7 +307,7 @@ class DigestServer:
         expected = compute_response(
             algorithm, ha1, nonce, method, uri, qop=qop, nc=nc_text, cnonce=cnonce
         )
-        matches = hmac.compare_digest(expected, response.lower())
+        matches = hmac.compare_digest(expected.encode("ascii"), response.lower().encode("ascii"))
         if not matches or table is None:
             # One verdict and one reason for a wrong password and an unknown user.
             return DigestResult(Verdict.FAILED, username, "wrong credentials")
@@ -322,6 +340,48 @@ class DigestServer:
     @property
     def tracked_nonces(self) -> int:
         return len(self._nc)
+
+
+def _is_text(value: str) -> bool:
+    """Valid UTF-8 (no byte the parser had to escape) without control characters."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return _CONTROL.search(value) is None
+
+
+def malformation(params: Mapping[str, str]) -> str | None:
+    """Why digest credentials break the digest-response grammar (RFC 3261 §25.1, RFC 7616
+    §3.4), or None when they follow it. Only the grammar: whether they are right is `verify`'s
+    business."""
+    # dig-resp: username, realm, nonce, digest-uri and dresponse are required; "If the qop
+    # directive is sent ... the cnonce and nonce-count directives MUST be sent" (RFC 7616 §3.4).
+    for name in ("username", "realm", "nonce", "uri", "response"):
+        if not params.get(name):
+            return f"no {name}"
+    for name in ("username", "realm"):
+        if not _is_text(params[name]):
+            return f"{name} is not UTF-8 text"
+    for name in _ASCII_PARAMS:
+        value = params.get(name)
+        if value is not None and not (value.isascii() and value.isprintable()):
+            return f"{name} is not printable ASCII"
+    # request-digest = LDQUOT 32LHEX RDQUOT (the length depends on the algorithm).
+    if _LHEX.fullmatch(params["response"]) is None:
+        return "response is not hexadecimal"
+    for name in ("algorithm", "qop", "userhash"):
+        value = params.get(name)
+        if value is not None and _TOKEN.fullmatch(value) is None:
+            return f"{name} is not a token"
+    if "qop" in params:
+        nc = params.get("nc")
+        # nonce-count = "nc" EQUAL 8LHEX
+        if nc is None or len(nc) != 8 or _LHEX.fullmatch(nc) is None:
+            return "qop without an nc of 8 hex digits"
+        if not params.get("cnonce"):
+            return "qop without cnonce"
+    return None
 
 
 def _same_uri(digest_uri: str, request_uri: str) -> bool:

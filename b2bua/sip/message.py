@@ -806,7 +806,9 @@ def _validate(req: Request) -> None:
     if cseq.method != req.method:
         raise SipParseError("CSeq method does not match the request method")
     call_id = req.call_id
-    if " " in call_id or "\t" in call_id:
+    # callid = word [ "@" word ]: printable ASCII, no white space (RFC 3261 §25.1). It keys
+    # transactions, dialogs and call records, so it is checked here rather than trusted.
+    if " " in call_id or "\t" in call_id or not (call_id.isascii() and call_id.isprintable()):
         raise SipParseError("Malformed Call-ID")
     req.max_forwards  # noqa: B018
     req.expires  # noqa: B018
@@ -818,6 +820,17 @@ def _validate(req: Request) -> None:
     uri = req.request_uri
     if uri.scheme not in ("sip", "sips"):
         raise SipParseError(f"Unsupported URI scheme {uri.scheme!r}", status=416)
+
+
+def is_utf8(text: str) -> bool:
+    """Whether header text decoded from the wire was valid UTF-8 (the parser keeps other bytes
+    as surrogate escapes, so that a message can be relayed byte for byte). Text that is stored
+    or shown must pass this: RFC 3261 §25.1 writes TEXT-UTF8."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def can_respond(req: Request) -> bool:

@@ -256,18 +256,24 @@ def test_without_qop_a_nonce_serves_once() -> None:
     assert server.verify("REGISTER", URI, [value], T0).verdict is Verdict.STALE
 
 
+def _flip_response(value: str) -> str:
+    """The same credentials with the first hex digit of the response changed."""
+    _, params = parse_credentials(value)
+    digest = params["response"]
+    flipped = ("1" if digest[0] == "0" else "0") + digest[1:]
+    return value.replace(digest, flipped)
+
+
 @pytest.mark.parametrize(
     ("mutate", "reason"),
     [
         (lambda v: v.replace("algorithm=SHA-256", "algorithm=SHA-512-256"), "algorithm not offered"),
         (lambda v: v.replace(f'uri="{URI}"', 'uri="sip:other.example"'), "digest uri does not match"),
         (lambda v: v.replace("qop=auth", "qop=auth-int"), "qop not offered"),
-        (lambda v: v.replace("nc=00000001", "nc=0000001"), "qop without nc"),
         (lambda v: v + ", userhash=true", "userhash"),
         (lambda v: v.replace('opaque="', 'opaque="x'), "opaque mismatch"),
         (lambda v: v.replace('nonce="', 'nonce="A'), "nonce not issued here"),
-        (lambda v: v.replace('response="', 'response="0'), "wrong credentials"),
-        (lambda v: "Digest realm=\"pbx.local\", username=\"1001\"", "incomplete"),
+        (lambda v: _flip_response(v), "wrong credentials"),
     ],
 )
 def test_failures(mutate: object, reason: str) -> None:
@@ -276,6 +282,49 @@ def test_failures(mutate: object, reason: str) -> None:
     result = server.verify("REGISTER", URI, [mutate(value)], T0)  # type: ignore[operator]
     assert result.verdict is Verdict.FAILED
     assert reason in result.reason
+
+
+@pytest.mark.parametrize(
+    ("mutate", "reason"),
+    [
+        # The original report: a non-ASCII opaque made hmac.compare_digest raise TypeError.
+        (lambda v: v.replace('opaque="', 'opaque="café'), "opaque is not printable ASCII"),
+        (lambda v: v.replace('nonce="', 'nonce="é'), "nonce is not printable ASCII"),
+        (lambda v: v.replace('response="', 'response="é'), "response is not printable ASCII"),
+        (lambda v: v.replace('response="', 'response="0'), "response is not a digest"),
+        (lambda v: v.replace('response="', 'response="zz')[:-3] + '"', "not hexadecimal"),
+        (lambda v: v.replace('cnonce="', 'cnonce="\udcff'), "cnonce is not printable ASCII"),
+        (lambda v: v.replace('username="1001"', 'username="10\udce901"'), "username is not UTF-8"),
+        (lambda v: v.replace('username="1001"', 'username="10\x0001"'), "username is not UTF-8"),
+        (lambda v: v.replace('uri="', 'uri="sip:é'), "uri is not printable ASCII"),
+        (lambda v: v.replace("nc=00000001", "nc=0000001"), "nc of 8 hex digits"),
+        (lambda v: v.replace("nc=00000001", "nc=0000000g"), "nc of 8 hex digits"),
+        (lambda v: v.replace("nc=00000001, ", ""), "nc of 8 hex digits"),
+        (lambda v: v.replace('cnonce="0a4f113b"', 'cnonce=""'), "qop without cnonce"),
+        (lambda v: v.replace("algorithm=SHA-256", 'algorithm="SHA 256"'), "algorithm is not a token"),
+        (lambda v: v.replace("qop=auth", "qop=ç"), "qop is not printable ASCII"),
+        (lambda v: 'Digest realm="pbx.local", username="1001"', "no nonce"),
+        (lambda v: v.replace('uri="sip:pbx.local"', 'uri=""'), "no uri"),
+        (lambda v: v + ", nc=2", "malformed credentials: parameter 'nc' repeated"),
+        (lambda v: v + ', x="', "malformed credentials"),
+    ],
+)
+def test_malformed_credentials(mutate: object, reason: str) -> None:
+    """Credentials that break the grammar are MALFORMED (a failure the registrar answers 400),
+    never an exception."""
+    server = make_server()
+    value, _ = answer(server, T0)
+    result = server.verify("REGISTER", URI, [mutate(value)], T0)  # type: ignore[operator]
+    assert result.verdict is Verdict.MALFORMED
+    assert reason in result.reason
+
+
+def test_response_hex_digits_compare_in_any_case() -> None:
+    server = make_server()
+    value, _ = answer(server, T0)
+    _, params = parse_credentials(value)
+    upper = value.replace(params["response"], params["response"].upper())
+    assert server.verify("REGISTER", URI, [upper], T0).verdict is Verdict.OK
 
 
 def test_md5_default_algorithm_when_absent() -> None:
@@ -342,7 +391,7 @@ def test_verify_never_raises(value: str) -> None:
     except DigestSyntaxError:
         pass
     result = server.verify("REGISTER", URI, [value], T0)
-    assert result.verdict in (Verdict.NO_CREDENTIALS, Verdict.FAILED)
+    assert result.verdict in (Verdict.NO_CREDENTIALS, Verdict.FAILED, Verdict.MALFORMED)
 
 
 @settings(max_examples=200, deadline=None)

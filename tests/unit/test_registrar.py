@@ -557,6 +557,39 @@ def test_unknown_users_count_towards_lockout() -> None:
     assert Phone(reg, "5556", password="x", flow=flow).register(T0).status == 403
 
 
+def _malformed(phone: Phone) -> str:
+    """Right credentials but for an opaque with a non-ASCII character (`opaque="café..."`)."""
+    return phone.credentials().replace('opaque="', 'opaque="café')
+
+
+def test_non_ascii_opaque_is_a_counted_failure_answered_400() -> None:
+    reg = make_registrar(lockout_failures=3)
+    phone = Phone(reg)
+    phone.take_challenge(reg.handle_register(phone.request(), UDP, T0))
+    resp = reg.handle_register(phone.request(authorization=_malformed(phone)), UDP, T0 + 1)
+    assert resp.status == 400 and resp.reason == "Malformed Credentials"
+    assert reg.counters["auth_failed"] == reg.counters["auth_malformed"] == 1
+    # The third malformed request from that source locks it out.
+    assert reg.handle_register(phone.request(authorization=_malformed(phone)), UDP, T0 + 2).status == 400
+    assert reg.handle_register(phone.request(authorization=_malformed(phone)), UDP, T0 + 3).status == 403
+    assert reg.is_locked_out(UDP.host, T0 + 4)
+    assert phone.register(T0 + 5).status == 403
+
+
+def test_malformed_proxy_authorization_on_invite_is_counted() -> None:
+    reg = make_registrar(lockout_failures=2)
+    challenge = reg.authenticate(_invite(), T0, flow=UDP).response
+    assert challenge is not None
+    creds = answer_challenge(challenge.headers.get_all("Proxy-Authenticate")[0], username="1001",
+                             password=SECRET, method="INVITE", uri="sip:1002@pbx.local",
+                             cnonce="x").replace('opaque="', 'opaque="café')
+    first = reg.authenticate(_invite(creds), T0 + 1, flow=UDP)
+    assert not first.ok and first.response is not None and first.response.status == 400
+    second = reg.authenticate(_invite(creds), T0 + 2, flow=UDP)
+    assert second.response is not None and second.response.status == 403
+    assert reg.is_locked_out(UDP.host, T0 + 3)
+
+
 def _invite(authorization: str | None = None) -> Request:
     lines = [
         "INVITE sip:1002@pbx.local SIP/2.0",

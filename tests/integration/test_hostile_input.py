@@ -1,0 +1,88 @@
+"""Hostile input over real sockets against `b2bua run`: malformed credentials, other SIP
+versions, unknown required extensions. Every request that can be answered gets its answer."""
+
+from __future__ import annotations
+
+import itertools
+import socket
+from collections.abc import Iterator
+
+import pytest
+
+from b2bua.registrar.digest import answer_challenge
+from b2bua.sip.message import Response, parse_message
+from b2bua.testing.server import RunningServer
+
+_n = itertools.count(1)
+
+
+@pytest.fixture
+def attacker() -> Iterator[socket.socket]:
+    """A UDP socket on its own loopback address, so its lockout touches no one else."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.3", 0))
+        s.settimeout(3.0)
+        yield s
+
+
+def request(sock: socket.socket, method: str, ruri: str, *, to: str, extra: str = "",
+            version: str = "SIP/2.0") -> str:
+    n = next(_n)
+    host, port = sock.getsockname()
+    return (
+        f"{method} {ruri} {version}\r\n"
+        f"Via: {version}/UDP {host}:{port};branch=z9hG4bK-hostile-{n}\r\n"
+        f"From: <sip:1001@pbx.test>;tag=h{n}\r\n"
+        f"To: <{to}>\r\n"
+        f"Call-ID: hostile-{n}\r\n"
+        f"CSeq: {n} {method}\r\n"
+        "Max-Forwards: 70\r\n"
+        f"Contact: <sip:1001@{host}:{port}>\r\n"
+        f"{extra}"
+        "Content-Length: 0\r\n\r\n"
+    )
+
+
+def exchange(sock: socket.socket, text: str, target: tuple[str, int]) -> Response:
+    """Send a request and return its final response (provisional ones skipped)."""
+    sock.sendto(text.encode("utf-8", "surrogateescape"), target)
+    while True:
+        data, _ = sock.recvfrom(65535)
+        msg = parse_message(data)
+        assert isinstance(msg, Response)
+        if msg.status >= 200:
+            return msg
+
+
+def register(sock: socket.socket, server: RunningServer, extra: str = "") -> Response:
+    return exchange(sock, request(sock, "REGISTER", "sip:pbx.test", to="sip:1001@pbx.test",
+                                  extra=extra), server.sip)
+
+
+def invite(sock: socket.socket, server: RunningServer, extra: str = "") -> Response:
+    return exchange(sock, request(sock, "INVITE", "sip:1002@pbx.test", to="sip:1002@pbx.test",
+                                  extra=extra), server.sip)
+
+
+def test_non_ascii_opaque_is_answered_and_locks_the_source_out(
+    server: RunningServer, attacker: socket.socket
+) -> None:
+    """The original report: `opaque="café"` made REGISTER go unanswered, INVITE get only
+    100 Trying, and was never counted towards lockout."""
+    challenge = register(attacker, server).headers.get("WWW-Authenticate") or ""
+    creds = answer_challenge(challenge, username="1001", password="wrong", method="REGISTER",
+                             uri="sip:pbx.test", cnonce="c1").replace('opaque="', 'opaque="café')
+    statuses = [register(attacker, server, f"Authorization: {creds}\r\n").status
+                for _ in range(9)]
+    assert statuses == [400] * 9
+    invite_challenge = invite(attacker, server).headers.get("Proxy-Authenticate") or ""
+    invite_creds = answer_challenge(
+        invite_challenge, username="1001", password="secret1001", method="INVITE",
+        uri="sip:1002@pbx.test", cnonce="c2").replace('opaque="', 'opaque="café')
+    # The tenth failed authentication (the default lockout_failures) locks the address out.
+    assert invite(attacker, server, f"Proxy-Authorization: {invite_creds}\r\n").status == 403
+    right = answer_challenge(challenge, username="1001", password="secret1001",
+                             method="REGISTER", uri="sip:pbx.test", cnonce="c3", nc=2)
+    assert register(attacker, server, f"Authorization: {right}\r\n").status == 403
+    assert "source 127.0.0.3 locked out" in server.log()
+    assert "Traceback" not in server.log()
