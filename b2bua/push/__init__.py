@@ -1,0 +1,45 @@
+"""Push notifications that wake sleeping mobile softphones (RFC 8599): Apple APNs and Firebase
+Cloud Messaging (docs/push.md).
+
+`model` holds the values (a device's push address, a notification, a provider's verdict),
+`apns` and `fcm` the two providers (the request they take and how to read their answer, and the
+HTTP client that sends it), `service` the non-blocking `PushService` in front of them, and
+`settings` the `[push]` section and how it builds the service.
+"""
+
+from __future__ import annotations
+
+from b2bua.push.model import (
+    APNS,
+    FCM,
+    PROVIDERS,
+    CallEvent,
+    Notification,
+    Outcome,
+    PushConfigError,
+    PushParamError,
+    PushResult,
+    PushTarget,
+)
+from b2bua.push.service import PushClient, PushReport, PushService
+from b2bua.push.settings import ApnsSettings, FcmSettings, PushSettings, build_service
+
+__all__ = [
+    "APNS",
+    "FCM",
+    "PROVIDERS",
+    "ApnsSettings",
+    "CallEvent",
+    "FcmSettings",
+    "Notification",
+    "Outcome",
+    "PushClient",
+    "PushConfigError",
+    "PushParamError",
+    "PushReport",
+    "PushResult",
+    "PushService",
+    "PushSettings",
+    "PushTarget",
+    "build_service",
+]
