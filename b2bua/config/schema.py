@@ -7,7 +7,15 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, PrivateAttr, StrictBool, StrictInt, StrictStr
+from pydantic import (
+    AfterValidator,
+    Field,
+    PrivateAttr,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+)
 
 from b2bua.config.fields import (
     Callers,
@@ -169,6 +177,86 @@ class Media(ConfigModel):
     voicemail_max_seconds: Seconds = 180
 
 
+def _push_url(field: str) -> Any:
+    def check(value: str) -> str:
+        from b2bua.push.credentials import check_url
+        from b2bua.push.model import PushConfigError
+
+        try:
+            return check_url(field, value)
+        except PushConfigError as exc:
+            raise ValueError(exc.reason) from None
+
+    return AfterValidator(check)
+
+
+def _apns_key(value: Path) -> Path:
+    from b2bua.push.credentials import load_apns_key
+    from b2bua.push.model import PushConfigError
+
+    try:
+        load_apns_key(value)
+    except PushConfigError as exc:
+        raise ValueError(exc.reason) from None
+    return value
+
+
+def _service_account(value: Path) -> Path:
+    from b2bua.push.credentials import ServiceAccount
+    from b2bua.push.model import PushConfigError
+
+    try:
+        ServiceAccount.load(value)
+    except PushConfigError as exc:
+        raise ValueError(exc.reason) from None
+    return value
+
+
+def _ca_file(value: Path) -> Path:
+    import ssl
+
+    try:
+        ssl.create_default_context(cafile=str(value))
+    except (OSError, ssl.SSLError) as exc:
+        raise ValueError(f"{value}: {getattr(exc, 'strerror', None) or exc}") from None
+    return value
+
+
+def _apple_id(value: str) -> str:
+    if len(value) != 10 or not value.isascii() or not value.isalnum() or value != value.upper():
+        raise ValueError(f"{value!r} is not a 10-character Apple identifier (such as ABC123DEFG)")
+    return value
+
+
+AppleId = Annotated[StrictStr, AfterValidator(_apple_id)]
+
+
+class PushApns(ConfigModel):
+    """`[push.apns]`: token-based authentication with Apple (docs/push.md)."""
+
+    key_file: Annotated[ConfigPath, AfterValidator(_apns_key)]
+    key_id: AppleId
+    team_id: AppleId
+    url: Annotated[StrictStr, _push_url("push.apns.url")] = "https://api.push.apple.com"
+    ca_file: Annotated[ConfigPath, AfterValidator(_ca_file)] | None = None
+
+
+class PushFcm(ConfigModel):
+    """`[push.fcm]`: Firebase Cloud Messaging HTTP v1 with a service-account key."""
+
+    service_account: Annotated[ConfigPath, AfterValidator(_service_account)]
+    url: Annotated[StrictStr, _push_url("push.fcm.url")] = "https://fcm.googleapis.com"
+    ca_file: Annotated[ConfigPath, AfterValidator(_ca_file)] | None = None
+
+
+class Push(ConfigModel):
+    """`[push]`: wake sleeping softphones (RFC 8599); no provider section, no push."""
+
+    wait: Annotated[StrictInt | StrictFloat, Field(ge=1, le=120)] = 10
+    apns: PushApns | None = None
+    fcm: PushFcm | None = None
+
+
 class Trunk(ConfigModel):
     name: NonEmptyStr
     address: HostPortField
@@ -259,6 +347,7 @@ class Config(ConfigModel):
     server: Server
     registrar: Registrar = Field(default_factory=Registrar)
     media: Media = Field(default_factory=Media)
+    push: Push = Field(default_factory=Push)
     trunks: tuple[Trunk, ...] = ()
     music: tuple[Music, ...] = ()
     announcements: tuple[Announcement, ...] = ()
@@ -301,6 +390,9 @@ FIELD_NAMES: frozenset[str] = frozenset(
         Server,
         Registrar,
         Media,
+        Push,
+        PushApns,
+        PushFcm,
         Trunk,
         Music,
         Announcement,

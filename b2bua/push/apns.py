@@ -30,18 +30,15 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import jwt
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
+from b2bua.push.credentials import ApnsCredentials
 from b2bua.push.model import (
     HttpRequest,
     Notification,
     Outcome,
-    PushConfigError,
     PushResult,
     PushTarget,
 )
@@ -158,35 +155,6 @@ def apns_result(status: int, headers: httpx.Headers | dict[str, str], body: byte
     if status == 429 or status >= 500:
         return PushResult(Outcome.FAILED, status, reason, message_id)
     return PushResult(Outcome.REJECTED, status, reason, message_id)
-
-
-@dataclass(frozen=True, slots=True)
-class ApnsCredentials:
-    """The team's token signing key (the `.p8` file Apple issues), its key ID and the team ID."""
-
-    key: ec.EllipticCurvePrivateKey
-    key_id: str
-    team_id: str
-
-    @classmethod
-    def load(cls, key_file: str | Path, key_id: str, team_id: str) -> ApnsCredentials:
-        """Read and check a `.p8` key: PushConfigError naming the field at fault."""
-        for field, value in (("push.apns.key_id", key_id), ("push.apns.team_id", team_id)):
-            if len(value) != 10 or not value.isascii() or not value.isalnum():
-                raise PushConfigError(field, f"{value!r} is not a 10-character Apple identifier")
-        try:
-            data = Path(key_file).read_bytes()
-        except OSError as exc:
-            raise PushConfigError("push.apns.key_file", f"{key_file}: {exc.strerror or exc}") from None
-        try:
-            key = load_pem_private_key(data, password=None)
-        except (ValueError, TypeError) as exc:
-            raise PushConfigError(
-                "push.apns.key_file", f"{key_file}: not a PEM private key ({exc})"
-            ) from None
-        if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name != "secp256r1":
-            raise PushConfigError("push.apns.key_file", f"{key_file}: not an EC P-256 key (.p8)")
-        return cls(key, key_id, team_id)
 
 
 class ProviderToken:

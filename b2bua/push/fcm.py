@@ -30,21 +30,16 @@ import math
 import ssl
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
 import httpx
-import jwt
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
+from b2bua.push.credentials import ServiceAccount
 from b2bua.push.model import (
     HttpRequest,
     Notification,
     Outcome,
-    PushConfigError,
     PushResult,
     PushTarget,
 )
@@ -52,71 +47,12 @@ from b2bua.push.model import (
 log = logging.getLogger("b2bua.push.fcm")
 
 DEFAULT_URL = "https://fcm.googleapis.com"
-SCOPE = "https://www.googleapis.com/auth/firebase.messaging"
 GRANT_TYPE = "urn:ietf:params:oauth:grant-type:jwt-bearer"
-ASSERTION_LIFETIME = 3600  # Google accepts at most one hour
 REFRESH_MARGIN = 60.0  # a token is renewed this long before it expires
-_SERVICE_ACCOUNT_FIELDS = ("project_id", "private_key_id", "private_key", "client_email", "token_uri")
 
 
 class AuthError(Exception):
     """The token endpoint refused the grant or could not be reached."""
-
-
-@dataclass(frozen=True, slots=True)
-class ServiceAccount:
-    """The fields of a Google service-account key file that FCM needs."""
-
-    project_id: str
-    client_email: str
-    private_key_id: str
-    private_key: rsa.RSAPrivateKey
-    token_uri: str
-
-    @classmethod
-    def load(cls, path: str | Path) -> ServiceAccount:
-        field = "push.fcm.service_account"
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise PushConfigError(field, f"{path}: {exc.strerror or exc}") from None
-        except UnicodeDecodeError:
-            raise PushConfigError(field, f"{path}: not UTF-8 text") from None
-        return cls.parse(text, str(path))
-
-    @classmethod
-    def parse(cls, text: str, source: str = "service account") -> ServiceAccount:
-        field = "push.fcm.service_account"
-        try:
-            data = json.loads(text)
-        except ValueError as exc:
-            raise PushConfigError(field, f"{source}: not JSON ({exc})") from None
-        if not isinstance(data, dict):
-            raise PushConfigError(field, f"{source}: not a service-account key (a JSON object)")
-        if data.get("type", "service_account") != "service_account":
-            raise PushConfigError(field, f"{source}: type is {data.get('type')!r}, not 'service_account'")
-        missing = [k for k in _SERVICE_ACCOUNT_FIELDS if not isinstance(data.get(k), str) or not data[k]]
-        if missing:
-            raise PushConfigError(field, f"{source}: missing {', '.join(missing)}")
-        token_uri = str(data["token_uri"])
-        if not token_uri.startswith(("https://", "http://")):
-            raise PushConfigError(field, f"{source}: token_uri {token_uri!r} is not an HTTP URL")
-        try:
-            key = load_pem_private_key(str(data["private_key"]).encode(), password=None)
-        except (ValueError, TypeError) as exc:
-            raise PushConfigError(field, f"{source}: private_key is not a PEM key ({exc})") from None
-        if not isinstance(key, rsa.RSAPrivateKey):
-            raise PushConfigError(field, f"{source}: private_key is not an RSA key")
-        return cls(str(data["project_id"]), str(data["client_email"]),
-                   str(data["private_key_id"]), key, token_uri)
-
-    def assertion(self, now: float) -> str:
-        """The signed JWT of the bearer grant (RFC 7523 §3)."""
-        iat = int(now)
-        claims = {"iss": self.client_email, "scope": SCOPE, "aud": self.token_uri,
-                  "iat": iat, "exp": iat + ASSERTION_LIFETIME}
-        return jwt.encode(claims, self.private_key, algorithm="RS256",
-                          headers={"kid": self.private_key_id})
 
 
 def token_request(account: ServiceAccount, now: float) -> bytes:
@@ -169,12 +105,14 @@ def fcm_result(status: int, body: bytes) -> PushResult:
     code = str(error.get("status", ""))
     message = str(error.get("message", ""))
     token_field = False
-    for detail in error.get("details") or ():
+    details = error.get("details")
+    for detail in details if isinstance(details, list) else ():
         if not isinstance(detail, dict):
             continue
         if detail.get("errorCode"):
             code = str(detail["errorCode"])
-        for violation in detail.get("fieldViolations") or ():
+        violations = detail.get("fieldViolations")
+        for violation in violations if isinstance(violations, list) else ():
             if isinstance(violation, dict) and violation.get("field") == "message.token":
                 token_field = True
     code = code[:60] or "error"

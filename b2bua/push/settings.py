@@ -26,9 +26,9 @@ import ssl
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from b2bua.push import apns, fcm
+from b2bua.push.credentials import ApnsCredentials, ServiceAccount, check_url
 from b2bua.push.model import APNS, FCM, PushConfigError
 from b2bua.push.service import PushClient, PushService
 
@@ -89,20 +89,6 @@ class PushSettings:
         )
 
 
-def check_url(field: str, url: str) -> str:
-    """A provider base URL: http(s)://host[:port], no query or fragment."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise PushConfigError(field, f"{url!r} is not an http:// or https:// URL")
-    if parts.query or parts.fragment:
-        raise PushConfigError(field, f"{url!r}: a base URL takes no query or fragment")
-    try:
-        parts.port  # noqa: B018 - raises on a port out of range
-    except ValueError:
-        raise PushConfigError(field, f"{url!r}: bad port") from None
-    return url.rstrip("/")
-
-
 def _verify(field: str, ca_file: str | None, base: Path) -> ssl.SSLContext | bool:
     if not ca_file:
         return True
@@ -135,7 +121,7 @@ def _clients(settings: PushSettings, base: Path, *, build: bool) -> list[PushCli
     a = settings.apns
     if a is not None:
         url = check_url("push.apns.url", a.url)
-        credentials = apns.ApnsCredentials.load(base / a.key_file, a.key_id, a.team_id)
+        credentials = ApnsCredentials.load(base / a.key_file, a.key_id, a.team_id)
         verify = _verify("push.apns.ca_file", a.ca_file, base)
         if build:
             clients.append(apns.ApnsClient(credentials, url=url, verify=verify,
@@ -143,7 +129,7 @@ def _clients(settings: PushSettings, base: Path, *, build: bool) -> list[PushCli
     f = settings.fcm
     if f is not None:
         url = check_url("push.fcm.url", f.url)
-        account = fcm.ServiceAccount.load(base / f.service_account)
+        account = ServiceAccount.load(base / f.service_account)
         verify = _verify("push.fcm.ca_file", f.ca_file, base)
         if build:
             clients.append(fcm.FcmClient(account, url=url, verify=verify,

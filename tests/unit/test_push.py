@@ -32,11 +32,10 @@ from b2bua.push.apns import (
     collapse_id,
     device_token,
 )
+from b2bua.push.credentials import SCOPE, ServiceAccount
 from b2bua.push.fcm import (
     GRANT_TYPE,
-    SCOPE,
     AuthError,
-    ServiceAccount,
     fcm_request,
     fcm_result,
     token_request,
