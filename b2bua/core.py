@@ -14,7 +14,7 @@ from typing import Any
 
 from b2bua.calls.engine import ALLOW, CallEngine
 from b2bua.sip.flow import Flow
-from b2bua.sip.message import Request, make_response
+from b2bua.sip.message import SUPPORTED_OPTION_TAGS, Request, make_response
 from b2bua.sip.transaction import (
     AckTimedOut,
     CancelReceived,
@@ -36,7 +36,7 @@ KNOWN_METHODS = frozenset(
 )
 IN_DIALOG_RELAYED = frozenset({"BYE", "INVITE", "UPDATE", "INFO", "OPTIONS", "ACK"})
 ACCEPT = "application/sdp"
-SUPPORTED = "outbound, path"
+SUPPORTED = ", ".join(SUPPORTED_OPTION_TAGS)
 
 
 class Core:

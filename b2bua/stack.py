@@ -31,6 +31,7 @@ from b2bua.sip.message import (
     Response,
     VersionNotSupported,
     can_respond,
+    check_extensions,
     make_response,
     parse_message,
     validate_request,
@@ -111,6 +112,7 @@ class SipStack:
             if isinstance(msg, Request):
                 if msg.method != "ACK":
                     validate_request(msg)
+                    check_extensions(msg)  # 420 for a Require we do not support
                 else:
                     msg.via  # noqa: B018 - an ACK is never answered: parse Via or drop
                 add_received(msg, flow)
@@ -127,7 +129,7 @@ class SipStack:
             partial = exc.partial if exc.partial is not None else msg
             request = partial if isinstance(partial, Request) else None
             if request is not None and request.method != "ACK" and can_respond(request):
-                self._reject(request, flow, exc.status, exc.reason)
+                self._reject(request, flow, exc.status, exc.reason, exc.headers)
             else:
                 self.dropped += 1
                 log.debug("dropped from %s: %s: %r", flow, exc.reason, data[:200])
@@ -152,11 +154,14 @@ class SipStack:
             self.tu.on_connection_lost(flow)
         self.flush()
 
-    def _reject(self, request: Request, flow: Flow, status: int, reason: str) -> None:
+    def _reject(
+        self, request: Request, flow: Flow, status: int, reason: str,
+        headers: tuple[tuple[str, str], ...] = (),
+    ) -> None:
         self.stateless_replies += 1
         log.debug("stateless %s to %s %s: %s", status, request.method, flow, reason)
         # The parser's reasons are already safe for the wire (errors.safe_reason).
-        response = make_response(request, status, reason, to_tag=token(6))
+        response = make_response(request, status, reason, to_tag=token(6), headers=headers)
         assert self.transports is not None
         self.transports.send(bytes(response), flow)
 

@@ -56,6 +56,8 @@ class SipParseError(ValueError):
     """
 
     partial: Request | Response | None
+    # Header fields the stateless answer carries besides the copied ones (420's Unsupported).
+    headers: tuple[tuple[str, str], ...] = ()
 
     def __init__(self, reason: str, status: int = 400) -> None:
         reason = safe_reason(reason)

@@ -134,6 +134,15 @@ _HEADER_LINE = re.compile(
 _NAME_COLON = re.compile(r"([A-Za-z0-9\-.!%*_+`'~]+)[ \t]*:")
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _VERSION_SHAPE = re.compile(r"SIP/[0-9]+\.[0-9]+", re.IGNORECASE)
+# The sent-protocol of a Via with another SIP version (RFC 4475 §3.4.1 sends `SIP/7.0/UDP`).
+_OTHER_VERSION_VIA = re.compile(r"[ \t]*SIP[ \t]*/[ \t]*[0-9]+\.[0-9]+[ \t]*/", re.IGNORECASE)
+
+# Option tags this element supports (RFC 3261 §19.2), listed in `Supported` and checked against
+# a request's `Require` (§8.2.2.3). `outbound` and `path`: RFC 5626 and RFC 3327 at the
+# registrar. `timer`: Session-Expires and Min-SE cross between the legs of a call, and so do
+# the refreshes (re-INVITE, UPDATE). A REGISTER is checked again by the registrar against the
+# tags it implements itself.
+SUPPORTED_OPTION_TAGS: Final = ("outbound", "path", "timer")
 _METHODS = frozenset(
     "INVITE ACK BYE CANCEL OPTIONS REGISTER PRACK SUBSCRIBE NOTIFY PUBLISH INFO REFER MESSAGE "
     "UPDATE".split()
@@ -563,6 +572,17 @@ class Response(Message):
         return f"<Response {self.status} {self.reason}>"
 
 
+class BadExtension(SipParseError):
+    """A request that requires option tags we do not support: answer 420 with them in
+    `Unsupported` (RFC 3261 §8.2.2.3)."""
+
+    def __init__(self, request: Request, unsupported: list[str]) -> None:
+        super().__init__("Bad Extension", status=420)
+        self.unsupported = unsupported
+        self.headers = (("Unsupported", ", ".join(unsupported)),)
+        self.partial = request
+
+
 class VersionNotSupported(SipParseError):
     """A request with another SIP-Version: answer 505 (the request itself is kept)."""
 
@@ -833,15 +853,47 @@ def is_utf8(text: str) -> bool:
     return True
 
 
+def unsupported_extensions(
+    req: Request, supported: Iterable[str] = SUPPORTED_OPTION_TAGS
+) -> list[str]:
+    """The option tags of `req`'s Require that are not in `supported` (compared without case),
+    in the order the request lists them; empty for CANCEL and ACK, whose Require "MUST be
+    ignored" (RFC 3261 §8.2.2.3)."""
+    if req.method in ("CANCEL", "ACK"):
+        return []
+    values = req.headers.values("require")
+    if not values:
+        return []
+    known = {tag.lower() for tag in supported}
+    return [tag for tag in values if tag.lower() not in known]
+
+
+def check_extensions(req: Request, supported: Iterable[str] = SUPPORTED_OPTION_TAGS) -> None:
+    """Raise `BadExtension` when `req` requires an extension we do not support: "If a UAS does
+    not understand an option tag listed in a Require header field, it MUST respond by
+    generating a response with status code 420 (Bad Extension). The UAS MUST add an
+    Unsupported header field, and list in it those options it does not understand amongst
+    those in the Require header field of the request" (RFC 3261 §8.2.2.3)."""
+    unsupported = unsupported_extensions(req, supported)
+    if unsupported:
+        raise BadExtension(req, unsupported)
+
+
 def can_respond(req: Request) -> bool:
     """Whether a response can be sent back at all: it needs a parsable top Via (where to send
     it) and a CSeq (how the client matches it, RFC 3261 §17.1.3). Other missing headers are no
-    obstacle: a request without Call-ID still deserves its 400."""
+    obstacle: a request without Call-ID still deserves its 400.
+
+    A request of another SIP version (to be answered 505) usually carries that version in its
+    Via too, as RFC 4475 §3.4.1 does (`Via: SIP/7.0/UDP ...`): its sent-by is read all the same."""
     try:
         vias = req.headers.values("via")
         if not vias:
             return False
-        parse_via(vias[0])
+        top = vias[0]
+        if req.version.upper() != SIP_VERSION:
+            top = _OTHER_VERSION_VIA.sub("SIP/2.0/", top, count=1)
+        parse_via(top)
     except SipParseError:
         return False
     return req.headers.get("cseq") is not None

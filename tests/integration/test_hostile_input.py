@@ -86,3 +86,33 @@ def test_non_ascii_opaque_is_answered_and_locks_the_source_out(
     assert register(attacker, server, f"Authorization: {right}\r\n").status == 403
     assert "source 127.0.0.3 locked out" in server.log()
     assert "Traceback" not in server.log()
+
+
+def test_rfc4475_badvers_gets_505(server: RunningServer, attacker: socket.socket) -> None:
+    """RFC 4475 §3.4.1: "This request has version number 7.0. This version number must
+    not be accepted ... an element MUST respond with a 505 Version Not Supported"; the vector
+    writes SIP/7.0 in its Via too."""
+    text = request(attacker, "OPTIONS", "sip:t.watson@127.0.0.1", to="sip:t.watson@127.0.0.1",
+                   version="SIP/7.0")
+    answer = exchange(attacker, text, server.sip)
+    assert (answer.status, answer.reason) == (505, "Version Not Supported")
+
+
+@pytest.mark.parametrize("method", ["OPTIONS", "INVITE", "REGISTER"])
+def test_unknown_required_extension_gets_420(
+    server: RunningServer, attacker: socket.socket, method: str
+) -> None:
+    ruri = "sip:pbx.test" if method == "REGISTER" else "sip:1002@pbx.test"
+    text = request(attacker, method, ruri, to="sip:1002@pbx.test",
+                   extra="Require: timer, x-nonsense\r\n")
+    answer = exchange(attacker, text, server.sip)
+    assert answer.status == 420
+    assert answer.headers.get("Unsupported") == "x-nonsense"
+
+
+def test_supported_lists_our_extensions(server: RunningServer, attacker: socket.socket) -> None:
+    text = request(attacker, "OPTIONS", "sip:1002@pbx.test", to="sip:1002@pbx.test",
+                   extra="Require: timer\r\n")
+    answer = exchange(attacker, text, server.sip)
+    assert answer.status == 200
+    assert answer.headers.get("Supported") == "outbound, path, timer"

@@ -9,10 +9,14 @@ from b2bua.sip.errors import MAX_REASON_CHARS, SipParseError, safe_reason
 from b2bua.sip.framing import KEEPALIVE_PING, StreamFramer
 from b2bua.sip.message import (
     MAX_HEADER_BYTES,
+    SUPPORTED_OPTION_TAGS,
+    BadExtension,
     Request,
     Response,
     VersionNotSupported,
     can_respond,
+    check_extensions,
+    is_utf8,
     make_response,
     parse_message,
     validate_request,
@@ -191,6 +195,19 @@ def test_can_respond(data: bytes, answerable: bool) -> None:
     assert can_respond(parse_request(data)) is answerable
 
 
+def test_other_version_is_answerable_with_that_version_in_its_via() -> None:
+    """RFC 4475 §3.4.1 (badvers) writes SIP/7.0 in the Request-Line and in the Via."""
+    data = (INVITE.replace(b"SIP/2.0\r\n", b"SIP/7.0\r\n", 1)
+            .replace(b"Via: SIP/2.0/UDP", b"Via: SIP/7.0/UDP"))
+    with pytest.raises(VersionNotSupported) as info:
+        parse_message(data)
+    assert can_respond(info.value.request)
+    answer = make_response(info.value.request, 505, to_tag="t")
+    assert bytes(answer).startswith(b"SIP/2.0 505 Version Not Supported\r\n")
+    # Another version's Via is still unreadable for a SIP/2.0 request.
+    assert not can_respond(parse_request(INVITE.replace(b"Via: SIP/2.0/UDP", b"Via: SIP/7.0/UDP")))
+
+
 def test_version_not_supported_keeps_the_request() -> None:
     with pytest.raises(VersionNotSupported) as info:
         parse_message(INVITE.replace(b"SIP/2.0\r\n", b"SIP/3.0\r\n", 1))
@@ -227,6 +244,9 @@ def test_responses_that_fail_carry_nothing_to_answer() -> None:
         (b"To: <sip:2001@pbx.example.net>", b"To: <sip:>", 400, "Missing host"),
         (b"INVITE sip:2001@pbx.example.net", b"INVITE tel:+15550100", 416, "tel"),
         (b"CSeq: 1 INVITE", b"CSeq: 1 invite", 400, "CSeq method"),
+        (b"Call-ID: m-1", "Call-ID: m-é".encode(), 400, "Malformed Call-ID"),
+        (b"Call-ID: m-1", b"Call-ID: m-\xff", 400, "Malformed Call-ID"),
+        (b"Call-ID: m-1", b"Call-ID: m-\x01", 400, "Malformed Call-ID"),
     ],
 )
 def test_validate_request(old: bytes, new: bytes, status: int, fragment: str) -> None:
@@ -297,3 +317,55 @@ def test_pings_and_pongs_between_messages() -> None:
     assert framer.next_event() is None
     framer.feed(b"\n")
     assert framer.next_event() == KEEPALIVE_PING
+
+
+# -- extensions (RFC 3261 §8.2.2.3) -------------------------------------------------------------
+
+
+def _with(header: bytes, method: bytes = b"INVITE") -> Request:
+    data = INVITE.replace(b"Timestamp: 12.5\r\n", header + b"\r\n")
+    return parse_request(data.replace(b"INVITE", method))
+
+
+@pytest.mark.parametrize(
+    "headers, unsupported",
+    [
+        (b"Supported: 100rel, foo", []),  # Supported asks for nothing
+        (b"Require: timer", []),
+        (b"Require: TIMER, Path", []),  # option tags compare without case
+        (b"Require: 100rel", ["100rel"]),
+        (b"Require: timer, 100rel,  x-magic ", ["100rel", "x-magic"]),
+        (b"Require: 100rel\r\nRequire: precondition", ["100rel", "precondition"]),
+        (b"Proxy-Require: sec-agree", []),  # for proxies; a UAS ignores it
+    ],
+)
+def test_require(headers: bytes, unsupported: list[str]) -> None:
+    req = _with(headers)
+    if not unsupported:
+        check_extensions(req)
+        return
+    with pytest.raises(BadExtension) as info:
+        check_extensions(req)
+    assert info.value.status == 420 and info.value.reason == "Bad Extension"
+    assert info.value.unsupported == unsupported
+    assert info.value.headers == (("Unsupported", ", ".join(unsupported)),)
+    assert info.value.partial is req
+    answer = make_response(req, 420, to_tag="t", headers=info.value.headers)
+    assert answer.headers.get("unsupported") == ", ".join(unsupported)
+
+
+@pytest.mark.parametrize("method", [b"CANCEL", b"ACK"])
+def test_require_is_ignored_on_cancel_and_ack(method: bytes) -> None:
+    # "These header fields MUST be ignored if they are present in these requests."
+    check_extensions(_with(b"Require: 100rel", method))
+
+
+def test_supported_tags_are_what_the_require_check_accepts() -> None:
+    check_extensions(_with(b"Require: " + ", ".join(SUPPORTED_OPTION_TAGS).encode()))
+    with pytest.raises(BadExtension):
+        check_extensions(_with(b"Require: timer"), supported=("outbound", "path"))
+
+
+def test_is_utf8() -> None:
+    assert is_utf8("café") and is_utf8("")
+    assert not is_utf8(b"caf\xe9".decode("utf-8", "surrogateescape"))

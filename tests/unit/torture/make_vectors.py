@@ -369,6 +369,23 @@ INVALID: dict[str, tuple[bytes, int, str, bool]] = {
         "Version Not Supported",
         True,
     ),
+    # RFC 4475 §3.4.1 (badvers): the other version is in the Via as well; the answer still
+    # goes back to its sent-by.
+    "unsupported_version_in_via_too": (
+        msg("OPTIONS sip:2001@pbx.example.net SIP/7.0",
+            "Via: SIP/7.0/UDP 192.0.2.21:5060;branch=z9hG4bKtort1", *basics("OPTIONS", skip=("via",))),
+        505,
+        "Version Not Supported",
+        True,
+    ),
+    # RFC 3261 §8.2.2.3: an option tag we do not support in Require gets 420 + Unsupported.
+    "unknown_required_extension": (
+        msg("INVITE sip:2001@pbx.example.net SIP/2.0", *basics(),
+            "Require: timer, nonsense-extension, 100rel"),
+        420,
+        "Bad Extension",
+        True,
+    ),
     "unknown_scheme_in_request_uri": (
         msg("INVITE isbn:0-000-00000-0 SIP/2.0", *basics()),
         416,
