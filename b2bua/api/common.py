@@ -17,8 +17,8 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from b2bua.api.worker import Worker, validate
-from b2bua.config import Config
-from b2bua.settings import Account, SettingsRejected, SettingsStore, map_issues
+from b2bua.config import Config, format_path
+from b2bua.settings import Account, SettingsRejected, SettingsStore, user_scope
 
 log = logging.getLogger("b2bua.api")
 
@@ -46,8 +46,12 @@ class ApiError(Exception):
 
 
 def rejected(exc: SettingsRejected) -> ApiError:
-    first = exc.issues[0] if exc.issues else {"field": "?", "reason": "invalid"}
-    return ApiError(exc.status, "validation", f"{first['field']}: {first['reason']}", exc.issues)
+    issues = [
+        {"field": format_path(path) or "(user)", "reason": issue.reason}
+        for path, issue in exc.relative()
+    ]
+    first = issues[0] if issues else {"field": "?", "reason": "invalid"}
+    return ApiError(exc.status, "validation", f"{first['field']}: {first['reason']}", issues)
 
 
 @dataclass
@@ -142,7 +146,7 @@ class Dashboard:
             validate, raw, store.base.source, store.base_dir or Path.cwd()
         )
         if config is None:
-            raise rejected(SettingsRejected(map_issues(issues, raw, extension)))
+            raise rejected(SettingsRejected(issues, user_scope(raw, extension)))
         return config
 
     def now(self) -> float:

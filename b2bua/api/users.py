@@ -221,7 +221,7 @@ class _OneUser:
 
 
 def _devices_json(board: Dashboard, ext: str) -> list[dict[str, Any]]:
-    from b2bua.registrar.commands import device_report
+    from b2bua.registrar.report import device_report
 
     user = _user(board, ext)
     now = board.now()

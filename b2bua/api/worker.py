@@ -18,7 +18,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from b2bua.config import Config, ConfigError, config_from_dict
+from b2bua.config import Config, ConfigError, ConfigIssue, config_from_dict
 
 
 class Worker:
@@ -57,12 +57,12 @@ def _ping() -> bool:
 
 def validate(
     raw: Mapping[str, Any], file: str, base_dir: Path
-) -> tuple[Config | None, list[tuple[str, str]]]:
-    """`config_from_dict` in the worker: (config, []) or (None, [(field, reason), ...])."""
+) -> tuple[Config | None, list[ConfigIssue]]:
+    """`config_from_dict` in the worker: (config, []) or (None, issues)."""
     try:
         return config_from_dict(raw, file=file, base_dir=base_dir), []
     except ConfigError as exc:
-        return None, [(i.field, i.reason) for i in exc.issues]
+        return None, exc.issues
 
 
 def week(config: Config, extension: str, caller: str, monday: date) -> dict[str, Any]:

@@ -3,9 +3,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 __all__ = ["ConfigError", "ConfigIssue", "KeyPath", "PathPart", "format_path"]
 
@@ -15,12 +16,19 @@ KeyPath: TypeAlias = tuple[PathPart, ...]
 
 @dataclass(frozen=True, slots=True)
 class ConfigIssue:
-    """One problem (or warning) in a configuration file, at a line, about a field."""
+    """One problem (or warning) in a configuration file, at a line, about a field.
+
+    `reason` is the English text `b2bua check` prints; `code` and `params` say the same for
+    programs and for other languages (b2bua.config.messages); `path` is `field` as a key path
+    (0-based indexes, as in the file)."""
 
     file: str
     line: int
     field: str
     reason: str
+    code: str = "invalid"
+    params: Mapping[str, Any] = dataclasses.field(default_factory=dict, compare=False, hash=False)
+    path: KeyPath = ()
 
     def __str__(self) -> str:
         return f"{self.file}:{self.line}: {self.field}: {self.reason}"
@@ -37,12 +45,13 @@ class ConfigError(Exception):
         return "\n".join(str(i) for i in self.issues)
 
 
-def format_path(path: Sequence[PathPart]) -> str:
-    """`("users", 0, "schedule", "hours", 1, "start")` -> `users[0].schedule.hours[1].start`."""
+def format_path(path: Sequence[PathPart], *, first: int = 0) -> str:
+    """`("users", 0, "schedule", "hours", 1, "start")` -> `users[0].schedule.hours[1].start`;
+    with `first=1`, indexes count from 1 as people count rows (`users[1].schedule.hours[2]...`)."""
     out: list[str] = []
     for part in path:
         if isinstance(part, int):
-            out.append(f"[{part}]")
+            out.append(f"[{part + first}]")
         else:
             if out:
                 out.append(".")

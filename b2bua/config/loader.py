@@ -68,7 +68,7 @@ def _validate(
     issues: list[ConfigIssue] = []
 
     def add(path: KeyPath, reason: str) -> None:
-        issues.append(ConfigIssue(file, line_for(lines, path), format_path(path), reason))
+        issues.append(ConfigIssue(file, line_for(lines, path), format_path(path), reason, path=path))
 
     config: Config | None = None
     context = {"base_dir": base_dir if base_dir is not None else Path.cwd()}

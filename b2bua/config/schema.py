@@ -368,7 +368,9 @@ class Config(ConfigModel):
 
     def issue(self, path: Sequence[PathPart], reason: str) -> ConfigIssue:
         """A `ConfigIssue` about `path` in this configuration's file."""
-        return ConfigIssue(self._source, self.line_of(path), format_path(path), reason)
+        return ConfigIssue(
+            self._source, self.line_of(path), format_path(path), reason, path=tuple(path)
+        )
 
     def user(self, extension: str) -> User | None:
         for user in self.users:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from b2bua.config import config_from_text, load_config
+from b2bua.config import config_from_text, format_path, load_config
 from b2bua.settings import (
     MusicUpload,
     SettingsRejected,
@@ -100,7 +100,7 @@ def test_an_invalid_change_is_rejected_with_fields_relative_to_the_user(tmp_path
     raw, _ = store.user_candidate("1002", {"ring_timeout": 0, "forward": {"kind": "mobile"}})
     with pytest.raises(SettingsRejected) as info:
         store.validate(raw, "1002")
-    fields = {i["field"] for i in info.value.issues}
+    fields = {format_path(path) for path, _ in info.value.relative()}
     assert fields == {"ring_timeout", "forward.kind"}
     assert store.overrides() == {}
     conn.close()

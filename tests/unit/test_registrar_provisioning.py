@@ -15,9 +15,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from b2bua.api.provisioning import add_provisioning_routes
+from b2bua.cli.devices import cmd_devices, cmd_qr
 from b2bua.config import load_config
 from b2bua.registrar import MemoryLocationStore, Registrar, SqliteLocationStore
-from b2bua.registrar.commands import cmd_devices, cmd_qr, device_report
 from b2bua.registrar.provisioning import (
     LINPHONE_NS,
     ProvisioningError,
@@ -29,6 +29,7 @@ from b2bua.registrar.provisioning import (
     provisioning_url,
     token_hash,
 )
+from b2bua.registrar.report import device_report
 from b2bua.registrar.sqlite_store import ensure_schema
 from b2bua.sip.flow import Flow
 from b2bua.store import open_database

@@ -1,7 +1,8 @@
-"""`b2bua check`, `trace`, `week`, `ics-export` and `ics-import`.
+"""`b2bua trace`, `week`, `ics-export` and `ics-import`.
 
-Thin shells around the pure rules engine: they read files, the wall clock and the arguments,
-print, and return an exit code (0 ok, 1 error).
+Thin shells around the pure rules engine: they read the effective configuration (the file plus
+the stored settings), the wall clock and the arguments, print, and return an exit code (0 ok,
+1 error).
 """
 
 from __future__ import annotations
@@ -12,77 +13,22 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 import tomllib
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
-from b2bua.config import Config, ConfigError, ExceptionalPeriod, load_config
+from b2bua.cli.common import fail, load, plural
+from b2bua.config import ExceptionalPeriod
 from b2bua.rules.compiler import RuleTable, compile_rules, local_instant
 from b2bua.rules.model import UnknownExtension
 
-__all__ = ["cmd_check", "cmd_ics_export", "cmd_ics_import", "cmd_trace", "cmd_week"]
-
-
-def _plural(n: int, word: str, plural: str | None = None) -> str:
-    return f"{n} {word if n == 1 else (plural or word + 's')}"
-
-
-def _load(path: str, err: TextIO) -> Config | None:
-    try:
-        return load_config(path)
-    except ConfigError as exc:
-        for issue in exc.issues:
-            print(issue, file=err)
-        return None
-
-
-def _fail(command: str, message: str) -> int:
-    print(f"b2bua {command}: {message}", file=sys.stderr)
-    return 1
+__all__ = ["cmd_ics_export", "cmd_ics_import", "cmd_trace", "cmd_week"]
 
 
 def _unknown(command: str, table: RuleTable, ext: str) -> int:
     known = ", ".join(sorted(table.extensions)) or "none"
-    return _fail(command, f"unknown extension {ext!r} (known: {known})")
-
-
-def cmd_check(args: argparse.Namespace) -> int:
-    """Validate and compile; print a summary and every warning. Exit 1 on errors."""
-    from b2bua.rules.warnings import check_warnings
-
-    t0 = time.perf_counter()
-    config = _load(args.config, sys.stderr)
-    if config is None:
-        return 1
-    t1 = time.perf_counter()
-    table = compile_rules(config)
-    t2 = time.perf_counter()
-    warnings = check_warnings(config, today=datetime.now(UTC).astimezone().date())
-    s = table.stats
-    devices = sum(len(u.devices) for u in config.users)
-    print(f"{config.source}: OK")
-    print(
-        f"  {_plural(s.users, 'user')} ({_plural(devices, 'device')}), "
-        f"{_plural(s.system_extensions, 'system extension')}, "
-        f"{_plural(len(config.trunks), 'trunk')}, "
-        f"{_plural(len(config.music), 'music class', 'music classes')}, "
-        f"{_plural(len(config.announcements), 'announcement')}"
-    )
-    print(
-        f"  rules compiled: {_plural(s.office_hours, 'office-hour range')}, "
-        f"{_plural(s.exceptional_periods, 'exceptional period')}, "
-        f"{_plural(s.exceptions, 'caller-ID exception')} "
-        f"(load {1000 * (t1 - t0):.1f} ms, compile {1000 * (t2 - t1):.1f} ms)"
-    )
-    if warnings:
-        print(f"{_plural(len(warnings), 'warning')}:")
-        for w in warnings:
-            print(f"  {w}")
-    else:
-        print("no warnings")
-    return 0
+    return fail(command, f"unknown extension {ext!r} (known: {known})")
 
 
 def _parse_at(text: str | None, table: RuleTable, ext: str) -> datetime:
@@ -99,16 +45,17 @@ def _parse_at(text: str | None, table: RuleTable, ext: str) -> datetime:
 
 def cmd_trace(args: argparse.Namespace) -> int:
     """Print the routing decision for one call and why (`--json`: one JSON object)."""
-    config = _load(args.config, sys.stderr)
-    if config is None:
+    effective = load(args, "trace")
+    if effective is None:
         return 1
+    config = effective.config
     table = compile_rules(config)
     if args.to not in table:
         return _unknown("trace", table, args.to)
     try:
         when = _parse_at(args.at, table, args.to)
     except ValueError:
-        return _fail("trace", f"--at {args.at!r} is not an ISO 8601 date-time (2026-07-01T10:00)")
+        return fail("trace", f"--at {args.at!r} is not an ISO 8601 date-time (2026-07-01T10:00)")
     try:
         decision = table.decide(args.to, args.caller, when)
     except UnknownExtension:
@@ -161,9 +108,10 @@ def cmd_week(args: argparse.Namespace) -> int:
     """Print a week timeline of where calls from a caller to EXT go; optionally save a picture."""
     from b2bua.rules.week import render_svg, render_text, sample_week
 
-    config = _load(args.config, sys.stderr)
-    if config is None:
+    effective = load(args, "week")
+    if effective is None:
         return 1
+    config = effective.config
     table = compile_rules(config)
     if args.ext not in table:
         return _unknown("week", table, args.ext)
@@ -171,7 +119,7 @@ def cmd_week(args: argparse.Namespace) -> int:
         try:
             first = date.fromisoformat(args.start)
         except ValueError:
-            return _fail("week", f"--start {args.start!r} is not a date (YYYY-MM-DD)")
+            return fail("week", f"--start {args.start!r} is not a date (YYYY-MM-DD)")
     else:
         first = _this_monday(table, args.ext)
     caller = "" if args.caller == "*" else args.caller
@@ -185,9 +133,9 @@ def cmd_week(args: argparse.Namespace) -> int:
         elif suffix == ".png":
             problem = _write_png(render_svg(week), out)
             if problem is not None:
-                return _fail("week", problem)
+                return fail("week", problem)
         else:
-            return _fail("week", f"--out {args.out!r}: use a .svg or .png file name")
+            return fail("week", f"--out {args.out!r}: use a .svg or .png file name")
         print(f"saved {out}")
     return 0
 
@@ -196,17 +144,18 @@ def cmd_ics_export(args: argparse.Namespace) -> int:
     """Write EXT's exceptional periods to an .ics file."""
     from b2bua.rules.ical import export_ics
 
-    config = _load(args.config, sys.stderr)
-    if config is None:
+    effective = load(args, "ics-export")
+    if effective is None:
         return 1
+    config = effective.config
     user = config.user(args.ext)
     if user is None:
-        return _fail("ics-export", f"{args.ext!r} is not a user extension")
+        return fail("ics-export", f"{args.ext!r} is not a user extension")
     now = datetime.now(UTC)
     text = export_ics(user, domain=config.server.domain, now=now, year=args.year)
     Path(args.out).write_bytes(text.encode("utf-8"))
     count = len(user.schedule.exceptional) if user.schedule else 0
-    print(f"wrote {_plural(count, 'exceptional period')} of {user.extension} to {args.out}")
+    print(f"wrote {plural(count, 'exceptional period')} of {user.extension} to {args.out}")
     return 0
 
 
@@ -216,22 +165,23 @@ def cmd_ics_import(args: argparse.Namespace) -> int:
 
     from b2bua.rules.ical import import_ics, periods_to_toml
 
-    config = _load(args.config, sys.stderr)
-    if config is None:
+    effective = load(args, "ics-import")
+    if effective is None:
         return 1
+    config = effective.config
     user = config.user(args.ext)
     if user is None:
-        return _fail("ics-import", f"{args.ext!r} is not a user extension")
+        return fail("ics-import", f"{args.ext!r} is not a user extension")
     try:
         text = Path(args.file).read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
-        return _fail("ics-import", f"cannot read {args.file}: {exc}")
+        return fail("ics-import", f"cannot read {args.file}: {exc}")
     destination: dict[str, Any]
     if args.destination:
         try:
             destination = tomllib.loads(f"d = {args.destination}")["d"]
         except tomllib.TOMLDecodeError as exc:
-            return _fail("ics-import", f"--destination is not a TOML inline table: {exc}")
+            return fail("ics-import", f"--destination is not a TOML inline table: {exc}")
     elif user.schedule is not None:
         destination = user.schedule.closed.to_config_dict()
     else:
@@ -243,10 +193,10 @@ def cmd_ics_import(args: argparse.Namespace) -> int:
         try:
             ExceptionalPeriod.model_validate(period)
         except ValidationError as exc:
-            return _fail("ics-import", f"{period['name']!r}: {exc.errors()[0]['msg']}")
+            return fail("ics-import", f"{period['name']!r}: {exc.errors()[0]['msg']}")
     if not result.periods:
-        return _fail("ics-import", f"no usable event in {args.file}")
-    print(f"# {_plural(len(result.periods), 'exceptional period')} from {args.file}")
+        return fail("ics-import", f"no usable event in {args.file}")
+    print(f"# {plural(len(result.periods), 'exceptional period')} from {args.file}")
     print(
         f"# Add under the [[users]] table of extension {user.extension} "
         f"(after its [users.schedule]); times are {user.tz}."

@@ -1,7 +1,9 @@
-"""The `b2bua` command line: run, check, trace, week, devices, qr, calls.
+"""The `b2bua` command line: run, check, trace, week, devices, qr, calls, export, import...
 
-Each subcommand lives in the module of its layer; this file only declares the arguments and
-dispatches, importing lazily so that `b2bua check` does not pay for the SIP stack.
+This module declares the arguments and dispatches, importing lazily so that `b2bua check` does
+not pay for the SIP stack. Every command but `run` lives in this package and reads the effective
+configuration through `b2bua.cli.common.load` (the file plus the stored settings); `run` lives
+with the server it starts, which installs the same effective configuration.
 """
 
 from __future__ import annotations
@@ -16,16 +18,16 @@ DEFAULT_CONFIG = "conf/default.toml"
 # subcommand -> "module:function"; the function takes the parsed arguments and returns an exit code.
 _HANDLERS: dict[str, str] = {
     "run": "b2bua.server:cmd_run",
-    "check": "b2bua.rules.commands:cmd_check",
-    "trace": "b2bua.rules.commands:cmd_trace",
-    "week": "b2bua.rules.commands:cmd_week",
-    "ics-export": "b2bua.rules.commands:cmd_ics_export",
-    "ics-import": "b2bua.rules.commands:cmd_ics_import",
-    "devices": "b2bua.registrar.commands:cmd_devices",
-    "qr": "b2bua.registrar.commands:cmd_qr",
-    "calls": "b2bua.calls.commands:cmd_calls",
-    "export": "b2bua.settings:cmd_export",
-    "import": "b2bua.settings:cmd_import",
+    "check": "b2bua.cli.check:cmd_check",
+    "trace": "b2bua.cli.rules:cmd_trace",
+    "week": "b2bua.cli.rules:cmd_week",
+    "ics-export": "b2bua.cli.rules:cmd_ics_export",
+    "ics-import": "b2bua.cli.rules:cmd_ics_import",
+    "devices": "b2bua.cli.devices:cmd_devices",
+    "qr": "b2bua.cli.devices:cmd_qr",
+    "calls": "b2bua.cli.calls:cmd_calls",
+    "export": "b2bua.cli.settings:cmd_export",
+    "import": "b2bua.cli.settings:cmd_import",
 }
 
 

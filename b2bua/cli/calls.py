@@ -5,20 +5,18 @@ from __future__ import annotations
 import argparse
 import json
 import sqlite3
-import sys
 from datetime import datetime
 from pathlib import Path
 
 from b2bua.calls.records import CallRecorder
-from b2bua.config import ConfigError, load_config
+from b2bua.cli.common import load
 
 
 def cmd_calls(args: argparse.Namespace) -> int:
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        print(str(exc), file=sys.stderr)
+    effective = load(args, "calls")
+    if effective is None:
         return 1
+    config = effective.config
     path = Path(config.server.data_dir) / "b2bua.sqlite"
     if not path.exists():
         records = []
