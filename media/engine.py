@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import random
 import socket
 from collections import deque
@@ -42,6 +43,7 @@ from media.relay import (
     SessionCore,
 )
 from media.rtp import DtmfEvent
+from media.srtp import KeySource, MediaEncryption
 
 __all__ = ["MediaEngine", "MediaSession", "Recording", "RecordingResult"]
 
@@ -214,6 +216,7 @@ class MediaSession:
         pairs: dict[LegName, _PortPair],
         on_dtmf: DtmfCallback | None,
         on_timeout: TimeoutCallback | None,
+        encryption: Mapping[LegName, MediaEncryption] | None = None,
     ) -> None:
         self.engine = engine
         self.call_id = call_id
@@ -229,6 +232,8 @@ class MediaSession:
             engine._rng,
             rtp_timeout=engine.rtp_timeout,
             relatch_after=engine.relatch_after,
+            encryption=encryption,
+            key_source=engine.key_source,
         )
         self._pairs = pairs
         self._rtp: dict[LegName, socket.socket] = {leg: pairs[leg].rtp for leg in LEGS}
@@ -277,6 +282,18 @@ class MediaSession:
         """An offer from us to `leg`; its answer goes to `answer(leg, sdp)`."""
         self._check_open()
         return self.core.local_offer(leg, self._clock())
+
+    def set_encryption(self, leg: LegName, mode: MediaEncryption) -> None:
+        """The `media_encryption` ("sdes", "optional", "none") of `leg` for the SDP exchanged
+        from now on (default "optional": an SRTP offer is answered with SRTP, our offers are
+        plain). An offer or answer the mode refuses raises MediaError with status 488."""
+        self._check_open()
+        self.core.set_encryption(leg, mode)
+
+    def srtp(self, leg: LegName) -> str | None:
+        """The SRTP suite `leg` speaks, None when its media is plain RTP."""
+        context = self.core.legs[leg].srtp
+        return context.suite if context is not None else None
 
     def held(self, leg: LegName) -> bool:
         """True while `leg`'s last offer holds the call."""
@@ -473,9 +490,11 @@ class MediaSession:
                 log.exception("media callback failed for call %s", self.call_id[:64])
 
     def stats(self) -> dict[str, dict[str, int]]:
-        """Packet counters per leg: received from it, sent to it, dropped from it."""
+        """Packet counters per leg: received from it, sent to it, dropped from it (of which
+        `srtp_errors` did not authenticate)."""
         return {
-            leg: {"rx": s.rx_packets, "tx": s.tx_packets, "dropped": s.dropped}
+            leg: {"rx": s.rx_packets, "tx": s.tx_packets, "dropped": s.dropped,
+                  "srtp_errors": s.srtp_errors}
             for leg, s in self.core.legs.items()
         }
 
@@ -533,8 +552,10 @@ class MediaEngine:
         pacing_slack: float = 0.0,
         warm_pairs: int | None = None,
         quarantine: float = 1.0,
+        key_source: KeySource = os.urandom,
     ) -> None:
         self.local_ip = local_ip
+        self.key_source = key_source
         self.bind_ip = bind_ip or local_ip
         self.rtp_timeout = rtp_timeout
         self.library = library
@@ -593,10 +614,14 @@ class MediaEngine:
         *,
         on_dtmf: DtmfCallback | None = None,
         on_timeout: TimeoutCallback | None = None,
+        encryption: Mapping[LegName, MediaEncryption] | None = None,
     ) -> MediaSession:
         """A new session with one RTP/RTCP port pair per leg; MediaError if the pool is empty
-        or `call_id` already has a session."""
-        return self.open_session(call_id, on_dtmf=on_dtmf, on_timeout=on_timeout)
+        or `call_id` already has a session. `encryption` gives legs a `media_encryption`
+        other than "optional"."""
+        return self.open_session(
+            call_id, on_dtmf=on_dtmf, on_timeout=on_timeout, encryption=encryption
+        )
 
     def open_session(
         self,
@@ -604,6 +629,7 @@ class MediaEngine:
         *,
         on_dtmf: DtmfCallback | None = None,
         on_timeout: TimeoutCallback | None = None,
+        encryption: Mapping[LegName, MediaEncryption] | None = None,
     ) -> MediaSession:
         """`create_session` without the coroutine: the session is ready on return."""
         if not self.started:
@@ -623,7 +649,7 @@ class MediaEngine:
             for pair in pairs.values():
                 self._give_back(pair, now)
             raise
-        session = MediaSession(self, call_id, pairs, on_dtmf, on_timeout)
+        session = MediaSession(self, call_id, pairs, on_dtmf, on_timeout, encryption)
         self._sessions[call_id] = session
         if self._next_tick == float("inf"):
             self._next_tick = self._clock() + self.tick_interval
@@ -708,6 +734,8 @@ class MediaEngine:
                 dest = state.latched or state.sdp_address
                 if dest is not None:
                     sendto = session._rtp[state.name].sendto
+                    if state.srtp is not None:  # an SRTP leg hears the player encrypted too
+                        datagrams = [state.srtp.protect(d) for d in datagrams]
                     for data in datagrams:
                         try:
                             sendto(data, dest)

@@ -17,14 +17,21 @@ is latched instead (a phone whose NAT binding changed).
 
 A leg that is being played to (hold music, announcement) gets frames from a `Player` on the same
 `OutgoingStream`, and what the other leg sends to it is dropped meanwhile.
+
+SRTP (media.srtp): each leg has a `media_encryption` ("sdes", "optional", "none"). The SDP of an
+SRTP leg carries RTP/SAVP and our a=crypto key for that leg; the SDP of a plain leg RTP/AVP and
+no a=crypto, whatever the other leg uses. An SRTP leg's packets are authenticated and decrypted
+on arrival, before latching, DTMF and recording see them, and encrypted after the header rewrite
+on the way out (relayed or played), so the rest of this module only ever sees plain RTP.
 """
 
 from __future__ import annotations
 
+import os
 import random
 import struct
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -37,13 +44,28 @@ from media.rtp import DtmfDetector, DtmfEvent, RtpError, RtpPacket
 from media.sdp import (
     AudioSdp,
     CodecInfo,
+    Crypto,
     SdpError,
     SessionDescription,
     codecs,
     direction,
     first_audio,
     is_hold,
+    is_secure_proto,
     rewrite_connection,
+    secure_audio_lines,
+)
+from media.srtp import (
+    DEFAULT_SUITE,
+    MEDIA_ENCRYPTIONS,
+    KeySource,
+    MediaEncryption,
+    SrtpContext,
+    SrtpError,
+    check_answer,
+    choose_crypto,
+    local_crypto,
+    new_key,
 )
 
 __all__ = [
@@ -221,6 +243,12 @@ class LegState:
     rx_packets: int = 0
     tx_packets: int = 0
     dropped: int = 0
+    encryption: MediaEncryption = "optional"
+    srtp: SrtpContext | None = None  # this leg speaks SRTP with these keys
+    offer_crypto: Crypto | None = None  # the a=crypto we took from its last offer
+    sent_crypto: Crypto | None = None  # the a=crypto of our last offer to it
+    local_keys: dict[str, bytes] = field(default_factory=dict)  # our master key per suite
+    srtp_errors: int = 0  # packets from it that did not authenticate
 
     @property
     def destination(self) -> Address | None:
@@ -249,8 +277,11 @@ class SessionCore:
         *,
         rtp_timeout: float = 60.0,
         relatch_after: float = 2.0,
+        encryption: Mapping[LegName, MediaEncryption] | None = None,
+        key_source: KeySource = os.urandom,
     ) -> None:
         self.call_id = call_id
+        self.key_source = key_source
         self.local_ip = local_ip
         self.rtp_timeout = rtp_timeout
         self.relatch_after = relatch_after
@@ -261,6 +292,8 @@ class SessionCore:
                 name, ports[name], out, origin_id=str(rng.randrange(10**9, 10**10))
             )
         self.peer: dict[LegName, LegState] = {"a": self.legs["b"], "b": self.legs["a"]}
+        for name, mode in (encryption or {}).items():
+            self.set_encryption(name, mode)
         self.events: list[DtmfReceived | RtpTimedOut] = []
         self.established = False  # an offer/answer exchange has completed
         self._offer_from: LegName | None = None
@@ -268,10 +301,16 @@ class SessionCore:
 
     # ---- SDP --------------------------------------------------------------------------------
 
+    def set_encryption(self, leg: LegName, mode: MediaEncryption) -> None:
+        """The `media_encryption` of `leg` for the SDP exchanged from now on."""
+        if mode not in MEDIA_ENCRYPTIONS:
+            raise MediaError(f"media_encryption must be one of {', '.join(MEDIA_ENCRYPTIONS)}")
+        self.legs[leg].encryption = mode
+
     def offer(self, from_leg: LegName, sdp: bytes, now: float) -> bytes:
         parsed = self._take(from_leg, sdp, now)
         self._offer_from, self._offer_local = from_leg, False
-        return self._forward(self.peer[from_leg], parsed)
+        return self._forward(self.peer[from_leg], parsed, self._offer_crypto(self.peer[from_leg]))
 
     def answer(self, from_leg: LegName, sdp: bytes, now: float) -> bytes | None:
         parsed = self._take(from_leg, sdp, now, is_answer=True)
@@ -279,7 +318,8 @@ class SessionCore:
         self._settle(now, self.legs[from_leg].remote_codecs)
         if local:
             return None
-        return self._forward(self.peer[from_leg], parsed)
+        to = self.peer[from_leg]
+        return self._forward(to, parsed, self._answer_crypto(to))
 
     def local_answer(self, leg: LegName, sdp: bytes, now: float) -> bytes:
         """Answer an offer from `leg` ourselves (announcement, voicemail, bounce)."""
@@ -295,7 +335,8 @@ class SessionCore:
         dir_ = direction(parsed, ai) if ai is not None else "sendrecv"
         answer_dir = {"sendonly": "recvonly", "recvonly": "sendonly"}.get(dir_, dir_)
         state = self.legs[leg]
-        body = _build_sdp(self.local_ip, state.rtp_port, chosen, answer_dir, parsed, ai)
+        body = _build_sdp(self.local_ip, state.rtp_port, chosen, answer_dir, parsed, ai,
+                          self._answer_crypto(state))
         self._offer_from, self._offer_local = leg, False
         answer = SessionDescription.parse(body)
         self._settle(now, codecs(answer, 0))
@@ -311,7 +352,9 @@ class SessionCore:
             chosen = [CodecInfo(CODECS[name].payload_type, name, 8000), te]
         else:
             chosen = [CodecInfo(0, "PCMU", 8000), CodecInfo(8, "PCMA", 8000), te]
-        body = _build_sdp(self.local_ip, self.legs[leg].rtp_port, chosen, "sendrecv", None, None)
+        state = self.legs[leg]
+        body = _build_sdp(self.local_ip, state.rtp_port, chosen, "sendrecv", None, None,
+                          self._offer_crypto(state))
         self._offer_from, self._offer_local = _other(leg), True
         return self._stamp(self.legs[leg], SessionDescription.parse(body))
 
@@ -329,6 +372,7 @@ class SessionCore:
         taken: AudioSdp | SessionDescription
         if quick is not None:  # the usual body, in one pass
             taken = quick
+            self._keying(leg, quick.media.proto, quick.crypto, is_answer)
             host = quick.connection.host
             held = quick.is_hold
             if host not in ("0.0.0.0", "::"):
@@ -344,6 +388,12 @@ class SessionCore:
                 raise MediaError(f"malformed SDP from leg {leg_name}: {e.reason}") from e
             held = is_hold(taken)
             ai = first_audio(taken)
+            if ai is not None:
+                section = taken.media[ai]
+                self._keying(leg, section.media.proto, list(section.attributes("crypto")),
+                             is_answer)
+            else:
+                self._keying(leg, "RTP/AVP", [], is_answer)
             if ai is not None:
                 conn = taken.connection_for(ai)
                 port = taken.media[ai].media.port
@@ -386,14 +436,92 @@ class SessionCore:
             if pick is not None:
                 leg.playback = (pick.name, pick.payload_type)
 
-    def _forward(self, to: LegState, sdp: AudioSdp | SessionDescription) -> bytes:
-        """`sdp` rewritten for leg `to`: our address and `to`'s port, ICE removed."""
+    def _keying(
+        self, leg: LegState, proto: str, crypto: list[str], is_answer: bool
+    ) -> None:
+        """The SRTP state of `leg` after an offer or answer from it whose audio section has
+        `proto` and a=crypto values `crypto`; MediaError (status 488) when it is refused.
+        Nothing of the leg changes when it is refused."""
+        secure = is_secure_proto(proto)
+        if is_answer:
+            sent = leg.sent_crypto
+            if sent is None:
+                if secure:
+                    raise MediaError("SRTP answer in SDP to a plain RTP offer", status=488)
+                leg.srtp = None
+            elif not secure:
+                if leg.encryption == "sdes":
+                    raise MediaError(
+                        "plain RTP answer in SDP refused: media_encryption is sdes", status=488
+                    )
+                leg.srtp = None  # it declined SRTP: plain RTP it is
+            else:
+                self._use_keys(leg, sent.suite, check_answer(crypto, sent))
+            leg.sent_crypto = None
+            return
+        if not secure:
+            if leg.encryption == "sdes":
+                raise MediaError(
+                    "plain RTP offer in SDP refused: media_encryption is sdes", status=488
+                )
+            leg.offer_crypto = None
+            leg.srtp = None
+            return
+        if leg.encryption == "none":
+            raise MediaError("SRTP offer in SDP refused: media_encryption is none", status=488)
+        chosen = choose_crypto(crypto)
+        leg.offer_crypto = chosen
+        self._use_keys(leg, chosen.suite, chosen)
+
+    def _use_keys(self, leg: LegState, suite: str, remote: Crypto) -> None:
+        local = self._local_key(leg, suite)
+        remote_key = remote.keys[0].key_salt
+        if leg.srtp is None or not leg.srtp.same_keys(suite, local, remote_key):
+            leg.srtp = SrtpContext(suite, local, remote_key)
+
+    def _local_key(self, leg: LegState, suite: str) -> bytes:
+        key = leg.local_keys.get(suite)
+        if key is None:
+            key = leg.local_keys[suite] = new_key(suite, self.key_source)
+        return key
+
+    def _offer_crypto(self, to: LegState) -> Crypto | None:
+        """The a=crypto of an offer from us to leg `to` (None: a plain offer). SRTP when the leg
+        demands it, or when it already speaks SRTP (a re-INVITE keeps what was negotiated)."""
+        if to.encryption == "sdes" or (to.encryption == "optional" and to.srtp is not None):
+            suite = to.srtp.suite if to.srtp is not None else DEFAULT_SUITE
+            to.sent_crypto = local_crypto(1, suite, self._local_key(to, suite))
+        else:
+            to.sent_crypto = None
+        return to.sent_crypto
+
+    def _answer_crypto(self, to: LegState) -> Crypto | None:
+        """The a=crypto of our answer to leg `to`'s offer: its chosen tag and suite with our
+        key (RFC 4568 §7.1.1), None when its offer was plain."""
+        offered = to.offer_crypto
+        if offered is None:
+            return None
+        return local_crypto(offered.tag, offered.suite, self._local_key(to, offered.suite))
+
+    def _forward(
+        self, to: LegState, sdp: AudioSdp | SessionDescription, crypto: Crypto | None
+    ) -> bytes:
+        """`sdp` rewritten for leg `to`: our address and `to`'s port, ICE removed, RTP/SAVP
+        with `crypto` or plain RTP/AVP."""
         if isinstance(sdp, AudioSdp):
             lines = sdp.rewritten(self.local_ip, to.rtp_port)
+            if crypto is not None or sdp.crypto or is_secure_proto(sdp.media.proto):
+                lines = secure_audio_lines(lines, sdp.media_index, crypto)
             return self._stamp_lines(to, lines, sdp.media_index, sdp.eol, sdp.trailer)
         ai = first_audio(sdp)
         ports = {ai: to.rtp_port} if ai is not None else {}
-        return self._stamp(to, rewrite_connection(sdp, self.local_ip, ports))
+        rewritten = rewrite_connection(sdp, self.local_ip, ports)
+        lines = list(rewritten.lines())
+        if ai is not None:
+            index = len(rewritten.session) + sum(1 + len(s.lines) for s in rewritten.media[:ai])
+            lines = secure_audio_lines(lines, index, crypto)
+        return self._stamp_lines(to, lines, len(rewritten.session), rewritten.eol,
+                                 rewritten.trailer)
 
     def _stamp(self, to: LegState, sdp: SessionDescription) -> bytes:
         return self._stamp_lines(to, list(sdp.lines()), len(sdp.session), sdp.eol, sdp.trailer)
@@ -429,6 +557,14 @@ class SessionCore:
         if len(data) < 12 or data[0] & 0xC0 != 0x80:
             leg.dropped += 1
             return None
+        if leg.srtp is not None:
+            # Authenticated before anything else: a forged packet must not move the latch.
+            try:
+                data = leg.srtp.unprotect(data)
+            except SrtpError:
+                leg.srtp_errors += 1
+                leg.dropped += 1
+                return None
         if source != leg.latched:
             if leg.latched is not None and now - leg.last_rx < self.relatch_after:
                 leg.dropped += 1
@@ -449,6 +585,8 @@ class SessionCore:
         out = other.out.relay(data, now)
         if out is None:
             return None
+        if other.srtp is not None:
+            out = other.srtp.protect(out)
         other.tx_packets += 1
         return out, dest
 
@@ -458,6 +596,12 @@ class SessionCore:
         """A datagram on `leg`'s RTCP port: relayed unchanged to the other leg's RTCP address."""
         if len(data) < 8 or data[0] >> 6 != 2:
             return None
+        if leg.srtp is not None:
+            try:
+                data = leg.srtp.unprotect_rtcp(data)
+            except SrtpError:
+                leg.srtp_errors += 1
+                return None
         if source != leg.latched_rtcp:
             if leg.latched_rtcp is not None and now - leg.last_rx < self.relatch_after:
                 return None
@@ -466,7 +610,11 @@ class SessionCore:
         if other.player is not None:
             return None
         dest = other.rtcp_destination
-        return (data, dest) if dest is not None else None
+        if dest is None:
+            return None
+        if other.srtp is not None:
+            data = other.srtp.protect_rtcp(data)
+        return data, dest
 
     def _dtmf(self, leg: LegState, data: bytes) -> None:
         try:
@@ -539,9 +687,10 @@ def _build_sdp(
     dir_: str,
     offer: SessionDescription | None,
     audio_index: int | None,
+    crypto: Crypto | None = None,
 ) -> str:
-    """A plain audio SDP from us; as an answer it mirrors the offer's m= lines, the others
-    rejected with port 0 (RFC 3264 §6)."""
+    """An audio SDP from us (RTP/SAVP with `crypto`, else RTP/AVP); as an answer it mirrors the
+    offer's m= lines, the others rejected with port 0 (RFC 3264 §6)."""
     addr_type = "IP6" if ":" in ip else "IP4"
     lines = ["v=0", f"o=- 0 0 IN {addr_type} {ip}", "s=-", f"c=IN {addr_type} {ip}", "t=0 0"]
     media = [s.media for s in offer.media] if offer is not None else [None]
@@ -552,13 +701,16 @@ def _build_sdp(
             assert m is not None
             lines.append(f"m={m.media} 0 {m.proto} {' '.join(m.formats)}")
             continue
-        lines.append(f"m=audio {port} RTP/AVP {' '.join(str(c.payload_type) for c in chosen)}")
+        proto = "RTP/SAVP" if crypto is not None else "RTP/AVP"
+        lines.append(f"m=audio {port} {proto} {' '.join(str(c.payload_type) for c in chosen)}")
         for c in chosen:
             lines.append(f"a=rtpmap:{c.payload_type} {c.encoding}/{c.clock_rate}")
             if c.fmtp:
                 lines.append(f"a=fmtp:{c.payload_type} {c.fmtp}")
         lines.append(f"a=ptime:{FRAME_BYTES * 1000 // SAMPLE_RATE}")
         lines.append(f"a={dir_}")
+        if crypto is not None:
+            lines.append(crypto.format())
     return "\r\n".join(lines) + "\r\n"
 
 

@@ -15,6 +15,8 @@ UTF-8 survive unchanged (surrogateescape).
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -25,8 +27,10 @@ __all__ = [
     "AudioSdp",
     "CodecInfo",
     "Connection",
+    "Crypto",
     "Direction",
     "Fmtp",
+    "KeyParams",
     "Line",
     "Media",
     "MediaSection",
@@ -36,9 +40,12 @@ __all__ = [
     "SdpItem",
     "SessionDescription",
     "codecs",
+    "crypto_lines",
     "direction",
     "is_hold",
+    "is_secure_proto",
     "rewrite_connection",
+    "secure_audio_lines",
 ]
 
 DirectionValue = Literal["sendrecv", "sendonly", "recvonly", "inactive"]
@@ -241,6 +248,120 @@ class Direction(_Typed):
 
 
 SdpItem = Line | Origin | Connection | RtpMap | Fmtp | Direction
+
+
+# RFC 4568 §6.3.1: the session parameters this model knows. Only WSH (a window-size hint) can be
+# honoured by ignoring it; a line with any other session parameter is not usable by us.
+IGNORABLE_SESSION_PARAMS = ("WSH=",)
+
+
+@dataclass(frozen=True, slots=True)
+class KeyParams:
+    """One `inline:<key||salt>[|<lifetime>][|<MKI>:<length>]` of an a=crypto line."""
+
+    key_salt: bytes
+    lifetime: str | None = None
+    mki: str | None = None
+
+    def format(self) -> str:
+        text = "inline:" + base64.b64encode(self.key_salt).decode("ascii")
+        if self.lifetime is not None:
+            text += f"|{self.lifetime}"
+        if self.mki is not None:
+            text += f"|{self.mki}"
+        return text
+
+    @classmethod
+    def parse(cls, text: str) -> KeyParams:
+        method, sep, info = text.partition(":")
+        if not sep or method != "inline":
+            # RFC 4568 §6.1: "inline" is the only key method defined.
+            raise SdpError(f"a=crypto key method {method[:20]!r} is not inline")
+        key_text, *rest = info.split("|")
+        if len(rest) > 2:
+            raise SdpError("a=crypto key has more than a lifetime and an MKI")
+        try:
+            key_salt = base64.b64decode(key_text, validate=True)
+        except (binascii.Error, ValueError) as e:
+            raise SdpError(f"a=crypto key is not base64: {key_text[:40]!r}") from e
+        lifetime = mki = None
+        for part in rest:
+            if ":" in part:
+                mki = part
+            else:
+                lifetime = part
+        return cls(key_salt, lifetime, mki)
+
+
+@dataclass(frozen=True, slots=True)
+class Crypto:
+    """a=crypto:<tag> <crypto-suite> <key-params> [<session-param>] ... (RFC 4568 §9.1)."""
+
+    tag: int
+    suite: str
+    keys: tuple[KeyParams, ...]
+    session_params: tuple[str, ...] = ()
+
+    def format(self) -> str:
+        keys = ";".join(k.format() for k in self.keys)
+        params = "".join(f" {p}" for p in self.session_params)
+        return f"a=crypto:{self.tag} {self.suite} {keys}{params}"
+
+    @classmethod
+    def parse(cls, value: str) -> Crypto:
+        """The value after `a=crypto:`; SdpError if it is malformed."""
+        parts = value.split()
+        if len(parts) < 3:
+            raise SdpError(f"malformed a=crypto (needs tag, suite, key): {value[:80]!r}")
+        tag_text, suite, key_text, *params = parts
+        # tag = 1*9DIGIT
+        if not (tag_text.isascii() and tag_text.isdigit() and len(tag_text) <= 9):
+            raise SdpError(f"malformed a=crypto tag {tag_text[:20]!r}")
+        keys = tuple(KeyParams.parse(k) for k in key_text.split(";"))
+        return cls(int(tag_text), suite, keys, tuple(params))
+
+    @property
+    def usable_params(self) -> bool:
+        """Every session parameter is one we can honour (RFC 4568 §6.3: a line with an
+        unknown or unsupported parameter is not acceptable)."""
+        return all(p.startswith(IGNORABLE_SESSION_PARAMS) for p in self.session_params)
+
+
+def is_secure_proto(proto: str) -> bool:
+    """RTP/SAVP, RTP/SAVPF (and the DTLS forms): the m= line asks for SRTP."""
+    return "SAVP" in proto.upper()
+
+
+def crypto_lines(values: Iterable[str]) -> list[Crypto | SdpError]:
+    """The a=crypto values of a media section, parsed in order; a malformed one is its error
+    (the offerer may list a line we cannot read before one we can)."""
+    out: list[Crypto | SdpError] = []
+    for value in values:
+        try:
+            out.append(Crypto.parse(value))
+        except SdpError as e:
+            out.append(e)
+    return out
+
+
+def secure_audio_lines(lines: list[str], media_index: int, crypto: Crypto | None) -> list[str]:
+    """`lines` with the m= line at `media_index` made SRTP (RTP/SAVP, `crypto` as its only
+    a=crypto line) or, with `crypto` None, plain RTP (RTP/AVP, no a=crypto). Other sections
+    are left alone."""
+    end = next(
+        (i for i in range(media_index + 1, len(lines)) if lines[i].startswith("m=")), len(lines)
+    )
+    m = lines[media_index].split(" ", 3)
+    if len(m) >= 3:
+        proto = m[2]
+        if crypto is not None and proto in ("RTP/AVP", "RTP/AVPF"):
+            m[2] = proto.replace("RTP/AVP", "RTP/SAVP")
+        elif crypto is None and proto in ("RTP/SAVP", "RTP/SAVPF"):
+            m[2] = proto.replace("RTP/SAVP", "RTP/AVP")
+    section = [x for x in lines[media_index + 1 : end] if not x.startswith("a=crypto:")]
+    if crypto is not None:
+        section.append(crypto.format())
+    return [*lines[:media_index], " ".join(m), *section, *lines[end:]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -570,6 +691,7 @@ class AudioSdp:
     direction: DirectionValue
     codecs: list[CodecInfo]
     rtcp: list[str]  # the values of the section's a=rtcp lines
+    crypto: list[str] = field(default_factory=list)  # the values of its a=crypto lines
 
     @classmethod
     def scan(cls, data: bytes) -> AudioSdp | None:
@@ -592,6 +714,7 @@ class AudioSdp:
         maps: dict[int, RtpMap] = {}
         fmtps: dict[str, str] = {}
         rtcp: list[str] = []
+        crypto: list[str] = []
         media: Media | None = None
         for i, line in enumerate(lines):
             kind = line[:1]
@@ -612,6 +735,8 @@ class AudioSdp:
                                 fmtps[f.format_] = f.parameters
                         elif name == "rtcp" and media is not None:
                             rtcp.append(rest)
+                        elif name == "crypto" and media is not None:
+                            crypto.append(rest)
                     elif name in DIRECTIONS:
                         if media is None:
                             session_dir = session_dir or name
@@ -650,7 +775,8 @@ class AudioSdp:
                 name, rate, channels = STATIC_PAYLOAD_TYPES[pt]
                 found.append(CodecInfo(pt, name, rate, channels, fmtps.get(fmt)))
         return cls(lines, eol, text[len(body) :], media_index, media, conn,
-                   media_dir or session_dir or "sendrecv", found, rtcp)  # type: ignore[arg-type]
+                   media_dir or session_dir or "sendrecv", found, rtcp,  # type: ignore[arg-type]
+                   crypto)
 
     @property
     def is_hold(self) -> bool:

@@ -49,8 +49,10 @@ def phone_sdp(
     direction: str = "sendrecv",
     version: int = 1,
     connection: str | None = None,
+    proto: str = "RTP/AVP",
+    crypto: tuple[str, ...] = (),
 ) -> bytes:
-    """The SDP a simple phone would send."""
+    """The SDP a simple phone would send; `crypto` are a=crypto values (with RTP/SAVP)."""
     names = {0: "PCMU/8000", 8: "PCMA/8000", 9: "G722/8000", 101: "telephone-event/8000"}
     lines = [
         "v=0",
@@ -58,12 +60,13 @@ def phone_sdp(
         "s=call",
         f"c=IN IP4 {connection or ip}",
         "t=0 0",
-        f"m=audio {port} RTP/AVP {' '.join(map(str, payload_types))}",
+        f"m=audio {port} {proto} {' '.join(map(str, payload_types))}",
     ]
     lines += [f"a=rtpmap:{pt} {names[pt]}" for pt in payload_types if pt in names]
     if 101 in payload_types:
         lines.append("a=fmtp:101 0-16")
     lines += ["a=ptime:20", f"a={direction}"]
+    lines += [f"a=crypto:{value}" for value in crypto]
     return ("\r\n".join(lines) + "\r\n").encode()
 
 
