@@ -85,6 +85,16 @@ def cross_check(raw: Mapping[str, Any], lines: Mapping[KeyPath, int]) -> list[tu
         if isinstance(algos, list) and len(set(map(str, algos))) != len(algos):
             out.append((("server", "auth_algorithms"), "an algorithm is listed twice"))
 
+    # Trunks: credentials come in pairs, and registering needs them.
+    for i, t in _tables(raw, "trunks"):
+        has_user, has_password = "username" in t, "password" in t
+        if has_user != has_password:
+            missing = "password" if has_user else "username"
+            out.append((("trunks", i, missing), "required with "
+                        + ("username" if has_user else "password")))
+        elif t.get("register") is True and not has_user:
+            out.append((("trunks", i, "username"), "required when register = true"))
+
     # Registrar timers.
     reg = raw.get("registrar")
     if isinstance(reg, dict):

@@ -3,12 +3,14 @@ models with unknown keys refused, and `Config`, the whole validated file."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
+    BeforeValidator,
     Field,
     PrivateAttr,
     StrictBool,
@@ -133,6 +135,10 @@ def _voicemail() -> VoicemailDestination:
 # Sections
 
 
+def _empty_is_none(value: Any) -> Any:
+    return None if value == "" else value
+
+
 class Server(ConfigModel):
     domain: NonEmptyStr
     listen: Annotated[tuple[ListenField, ...], Field(min_length=1)] = (
@@ -148,6 +154,8 @@ class Server(ConfigModel):
     )
     tls_cert: ConfigPath | None = None
     tls_key: ConfigPath | None = None
+    # Verifies the TLS peers we connect to (gateways, trunks); "" or absent: the system store.
+    tls_ca: Annotated[ConfigPath | None, BeforeValidator(_empty_is_none)] = None
     language: Literal["fr", "en"] = "fr"
     # Worker processes sharing the SIP addresses, one event loop each (docs/workers.md).
     workers: Annotated[StrictInt, Field(ge=1, le=16)] = 1
@@ -257,11 +265,38 @@ class Push(ConfigModel):
     fcm: PushFcm | None = None
 
 
+Transport = Literal["udp", "tcp", "tls"]
+MediaEncryption = Literal["sdes", "optional", "none"]
+
+
+def _dial_prefix(value: str) -> str:
+    if not re.fullmatch(r"\+?[0-9*#]*", value):
+        raise ValueError(f"{value!r} is not a dialling prefix (digits, * and #, a leading +)")
+    return value
+
+
+DialPrefix = Annotated[StrictStr, AfterValidator(_dial_prefix)]
+
+
 class Trunk(ConfigModel):
     name: NonEmptyStr
     address: HostPortField
     inbound_from: tuple[Network, ...] = ()
     did: dict[DialledNumber, Extension] = Field(default_factory=dict)
+    # Carriers and gateways (docs/trunks.md).
+    transport: Transport = "udp"
+    username: NonEmptyStr | None = None  # digest credentials: REGISTER and 401/407
+    password: StrictStr | None = None
+    # `register` in the file; the attribute has another name because pydantic models have a
+    # class method of that name.
+    register_: StrictBool = Field(default=False, alias="register")
+    register_expires: Annotated[StrictInt, Field(ge=10, le=86400)] = 600
+    lines: Annotated[StrictInt, Field(ge=0, le=100000)] = 0  # 0 = unlimited
+    caller_id: PhoneNumber | None = None
+    prefixes: tuple[DialPrefix, ...] = ()  # () takes every outbound number
+    options_ping: Annotated[StrictInt, Field(ge=0, le=3600)] = 0  # seconds; 0 disables
+    number_format: Literal["national", "e164"] = "national"
+    media_encryption: MediaEncryption = "optional"
 
 
 class Music(ConfigModel):
@@ -286,6 +321,8 @@ class Device(ConfigModel):
     label: StrictStr
     username: Extension | None = None  # registers as this name instead of the extension
     contact: Annotated[StrictStr, Field(pattern=r"^sips?:\S+$")] | None = None  # static
+    transport: Transport = "udp"  # of a static contact (a registered device uses its own)
+    media_encryption: MediaEncryption = "optional"
 
 
 class OfficeHours(ConfigModel):

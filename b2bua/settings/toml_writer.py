@@ -21,12 +21,12 @@ def user_to_raw(user: User) -> dict[str, Any]:
 
 def config_to_raw(config: Config) -> dict[str, Any]:
     """The whole configuration as the dict `tomllib` would read from an equivalent file."""
-    raw = config.model_dump(mode="json", exclude_unset=True, warnings=False)
+    raw = config.model_dump(mode="json", exclude_unset=True, warnings=False, by_alias=True)
     server = raw.get("server", {})
     server["listen"] = [str(s) for s in config.server.listen]
     server["http"] = str(config.server.http)
     server["data_dir"] = str(config.server.data_dir)
-    for key in ("tls_cert", "tls_key"):
+    for key in ("tls_cert", "tls_key", "tls_ca"):
         value = getattr(config.server, key)
         if value is not None:
             server[key] = str(value)

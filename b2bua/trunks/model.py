@@ -7,7 +7,7 @@ configuration's classes) and is immutable: a configuration change builds new spe
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from b2bua.trunks.digest import Credentials
@@ -29,7 +29,7 @@ class TrunkSpec:
     port: int | None = None  # None: the transport's default port
     transport: Transport = "udp"
     username: str | None = None
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)
     register: bool = False
     register_expires: int = 600
     lines: int = 0  # concurrent calls, inbound + outbound; 0 = unlimited
@@ -90,7 +90,7 @@ class TrunkSpec:
             transport=get("transport", "udp"),
             username=get("username", None),
             password=get("password", None),
-            register=bool(get("register", False)),
+            register=bool(get("register_", get("register", False))),
             register_expires=int(get("register_expires", 600)),
             lines=int(get("lines", 0)),
             caller_id=get("caller_id", None),
