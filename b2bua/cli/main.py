@@ -26,6 +26,7 @@ _HANDLERS: dict[str, str] = {
     "devices": "b2bua.cli.devices:cmd_devices",
     "qr": "b2bua.cli.devices:cmd_qr",
     "calls": "b2bua.cli.calls:cmd_calls",
+    "trunks": "b2bua.trunks.commands:cmd_trunks",
     "export": "b2bua.cli.settings:cmd_export",
     "import": "b2bua.cli.settings:cmd_import",
 }
@@ -103,6 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("calls", "List the last call records.")
     p.add_argument("--last", type=int, default=20, metavar="N")
     p.add_argument("--json", action="store_true")
+
+    p = add("trunks", "List each trunk's registration, state and lines in use.")
+    p.add_argument("--json", action="store_true", help="print a JSON list")
 
     p = add("export", "Print the whole effective configuration (the file plus the settings "
             "stored from the dashboard) as TOML.")

@@ -11,22 +11,16 @@ from __future__ import annotations
 import argparse
 import json
 import sqlite3
-import sys
 import time
 
-from b2bua.config import ConfigError, load_config
 from b2bua.store import database_path
 from b2bua.trunks.model import TrunkSpec
 from b2bua.trunks.service import TrunkStatus
 from b2bua.trunks.store import STALE_AFTER, TrunkStatusStore
 
-__all__ = ["add_arguments", "cmd_trunks", "trunk_rows"]
+__all__ = ["cmd_trunks", "trunk_rows"]
 
 NOT_RUNNING = f"no running server has reported on this trunk in the last {STALE_AFTER:.0f} s"
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--json", action="store_true", help="print a JSON list")
 
 
 def trunk_rows(specs: list[TrunkSpec], reported: dict[str, TrunkStatus]) -> list[TrunkStatus]:
@@ -42,11 +36,12 @@ def trunk_rows(specs: list[TrunkSpec], reported: dict[str, TrunkStatus]) -> list
 
 
 def cmd_trunks(args: argparse.Namespace) -> int:
-    try:
-        config = load_config(args.config)
-    except ConfigError as exc:
-        print(str(exc), file=sys.stderr)
+    from b2bua.cli.common import load
+
+    effective = load(args, "trunks")
+    if effective is None:
         return 1
+    config = effective.config
     specs = [TrunkSpec.from_config(t) for t in config.trunks]
     reported: dict[str, TrunkStatus] = {}
     path = database_path(config.server.data_dir)
