@@ -5,6 +5,9 @@ Cloud Messaging (docs/push.md).
 `apns` and `fcm` the two providers (the request they take and how to read their answer, and the
 HTTP client that sends it), `service` the non-blocking `PushService` in front of them, and
 `settings` the `[push]` section and how it builds the service.
+
+Only the values are imported here (the registrar keeps a `PushTarget` on its bindings without
+loading an HTTP client); import the service from `b2bua.push.service` and `b2bua.push.settings`.
 """
 
 from __future__ import annotations
@@ -21,25 +24,16 @@ from b2bua.push.model import (
     PushResult,
     PushTarget,
 )
-from b2bua.push.service import PushClient, PushReport, PushService
-from b2bua.push.settings import ApnsSettings, FcmSettings, PushSettings, build_service
 
 __all__ = [
     "APNS",
     "FCM",
     "PROVIDERS",
-    "ApnsSettings",
     "CallEvent",
-    "FcmSettings",
     "Notification",
     "Outcome",
-    "PushClient",
     "PushConfigError",
     "PushParamError",
-    "PushReport",
     "PushResult",
-    "PushService",
-    "PushSettings",
     "PushTarget",
-    "build_service",
 ]

@@ -44,12 +44,13 @@ class PushTarget:
 
     @classmethod
     def from_uri_params(cls, params: Mapping[str, str | None]) -> PushTarget | None:
-        """The target a Contact URI designates, None when it has no `pn-provider`.
+        """The target a Contact URI designates, None when it has no `pn-provider` or no
+        `pn-prid`.
 
         RFC 8599 §4.1.1: "the SIP UA MUST include the following SIP URI parameters in the SIP
         Contact header field URI of the REGISTER request: pn-provider, pn-param (if required by
-        the specific PNS), and pn-prid." A `pn-provider` without `pn-prid` cannot be reached:
-        PushParamError."""
+        the specific PNS), and pn-prid." A `pn-provider` alone asks which services the registrar
+        supports (its answer's Feature-Caps say) but gives nothing to push to."""
         provider = params.get("pn-provider")
         if provider is None:
             return None
@@ -58,7 +59,7 @@ class PushTarget:
             raise PushParamError("Malformed pn-provider")
         prid = (params.get("pn-prid") or "").strip()
         if not prid:
-            raise PushParamError("pn-provider Without pn-prid")
+            return None
         if len(prid) > MAX_PRID:
             raise PushParamError("pn-prid Too Long")
         param = (params.get("pn-param") or "").strip()

@@ -12,8 +12,16 @@ import sqlite3
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from b2bua.registrar.core import Registrar, binding_key, contact_identity, contact_is_natted
+from b2bua.registrar.core import PendingRegister, Registrar
 from b2bua.registrar.digest import DigestServer, Verdict
+from b2bua.registrar.location import (
+    BindingAppeared,
+    LocationService,
+    binding_key,
+    contact_identity,
+    contact_is_natted,
+)
+from b2bua.registrar.lockout import Lockout
 from b2bua.registrar.model import (
     AuthResult,
     Binding,
@@ -22,6 +30,7 @@ from b2bua.registrar.model import (
     LocationStore,
     MemoryLocationStore,
     RegistrarSettings,
+    StoreBatch,
     StoreError,
     UserAccount,
     users_from_config,
@@ -31,14 +40,19 @@ from b2bua.registrar.sqlite_store import SqliteLocationStore
 __all__ = [
     "AuthResult",
     "Binding",
+    "BindingAppeared",
     "DeviceClaim",
     "DeviceSpec",
     "DigestServer",
+    "LocationService",
     "LocationStore",
+    "Lockout",
     "MemoryLocationStore",
+    "PendingRegister",
     "Registrar",
     "RegistrarSettings",
     "SqliteLocationStore",
+    "StoreBatch",
     "StoreError",
     "UserAccount",
     "Verdict",

@@ -1,41 +1,57 @@
-"""The registrar: REGISTER processing (RFC 3261 §10.3, RFC 5626 §6), the location service the call
-engine asks where to send a call, keep-alive and expiry of bindings, and brute-force lockout.
+"""The registrar: REGISTER processing (RFC 3261 §10.3, RFC 5626 §6, RFC 8599 §5) and digest
+authentication, in front of the location service (b2bua.registrar.location) and the brute-force
+lockout (b2bua.registrar.lockout).
 
 Theory of operation
 -------------------
-Sans-IO: no socket, no clock, no asyncio. The server calls `handle_register(request, flow, now)`
-for each REGISTER and sends the response it returns; it re-arms one timer at `next_deadline()`
-and then calls `handle_deadline(now)` (expiry, unreachable bindings) and `keepalive_due(now)`
-(UDP bindings to probe with OPTIONS, answered through `keepalive_result`). `now` is wall-clock
-Unix time in seconds: bindings survive a restart, so their expiry must mean the same thing to
-the next process.
+Sans-IO: no socket, no clock, no asyncio. `now` is wall-clock Unix time in seconds.
 
-Bindings live in a dict per extension, keyed by identity (see `binding_key`); every change is
-written to the `LocationStore` before it becomes visible, and a REGISTER's 200 is returned only
-after its whole batch committed (RFC 3261 §10.3 step 7: "The binding updates MUST be committed
-... if and only if all binding updates and additions succeed").
+A REGISTER is processed in two halves around the commit of its changes, so that the store may be
+local (SQLite, committed in tens of microseconds) or across the network (awaited):
 
-Expiry, the end of an unreachable binding's grace and keep-alive probes sit in two heaps with
-lazy deletion: a refreshed binding leaves its old entry behind, and the entry is dropped when it
-surfaces and no longer matches the binding.
+1. `begin_register(request, flow, now)` checks everything and returns either the final
+   `Response` (a challenge, an error, a fetch) or a `PendingRegister`, whose `batch` (a
+   `StoreBatch`) must be committed in one transaction;
+2. the shell commits `pending.batch` and calls `finish_register(pending, error, now)`, which
+   makes the changes visible (on success) and returns the response: RFC 3261 §10.3 step 7,
+   "The binding updates MUST be committed (that is, made visible to the proxy or redirect
+   server) if and only if all binding updates and additions succeed", so the 200 goes out only
+   after the commit, and a failed commit is a 500 that changed nothing.
 
-Device mapping, NAT and lockout are explained in docs/registrar.md.
+`handle_register` does both with the registrar's own (synchronous) store; `b2bua.registrar.shell`
+drives an asynchronous one. Between the two halves no other REGISTER of the same extension may
+begin (the shell serializes them).
+
+Time: `next_deadline()` is the earliest of the location service's deadlines (expiry, end of an
+unreachable binding's grace, keep-alive probes); `handle_deadline(now)` and `keepalive_due(now)`
+do what is due, and sweep the (bounded) nonce-count and lockout tables at most every 10 s.
+
+Device mapping, NAT, push and lockout are explained in docs/registrar.md.
 """
 
 from __future__ import annotations
 
-import heapq
 import ipaddress
-import itertools
 import logging
 import math
-import zlib
-from collections import deque
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from email.utils import formatdate
 from typing import Any
+from urllib.parse import unquote
 
+from b2bua.push.model import PushParamError, PushTarget
 from b2bua.registrar.digest import DigestServer, Verdict
+from b2bua.registrar.location import (
+    BindingAppeared,
+    LocationService,
+    binding_identity,
+    binding_key,
+    contact_identity,
+    contact_is_natted,
+    static_flow,
+)
+from b2bua.registrar.lockout import MAX_TRACKED_SOURCES, Lockout
 from b2bua.registrar.model import (
     WILDCARD_HOSTS,
     AuthResult,
@@ -43,6 +59,7 @@ from b2bua.registrar.model import (
     DeviceClaim,
     LocationStore,
     RegistrarSettings,
+    StoreBatch,
     StoreError,
     UserAccount,
     users_from_config,
@@ -56,59 +73,23 @@ from b2bua.sip.uri import SipUri, parse_sip_uri
 
 log = logging.getLogger("b2bua.registrar")
 
+__all__ = [
+    "MAX_TRACKED_SOURCES",
+    "SUPPORTED",
+    "BindingAppeared",
+    "PendingRegister",
+    "Registrar",
+    "binding_identity",
+    "binding_key",
+    "contact_identity",
+    "contact_is_natted",
+]
+
 # Option tags we implement (RFC 3261 §8.2.2.3: a Require we do not know gets 420).
 SUPPORTED = ("outbound", "path")
-MAX_TRACKED_SOURCES = 50_000
 _STORED_HEADERS = ("call-id", "contact", "user-agent", "path")
 SWEEP_INTERVAL = 10.0  # seconds between sweeps of the nonce-count and lockout tables
-_EXPIRE = 0
-_GRACE = 1
-_SIGNIFICANT_URI_PARAMS = ("transport", "user", "ttl", "method", "maddr")
-
-
-def contact_identity(uri: SipUri) -> str:
-    """A canonical text of a contact URI for binding matching (RFC 3261 §19.1.4 in spirit:
-    scheme, unescaped user, host case-insensitively, port, and the parameters that always
-    matter; other parameters do not make a different binding)."""
-    parts = [uri.scheme, ":", uri.user_unescaped or "", "@", uri.host.lower()]
-    if uri.port is not None:
-        parts.append(f":{uri.port}")
-    for name in _SIGNIFICANT_URI_PARAMS:
-        value = uri.params.get(name)
-        if value is not None:
-            parts.append(f";{name}={value.lower()}")
-    return "".join(parts)
-
-
-def binding_key(username: str, instance: str | None, reg_id: int | None, uri: SipUri) -> str:
-    """Identity of a binding within an extension: the AOR user, then the instance id (and the
-    reg-id for an outbound flow) when the device sent one, else the contact URI."""
-    if instance:
-        tail = f"#{reg_id}" if reg_id is not None else ""
-        return f"{username}|i:{instance}{tail}"
-    return f"{username}|c:{contact_identity(uri)}"
-
-
-def binding_identity(binding: Binding) -> str:
-    """What a device claim remembers: the instance id, else the contact."""
-    if binding.instance:
-        return "i:" + binding.instance
-    return binding.key.split("|", 1)[1]
-
-
-def contact_is_natted(contact: SipUri, flow: Flow) -> bool:
-    """True when the Contact's address cannot be the one the REGISTER came from: its host is an
-    IP literal other than the source address. A different port on the same host is a UA that
-    listens elsewhere (or registers on behalf of others), not a NAT: a NAT rewrites addresses."""
-    try:
-        contact_ip = ipaddress.ip_address(contact.host_for_socket)
-    except ValueError:
-        return False  # a host name: trust it
-    try:
-        source_ip = ipaddress.ip_address(flow.host)
-    except ValueError:
-        return True
-    return contact_ip != source_ip
+_PN_PARAMS = ("pn-provider", "pn-prid", "pn-param")
 
 
 def _path_has_ob(value: str) -> bool:
@@ -119,18 +100,35 @@ def _path_has_ob(value: str) -> bool:
     return isinstance(uri, SipUri) and "ob" in uri.params
 
 
-def _static_flow(uri: SipUri) -> Flow:
-    transport = uri.transport or ("tls" if uri.scheme == "sips" else "udp")
-    port = uri.port or (5061 if transport == "tls" else 5060)
-    return Flow(transport, uri.host_for_socket, port)
+def _push_target(uri: SipUri) -> PushTarget | None:
+    """RFC 8599 §4.1.1: the `pn-*` URI parameters of a Contact (percent-escapes undone)."""
+    params = {name: unquote(v) if (v := uri.params.get(name)) is not None else None
+              for name in _PN_PARAMS}
+    return PushTarget.from_uri_params(params)
 
 
 # User agents known to fail on SHA-256 challenges (User-Agent prefix, lower case).
 MD5_ONLY_AGENTS = ("baresip",)
 
 
+@dataclass(slots=True, eq=False)
+class PendingRegister:
+    """A REGISTER whose changes wait for their commit (`batch`); see the module docstring."""
+
+    request: Request
+    extension: str
+    username: str
+    batch: StoreBatch
+    changes: dict[str, Binding | None]
+    outbound: bool = False
+    push_asked: bool = False  # a Contact carried pn-provider: answer with Feature-Caps
+    removed_all: bool = False
+    contacts: int = 0
+    flow: Flow | None = field(default=None, repr=False)
+
+
 class Registrar:
-    """Registrar and location service for the configured users (see module docstring)."""
+    """REGISTER processing and authentication for the configured users (module docstring)."""
 
     def __init__(
         self,
@@ -153,24 +151,8 @@ class Registrar:
         )
         self._users: dict[str, UserAccount] = {}
         self._extension_of: dict[str, str] = {}  # username (extension or device) -> extension
-        self._static: dict[str, list[Binding]] = {}
-        self._bindings: dict[str, dict[str, Binding]] = {}
-        self._by_connection: dict[int, set[tuple[str, str]]] = {}
-        self._claims: dict[tuple[str, int], DeviceClaim] = {}
-        self._deadlines: list[tuple[float, int, int, str, str]] = []
-        self._keepalives: list[tuple[float, int, str, str]] = []
-        self._seq = itertools.count()
-        self._count = 0
         self._users_changed = False
         self._last_sweep = -math.inf
-        self._failures: dict[str, deque[float]] = {}
-        # target_for() per (contact, flow, flags): the same device is called again and again.
-        self._target_cache: dict[tuple[object, ...], tuple[SipUri, Flow]] = {}
-        self._locked_until: dict[str, float] = {}
-        # For the other workers: an extension whose bindings this process committed, and a
-        # failed authentication (source, time).
-        self.on_change: Callable[[str], None] | None = None
-        self.on_failure: Callable[[str, float], None] | None = None
         self.counters: dict[str, int] = {
             "register_ok": 0,
             "auth_challenged": 0,
@@ -181,7 +163,14 @@ class Registrar:
             "lockouts": 0,
             "store_errors": 0,
             "expired": 0,
+            "push_refused": 0,
         }
+        self.location = LocationService(settings, store, self.counters)
+        self.lockout = Lockout(
+            settings.lockout_failures, settings.lockout_window, settings.lockout_seconds
+        )
+        # For the other workers: a failed authentication (source, time).
+        self.on_failure: Callable[[str, float], None] | None = None
         self.set_users(users)
 
     @classmethod
@@ -203,6 +192,25 @@ class Registrar:
             random_bytes=random_bytes,
         )
 
+    # -- hooks of the location service ------------------------------------------------------------
+    @property
+    def on_change(self) -> Callable[[str], None] | None:
+        """Called with an extension whose bindings this process committed (b2bua.workers)."""
+        return self.location.on_change
+
+    @on_change.setter
+    def on_change(self, callback: Callable[[str], None] | None) -> None:
+        self.location.on_change = callback
+
+    @property
+    def on_binding_appeared(self) -> Callable[[BindingAppeared], None] | None:
+        """Called when a binding is added, or registers again from a new flow (fork-late)."""
+        return self.location.on_binding_appeared
+
+    @on_binding_appeared.setter
+    def on_binding_appeared(self, callback: Callable[[BindingAppeared], None] | None) -> None:
+        self.location.on_binding_appeared = callback
+
     # ---------------------------------------------------------------------------------------
     # Users
     def set_users(self, users: Iterable[UserAccount]) -> None:
@@ -212,7 +220,7 @@ class Registrar:
         self._users_changed = True
         self._extension_of = {}
         credentials: dict[str, str] = {}
-        self._static = {}
+        static: dict[str, list[Binding]] = {}
         for user in self._users.values():
             self._extension_of[user.extension] = user.extension
             credentials[user.extension] = user.secret
@@ -227,13 +235,13 @@ class Registrar:
                         log.warning("ignoring static contact %r of %s: %s", device.contact,
                                     user.extension, exc.reason)
                         continue
-                    self._static.setdefault(user.extension, []).append(
+                    static.setdefault(user.extension, []).append(
                         Binding(
                             aor=user.extension,
                             username=name,
                             key=f"static:{index}",
                             contact=device.contact,
-                            flow=_static_flow(uri),
+                            flow=static_flow(uri),
                             expires_at=math.inf,
                             call_id="",
                             cseq=0,
@@ -241,6 +249,7 @@ class Registrar:
                             static=True,
                         )
                     )
+        self.location.set_static(static)
         self._digest.set_credentials(credentials)
 
     def extension_for(self, username: str) -> str | None:
@@ -250,6 +259,9 @@ class Registrar:
     def user(self, extension: str) -> UserAccount | None:
         return self._users.get(extension)
 
+    def _served(self, b: Binding) -> bool:
+        return self._extension_of.get(b.username) == b.aor
+
     # ---------------------------------------------------------------------------------------
     # Persistence
     def restore(self, now: float, *, connections_survived: bool = False) -> int:
@@ -257,40 +269,66 @@ class Registrar:
         survive the restart, so their bindings come back unreachable, for `unreachable_grace`
         seconds: time for the device to notice and register again (unless
         `connections_survived`: another process holds them). Returns the count loaded."""
-        deletes: list[tuple[str, str]] = []
-        try:
-            self._store.purge_expired(now)
-            claims = list(self._store.load_claims())
-            rows = self._store.load_all()
-            for b in rows:
-                if not b.live(now) or self._extension_of.get(b.username) != b.aor:
-                    deletes.append((b.aor, b.key))
-                    continue
-                if b.flow.reliable and not connections_survived:
-                    b.reachable = False
-                    b.unreachable_since = now
-                self._insert(b, now, spread=True)
-            if deletes:
-                self._store.apply([], deletes)
-        except StoreError as exc:
-            self.counters["store_errors"] += 1
-            log.error("location store: %s", exc)
-            raise
-        for claim in claims:
-            self._claims[(claim.extension, claim.device)] = claim
-        return self._count
+        return self.location.restore(now, self._served, connections_survived=connections_survived)
+
+    def reload(self, extension: str, now: float) -> int:
+        """Another worker changed `extension`'s bindings (b2bua.workers): read them back from
+        the store, with that extension's device claims. Returns the count loaded."""
+        return self.location.reload(extension, now, self._served)
 
     # ---------------------------------------------------------------------------------------
     # REGISTER
     def handle_register(self, request: Request, flow: Flow, now: float) -> Response:
-        """Process a REGISTER (RFC 3261 §10.3) and return the response to send."""
+        """Process a REGISTER (RFC 3261 §10.3) with the registrar's own store, committed before
+        the response is returned."""
+        outcome = self.begin_register(request, flow, now)
+        if isinstance(outcome, Response):
+            return outcome
+        error: str | None = None
+        try:
+            self.commit(outcome.batch)
+        except StoreError as exc:
+            error = str(exc) or "store error"
+        return self.finish_register(outcome, error, now)
+
+    def commit(self, batch: StoreBatch) -> None:
+        """Commit a batch with the registrar's own store (StoreError on failure)."""
+        if batch.upserts or batch.deletes or batch.claims:
+            self._store.apply(batch.upserts, batch.deletes, batch.claims)
+
+    def begin_register(self, request: Request, flow: Flow, now: float) -> Response | PendingRegister:
+        """First half of a REGISTER: the final response, or the changes to commit."""
         try:
             return self._register(request, flow, now)
         except SipParseError as exc:
             return self._reply(request, exc.status, exc.reason)
 
-    def _register(self, request: Request, flow: Flow, now: float) -> Response:
-        if self._is_locked(flow.host, now):
+    def finish_register(
+        self, pending: PendingRegister, error: str | None, now: float
+    ) -> Response:
+        """Second half: `error` is None when `pending.batch` was committed, else what went
+        wrong (the answer is then 500 and nothing changed)."""
+        request = pending.request
+        if error is not None:
+            self.counters["store_errors"] += 1
+            log.error("location store failed, REGISTER %s refused: %s", request.call_id[:64], error)
+            return self._reply(request, 500, "Location Store Failure")
+        batch = pending.batch
+        if self.on_change is not None:
+            for extension in {b.aor for b in batch.upserts} | {aor for aor, _ in batch.deletes}:
+                self.on_change(extension)
+        self.location.apply_register(pending.extension, pending.changes, batch.claims, now)
+        if pending.removed_all:
+            log.info("%s: all bindings of %s removed", pending.extension, pending.username)
+        else:
+            self.counters["register_ok"] += 1
+            log.debug("%s: REGISTER from %s ok (%d contacts)", pending.extension, pending.flow,
+                      pending.contacts)
+        return self._ok(request, pending.extension, pending.username, now,
+                        outbound=pending.outbound, push_asked=pending.push_asked)
+
+    def _register(self, request: Request, flow: Flow, now: float) -> Response | PendingRegister:
+        if self.lockout.is_locked(flow.host, now):
             self.counters["locked_refused"] += 1
             log.debug("REGISTER from locked-out source %s refused", flow.host)
             return self._reply(request, 403)
@@ -341,22 +379,21 @@ class Registrar:
             return self._reply(request, 403, "Too Many Contacts")
         return self._update(request, flow, extension, username, header_expires, now)
 
-    def _remove_all(self, request: Request, extension: str, username: str, now: float) -> Response:
+    def _remove_all(
+        self, request: Request, extension: str, username: str, now: float
+    ) -> Response | PendingRegister:
         call_id = request.call_id
         cseq = request.cseq.number
-        mine = [b for b in self._bindings.get(extension, {}).values() if b.username == username]
+        mine = [b for b in self.location.current(extension).values() if b.username == username]
         for b in mine:
             # "If it does agree, it MUST remove the binding only if the CSeq in the request is
             # higher than the value stored for that binding. Otherwise, the update MUST be
             # aborted and the request fails."
             if b.live(now) and b.call_id == call_id and cseq <= b.cseq:
                 return self._reply(request, 500, "Out Of Order Request")
-        if not self._commit(request, [], [(b.aor, b.key) for b in mine], []):
-            return self._reply(request, 500, "Location Store Failure")
-        for b in mine:
-            self._remove(b)
-        log.info("%s: all bindings of %s removed", extension, username)
-        return self._ok(request, extension, username, now, outbound=False)
+        batch = StoreBatch(deletes=tuple((b.aor, b.key) for b in mine))
+        return PendingRegister(request, extension, username, batch,
+                               dict.fromkeys((b.key for b in mine), None), removed_all=True)
 
     def _update(
         self,
@@ -366,7 +403,7 @@ class Registrar:
         username: str,
         header_expires: int | None,
         now: float,
-    ) -> Response:
+    ) -> Response | PendingRegister:
         s = self.settings
         call_id = request.call_id
         cseq = request.cseq.number
@@ -375,9 +412,10 @@ class Registrar:
         user_agent = request.headers.get("user-agent")
         if user_agent is not None:
             user_agent = user_agent[:200]
-        current = self._bindings.get(extension, {})
+        current = self.location.current(extension)
         changes: dict[str, Binding | None] = {}
         outbound_used = False
+        push_asked = False
         for contact in request.contacts:
             uri = contact.uri
             if not isinstance(uri, SipUri):
@@ -390,6 +428,19 @@ class Registrar:
             if 0 < requested < 3600 and requested < s.min_expires:
                 return self._reply(request, 423, headers=[("Min-Expires", str(s.min_expires))])
             expires = min(requested, s.max_expires)
+            push: PushTarget | None = None
+            if s.push_providers and "pn-provider" in uri.params:
+                push_asked = True
+                try:
+                    push = _push_target(uri)
+                except PushParamError as exc:
+                    return self._reply(request, 400, exc.reason)
+                if push is not None and push.provider not in s.push_providers:
+                    # RFC 8599 §5.6: a proxy that does not support the PNS "MUST reject the
+                    # REGISTER request with a 555 (Push Notification Service Not Supported)".
+                    self.counters["push_refused"] += 1
+                    return self._reply(request, 555, "Push Notification Service Not Supported",
+                                       headers=[self._feature_caps()])
             instance = contact.param("+sip.instance") or None
             reg_id = self._reg_id(contact)
             # RFC 5626 §6: reg-id without +sip.instance is ignored; outbound applies when the
@@ -436,7 +487,23 @@ class Registrar:
                 reachable=True,
                 last_seen=now,
                 registered_at=existing.registered_at if existing is not None else now,
+                push=push,
+                last_push_at=existing.last_push_at if existing is not None else None,
+                last_push_result=existing.last_push_result if existing is not None else None,
             ).intern()
+
+        # One binding per push token: a device that registers again without an instance id
+        # (or with another one) under the same token replaces its previous binding instead of
+        # ringing twice. Flows of one instance (RFC 5626 reg-ids) are left as they are.
+        tokens = {(b.push.provider, b.push.prid): b.instance
+                  for b in changes.values() if b is not None and b.push is not None}
+        if tokens:
+            for key, old in current.items():
+                if key in changes or old.username != username or old.push is None:
+                    continue
+                token = (old.push.provider, old.push.prid)
+                if token in tokens and (old.instance is None or old.instance != tokens[token]):
+                    changes[key] = None
 
         live_after = {k for k, b in current.items() if b.live(now)}
         for key, new in changes.items():
@@ -453,21 +520,14 @@ class Registrar:
             if new is not None and new.device is None:
                 new.device = self._assign_device(new, now, changes, new_claims)
 
-        upserts = [b for b in changes.values() if b is not None]
-        deletes = [(extension, k) for k, b in changes.items() if b is None and k in current]
-        if not self._commit(request, upserts, deletes, list(new_claims.values())):
-            return self._reply(request, 500, "Location Store Failure")
-        self._claims.update(new_claims)
-        for key, new in changes.items():
-            old = current.get(key)
-            if old is not None:
-                self._remove(old)
-            if new is not None:
-                self._insert(new, now)
-        self._compact()
-        self.counters["register_ok"] += 1
-        log.debug("%s: REGISTER from %s ok (%d contacts)", extension, flow, len(changes))
-        return self._ok(request, extension, username, now, outbound=outbound_used)
+        batch = StoreBatch(
+            upserts=tuple(b for b in changes.values() if b is not None),
+            deletes=tuple((extension, k) for k, b in changes.items() if b is None and k in current),
+            claims=tuple(new_claims.values()),
+        )
+        return PendingRegister(request, extension, username, batch, changes,
+                               outbound=outbound_used, push_asked=push_asked,
+                               contacts=len(changes), flow=flow)
 
     def _requested_expires(self, contact: NameAddr, header_expires: int | None) -> int:
         """The contact's expires parameter, else the Expires header, else our default."""
@@ -501,32 +561,20 @@ class Registrar:
             raise SipParseError("Malformed q")
         return q
 
-    def _commit(
-        self,
-        request: Request,
-        upserts: Sequence[Binding],
-        deletes: Sequence[tuple[str, str]],
-        claims: Sequence[DeviceClaim],
-    ) -> bool:
-        try:
-            self._store.apply(upserts, deletes, claims)
-        except StoreError as exc:
-            self.counters["store_errors"] += 1
-            log.error("location store failed, REGISTER %s refused: %s", request.call_id[:64], exc)
-            return False
-        if self.on_change is not None:
-            for extension in {b.aor for b in upserts} | {aor for aor, _ in deletes}:
-                self.on_change(extension)
-        return True
+    def _feature_caps(self) -> tuple[str, str]:
+        # RFC 8599 §5.6: the proxy "MUST insert a Feature-Caps header field with a 'sip.pns'
+        # feature-capability indicator" naming the push notification services it supports.
+        return ("Feature-Caps", f'*;+sip.pns="{",".join(self.settings.push_providers)}"')
 
     def _ok(
-        self, request: Request, extension: str, username: str, now: float, *, outbound: bool
+        self, request: Request, extension: str, username: str, now: float, *, outbound: bool,
+        push_asked: bool = False,
     ) -> Response:
         headers: list[tuple[str, str]] = []
         mine = sorted(
             (
                 b
-                for b in self._bindings.get(extension, {}).values()
+                for b in self.location.current(extension).values()
                 if b.username == username and b.live(now)
             ),
             key=lambda b: (b.registered_at, b.key),
@@ -551,6 +599,8 @@ class Registrar:
             for value in request.headers.values("path"):
                 headers.append(("Path", value))
         headers.append(("Supported", ", ".join(SUPPORTED)))
+        if push_asked:
+            headers.append(self._feature_caps())
         # "The response SHOULD contain a Date header field."
         headers.append(("Date", formatdate(now, usegmt=True)))
         return self._reply(request, 200, headers=headers)
@@ -614,7 +664,7 @@ class Registrar:
         identity = binding_identity(binding)
 
         def claim_of(i: int) -> DeviceClaim | None:
-            return pending.get((ext, i)) or self._claims.get((ext, i))
+            return pending.get((ext, i)) or self.location.claim(ext, i)
 
         for i in candidates:
             c = claim_of(i)
@@ -626,7 +676,7 @@ class Registrar:
                 return i
         live = {
             binding_identity(b)
-            for b in self._bindings.get(ext, {}).values()
+            for b in self.location.current(ext).values()
             if b.live(now) and changes.get(b.key, b) is not None
         }
         live.update(binding_identity(b) for b in changes.values() if b is not None)
@@ -663,7 +713,7 @@ class Registrar:
         else:
             status, challenge = 407, "Proxy-Authenticate"
         host = flow.host if flow is not None else None
-        if host is not None and self._is_locked(host, now):
+        if host is not None and self.lockout.is_locked(host, now):
             self.counters["locked_refused"] += 1
             return AuthResult(False, response=self._reply(request, 403), reason="locked out")
         result = self._digest.verify(
@@ -710,15 +760,6 @@ class Registrar:
         )
 
     # -- lockout -------------------------------------------------------------------------------
-    def _is_locked(self, host: str, now: float) -> bool:
-        until = self._locked_until.get(host)
-        if until is None:
-            return False
-        if until <= now:
-            del self._locked_until[host]
-            return False
-        return True
-
     def _failed(self, host: str, now: float) -> bool:
         """An authentication from `host` failed here: count it, and tell the other workers."""
         if self.on_failure is not None:
@@ -731,367 +772,83 @@ class Registrar:
         self._record_failure(host, now)
 
     def _record_failure(self, host: str, now: float) -> bool:
-        s = self.settings
-        window = self._failures.get(host)
-        if window is None:
-            if len(self._failures) >= MAX_TRACKED_SOURCES:
-                self._purge_failures(now)
-                if len(self._failures) >= MAX_TRACKED_SOURCES:
-                    del self._failures[next(iter(self._failures))]
-            window = self._failures[host] = deque()
-        window.append(now)
-        while window and window[0] <= now - s.lockout_window:
-            window.popleft()
-        if len(window) < s.lockout_failures:
-            return False
-        del self._failures[host]
-        self._locked_until[host] = now + s.lockout_seconds
-        self.counters["lockouts"] += 1
-        log.warning(
-            "source %s locked out for %d s after %d failed authentications in %d s",
-            host, s.lockout_seconds, s.lockout_failures, s.lockout_window,
-        )
-        return True
-
-    def _purge_failures(self, now: float) -> None:
-        limit = now - self.settings.lockout_window
-        for host in [h for h, w in self._failures.items() if not w or w[-1] <= limit]:
-            del self._failures[host]
-        for host in [h for h, t in self._locked_until.items() if t <= now]:
-            del self._locked_until[host]
+        locked = self.lockout.record_failure(host, now)
+        if locked:
+            self.counters["lockouts"] += 1
+        return locked
 
     def is_locked_out(self, host: str, now: float) -> bool:
-        return self._is_locked(host, now)
+        return self.lockout.is_locked(host, now)
 
     def locked_sources(self, now: float) -> dict[str, float]:
         """Locked-out source addresses and when each lockout ends."""
-        return {h: t for h, t in self._locked_until.items() if t > now}
+        return self.lockout.locked_sources(now)
 
     def unlock(self, host: str) -> None:
-        self._locked_until.pop(host, None)
-        self._failures.pop(host, None)
+        self.lockout.unlock(host)
 
     # ---------------------------------------------------------------------------------------
-    # Location service
+    # Location service (b2bua.registrar.location)
     def lookup(
         self, extension: str, now: float, *, include_unreachable: bool = False
     ) -> list[Binding]:
         """Where to ring `extension`: live registered bindings (one per instance id: the
         reachable, most recently registered flow) and the static contacts; highest q first."""
-        out: list[Binding] = []
-        by_instance: dict[str, Binding] = {}
-        for b in self._bindings.get(extension, {}).values():
-            if not b.live(now) or (not b.reachable and not include_unreachable):
-                continue
-            if b.instance:
-                cur = by_instance.get(b.instance)
-                if cur is None or (b.reachable, b.registered_at) > (
-                    cur.reachable,
-                    cur.registered_at,
-                ):
-                    by_instance[b.instance] = b
-            else:
-                out.append(b)
-        out.extend(by_instance.values())
-        out.extend(self._static.get(extension, ()))
-        out.sort(
-            key=lambda b: (
-                -(b.q if b.q is not None else 1.0),
-                b.device if b.device is not None else 1 << 30,
-                b.registered_at,
-            )
-        )
-        return out
+        return self.location.lookup(extension, now, include_unreachable=include_unreachable)
+
+    def push_bindings(self, extension: str, now: float) -> list[Binding]:
+        """The live push-capable bindings of `extension`, one per device."""
+        return self.location.push_bindings(extension, now)
+
+    def record_push(self, binding: Binding, at: float, result: str, *, token_invalid: bool) -> None:
+        """The outcome of a push to `binding`; a dead token removes its push data."""
+        self.location.record_push(binding, at, result, token_invalid=token_invalid)
 
     def bindings(self, extension: str) -> list[Binding]:
         """Every registered binding of `extension` (expired-but-not-purged and unreachable
         included), for display."""
-        return list(self._bindings.get(extension, {}).values())
+        return self.location.bindings(extension)
 
     def static_bindings(self, extension: str) -> list[Binding]:
-        return list(self._static.get(extension, ()))
+        return self.location.static_bindings(extension)
 
     def __len__(self) -> int:
-        return self._count
+        return len(self.location)
 
     def target_for(self, binding: Binding) -> tuple[SipUri, Flow]:
-        """Request-URI and flow for a request to `binding`.
+        """Request-URI and flow for a request to `binding` (LocationService.target_for)."""
+        return self.location.target_for(binding)
 
-        The Request-URI is the Contact as registered. The flow is the one the REGISTER came on
-        (source address, port, connection) for outbound bindings, TCP/TLS, a Path, and a UDP
-        device whose Contact names another address than its source (NAT); otherwise the
-        Contact's own address, sent from the local socket the REGISTER arrived on."""
-        key = (binding.contact, binding.flow, binding.static, binding.outbound, binding.path)
-        cached = self._target_cache.get(key)
-        if cached is not None:
-            return cached
-        target = self._target(binding)
-        if len(self._target_cache) >= 65_536:
-            self._target_cache.clear()
-        self._target_cache[key] = target
-        return target
+    def keepalive_due(self, now: float) -> list[Binding]:
+        """UDP bindings to probe now (OPTIONS, answered via `keepalive_result`)."""
+        return self.location.keepalive_due(now)
 
-    def _target(self, binding: Binding) -> tuple[SipUri, Flow]:
-        uri = parse_sip_uri(binding.contact)
-        flow = binding.flow
-        if binding.static or binding.outbound or flow.reliable or binding.path:
-            return uri, flow
-        if contact_is_natted(uri, flow):
-            return uri, flow
-        transport = uri.transport if uri.transport in ("udp", "tcp", "tls") else flow.transport
-        port = uri.port or (5061 if transport == "tls" else 5060)
-        return uri, Flow(
-            transport, uri.host_for_socket, port, None, flow.local_host, flow.local_port
-        )
+    def keepalive_result(self, binding: Binding, ok: bool, now: float) -> None:
+        self.location.keepalive_result(binding, ok, now)
+
+    def connection_closed(self, connection_id: int, now: float) -> list[Binding]:
+        """A TCP/TLS connection went away (LocationService.connection_closed)."""
+        return self.location.connection_closed(connection_id, now)
 
     # ---------------------------------------------------------------------------------------
     # Time
     def next_deadline(self) -> float | None:
-        """When `handle_deadline` / `keepalive_due` next have something to do."""
-        self._clean_tops()
-        times = []
-        if self._deadlines:
-            times.append(self._deadlines[0][0])
-        if self._keepalives:
-            times.append(self._keepalives[0][0])
-        return min(times) if times else None
+        """When `handle_deadline` / `keepalive_due` next have something to do. The sweeps of
+        the nonce-count and lockout tables ride on these wake-ups (both tables are bounded, so
+        a sweep is never due on its own)."""
+        return self.location.next_deadline()
 
     def handle_deadline(self, now: float) -> list[Binding]:
-        """Remove expired bindings and unreachable ones past their grace; returns them."""
-        removed: list[Binding] = []
-        grace = self.settings.unreachable_grace
-        heap = self._deadlines
-        while heap and heap[0][0] <= now:
-            _, _, kind, aor, key = heapq.heappop(heap)
-            b = self._bindings.get(aor, {}).get(key)
-            if b is None:
-                continue
-            if kind == _EXPIRE and b.expires_at <= now:
-                removed.append(b)
-            elif (
-                kind == _GRACE
-                and not b.reachable
-                and b.unreachable_since is not None
-                and b.unreachable_since + grace <= now
-            ):
-                removed.append(b)
+        """Remove expired bindings and unreachable ones past their grace (and those of users no
+        longer configured); sweep the nonce-count and lockout tables. Returns the removed."""
+        gone = None
         if self._users_changed:
-            # Bindings of users removed from the configuration.
             self._users_changed = False
-            for aor in [a for a in self._bindings if a not in self._users]:
-                removed.extend(self._bindings[aor].values())
-        if removed:
-            try:
-                self._store.apply([], [(b.aor, b.key) for b in removed])
-            except StoreError as exc:
-                self.counters["store_errors"] += 1
-                log.error("location store: could not delete expired bindings: %s", exc)
-            for b in removed:
-                self._remove(b)
-                log.info("%s: binding %s removed (%s)", b.aor, b.contact,
-                         "expired" if b.expires_at <= now else "unreachable")
-            self.counters["expired"] += len(removed)
+            users = self._users
+            gone = lambda aor: aor not in users  # noqa: E731
+        removed = self.location.expire(now, gone)
         if now - self._last_sweep >= SWEEP_INTERVAL:
             self._last_sweep = now
             self._digest.purge(now)
-            self._purge_failures(now)
-        self._compact()
+            self.lockout.purge(now)
         return removed
-
-    def keepalive_due(self, now: float) -> list[Binding]:
-        """UDP bindings to probe now (OPTIONS, answered via `keepalive_result`)."""
-        due: list[Binding] = []
-        heap = self._keepalives
-        interval = self.settings.keepalive_interval
-        while heap and heap[0][0] <= now:
-            when, _, aor, key = heapq.heappop(heap)
-            b = self._bindings.get(aor, {}).get(key)
-            if b is None or b.keepalive_at != when:
-                continue
-            due.append(b)
-            b.keepalive_at = now + interval
-            heapq.heappush(heap, (b.keepalive_at, next(self._seq), aor, key))
-        return due
-
-    def keepalive_result(self, binding: Binding, ok: bool, now: float) -> None:
-        """Outcome of a probe: a device that stopped answering becomes unreachable (no longer
-        returned by `lookup`) and is removed after `unreachable_grace` unless it answers or
-        registers again."""
-        b = self._bindings.get(binding.aor, {}).get(binding.key)
-        if b is not binding:
-            return
-        if ok:
-            b.last_seen = now
-            if b.reachable:
-                return
-            b.reachable = True
-            b.unreachable_since = None
-            log.info("%s: %s reachable again", b.aor, b.contact)
-        else:
-            if not b.reachable:
-                return
-            self._mark_unreachable(b, now)
-        self._persist(b)
-
-    def connection_closed(self, connection_id: int, now: float) -> list[Binding]:
-        """A TCP/TLS connection went away: its bindings are removed, except RFC 5626 outbound
-        ones, which stay (unreachable) for `unreachable_grace` for the UA to re-register.
-        Returns the bindings affected."""
-        keys = self._by_connection.pop(connection_id, set())
-        affected: list[Binding] = []
-        gone: list[Binding] = []
-        for aor, key in keys:
-            b = self._bindings.get(aor, {}).get(key)
-            if b is None or b.flow.connection_id != connection_id:
-                continue
-            affected.append(b)
-            if b.outbound:
-                if b.reachable:
-                    self._mark_unreachable(b, now)
-                    self._persist(b)
-            else:
-                gone.append(b)
-        if gone:
-            try:
-                self._store.apply([], [(b.aor, b.key) for b in gone])
-            except StoreError as exc:
-                self.counters["store_errors"] += 1
-                log.error("location store: %s", exc)
-            for b in gone:
-                self._remove(b)
-            if self.on_change is not None:
-                for extension in {b.aor for b in gone}:
-                    self.on_change(extension)
-        return affected
-
-    def reload(self, extension: str, now: float) -> int:
-        """Another worker changed `extension`'s bindings (b2bua.workers): read them back from
-        the store, with that extension's device claims. Returns the count loaded."""
-        try:
-            rows = list(self._store.load_aor(extension))
-            claims = [c for c in self._store.load_claims() if c.extension == extension]
-        except StoreError as exc:
-            self.counters["store_errors"] += 1
-            log.error("location store: could not reload %s: %s", extension, exc)
-            return 0
-        for b in list(self._bindings.get(extension, {}).values()):
-            self._remove(b)
-        loaded = 0
-        for b in rows:
-            if b.live(now) and self._extension_of.get(b.username) == b.aor:
-                self._insert(b, now)
-                loaded += 1
-        for key in [k for k in self._claims if k[0] == extension]:
-            del self._claims[key]
-        for claim in claims:
-            self._claims[(claim.extension, claim.device)] = claim
-        self._compact()
-        return loaded
-
-    # ---------------------------------------------------------------------------------------
-    # Internals
-    def _mark_unreachable(self, b: Binding, now: float) -> None:
-        b.reachable = False
-        b.unreachable_since = now
-        when = now + self.settings.unreachable_grace
-        heapq.heappush(self._deadlines, (when, next(self._seq), _GRACE, b.aor, b.key))
-        log.info("%s: %s unreachable", b.aor, b.contact)
-
-    def _persist(self, b: Binding) -> None:
-        try:
-            self._store.apply([b], [])
-        except StoreError as exc:
-            self.counters["store_errors"] += 1
-            log.error("location store: %s", exc)
-            return
-        if self.on_change is not None:
-            self.on_change(b.aor)
-
-    def _insert(self, b: Binding, now: float, *, spread: bool = False) -> None:
-        table = self._bindings.setdefault(b.aor, {})
-        if b.key not in table:
-            self._count += 1
-        table[b.key] = b
-        heapq.heappush(self._deadlines, (b.expires_at, next(self._seq), _EXPIRE, b.aor, b.key))
-        if not b.reachable and b.unreachable_since is not None:
-            when = b.unreachable_since + self.settings.unreachable_grace
-            heapq.heappush(self._deadlines, (when, next(self._seq), _GRACE, b.aor, b.key))
-        if b.flow.connection_id is not None:
-            self._by_connection.setdefault(b.flow.connection_id, set()).add((b.aor, b.key))
-        interval = self.settings.keepalive_interval
-        if interval > 0 and b.flow.transport == "udp":
-            offset: float = interval
-            if spread:
-                # After a restart, spread the probes over one interval instead of a burst.
-                offset = interval * (zlib.crc32(b.key.encode()) % 1000 + 1) / 1000
-            b.keepalive_at = now + offset
-            heapq.heappush(self._keepalives, (b.keepalive_at, next(self._seq), b.aor, b.key))
-        else:
-            b.keepalive_at = None
-
-    def _remove(self, b: Binding) -> None:
-        table = self._bindings.get(b.aor)
-        if table is None or table.get(b.key) is not b:
-            return
-        del table[b.key]
-        self._count -= 1
-        if not table:
-            del self._bindings[b.aor]
-        b.keepalive_at = None
-        cid = b.flow.connection_id
-        if cid is not None:
-            keys = self._by_connection.get(cid)
-            if keys is not None:
-                keys.discard((b.aor, b.key))
-                if not keys:
-                    del self._by_connection[cid]
-
-    def _clean_tops(self) -> None:
-        grace = self.settings.unreachable_grace
-        heap = self._deadlines
-        while heap:
-            when, _, kind, aor, key = heap[0]
-            b = self._bindings.get(aor, {}).get(key)
-            if b is not None:
-                if kind == _EXPIRE and b.expires_at == when:
-                    break
-                if (
-                    kind == _GRACE
-                    and not b.reachable
-                    and b.unreachable_since is not None
-                    and b.unreachable_since + grace == when
-                ):
-                    break
-            heapq.heappop(heap)
-        kheap = self._keepalives
-        while kheap:
-            when, _, aor, key = kheap[0]
-            b = self._bindings.get(aor, {}).get(key)
-            if b is not None and b.keepalive_at == when:
-                break
-            heapq.heappop(kheap)
-
-    def _compact(self) -> None:
-        """Rebuild the heaps when refreshed bindings left too many dead entries behind."""
-        limit = 2 * self._count + 1024
-        if len(self._deadlines) > limit:
-            grace = self.settings.unreachable_grace
-            fresh: list[tuple[float, int, int, str, str]] = []
-            for table in self._bindings.values():
-                for b in table.values():
-                    fresh.append((b.expires_at, next(self._seq), _EXPIRE, b.aor, b.key))
-                    if not b.reachable and b.unreachable_since is not None:
-                        fresh.append(
-                            (b.unreachable_since + grace, next(self._seq), _GRACE, b.aor, b.key)
-                        )
-            heapq.heapify(fresh)
-            self._deadlines = fresh
-        if len(self._keepalives) > limit:
-            kfresh = [
-                (b.keepalive_at, next(self._seq), b.aor, b.key)
-                for table in self._bindings.values()
-                for b in table.values()
-                if b.keepalive_at is not None
-            ]
-            heapq.heapify(kfresh)
-            self._keepalives = kfresh

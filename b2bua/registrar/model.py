@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from b2bua.push.model import PushTarget
 from b2bua.sip.flow import Flow
 from b2bua.sip.message import Response
 
@@ -38,12 +39,19 @@ class RegistrarSettings:
     local_addresses: tuple[str, ...] = ()
     max_bindings_per_aor: int = 32
     max_contacts_per_request: int = 16
+    # Push notification services configured ([push]): RFC 8599 parameters of other providers get
+    # 555; with none, `pn-*` parameters are ignored (no push, no Feature-Caps).
+    push_providers: tuple[str, ...] = ()
 
     @classmethod
     def from_config(cls, config: Any, local_addresses: Iterable[str] = ()) -> RegistrarSettings:
         """From `b2bua.config.Config` (`.server` and `.registrar`)."""
         server = config.server
         reg = config.registrar
+        push = getattr(config, "push", None)
+        providers = tuple(
+            name for name in ("apns", "fcm") if getattr(push, name, None) is not None
+        )
         hosts: list[str] = []
         for spec in getattr(server, "listen", ()):
             host = str(getattr(spec, "host", ""))
@@ -65,6 +73,7 @@ class RegistrarSettings:
             lockout_window=int(reg.lockout_window),
             lockout_seconds=int(reg.lockout_seconds),
             local_addresses=tuple(hosts),
+            push_providers=providers,
         )
 
 
@@ -142,6 +151,9 @@ class Binding:
     unreachable_since: float | None = None
     static: bool = False
     keepalive_at: float | None = field(default=None, repr=False)  # next OPTIONS probe
+    push: PushTarget | None = None  # RFC 8599: the device can be woken by a push
+    last_push_at: float | None = None  # wall clock
+    last_push_result: str | None = None  # PushResult.describe()
 
     def expires_in(self, now: float) -> int:
         """Whole seconds left (rounded up, so a live binding never shows 0)."""
@@ -193,6 +205,16 @@ class AuthResult:
 
 class StoreError(Exception):
     """The location store could not commit a change."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoreBatch:
+    """The changes of one REGISTER, to be committed in one transaction before it is answered:
+    what the store seam carries, whether the store is local (SQLite) or across the network."""
+
+    upserts: tuple[Binding, ...] = ()
+    deletes: tuple[tuple[str, str], ...] = ()
+    claims: tuple[DeviceClaim, ...] = ()
 
 
 class LocationStore(Protocol):
@@ -287,4 +309,7 @@ def _copy(b: Binding) -> Binding:
         last_seen=b.last_seen,
         registered_at=b.registered_at,
         unreachable_since=b.unreachable_since,
+        push=b.push,
+        last_push_at=b.last_push_at,
+        last_push_result=b.last_push_result,
     )

@@ -13,6 +13,7 @@ import sqlite3
 import sys
 from collections.abc import Iterable, Sequence
 
+from b2bua.push.model import PushTarget
 from b2bua.registrar.model import Binding, DeviceClaim, StoreError
 from b2bua.sip.flow import Flow
 from b2bua.store import migrate, transaction
@@ -65,14 +66,23 @@ MIGRATIONS: list[str] = [
         used_at    REAL
     );
     """,
+    # RFC 8599 push parameters of a binding, and the last push sent to it.
+    """
+    ALTER TABLE registrar_bindings ADD COLUMN pn_provider TEXT;
+    ALTER TABLE registrar_bindings ADD COLUMN pn_prid TEXT;
+    ALTER TABLE registrar_bindings ADD COLUMN pn_param TEXT;
+    ALTER TABLE registrar_bindings ADD COLUMN last_push_at REAL;
+    ALTER TABLE registrar_bindings ADD COLUMN last_push_result TEXT;
+    """,
 ]
 
 _COLUMNS = (
     "aor, key, username, contact, instance, reg_id, transport, source_host, source_port, "
     "connection_id, local_host, local_port, user_agent, expires_at, call_id, cseq, q, path, "
-    "device, outbound, reachable, last_seen, registered_at, unreachable_since"
+    "device, outbound, reachable, last_seen, registered_at, unreachable_since, "
+    "pn_provider, pn_prid, pn_param, last_push_at, last_push_result"
 )
-_UPSERT = f"INSERT OR REPLACE INTO registrar_bindings ({_COLUMNS}) VALUES ({', '.join('?' * 24)})"
+_UPSERT = f"INSERT OR REPLACE INTO registrar_bindings ({_COLUMNS}) VALUES ({', '.join('?' * 29)})"
 
 
 def ensure_schema(conn: sqlite3.Connection) -> None:
@@ -86,6 +96,8 @@ def _row(b: Binding) -> tuple[object, ...]:
         f.connection_id, f.local_host, f.local_port, b.user_agent, b.expires_at, b.call_id,
         b.cseq, b.q, json.dumps(list(b.path)) if b.path else None, b.device, int(b.outbound),
         int(b.reachable), b.last_seen, b.registered_at, b.unreachable_since,
+        p.provider if (p := b.push) else None, p.prid if p else None, p.param if p else None,
+        b.last_push_at, b.last_push_result,
     )
 
 
@@ -116,6 +128,7 @@ class SqliteLocationStore:
             aor, key, username, contact, instance, reg_id, transport, host, port, cid,
             local_host, local_port, user_agent, expires_at, call_id, cseq, q, path, device,
             outbound, reachable, last_seen, registered_at, unreachable_since,
+            pn_provider, pn_prid, pn_param, last_push_at, last_push_result,
         ) in rows:
             flow = Flow(
                 intern(transport), host, port, cid,
@@ -128,6 +141,10 @@ class SqliteLocationStore:
                     intern(user_agent) if user_agent is not None else None,
                     q, tuple(loads(path)) if path else (), device, bool(outbound),
                     bool(reachable), last_seen, registered_at, unreachable_since,
+                    push=PushTarget(intern(pn_provider), pn_prid, pn_param or "")
+                    if pn_provider is not None and pn_prid else None,
+                    last_push_at=last_push_at,
+                    last_push_result=last_push_result,
                 )
             )
         return out

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from b2bua.push import CallEvent, Notification, Outcome, PushReport, PushService, PushTarget
+from b2bua.push import CallEvent, Notification, Outcome, PushTarget
 from b2bua.push.apns import TOKEN_RENEW_AFTER, ApnsClient, ApnsCredentials
 from b2bua.push.fcm import FcmClient, ServiceAccount
+from b2bua.push.service import PushReport, PushService
 from b2bua.push.settings import ApnsSettings, FcmSettings, PushSettings, build_service
 from b2bua.testing.net import free_port
 from b2bua.testing.push_apns import ApnsStandIn

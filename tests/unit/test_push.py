@@ -19,7 +19,6 @@ from b2bua.push import (
     Outcome,
     PushConfigError,
     PushParamError,
-    PushSettings,
     PushTarget,
 )
 from b2bua.push.apns import (
@@ -41,7 +40,7 @@ from b2bua.push.fcm import (
     token_request,
     token_response,
 )
-from b2bua.push.settings import ApnsSettings, FcmSettings, check, check_url
+from b2bua.push.settings import ApnsSettings, FcmSettings, PushSettings, check, check_url
 from b2bua.testing.push_keys import make_apns_key, make_service_account
 
 TOKEN = "0123456789abcdef" * 4
@@ -56,6 +55,11 @@ def test_contact_without_pn_provider_is_no_push_target() -> None:
     assert PushTarget.from_uri_params({"transport": "tcp"}) is None
 
 
+def test_pn_provider_alone_asks_but_gives_no_target() -> None:
+    assert PushTarget.from_uri_params({"pn-provider": "apns"}) is None
+    assert PushTarget.from_uri_params({"pn-provider": "apns", "pn-prid": ""}) is None
+
+
 def test_contact_pn_parameters_make_a_target() -> None:
     target = PushTarget.from_uri_params(
         {"pn-provider": "APNS", "pn-prid": TOKEN, "pn-param": VOIP})
@@ -66,8 +70,6 @@ def test_contact_pn_parameters_make_a_target() -> None:
 @pytest.mark.parametrize(
     ("params", "reason"),
     [
-        ({"pn-provider": "apns"}, "pn-provider Without pn-prid"),
-        ({"pn-provider": "apns", "pn-prid": ""}, "pn-provider Without pn-prid"),
         ({"pn-provider": "ap ns", "pn-prid": "x"}, "Malformed pn-provider"),
         ({"pn-provider": "fcm", "pn-prid": "x" * 5000}, "pn-prid Too Long"),
         ({"pn-provider": "fcm", "pn-prid": "x", "pn-param": "p" * 300}, "pn-param Too Long"),

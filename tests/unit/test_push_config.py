@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from b2bua.config import ConfigError, load_config
-from b2bua.push import PushSettings
+from b2bua.push.settings import PushSettings
 from b2bua.testing.push_keys import make_apns_key, make_service_account
 
 HEAD = """
