@@ -231,6 +231,9 @@ def _devices_json(board: Dashboard, ext: str) -> list[dict[str, Any]]:
     for row in report:
         expires_in = row.get("expires_in")
         row["expires_at"] = iso(now + expires_in, tz) if expires_in else None
+        push = row.get("push")
+        if push and push.get("last_push_at") is not None:
+            push["last_push_at"] = iso(push["last_push_at"], tz)
         row["provisionable"] = row["device"] is not None and row["state"] != "static"
     return report
 

@@ -43,7 +43,7 @@ def _stored_bindings(config: Config) -> list[Binding]:
 
 def _text(report: list[dict[str, Any]]) -> str:
     lines: list[str] = []
-    header = ("#", "type", "label", "state", "contact", "source", "user agent", "expires")
+    header = ("#", "type", "label", "state", "contact", "source", "user agent", "expires", "push")
     for ext in report:
         lines.append(f"{ext['extension']}  {ext['name']}")
         rows = [header]
@@ -53,12 +53,23 @@ def _text(report: list[dict[str, Any]]) -> str:
                 "-" if d["device"] is None else str(d["device"]),
                 d["type"] or "-", d["label"], d["state"], d["contact"] or "-",
                 d["source"] or "-", d["user_agent"] or "-", expires or "-",
+                _push_text(d.get("push")),
             ))
         widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
         for r in rows:
             lines.append("  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
         lines.append("")
     return "\n".join(lines)
+
+
+def _push_text(push: dict[str, Any] | None) -> str:
+    if not push:
+        return "-"
+    text = push["provider"] or "none"
+    if push["last_push_at"] is not None:
+        when = datetime.fromtimestamp(push["last_push_at"], UTC).isoformat(timespec="seconds")
+        text += f" (last {when}: {push['last_push_result']})"
+    return text
 
 
 def cmd_devices(args: argparse.Namespace) -> int:

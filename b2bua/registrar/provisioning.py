@@ -109,6 +109,8 @@ class DeviceSettings:
     server_host: str
     server_port: int
     transport: str
+    # Push notification services the server wakes softphones with ([push]; RFC 8599).
+    push: tuple[str, ...] = ()
 
     @property
     def server(self) -> str:
@@ -133,6 +135,7 @@ class DeviceSettings:
             "transport": self.transport,
             "display_name": self.display_name,
             "extension": self.extension,
+            "push": list(self.push),
         }
 
 
@@ -170,7 +173,14 @@ def device_settings(
         server_host=host,
         server_port=port,
         transport=transport,
+        push=push_services(config),
     )
+
+
+def push_services(config: Any) -> tuple[str, ...]:
+    """The push notification services configured (`[push.apns]`, `[push.fcm]`)."""
+    push = getattr(config, "push", None)
+    return tuple(name for name in ("apns", "fcm") if getattr(push, name, None) is not None)
 
 
 def sip_address(config: Any, listen: Iterable[Any] | None = None) -> tuple[str, int, str]:
@@ -238,6 +248,9 @@ def linphone_xml(s: DeviceSettings, *, expires: int = 3600) -> str:
         entry("reg_expires", expires),
         entry("reg_sendregister", 1),
         entry("publish", 0),
+        # Register with push parameters (RFC 8599) when the server can wake the phone.
+        entry("push_notification_allowed", 1 if s.push else 0),
+        entry("remote_push_notification_allowed", 1 if s.push else 0),
         "  </section>",
         '  <section name="auth_info_0">',
         entry("username", s.username),

@@ -8,7 +8,7 @@ from typing import Any
 
 from b2bua.registrar.model import Binding
 
-__all__ = ["device_report"]
+__all__ = ["device_report", "push_info"]
 
 
 def _best(bindings: Iterable[Binding]) -> Binding | None:
@@ -19,6 +19,18 @@ def _best(bindings: Iterable[Binding]) -> Binding | None:
     return best
 
 
+def push_info(b: Binding) -> dict[str, Any] | None:
+    """How the device is woken by push (RFC 8599), and the last push sent to it: None for a
+    device that registered no push parameters and was never pushed to."""
+    if b.push is None and b.last_push_at is None:
+        return None
+    return {
+        "provider": b.push.provider if b.push is not None else None,
+        "last_push_at": b.last_push_at,
+        "last_push_result": b.last_push_result,
+    }
+
+
 def _binding_row(b: Binding, now: float) -> dict[str, Any]:
     return {
         "state": "registered" if b.reachable else "unreachable",
@@ -27,6 +39,7 @@ def _binding_row(b: Binding, now: float) -> dict[str, Any]:
         "user_agent": b.user_agent,
         "expires_in": b.expires_in(now),
         "instance": b.instance,
+        "push": push_info(b),
     }
 
 
@@ -52,12 +65,12 @@ def device_report(config: Any, bindings: Iterable[Binding], now: float) -> list[
             contact = getattr(spec, "contact", None)
             if contact:
                 row.update(state="static", contact=contact, source=None, user_agent=None,
-                           expires_in=None, instance=None)
+                           expires_in=None, instance=None, push=None)
             else:
                 best = _best(b for b in mine if b.device == i)
                 if best is None:
                     row.update(state="offline", contact=None, source=None, user_agent=None,
-                               expires_in=None, instance=None)
+                               expires_in=None, instance=None, push=None)
                 else:
                     row.update(_binding_row(best, now))
             devices.append(row)

@@ -297,3 +297,56 @@ def test_push_bindings_one_per_device(transport: str) -> None:
     phone(reg, flow=b, instance="<urn:uuid:00000000-0000-0000-0000-000000000009>",
           provider="fcm", prid="fcm-token", param="b2bua-test").register(T0 + 1)
     assert [x.push.provider for x in reg.push_bindings("1001", T0 + 2) if x.push] == ["apns", "fcm"]
+
+
+# -- what the softphone is told, and what the device card shows ---------------------------------------
+PROVISIONING = """
+[server]
+domain = "pbx.local"
+listen = ["udp:127.0.0.1:15060"]
+
+[[users]]
+extension = "1001"
+name = "Alice Martin"
+secret = "secret"
+
+  [[users.devices]]
+  type = "softphone"
+  label = "Mobile"
+"""
+
+
+def test_provisioning_tells_the_softphone_about_push(tmp_path: Path) -> None:
+    from b2bua.config import config_from_text
+    from b2bua.registrar.provisioning import device_settings, linphone_xml
+    from b2bua.testing.push_keys import make_apns_key
+
+    make_apns_key(tmp_path)
+    with_push = config_from_text(PROVISIONING + """
+[push.apns]
+key_file = "AuthKey_ABC123DEFG.p8"
+key_id = "ABC123DEFG"
+team_id = "DEF123GHIJ"
+""", base_dir=tmp_path)
+    settings = device_settings(with_push, "1001", 0)
+    assert settings.as_json()["push"] == ["apns"]
+    assert '<entry name="push_notification_allowed" overwrite="true">1</entry>' in linphone_xml(settings)
+    plain = device_settings(config_from_text(PROVISIONING, base_dir=tmp_path), "1001", 0)
+    assert plain.as_json()["push"] == []
+    assert '<entry name="push_notification_allowed" overwrite="true">0</entry>' in linphone_xml(plain)
+
+
+def test_device_report_shows_how_a_device_is_woken(tmp_path: Path) -> None:
+    from b2bua.config import config_from_text
+    from b2bua.registrar.report import device_report
+
+    config = config_from_text(PROVISIONING, base_dir=tmp_path)
+    reg = push_registrar()
+    phone(reg).register(T0)
+    [binding] = reg.bindings("1001")
+    [row] = device_report(config, reg.bindings("1001"), T0 + 1)[0]["devices"]
+    assert row["push"] == {"provider": "apns", "last_push_at": None, "last_push_result": None}
+    reg.record_push(binding, T0 + 2, "timeout (no answer within 5 s)", token_invalid=False)
+    [row] = device_report(config, reg.bindings("1001"), T0 + 3)[0]["devices"]
+    assert row["push"] == {"provider": "apns", "last_push_at": T0 + 2,
+                           "last_push_result": "timeout (no answer within 5 s)"}
