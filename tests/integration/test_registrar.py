@@ -310,6 +310,7 @@ def test_qr_code_decodes_to_a_url_that_provisions_once(setup: Setup) -> None:
         "transport": "udp",
         "display_name": "Bruno Petit",
         "extension": "1002",
+        "push": [],  # no [push] provider configured
     }
     with pytest.raises(urllib.error.HTTPError) as gone:
         urllib.request.urlopen(url2 + ".json", timeout=10)
