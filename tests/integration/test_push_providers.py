@@ -375,3 +375,26 @@ async def test_service_built_from_settings(
         await service.aclose()
     assert [r.result.outcome for r in reports] == [Outcome.DELIVERED, Outcome.DELIVERED]
     assert build_service(PushSettings(), tmp_path) is None
+
+
+async def test_apns_restarted_between_pushes(apns_key: ApnsKey) -> None:
+    """Apple closes idle connections: the next push opens a new one."""
+    first = ApnsStandIn(apns_key)
+    first.add_device(TOKEN, TOPIC)
+    await first.start()
+    client = apns_client(apns_key, first.url)
+    try:
+        assert (await client.send(PushTarget("apns", TOKEN, VOIP), CALL)).delivered
+        await first.stop()
+        down = await client.send(PushTarget("apns", TOKEN, VOIP), CALL)
+        assert down.outcome is Outcome.FAILED
+        second = ApnsStandIn(apns_key)
+        second.port = first.port
+        second.add_device(TOKEN, TOPIC)
+        await second.start()
+        try:
+            assert (await client.send(PushTarget("apns", TOKEN, VOIP), CALL)).delivered
+        finally:
+            await second.stop()
+    finally:
+        await client.aclose()

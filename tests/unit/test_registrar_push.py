@@ -9,6 +9,8 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from b2bua.push import PushTarget
 from b2bua.registrar import (
@@ -22,6 +24,7 @@ from b2bua.registrar import (
 )
 from b2bua.registrar.shell import RegisterShell
 from b2bua.registrar.sqlite_store import MIGRATIONS
+from b2bua.sip.errors import SipParseError
 from b2bua.sip.flow import Flow
 from b2bua.sip.message import Response
 from b2bua.store import open_database
@@ -350,3 +353,52 @@ def test_device_report_shows_how_a_device_is_woken(tmp_path: Path) -> None:
     [row] = device_report(config, reg.bindings("1001"), T0 + 3)[0]["devices"]
     assert row["push"] == {"provider": "apns", "last_push_at": T0 + 2,
                            "last_push_result": "timeout (no answer within 5 s)"}
+
+
+def test_binding_registered_in_another_worker_appears_on_reload(tmp_path: Path) -> None:
+    conn_a, conn_b = open_database(tmp_path), open_database(tmp_path)
+    a = push_registrar(SqliteLocationStore(conn_a))
+    b = push_registrar(SqliteLocationStore(conn_b))
+    seen: list[BindingAppeared] = []
+    b.on_binding_appeared = seen.append
+    phone(a).register(T0)
+    b.reload("1001", T0 + 1)
+    assert [e.binding.flow for e in seen] == [TCP]
+    b.reload("1001", T0 + 2)  # nothing new
+    assert len(seen) == 1
+    a.connection_closed(TCP.connection_id or 0, T0 + 3)
+    phone(a, flow=TCP2).register(T0 + 4)
+    b.reload("1001", T0 + 5)
+    assert [e.binding.flow for e in seen] == [TCP, TCP2]
+    conn_a.close()
+    conn_b.close()
+
+
+PN_VALUES = st.one_of(st.none(), st.text(
+    alphabet=st.sampled_from("abcAPNSfcm019.:&-_%~"), max_size=12))
+
+
+@settings(deadline=None, max_examples=60, suppress_health_check=[HealthCheck.too_slow])
+@given(provider=PN_VALUES, prid=PN_VALUES, param=PN_VALUES)
+def test_any_pn_parameters_get_an_answer(
+    provider: str | None, prid: str | None, param: str | None
+) -> None:
+    reg = push_registrar()
+    uri = "sip:1001@192.0.2.10:40001;transport=tcp"
+    for name, value in (("pn-provider", provider), ("pn-prid", prid), ("pn-param", param)):
+        if value is not None:
+            uri += f";{name}={value}" if value else f";{name}"
+    p = Phone(reg, contact=uri, flow=TCP, instance=INSTANCE)
+    try:
+        p.request(expires=3600)
+    except SipParseError:
+        return  # not even a SIP message: the stack answers it
+    resp = p.register(T0)
+    assert resp.status in (200, 400, 555)
+    bindings = reg.bindings("1001")
+    if resp.status != 200:
+        assert bindings == []
+    else:
+        [binding] = bindings
+        if binding.push is not None:
+            assert binding.push.provider in ("apns", "fcm") and binding.push.prid
