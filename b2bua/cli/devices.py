@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sqlite3
 import sys
 import time
@@ -51,7 +52,7 @@ def _text(report: list[dict[str, Any]]) -> str:
             expires = "" if d["expires_in"] is None else f"{d['expires_in']} s"
             rows.append((
                 "-" if d["device"] is None else str(d["device"]),
-                d["type"] or "-", d["label"], d["state"], d["contact"] or "-",
+                d["type"] or "-", d["label"], d["state"], _short_contact(d["contact"]) or "-",
                 d["source"] or "-", d["user_agent"] or "-", expires or "-",
                 _push_text(d.get("push")),
             ))
@@ -60,6 +61,11 @@ def _text(report: list[dict[str, Any]]) -> str:
             lines.append("  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
         lines.append("")
     return "\n".join(lines)
+
+
+def _short_contact(contact: str | None) -> str | None:
+    """The contact without its RFC 8599 parameters (the push column says how it is woken)."""
+    return re.sub(r";pn-[a-z]+(=[^;>?]*)?", "", contact) if contact else contact
 
 
 def _push_text(push: dict[str, Any] | None) -> str:
