@@ -22,8 +22,15 @@ from typing import Any
 
 from aiohttp import web
 
-from b2bua.api.auth import AuthPolicy, Handler, Throttle, purge_sessions, session_middleware
-from b2bua.api.common import DASHBOARD_KEY, ApiError, Dashboard
+from b2bua.api.auth import (
+    UNSAFE,
+    AuthPolicy,
+    Handler,
+    Throttle,
+    purge_sessions,
+    session_middleware,
+)
+from b2bua.api.common import DASHBOARD_KEY, ApiError, Dashboard, msg, request_lang
 
 log = logging.getLogger("b2bua.api")
 
@@ -42,21 +49,54 @@ _POLL_SECONDS = 2.0
 _TASK_KEY = web.AppKey("dashboard_task", asyncio.Task)
 
 
+# French for the reasons aiohttp answers with by itself (no route, wrong method...).
+_HTTP_REASONS_FR = {
+    400: "requête invalide",
+    404: "introuvable",
+    405: "méthode non permise",
+    413: "trop volumineux",
+    415: "type de contenu non pris en charge",
+}
+
+
 @web.middleware
 async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """JSON errors under /api/, security headers everywhere."""
+    """JSON errors under /api/ in the request's language; `warnings` on every successful write;
+    security headers everywhere."""
     try:
         response = await handler(request)
     except ApiError as exc:
-        response = exc.response()
+        response = exc.response(request_lang(request))
     except web.HTTPException as exc:
         if not request.path.startswith("/api/"):
             raise
-        response = ApiError(exc.status, exc.reason.lower().replace(" ", "_"), exc.reason).response()
+        reason_fr = _HTTP_REASONS_FR.get(exc.status, exc.reason)
+        error = ApiError(exc.status, exc.reason.lower().replace(" ", "_"),
+                         msg("http_error", reason=exc.reason, reason_fr=reason_fr))
+        response = error.response(request_lang(request))
+    else:
+        if request.method in UNSAFE and request.path.startswith("/api/"):
+            _with_warnings(response)
     response.headers.update(_SECURITY_HEADERS)
     if request.path.startswith("/api/") and "Cache-Control" not in response.headers:
         response.headers["Cache-Control"] = "no-store"
     return response
+
+
+def _with_warnings(response: web.StreamResponse) -> None:
+    """Every successful write answers `warnings` (docs/api.md): an empty list where the handler
+    had none to give."""
+    if not isinstance(response, web.Response) or not 200 <= response.status < 300:
+        return
+    if response.content_type != "application/json" or not isinstance(response.body, bytes):
+        return
+    try:
+        data = json.loads(response.body)
+    except ValueError:
+        return
+    if isinstance(data, dict) and "warnings" not in data:
+        data["warnings"] = []
+        response.body = json.dumps(data, ensure_ascii=False).encode("utf-8")
 
 
 def _library(server: Any, config: Any) -> Any:

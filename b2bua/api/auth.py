@@ -30,10 +30,12 @@ from pydantic import BaseModel, Field
 from b2bua.api.common import (
     SESSION_KEY,
     ApiError,
+    Issue,
     SessionInfo,
     account,
     body_json,
     dashboard,
+    msg,
     parse_model,
     session_of,
 )
@@ -155,6 +157,15 @@ async def _check_password(request: web.Request, login: str, password: str) -> Ac
     return None
 
 
+def _language(acc: Account, board: Any) -> str:
+    """The account's language: the user's `language`, the server's for the administrator."""
+    if acc.extension is not None:
+        user = board.config.user(acc.extension)
+        if user is not None and user.language is not None:
+            return str(user.language)
+    return str(board.config.server.language)
+
+
 def _session_json(acc: Account, csrf: str, expires_at: float, board: Any) -> dict[str, Any]:
     name = None
     if acc.extension is not None:
@@ -168,7 +179,7 @@ def _session_json(acc: Account, csrf: str, expires_at: float, board: Any) -> dic
         "csrf_token": csrf,
         "idle_timeout": board.policy.idle,
         "expires_at": expires_at,
-        "language": board.config.server.language,
+        "language": _language(acc, board),
     }
 
 
@@ -179,14 +190,14 @@ async def login(request: web.Request) -> web.Response:
     keys = [f"ip:{request.remote}", f"login:{data.login.lower()}"]
     wait = board.throttle.retry_after(keys, now)
     if wait > 0:
-        raise ApiError(429, "throttled", f"too many failed sign-ins; try again in {math.ceil(wait)} s",
+        raise ApiError(429, "throttled", msg("throttled", seconds=math.ceil(wait)),
                        headers={"Retry-After": str(math.ceil(wait))})
     if board.admin_ready is not None and data.login == ADMIN_LOGIN:
         await asyncio.shield(board.admin_ready)  # created at start, hashed in a thread
     acc = await _check_password(request, data.login, data.password)
     if acc is None:
         board.throttle.failed(keys, board.now())
-        raise ApiError(401, "bad_credentials", "wrong login or password")
+        raise ApiError(401, "bad_credentials", msg("bad_credentials"))
     board.throttle.succeeded(keys)
     board.worker.warm_up()  # the next change will need it
     token = secrets.token_urlsafe(32)
@@ -230,12 +241,12 @@ async def change_own_password(request: web.Request) -> web.Response:
     keys = [f"ip:{request.remote}", f"login:{acc.login.lower()}"]
     wait = board.throttle.retry_after(keys, now)
     if wait > 0:
-        raise ApiError(429, "throttled", f"too many failed attempts; try again in {math.ceil(wait)} s",
+        raise ApiError(429, "throttled", msg("throttled", seconds=math.ceil(wait)),
                        headers={"Retry-After": str(math.ceil(wait))})
     if await _check_password(request, acc.login, data.current) is None:
         board.throttle.failed(keys, now)
-        raise ApiError(403, "bad_credentials", "the current password is wrong",
-                       [{"field": "current", "reason": "wrong password"}])
+        raise ApiError(403, "bad_credentials", msg("wrong_current_password"),
+                       [Issue("wrong_current_password", "current")])
     encoded = await asyncio.to_thread(hash_password, data.new)
     set_password(board.store.conn, acc, encoded, now, session_of(request).token_hash)
     return web.json_response({"ok": True})
@@ -268,7 +279,7 @@ async def session_middleware(request: web.Request, handler: Handler) -> web.Stre
         return await handler(request)
     board = dashboard(request)
     if request.method in UNSAFE and not _same_origin(request):
-        raise ApiError(403, "csrf", "cross-origin request refused")
+        raise ApiError(403, "csrf", msg("cross_origin"))
     token = request.cookies.get(COOKIE)
     if token:
         now = board.now()
@@ -304,11 +315,11 @@ async def session_middleware(request: web.Request, handler: Handler) -> web.Stre
         return await handler(request)
     info = request.get(SESSION_KEY)
     if info is None:
-        raise ApiError(401, "unauthenticated", "sign in first (or the session expired)")
+        raise ApiError(401, "unauthenticated", msg("sign_in"))
     if request.method in UNSAFE:
         sent = request.headers.get(CSRF_HEADER, "")
         if not sent or not hmac.compare_digest(sent.encode(), info.csrf.encode()):
-            raise ApiError(403, "csrf", f"missing or wrong {CSRF_HEADER} header")
+            raise ApiError(403, "csrf", msg("csrf_missing"))
     return await handler(request)
 
 

@@ -8,7 +8,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -16,42 +16,111 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
+from b2bua.api.messages import text
 from b2bua.api.worker import Worker, validate
-from b2bua.config import Config, format_path
+from b2bua.config import Config, ConfigIssue, KeyPath, format_path
+from b2bua.config.lang import LANGUAGES, Lang, negotiate
+from b2bua.config.loader import problem_of
 from b2bua.settings import Account, SettingsRejected, SettingsStore, user_scope
 
 log = logging.getLogger("b2bua.api")
 
 M = TypeVar("M", bound=BaseModel)
 
+@dataclass(frozen=True, slots=True)
+class Text:
+    """A message for a person, worded in the request's language when the answer is written
+    (b2bua.api.messages, b2bua.config.messages)."""
+
+    code: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    def render(self, lang: Lang) -> str:
+        return text(self.code, self.params, lang)
+
+
+def msg(code: str, **params: Any) -> Text:
+    """`Text(code, params)`: `ApiError(404, "not_found", msg("no_user", extension=ext))`."""
+    return Text(code, params)
+
+
+@dataclass(frozen=True, slots=True)
+class Issue:
+    """A problem (or warning) about one field, as the person sees it: `field` counts rows from
+    1 (`schedule.hours[5].end`). `literal` is a message given as text (not translated)."""
+
+    code: str
+    field: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+    literal: str | None = None
+
+    def to_json(self, lang: Lang) -> dict[str, str]:
+        message = self.literal if self.literal is not None else text(self.code, self.params, lang)
+        return {"code": self.code, "field": self.field, "message": message, "reason": message}
+
+
+def _issue(value: Issue | Mapping[str, Any]) -> Issue:
+    if isinstance(value, Issue):
+        return value
+    if "reason" in value and "params" not in value:
+        return Issue(str(value.get("code", "invalid")), str(value["field"]),
+                     literal=str(value["reason"]))
+    return Issue(str(value["code"]), str(value["field"]), dict(value.get("params") or {}))
+
+
 class ApiError(Exception):
-    """An error answered as JSON: `{"error": code, "message": ..., "issues": [...]}`."""
+    """An error answered as JSON: `{"error": code, "message": ..., "issues": [...]}` (docs/api.md),
+    worded in the request's language. `message` is a `Text` (or, from older code, plain text);
+    without one, a validation error's message is its first issue."""
 
     def __init__(
-        self, status: int, code: str, message: str, issues: list[dict[str, str]] | None = None,
+        self, status: int, code: str, message: str | Text | None = None,
+        issues: Sequence[Issue | Mapping[str, Any]] | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> None:
-        super().__init__(message)
+        super().__init__(message if isinstance(message, str) else code)
         self.status = status
         self.code = code
         self.message = message
-        self.issues = issues or []
+        self.issues = [_issue(i) for i in issues or ()]
         self.headers = dict(headers or {})
 
-    def response(self) -> web.Response:
-        body: dict[str, Any] = {"error": self.code, "message": self.message}
-        if self.issues:
-            body["issues"] = self.issues
-        return web.json_response(body, status=self.status, headers=self.headers)
+    def body(self, lang: Lang) -> dict[str, Any]:
+        issues = [i.to_json(lang) for i in self.issues]
+        if isinstance(self.message, Text):
+            message = self.message.render(lang)
+        elif self.message is not None:
+            message = self.message
+        elif issues:
+            sep = " : " if lang == "fr" else ": "
+            message = f"{issues[0]['field']}{sep}{issues[0]['message']}"
+        else:
+            message = self.code
+        body: dict[str, Any] = {"error": self.code, "message": message}
+        if issues:
+            body["issues"] = issues
+        return body
+
+    def response(self, lang: Lang = "en") -> web.Response:
+        return web.json_response(self.body(lang), status=self.status, headers=self.headers)
+
+
+def invalid(*issues: Issue, status: int = 422) -> ApiError:
+    """A validation error (422) listing `issues`."""
+    return ApiError(status, "validation", None, list(issues))
+
+
+def config_issues(pairs: Iterable[tuple[KeyPath, ConfigIssue]]) -> list[Issue]:
+    """Configuration issues with their paths relative to what was changed, as `Issue`s."""
+    return [
+        Issue(issue.code, format_path(path, first=1) or "(user)",
+              {**issue.params, "reason": issue.reason})
+        for path, issue in pairs
+    ]
 
 
 def rejected(exc: SettingsRejected) -> ApiError:
-    issues = [
-        {"field": format_path(path) or "(user)", "reason": issue.reason}
-        for path, issue in exc.relative()
-    ]
-    first = issues[0] if issues else {"field": "?", "reason": "invalid"}
-    return ApiError(exc.status, "validation", f"{first['field']}: {first['reason']}", issues)
+    return ApiError(exc.status, "validation", None, config_issues(exc.relative()))
 
 
 @dataclass
@@ -111,8 +180,7 @@ class Dashboard:
             return await asyncio.to_thread(compile_rules, config)
         except ValueError as exc:
             log.error("a validated change did not compile: %s", exc)
-            raise ApiError(422, "validation", f"rules: {exc}",
-                           [{"field": "(rules)", "reason": str(exc)}]) from None
+            raise invalid(Issue("invalid_rules", "(rules)", {"reason": str(exc)})) from None
 
     def install(self, config: Config) -> None:
         """`Server.apply_config`, with the table `change` compiled for this configuration."""
@@ -176,7 +244,7 @@ SESSION_KEY = web.RequestKey("dashboard_session", SessionInfo)
 def session_of(request: web.Request) -> SessionInfo:
     info = request.get(SESSION_KEY)
     if info is None:
-        raise ApiError(401, "unauthenticated", "sign in first")
+        raise ApiError(401, "unauthenticated", msg("sign_in"))
     return info
 
 
@@ -187,7 +255,7 @@ def account(request: web.Request) -> Account:
 def require_admin(request: web.Request) -> Account:
     acc = account(request)
     if acc.role != "admin":
-        raise ApiError(403, "forbidden", "administrators only")
+        raise ApiError(403, "forbidden", msg("admins_only"))
     return acc
 
 
@@ -196,35 +264,56 @@ def user_extension(request: web.Request) -> str:
     acc = account(request)
     ext = request.match_info["ext"]
     if acc.role != "admin" and acc.extension != ext:
-        raise ApiError(403, "forbidden", "you can only manage your own extension")
+        raise ApiError(403, "forbidden", msg("own_extension_only"))
     if dashboard(request).config.user(ext) is None:
-        raise ApiError(404, "not_found", f"no user with extension {ext}")
+        raise ApiError(404, "not_found", msg("no_user", extension=ext))
     return ext
 
 
 async def body_json(request: web.Request) -> Any:
     if request.content_type != "application/json":
-        raise ApiError(415, "unsupported_media_type", "send JSON (Content-Type: application/json)")
+        raise ApiError(415, "unsupported_media_type", msg("send_json"))
     try:
         return await request.json()
     except (ValueError, UnicodeDecodeError):
-        raise ApiError(400, "bad_json", "the body is not valid JSON") from None
+        raise ApiError(400, "bad_json", msg("bad_json")) from None
 
 
 def parse_model(model: type[M], data: Any) -> M:
+    """`model` from a request body; a 422 naming each field (from 1) and why otherwise."""
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        issues = [
-            {
-                "field": ".".join(str(p) for p in e["loc"]) or "(body)",
-                "reason": e["msg"].removeprefix("Value error, "),
-            }
-            for e in exc.errors(include_url=False)
-        ]
-        raise ApiError(
-            422, "validation", f"{issues[0]['field']}: {issues[0]['reason']}", issues
-        ) from None
+        issues = []
+        for e in exc.errors(include_url=False):
+            code, params = problem_of(e)
+            issues.append(Issue(code, format_path(e["loc"], first=1) or "(body)", params))
+        raise invalid(*issues) from None
+
+
+def request_lang(request: web.Request) -> Lang:
+    """The language of the answer: `?lang=`, else `Accept-Language`, else the signed-in user's
+    `language`, else the server's (docs/api.md, Languages)."""
+    chosen = request.query.get("lang")
+    if chosen in LANGUAGES:
+        return chosen  # type: ignore[return-value]
+    negotiated = negotiate(request.headers.get("Accept-Language"))
+    if negotiated is not None:
+        return negotiated
+    return own_lang(request)
+
+
+def own_lang(request: web.Request) -> Lang:
+    """The signed-in user's `language` (the server's for the administrator or no session)."""
+    board = request.app.get(DASHBOARD_KEY)
+    if board is None:
+        return "fr"
+    info = request.get(SESSION_KEY)
+    if info is not None and info.account.extension is not None:
+        user = board.config.user(info.account.extension)
+        if user is not None and user.language is not None:
+            return user.language
+    return board.config.server.language
 
 
 def iso(ts: float | None, tz: Any = None) -> str | None:

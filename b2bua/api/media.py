@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import logging
 import re
 import shutil
 import uuid
@@ -18,10 +19,13 @@ from pydantic import BaseModel
 from b2bua.api.common import (
     ApiError,
     Dashboard,
+    Issue,
     account,
     body_json,
     dashboard,
+    invalid,
     iso,
+    msg,
     parse_model,
     require_admin,
     user_extension,
@@ -35,9 +39,28 @@ from b2bua.settings import (
     voicemail_file,
 )
 
+log = logging.getLogger("b2bua.api")
+
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 _SUFFIXES = frozenset({".wav", ".mp3", ".ogg", ".oga", ".opus", ".flac", ".m4a", ".aac", ".webm"})
 PREVIEW_SECONDS = 300
+
+
+def audio_problem(reason: str, library: Any) -> tuple[str, dict[str, Any]]:
+    """The issue code of an audio file the media library refused (its reason names files
+    on the server: never shown as such)."""
+    if "too long" in reason:
+        return "audio_too_long", {"seconds": f"{getattr(library, 'max_seconds', 0):g}"}
+    if "too big" in reason:
+        mb = max(1, int(getattr(library, "max_upload_bytes", 0)) // (1024 * 1024))
+        return "file_too_large", {"max_mb": mb}
+    if "empty file" in reason:
+        return "empty_file", {}
+    if "took longer" in reason:
+        return "audio_timeout", {}
+    if "is not installed" in reason:
+        return "audio_unavailable", {}
+    return "not_audio", {}
 
 
 def _music_dir(board: Dashboard) -> Path:
@@ -78,7 +101,7 @@ async def _sound(board: Dashboard, name: str) -> Any:
     for music in board.config.music:
         if music.name == name:
             return await library.ensure_music(name, list(music.files))
-    raise ApiError(404, "not_found", f"no hold-music class {name!r}")
+    raise ApiError(404, "not_found", msg("no_music", name=name))
 
 
 def _wav(sound: Any) -> bytes:
@@ -103,14 +126,15 @@ async def music_audio(request: web.Request) -> web.Response:
     board = dashboard(request)
     name = request.match_info["name"]
     if name not in SHIPPED_MUSIC | {m.name for m in board.config.music}:
-        raise ApiError(404, "not_found", f"no hold-music class {name!r}")
+        raise ApiError(404, "not_found", msg("no_music", name=name))
     key = (name, board.store.revision())
     data = board.wav_cache.get(key)
     if data is None:
         try:
             sound = await _sound(board, name)
         except MediaError as exc:
-            raise ApiError(409, "unplayable", str(exc)) from None
+            log.warning("hold music %r cannot be played: %s", name, exc)
+            raise ApiError(409, "unplayable", msg("unplayable")) from None
         data = await asyncio.to_thread(_wav, sound)
         if len(board.wav_cache) > 8:
             board.wav_cache.clear()
@@ -123,7 +147,7 @@ async def _read_upload(request: web.Request, board: Dashboard) -> tuple[str, str
     """Stream the multipart body (fields `name`, `file`) to a temporary file inside the data
     directory; returns (class name, original file name, temporary path)."""
     if not request.content_type.startswith("multipart/"):
-        raise ApiError(415, "unsupported_media_type", "send multipart/form-data (name, file)")
+        raise ApiError(415, "unsupported_media_type", msg("send_multipart"))
     limit = int(getattr(board.library, "max_upload_bytes", 50 * 1024 * 1024))
     tmp_dir = _music_dir(board) / ".incoming"
     tmp_dir.mkdir(parents=True, exist_ok=True)
@@ -149,28 +173,31 @@ async def _read_upload(request: web.Request, board: Dashboard) -> tuple[str, str
                     while chunk := await part.read_chunk(256 * 1024):
                         size += len(chunk)
                         if size > limit:
-                            raise ApiError(413, "too_large", f"file: larger than {limit} bytes",
-                                           [{"field": "file", "reason": f"larger than {limit} bytes"}])
+                            mb = max(1, limit // (1024 * 1024))
+                            raise ApiError(413, "too_large", None,
+                                           [Issue("file_too_large", "file", {"max_mb": mb})])
                         f.write(chunk)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     issues = []
     if not name:
-        issues.append({"field": "name", "reason": "required"})
+        issues.append(Issue("name_required", "name"))
     elif not _NAME.match(name):
-        issues.append({"field": "name", "reason": "1 to 64 letters, digits, '-' or '_'"})
+        issues.append(Issue("invalid_name", "name", {"value": name}))
     elif name in SHIPPED_MUSIC:
-        issues.append({"field": "name", "reason": f"{name!r} is the shipped class"})
+        issues.append(Issue("name_shipped", "name", {"name": name}))
     elif name in {m.name for m in board.config.music} and name not in {
         u.name for u in board.store.uploads()
     }:
-        issues.append({"field": "name", "reason": f"{name!r} is defined in the TOML file"})
-    if not got_file or size == 0:
-        issues.append({"field": "file", "reason": "an audio file is required"})
+        issues.append(Issue("name_in_file", "name", {"name": name}))
+    if not got_file:
+        issues.append(Issue("file_required", "file"))
+    elif size == 0:
+        issues.append(Issue("empty_file", "file"))
     if issues:
         tmp.unlink(missing_ok=True)
-        raise ApiError(422, "validation", f"{issues[0]['field']}: {issues[0]['reason']}", issues)
+        raise invalid(*issues)
     assert name is not None
     return name, original, tmp
 
@@ -190,7 +217,7 @@ async def upload_music(request: web.Request) -> web.Response:
     target = (target_dir / f"{stem}{suffix if suffix in _SUFFIXES else '.bin'}").resolve()
     if target.parent != (_music_dir(board) / name).resolve():
         tmp.unlink(missing_ok=True)
-        raise ApiError(422, "validation", "name: invalid", [{"field": "name", "reason": "invalid"}])
+        raise invalid(Issue("invalid_name", "name", {"value": name}))
     # Staged under the final file name: the library's manifest names the source by its base
     # name, so a later `ensure_music` over the configured file finds the class up to date.
     staging = _music_dir(board) / f".new-{name}-{uuid.uuid4().hex[:8]}"
@@ -201,9 +228,9 @@ async def upload_music(request: web.Request) -> web.Response:
         sound = await board.library.import_music(name, [staged])
     except MediaError as exc:
         shutil.rmtree(staging, ignore_errors=True)
-        reason = str(exc).replace(staged.name, original)
-        raise ApiError(422, "bad_audio", f"file: {reason}",
-                       [{"field": "file", "reason": reason}]) from None
+        log.info("hold-music upload %r refused: %s", original, exc)
+        code, params = audio_problem(str(exc), board.library)
+        raise ApiError(422, "bad_audio", None, [Issue(code, "file", params)]) from None
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -240,7 +267,7 @@ async def delete_music(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     store = board.store
     if name not in {u.name for u in store.uploads()}:
-        raise ApiError(404, "not_found", f"no uploaded hold-music class {name!r}")
+        raise ApiError(404, "not_found", msg("no_upload", name=name))
 
     def build() -> tuple[dict[str, Any], Any]:
         return store.music_candidate(None, remove=name), None
@@ -251,9 +278,7 @@ async def delete_music(request: web.Request) -> web.Response:
     try:
         await board.change(build, save, None)
     except ApiError as exc:
-        exc.status = 409
-        exc.message = f"{name!r} is still chosen by users: " + exc.message
-        raise
+        raise ApiError(409, "in_use", msg("music_in_use", name=name), exc.issues) from None
     target = _music_dir(board) / name
     if target.is_dir() and target.resolve().parent == _music_dir(board):
         shutil.rmtree(target, ignore_errors=True)
@@ -295,7 +320,7 @@ def _message(request: web.Request) -> tuple[Dashboard, Any]:
         vm_id = -1
     vm = get_voicemail(board.store.conn, ext, vm_id)
     if vm is None:
-        raise ApiError(404, "not_found", "no such voicemail message")
+        raise ApiError(404, "not_found", msg("no_voicemail"))
     return board, vm
 
 
@@ -303,7 +328,7 @@ async def voicemail_audio(request: web.Request) -> web.StreamResponse:
     board, vm = _message(request)
     path = voicemail_file(board.data_dir, vm)
     if path is None or not path.is_file():
-        raise ApiError(410, "gone", "the recording file is missing")
+        raise ApiError(410, "gone", msg("recording_missing"))
     headers = {"Cache-Control": "private, no-store"}
     if request.query.get("download"):
         caller = re.sub(r"[^0-9A-Za-z+_-]", "", vm.caller)[:32] or "unknown"

@@ -17,15 +17,32 @@ from b2bua.api import worker
 from b2bua.api.common import (
     ApiError,
     Dashboard,
+    Issue,
     account,
     body_json,
+    config_issues,
     dashboard,
+    invalid,
     iso,
+    msg,
+    own_lang,
     parse_model,
+    request_lang,
     require_admin,
     user_extension,
 )
-from b2bua.config import MAX_EXCEPTIONS, SHIPPED_MUSIC, SHIPPED_PROMPTS, WEEKDAYS, User
+from b2bua.config import (
+    MAX_EXCEPTIONS,
+    SHIPPED_MUSIC,
+    SHIPPED_PROMPTS,
+    WEEKDAYS,
+    User,
+    french_dates,
+    parse_day,
+    parse_instant,
+)
+from b2bua.config.lang import Lang
+from b2bua.rules.i18n import describe
 from b2bua.settings import user_to_raw
 
 # Keys of a user's section a user may change; an admin may change every key but `extension`.
@@ -35,13 +52,15 @@ USER_KEYS = frozenset({
 })  # fmt: skip
 ADMIN_KEYS = USER_KEYS | {"name", "secret", "timezone"}
 DEVICE_TYPES = ("sip", "softphone", "teams", "other")
+# Devices a QR code can set up: a softphone scans it (a desk phone or a gateway cannot).
+PROVISIONABLE = frozenset({"softphone", "other"})
 _EXT = re.compile(r"^[0-9A-Za-z_]{1,32}$")
 
 
 def _user(board: Dashboard, ext: str) -> User:
     user = board.config.user(ext)
     if user is None:
-        raise ApiError(404, "not_found", f"no user with extension {ext}")
+        raise ApiError(404, "not_found", msg("no_user", extension=ext))
     return user
 
 
@@ -51,20 +70,19 @@ def _public(user: User) -> dict[str, Any]:
     return raw
 
 
-def _warnings(board: Dashboard, ext: str) -> list[dict[str, str]]:
-    from b2bua.rules.warnings import check_warnings
+def _warnings(board: Dashboard, ext: str, lang: Lang) -> list[dict[str, str]]:
+    """The warnings about `ext`'s rules (docs/api.md, Warnings), fields relative to the user."""
+    from b2bua.rules.warnings import user_warnings
 
     config = board.config
     index = next(i for i, u in enumerate(config.users) if u.extension == ext)
-    prefix = f"users[{index}]"
-    out = []
-    for issue in check_warnings(config, datetime.fromtimestamp(board.now(), UTC).date()):
-        if issue.field == prefix or issue.field.startswith(prefix + "."):
-            out.append({"field": issue.field[len(prefix) + 1 :], "reason": issue.reason})
-    return out
+    scope = ("users", index)
+    today = datetime.fromtimestamp(board.now(), ZoneInfo(config.users[index].tz)).date()
+    pairs = [(w.path[2:], w) for w in user_warnings(config, index, today) if w.path[:2] == scope]
+    return [issue.to_json(lang) for issue in config_issues(pairs)]
 
 
-def _user_json(board: Dashboard, ext: str, role: str) -> dict[str, Any]:
+def _user_json(board: Dashboard, ext: str, role: str, lang: Lang) -> dict[str, Any]:
     user = _user(board, ext)
     override = board.store.overrides().get(ext)
     return {
@@ -73,8 +91,23 @@ def _user_json(board: Dashboard, ext: str, role: str) -> dict[str, Any]:
         "stored": sorted(override.values) if override else [],
         "created": bool(override and override.created),
         "editable": sorted(ADMIN_KEYS if role == "admin" else USER_KEYS),
-        "warnings": _warnings(board, ext),
+        "warnings": _warnings(board, ext, lang),
     }
+
+
+def french_dates_in(changes: dict[str, Any]) -> dict[str, Any]:
+    """`changes` with the `dates` of exceptional periods typed the French way (`31/12/2026`,
+    `20/12..05/01`) in the configuration's form (docs/api.md, Dates)."""
+    schedule = changes.get("schedule")
+    if not isinstance(schedule, dict) or not isinstance(schedule.get("exceptional"), list):
+        return changes
+    periods = []
+    for period in schedule["exceptional"]:
+        if isinstance(period, dict) and isinstance(period.get("dates"), list):
+            dates = [french_dates(d) if isinstance(d, str) else d for d in period["dates"]]
+            period = {**period, "dates": dates}
+        periods.append(period)
+    return {**changes, "schedule": {**schedule, "exceptional": periods}}
 
 
 async def _save(request: web.Request, ext: str, changes: dict[str, Any] | None, *,
@@ -82,6 +115,9 @@ async def _save(request: web.Request, ext: str, changes: dict[str, Any] | None, 
     board = dashboard(request)
     acc = account(request)
     store = board.store
+
+    if changes is not None:
+        changes = french_dates_in(changes)
 
     def build() -> tuple[dict[str, Any], Any]:
         return store.user_candidate(ext, changes, create=create)
@@ -95,26 +131,33 @@ async def _save(request: web.Request, ext: str, changes: dict[str, Any] | None, 
 def _check_keys(request: web.Request, data: Any) -> dict[str, Any]:
     acc = account(request)
     if not isinstance(data, dict) or not data:
-        raise ApiError(422, "validation", "send an object of settings to change",
-                       [{"field": "(body)", "reason": "expected a non-empty JSON object"}])
+        raise invalid(Issue("body_not_object", "(body)"))
     allowed = ADMIN_KEYS if acc.role == "admin" else USER_KEYS
     issues = []
     for key in data:
         if key not in allowed:
-            reason = ("not a setting" if key not in ADMIN_KEYS | {"extension"}
-                      else "only an administrator may change it")
-            issues.append({"field": key, "reason": reason})
+            code = "not_a_setting" if key not in ADMIN_KEYS | {"extension"} else "admin_only"
+            issues.append(Issue(code, str(key), {"key": key}))
     if issues:
-        status = 403 if all(i["reason"].startswith("only") for i in issues) else 422
-        raise ApiError(status, "validation" if status == 422 else "forbidden",
-                       f"{issues[0]['field']}: {issues[0]['reason']}", issues)
+        if all(i.code == "admin_only" for i in issues):
+            raise ApiError(403, "forbidden", msg("admin_only"), issues)
+        raise invalid(*issues)
     return dict(data)
 
 
 def _check_devices(request: web.Request, ext: str, devices: Any) -> None:
     """A user may add, relabel, retype, reorder and remove devices, but not give one a static
     contact or a username of their own choosing (an administrator's job)."""
-    if account(request).role == "admin" or not isinstance(devices, list):
+    if not isinstance(devices, list):
+        return
+    empty = [
+        Issue("empty", f"devices[{i + 1}].label")
+        for i, d in enumerate(devices)
+        if isinstance(d, dict) and isinstance(d.get("label"), str) and not d["label"].strip()
+    ]
+    if empty:
+        raise invalid(*empty)
+    if account(request).role == "admin":
         return
     current = _user(dashboard(request), ext).devices
     allowed = {(d.username, d.contact) for d in current}
@@ -122,9 +165,8 @@ def _check_devices(request: web.Request, ext: str, devices: Any) -> None:
         if isinstance(d, dict) and (d.get("username"), d.get("contact")) not in allowed | {
             (None, None)
         }:
-            raise ApiError(403, "forbidden", "only an administrator may set a device's "
-                           "username or static contact",
-                           [{"field": f"devices[{i}]", "reason": "contact/username set by admin"}])
+            raise ApiError(403, "forbidden", msg("device_admin_fields"),
+                           [Issue("device_admin_fields", f"devices[{i + 1}]")])
 
 
 # ---- the user's section ----------------------------------------------------------------------
@@ -161,11 +203,13 @@ async def create_user(request: web.Request) -> web.Response:
     if board.config.user(data.extension) is not None or board.config.system_extension(
         data.extension
     ):
-        raise ApiError(409, "exists", f"extension {data.extension} already exists",
-                       [{"field": "extension", "reason": "already exists"}])
+        raise ApiError(409, "exists", msg("extension_exists", extension=data.extension),
+                       [Issue("extension_exists", "extension", {"extension": data.extension})])
     section = data.model_dump(exclude_none=True, exclude={"extension"})
+    _check_devices(request, data.extension, section.get("devices"))
     await _save(request, data.extension, section, create=True)
-    return web.json_response(_user_json(board, data.extension, "admin"), status=201)
+    body = _user_json(board, data.extension, "admin", request_lang(request))
+    return web.json_response(body, status=201)
 
 
 async def delete_user(request: web.Request) -> web.Response:
@@ -184,7 +228,7 @@ async def reset_user(request: web.Request) -> web.Response:
     store = board.store
     override = store.overrides().get(ext)
     if override is None or override.created:
-        raise ApiError(409, "nothing_stored", f"{ext} has no stored settings over the file")
+        raise ApiError(409, "nothing_stored", msg("nothing_stored", extension=ext))
 
     def build() -> tuple[dict[str, Any], Any]:
         from b2bua.settings import UserOverride
@@ -195,12 +239,13 @@ async def reset_user(request: web.Request) -> web.Response:
         store.save_user(row, config, board.install, acc.login, board.now())
 
     await board.change(build, save, ext)
-    return web.json_response(_user_json(board, ext, "admin"))
+    return web.json_response(_user_json(board, ext, "admin", request_lang(request)))
 
 
 async def get_user(request: web.Request) -> web.Response:
     ext = user_extension(request)
-    return web.json_response(_user_json(dashboard(request), ext, account(request).role))
+    body = _user_json(dashboard(request), ext, account(request).role, request_lang(request))
+    return web.json_response(body)
 
 
 async def patch_user(request: web.Request) -> web.Response:
@@ -209,7 +254,8 @@ async def patch_user(request: web.Request) -> web.Response:
     if "devices" in data:
         _check_devices(request, ext, data["devices"])
     await _save(request, ext, data)
-    return web.json_response(_user_json(dashboard(request), ext, account(request).role))
+    body = _user_json(dashboard(request), ext, account(request).role, request_lang(request))
+    return web.json_response(body)
 
 
 # ---- devices ---------------------------------------------------------------------------------
@@ -234,8 +280,18 @@ def _devices_json(board: Dashboard, ext: str) -> list[dict[str, Any]]:
         push = row.get("push")
         if push and push.get("last_push_at") is not None:
             push["last_push_at"] = iso(push["last_push_at"], tz)
-        row["provisionable"] = row["device"] is not None and row["state"] != "static"
+        row["provisionable"] = (
+            row["device"] is not None and row["state"] != "static" and row["type"] in PROVISIONABLE
+        )
     return report
+
+
+def _devices_body(request: web.Request, board: Dashboard, ext: str) -> dict[str, Any]:
+    """The device list after a change, with the user's warnings."""
+    return {
+        "devices": _devices_json(board, ext),
+        "warnings": _warnings(board, ext, request_lang(request)),
+    }
 
 
 async def list_devices(request: web.Request) -> web.Response:
@@ -245,14 +301,14 @@ async def list_devices(request: web.Request) -> web.Response:
 
 class DeviceIn(BaseModel):
     type: Literal["sip", "softphone", "teams", "other"]
-    label: str = Field(max_length=64)
+    label: str = Field(min_length=1, max_length=64)
     username: str | None = None
     contact: str | None = None
 
 
 class DevicePatch(BaseModel):
     type: Literal["sip", "softphone", "teams", "other"] | None = None
-    label: str | None = Field(default=None, max_length=64)
+    label: str | None = Field(default=None, min_length=1, max_length=64)
     username: str | None = None
     contact: str | None = None
 
@@ -263,7 +319,7 @@ def _device_index(request: web.Request, count: int) -> int:
     except ValueError:
         n = 0
     if not 1 <= n <= count:
-        raise ApiError(404, "not_found", f"no device {request.match_info['n']}")
+        raise ApiError(404, "not_found", msg("no_device", n=request.match_info["n"]))
     return n - 1
 
 
@@ -279,7 +335,7 @@ async def add_device(request: web.Request) -> web.Response:
     devices.append(data.model_dump(exclude_none=True))
     _check_devices(request, ext, devices)
     await _save(request, ext, {"devices": devices})
-    return web.json_response({"devices": _devices_json(board, ext)}, status=201)
+    return web.json_response(_devices_body(request, board, ext), status=201)
 
 
 async def patch_device(request: web.Request) -> web.Response:
@@ -292,7 +348,7 @@ async def patch_device(request: web.Request) -> web.Response:
     devices[i] = {k: v for k, v in devices[i].items() if v is not None}
     _check_devices(request, ext, devices)
     await _save(request, ext, {"devices": devices})
-    return web.json_response({"devices": _devices_json(board, ext)})
+    return web.json_response(_devices_body(request, board, ext))
 
 
 async def delete_device(request: web.Request) -> web.Response:
@@ -302,7 +358,7 @@ async def delete_device(request: web.Request) -> web.Response:
     i = _device_index(request, len(devices))
     del devices[i]
     await _save(request, ext, {"devices": devices})
-    return web.json_response({"devices": _devices_json(board, ext)})
+    return web.json_response(_devices_body(request, board, ext))
 
 
 def _http_base(request: web.Request, board: Dashboard) -> str:
@@ -331,10 +387,22 @@ async def device_qr(request: web.Request) -> web.Response:
     board = dashboard(request)
     user = _user(board, ext)
     i = _device_index(request, max(1, len(user.devices)))
-    try:
-        device_settings(board.config, ext, i, getattr(board.server, "listen", None))
-    except ProvisioningError as exc:
-        raise ApiError(409, "not_provisionable", str(exc)) from None
+    spec = user.devices[i] if user.devices else None
+    if spec is not None and spec.contact:
+        why = ("has a fixed address (it does not register)",
+               "a une adresse fixe (il ne s'enregistre pas)")
+    elif spec is not None and spec.type not in PROVISIONABLE:
+        why = ("is a desk phone or a gateway: it cannot scan a code",
+               "est un téléphone de bureau ou une passerelle : il ne lit pas de code")
+    else:
+        why = None
+        try:
+            device_settings(board.config, ext, i, getattr(board.server, "listen", None))
+        except ProvisioningError:
+            why = ("cannot be set up this way", "ne peut pas être configuré ainsi")
+    if why is not None:
+        raise ApiError(409, "not_provisionable",
+                       msg("not_provisionable", why=why[0], why_fr=why[1]))
     now = board.now()
     token = create_token(board.store.conn, ext, i, now, ttl=TOKEN_TTL)
     url = f"{_http_base(request, board)}/provision/{token}"
@@ -378,39 +446,41 @@ async def import_ics(request: web.Request) -> web.Response:
     user = _user(board, ext)
     mode = request.query.get("mode", "append")
     if mode not in ("append", "replace"):
-        raise ApiError(422, "validation", "mode: append or replace",
-                       [{"field": "mode", "reason": "expected append or replace"}])
+        raise invalid(Issue("invalid_mode", "mode"))
     raw_body = await request.read()
     if len(raw_body) > 2 * 1024 * 1024:
-        raise ApiError(413, "too_large", "an .ics file of at most 2 MB")
+        raise ApiError(413, "too_large", msg("ics_too_large"), [Issue("file_too_large", "file",
+                                                                      {"max_mb": 2})])
     try:
         text = raw_body.decode("utf-8-sig")
     except UnicodeDecodeError:
-        raise ApiError(422, "validation", "file: not UTF-8 text",
-                       [{"field": "file", "reason": "not UTF-8 text"}]) from None
+        raise invalid(Issue("not_utf8", "file")) from None
     if "BEGIN:VCALENDAR" not in text.upper():
-        raise ApiError(422, "validation", "file: not an iCalendar file",
-                       [{"field": "file", "reason": "no BEGIN:VCALENDAR"}])
+        raise invalid(Issue("not_icalendar", "file"))
     schedule = user_to_raw(user).get("schedule") or {"enabled": False}
     default = schedule.get("closed") or {"kind": "voicemail"}
     if "destination" in request.query:
         try:
             default = json.loads(request.query["destination"])
         except ValueError:
-            raise ApiError(422, "validation", "destination: not JSON",
-                           [{"field": "destination", "reason": "not JSON"}]) from None
+            raise invalid(Issue("destination_not_json", "destination")) from None
     result = parse(text, timezone=user.tz, default_destination=default)
+    lang = request_lang(request)
+    notes = [
+        Issue("ics_event_skipped" if n.skipped else "ics_event_note", "file", literal=n.text(lang))
+        for n in result.notes
+    ]
     if not result.periods:
-        raise ApiError(422, "validation", "file: no usable event",
-                       [{"field": "file", "reason": w} for w in result.warnings]
-                       or [{"field": "file", "reason": "no usable event"}])
+        raise invalid(Issue("no_usable_event", "file"), *notes)
     old = [] if mode == "replace" else list(schedule.get("exceptional", []))
     schedule["exceptional"] = old + result.periods
     await _save(request, ext, {"schedule": schedule})
+    body = _user_json(board, ext, account(request).role, lang)
     return web.json_response({
-        "added": len(result.periods), "warnings": result.warnings,
+        "added": len(result.periods),
+        "warnings": [n.to_json(lang) for n in notes] + body["warnings"],
         "schedule_enabled": bool(schedule.get("enabled", True)),
-        "user": _user_json(board, ext, account(request).role),
+        "user": body,
     })  # fmt: skip
 
 
@@ -422,38 +492,51 @@ def _parse_at(text: str | None, tz: ZoneInfo, board: Dashboard) -> datetime:
 
     if not text:
         return datetime.fromtimestamp(board.now(), UTC)
-    value = text.strip()
-    if value.endswith(("Z", "z")):
-        value = value[:-1] + "+00:00"
     try:
-        when = datetime.fromisoformat(value)
+        when = parse_instant(text)
     except ValueError:
-        raise ApiError(422, "validation", "at: not a date and time (2026-07-01T10:00)",
-                       [{"field": "at", "reason": "expected ISO 8601, e.g. 2026-07-01T10:00"}]
-                       ) from None
+        raise invalid(Issue("invalid_datetime", "at")) from None
     return local_instant(when, tz) if when.tzinfo is None else when
 
 
+_CALLER = re.compile(r"^\+?[0-9 .()/-]{1,40}$")
+_ANONYMOUS = frozenset({"anonymous", "unknown", "private", "restricted", "unavailable",
+                        "withheld", "anonyme", "inconnu", "masqué", "*"})
+
+
+def _caller(request: web.Request) -> str:
+    """The test caller: a phone number, or nothing / `anonymous` for a hidden number."""
+    caller = request.query.get("caller", "").strip()
+    if len(caller) > 64:
+        raise invalid(Issue("caller_too_long", "caller", {"max": 64}))
+    if caller and caller.lower() not in _ANONYMOUS and not (
+        _CALLER.match(caller) and any(c.isdigit() for c in caller)
+    ):
+        raise invalid(Issue("invalid_caller", "caller", {"value": caller}))
+    return caller
+
+
 async def trace(request: web.Request) -> web.Response:
-    """Test a call: where a call from `caller` at `at` (local time by default) goes, and why."""
+    """Test a call: where a call from `caller` at `at` (local time by default) goes, and why,
+    in the request's language."""
     ext = user_extension(request)
     board = dashboard(request)
     table = board.server.rulebook.table
     tz = table.zone(ext)
-    caller = request.query.get("caller", "").strip()
-    if len(caller) > 64:
-        raise ApiError(422, "validation", "caller: too long",
-                       [{"field": "caller", "reason": "at most 64 characters"}])
+    caller = _caller(request)
     when = _parse_at(request.query.get("at"), tz, board)
     decision = table.decide(ext, caller, when)
-    body = decision.to_json()
-    body["description"] = decision.destination.describe()
+    lang = request_lang(request)
+    body = decision.to_json(lang)
+    body["description"] = describe(decision.destination, lang)
     body["at"] = when.astimezone(tz).isoformat(timespec="minutes")
     body["caller"] = caller
     return web.json_response(body)
 
 
-def week_json(table: Any, ext: str, caller: str, monday: date) -> dict[str, Any]:
+def week_json(
+    table: Any, ext: str, caller: str, monday: date, lang: str = "en"
+) -> dict[str, Any]:
     from b2bua.rules import local_instant
     from b2bua.rules.week import sample_week
 
@@ -477,7 +560,8 @@ def week_json(table: Any, ext: str, caller: str, monday: date) -> dict[str, Any]
                             destination = dec.destination.to_config_dict()
                             break
         outcomes.append({
-            "rule": o.rule, "rule_name": o.rule_name, "description": o.destination,
+            "rule": o.rule, "rule_name": o.rule_name,
+            "description": describe(destination, lang) if destination else o.destination,
             "destination": destination, "color": o.color,
         })  # fmt: skip
     return {
@@ -495,10 +579,9 @@ def _monday(request: web.Request, board: Dashboard, tz: ZoneInfo) -> date:
     text = request.query.get("start")
     if text:
         try:
-            return date.fromisoformat(text)
+            return parse_day(text)
         except ValueError:
-            raise ApiError(422, "validation", "start: not a date (YYYY-MM-DD)",
-                           [{"field": "start", "reason": "expected YYYY-MM-DD"}]) from None
+            raise invalid(Issue("invalid_day", "start")) from None
     today = datetime.fromtimestamp(board.now(), UTC).astimezone(tz).date()
     return today - timedelta(days=today.weekday())
 
@@ -507,10 +590,10 @@ async def week(request: web.Request) -> web.Response:
     ext = user_extension(request)
     board = dashboard(request)
     table = board.server.rulebook.table
-    caller = request.query.get("caller", "").strip()[:64]
+    caller = _caller(request)
     monday = _monday(request, board, table.zone(ext))
     data = await board.worker.run(worker.week, board.config, ext,
-                                  "" if caller == "*" else caller, monday)
+                                  "" if caller == "*" else caller, monday, request_lang(request))
     return web.json_response(data)
 
 
@@ -518,7 +601,7 @@ async def week_svg(request: web.Request) -> web.Response:
     ext = user_extension(request)
     board = dashboard(request)
     table = board.server.rulebook.table
-    caller = request.query.get("caller", "").strip()[:64]
+    caller = _caller(request)
     monday = _monday(request, board, table.zone(ext))
     svg = await board.worker.run(worker.week_svg, board.config, ext,
                                  "" if caller == "*" else caller, monday)
@@ -532,11 +615,17 @@ async def calls(request: web.Request) -> web.Response:
         limit = max(1, min(500, int(request.query.get("limit", "50"))))
     except ValueError:
         limit = 50
-    tz = ZoneInfo(_user(board, ext).tz)
+    user = _user(board, ext)
+    tz = ZoneInfo(user.tz)
+    # The history is the user's: their language unless the request names one (?lang=).
+    lang: Lang = request.query.get("lang") or own_lang(request)  # type: ignore[assignment]
+    if lang not in ("fr", "en"):
+        lang = request_lang(request)
     records = board.server.recorder.last(limit, ext)
     out = []
     for r in records:
-        row = r.to_dict()
+        row = r.to_dict(lang)
+        row["description"] = describe(r.destination, lang) if r.destination else None
         row["started_at"] = iso(r.started, tz)
         row["duration"] = round(r.ended - (r.answered or r.started), 1) if r.answered else 0
         out.append(row)

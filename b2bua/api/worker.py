@@ -65,11 +65,13 @@ def validate(
         return None, exc.issues
 
 
-def week(config: Config, extension: str, caller: str, monday: date) -> dict[str, Any]:
+def week(
+    config: Config, extension: str, caller: str, monday: date, lang: str = "en"
+) -> dict[str, Any]:
     from b2bua.api.users import week_json
     from b2bua.rules import compile_rules
 
-    return week_json(compile_rules(config), extension, caller, monday)
+    return week_json(compile_rules(config), extension, caller, monday, lang)
 
 
 def week_svg(config: Config, extension: str, caller: str, monday: date) -> str:

@@ -1,11 +1,27 @@
-"""Call records: one row per call in SQLite, with the routing decision and its trace."""
+"""Call records: one row per call in SQLite, with the routing decision and its trace.
+
+The trace is kept as data: one step (code and parameters, b2bua.rules.model.Step) per line, so
+that the call history explains a call in French or in English. The call engine hands over the
+lines of `Decision.trace` followed by its own notes ("ring timeout", "declined by Bureau
+(sip)"...); the decision's lines carry their steps (`TraceLine.step`), and the notes are read
+back into steps here (`steps_of`). The English lines are rendered from the steps when a record
+is read, so a row stores the explanation once.
+
+Rows written before steps existed have a `trace` column of English lines and no `steps`: they
+are read as they are (each line a `note` step).
+"""
 
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
+
+from b2bua.rules.i18n import render
+from b2bua.rules.model import Step
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS call_records (
@@ -22,12 +38,42 @@ CREATE TABLE IF NOT EXISTS call_records (
     rule TEXT,
     destination TEXT,
     trace TEXT NOT NULL,
-    ended_by TEXT
+    ended_by TEXT,
+    steps TEXT
 );
 CREATE INDEX IF NOT EXISTS call_records_callee ON call_records (callee, started);
 """
 
 OUTCOMES = ("answered", "busy", "no_answer", "cancelled", "failed", "declined", "voicemail")
+
+
+# The call engine's notes, read back into steps. Each pattern must give back the very line when
+# the step is worded in English (checked in `steps_of`); anything else is a `note`.
+_NOTES: tuple[tuple[re.Pattern[str], str, tuple[str, ...]], ...] = (
+    (re.compile(r"^ring timeout$"), "ring_timeout", ()),
+    (re.compile(r"^no device registered$"), "no_device", ()),
+    (re.compile(r"^declined by (.+)$"), "declined", ("by",)),
+    (re.compile(r"^ring group (\S+)$"), "ring_group", ("extension",)),
+    (re.compile(r"^media backend: (.+)$"), "media_backend", ("why",)),
+    (re.compile(r"^DTMF ([0-9A-D*#]+)$"), "dtmf", ("digits",)),
+    (re.compile(r"^(.+) not available$"), "unavailable", ("what",)),
+)
+
+
+def note_step(line: str) -> Step:
+    """The step of one of the call engine's notes (a `note` when it is none we know)."""
+    for pattern, code, names in _NOTES:
+        m = pattern.match(line)
+        if m is not None:
+            step = Step(code, dict(zip(names, m.groups(), strict=True)))
+            if render(step, "en") == line:
+                return step
+    return Step("note", {"text": line})
+
+
+def steps_of(trace: Iterable[str]) -> list[Step]:
+    """The steps of a record's trace lines: the decision's lines carry theirs."""
+    return [getattr(line, "step", None) or note_step(line) for line in trace]
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,9 +91,23 @@ class CallRecord:
     destination: dict[str, Any] | None
     trace: list[str]
     ended_by: str | None = None
+    steps: Sequence[Step] | None = None  # None: derived from `trace`
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    def all_steps(self) -> list[Step]:
+        return list(self.steps) if self.steps is not None else steps_of(self.trace)
+
+    def trace_in(self, lang: str) -> list[str]:
+        """The explanation in `lang` ("fr" or "en"), one line per step."""
+        return [render(step, lang) for step in self.all_steps()]
+
+    def to_dict(self, lang: str | None = None) -> dict[str, Any]:
+        """The record as JSON: `trace` in `lang` (None: as written, in English) and `steps`."""
+        out = asdict(self)
+        steps = self.all_steps()
+        out["steps"] = [s.to_json() for s in steps]
+        if lang is not None:
+            out["trace"] = [render(step, lang) for step in steps]
+        return out
 
 
 def _row(record: CallRecord) -> tuple[Any, ...]:
@@ -63,16 +123,37 @@ def _row(record: CallRecord) -> tuple[Any, ...]:
         record.answered_by,
         record.rule,
         json.dumps(record.destination) if record.destination is not None else None,
-        json.dumps(record.trace),
+        "[]",
         record.ended_by,
+        json.dumps([(s.code, s.params) for s in record.all_steps()], ensure_ascii=False),
     )
 
 
 _INSERT = (
     "INSERT INTO call_records (call_id, caller, callee, did, started, answered, ended,"
-    " outcome, answered_by, rule, destination, trace, ended_by)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " outcome, answered_by, rule, destination, trace, ended_by, steps)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+
+
+def _ensure_steps_column(db: sqlite3.Connection) -> None:
+    """Databases made before steps existed get the column (their rows keep `trace`)."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(call_records)")}
+    if "steps" not in columns:
+        db.execute("ALTER TABLE call_records ADD COLUMN steps TEXT")
+
+
+def _read(row: Sequence[Any]) -> CallRecord:
+    if row[13] is not None:
+        steps = [Step(code, params) for code, params in json.loads(row[13])]
+        trace = [render(step, "en") for step in steps]
+    else:
+        trace = json.loads(row[11])
+        steps = [Step("note", {"text": line}) for line in trace]
+    return CallRecord(
+        row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8], row[9],
+        json.loads(row[10]) if row[10] else None, trace, row[12], steps,
+    )
 
 
 class CallRecorder:
@@ -86,6 +167,7 @@ class CallRecorder:
         self._pending: list[tuple[Any, ...]] = []
         self._timer: Any = None
         db.executescript(SCHEMA)
+        _ensure_steps_column(db)
 
     def write(self, record: CallRecord) -> None:
         self._pending.append(_row(record))
@@ -118,7 +200,7 @@ class CallRecorder:
     def last(self, n: int, callee: str | None = None) -> list[CallRecord]:
         query = (
             "SELECT call_id, caller, callee, did, started, answered, ended, outcome, answered_by,"
-            " rule, destination, trace, ended_by FROM call_records"
+            " rule, destination, trace, ended_by, steps FROM call_records"
         )
         args: tuple[Any, ...] = ()
         if callee is not None:
@@ -126,10 +208,4 @@ class CallRecorder:
             args = (callee,)
         query += " ORDER BY id DESC LIMIT ?"
         rows = self.db.execute(query, (*args, n)).fetchall()
-        return [
-            CallRecord(
-                r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9],
-                json.loads(r[10]) if r[10] else None, json.loads(r[11]), r[12],
-            )
-            for r in rows
-        ]
+        return [_read(r) for r in rows]

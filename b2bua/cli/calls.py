@@ -1,4 +1,5 @@
-"""`b2bua calls --last N`: the latest call records, with the routing decision of each."""
+"""`b2bua calls --last N`: the latest call records, with the routing decision of each, explained
+in `--lang` (default: each callee's language)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from datetime import datetime
 from pathlib import Path
 
 from b2bua.calls.records import CallRecorder
-from b2bua.cli.common import load
+from b2bua.cli.common import Lang, language, load
+from b2bua.rules.i18n import describe
 
 
 def cmd_calls(args: argparse.Namespace) -> int:
@@ -26,8 +28,12 @@ def cmd_calls(args: argparse.Namespace) -> int:
             records = CallRecorder(db).last(args.last)
         finally:
             db.close()
+    def lang_of(callee: str) -> Lang:
+        return language(args, config, config.user(callee))
+
     if args.json:
-        print(json.dumps([r.to_dict() for r in records], indent=2, ensure_ascii=False))
+        rows = [r.to_dict(lang_of(r.callee)) for r in records]
+        print(json.dumps(rows, indent=2, ensure_ascii=False))
         return 0
     if not records:
         print("no calls yet")
@@ -38,9 +44,9 @@ def cmd_calls(args: argparse.Namespace) -> int:
         who = f" by {r.answered_by}" if r.answered_by else ""
         did = f" (DID {r.did})" if r.did else ""
         print(f"{start}  {r.caller or 'anonymous'} -> {r.callee}{did}: {r.outcome}{who}, {length}")
+        lang = lang_of(r.callee)
         if r.rule:
-            dest = r.destination.get("kind") if r.destination else "?"
-            print(f"    rule {r.rule} -> {dest}")
-        for line in r.trace:
+            print(f"    rule {r.rule} -> {describe(r.destination, lang)}")
+        for line in r.trace_in(lang):
             print(f"    {line}")
     return 0

@@ -13,18 +13,26 @@ from datetime import UTC, datetime
 
 from b2bua.cli.common import load, plural
 from b2bua.config import ConfigIssue, format_path
+from b2bua.config.lang import Lang
+from b2bua.config.messages import render
 from b2bua.rules.compiler import compile_rules
 from b2bua.settings import Effective
 
 __all__ = ["cmd_check", "locate"]
 
 
-def locate(effective: Effective, issue: ConfigIssue) -> str:
+def reason(issue: ConfigIssue, lang: Lang) -> str:
+    """The issue's reason in `lang` (English is what the check always printed)."""
+    return issue.reason if lang == "en" else render(issue.code, issue.params, lang)
+
+
+def locate(effective: Effective, issue: ConfigIssue, lang: Lang = "en") -> str:
     """Where `issue` (about the effective configuration) can be fixed, as one line."""
     path = issue.path
     config, base = effective.config, effective.base
+    why = reason(issue, lang)
     if config is base or not path:
-        return str(issue)
+        return f"{issue.file}:{issue.line}: {issue.field}: {why}"
     if path[0] == "users" and len(path) >= 2 and isinstance(path[1], int):
         user = config.users[path[1]]
         rest = path[2:]
@@ -32,22 +40,23 @@ def locate(effective: Effective, issue: ConfigIssue) -> str:
         if "*" in keys or (rest and rest[0] in keys):
             where = effective.database or "stored settings"
             field = format_path(rest, first=1) or "(user)"
-            return f"{where}: {user.extension}: {field}: {issue.reason}"
+            return f"{where}: {user.extension}: {field}: {why}"
         for j, u in enumerate(base.users):
             if u.extension == user.extension:
-                return str(base.issue(("users", j, *rest), issue.reason))
+                return str(base.issue(("users", j, *rest), why))
     if path[0] == "music" and len(path) >= 2 and isinstance(path[1], int):
         if path[1] >= len(base.music):
             where = effective.database or "stored settings"
             name = config.music[path[1]].name
-            return f"{where}: music {name!r}: {format_path(path[2:], first=1)}: {issue.reason}"
-    return str(base.issue(path, issue.reason))
+            return f"{where}: music {name!r}: {format_path(path[2:], first=1)}: {why}"
+    return str(base.issue(path, why))
 
 
 def cmd_check(args: argparse.Namespace) -> int:
     """Validate and compile; print a summary and every warning. Exit 1 on errors."""
     from b2bua.rules.warnings import check_warnings
 
+    lang: Lang = getattr(args, "lang", None) or "en"
     t0 = time.perf_counter()
     effective = load(args, "check")
     if effective is None:
@@ -83,7 +92,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     if warnings:
         print(f"{plural(len(warnings), 'warning')}:")
         for w in warnings:
-            print(f"  {locate(effective, w)}")
+            print(f"  {locate(effective, w, lang)}")
     else:
         print("no warnings")
     if not effective.rejected:
@@ -94,10 +103,11 @@ def cmd_check(args: argparse.Namespace) -> int:
             print(f"{where}: the stored settings do not validate together; the server uses the "
                   "file alone:", file=sys.stderr)
             for issue in rejection.issues:
-                print(f"{where}: {issue.field}: {issue.reason}", file=sys.stderr)
+                print(f"{where}: {issue.field}: {reason(issue, lang)}", file=sys.stderr)
             continue
         for field, issue in rejection.fields():
-            print(f"{where}: {rejection.extension}: {field}: {issue.reason}", file=sys.stderr)
+            print(f"{where}: {rejection.extension}: {field}: {reason(issue, lang)}",
+                  file=sys.stderr)
         print(f"{where}: {rejection.extension}: the settings stored from the dashboard no longer "
               "validate; the server uses the file's settings for this user until they are saved "
               "again", file=sys.stderr)

@@ -61,7 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--worker", help=argparse.SUPPRESS)  # INDEX:COUNT:GROUP, set by worker 0
 
-    add("check", "Validate and compile the configuration; print a summary and every warning.")
+    p = add("check", "Validate and compile the configuration (the file plus the settings stored "
+            "from the dashboard); print a summary and every warning.")
+    p.add_argument("--lang", choices=["fr", "en"], default="en",
+                   help="language of the reasons (default: en)")
 
     p = add("trace", "Print the routing decision for a call and why.")
     p.add_argument("--to", required=True, metavar="EXT", help="called extension")
@@ -69,14 +72,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--at",
         metavar="ISO8601",
-        help="instant of the call; without an offset, the callee's local time (default: now)",
+        help="instant of the call (2026-07-01T10:00 or 01/07/2026 10:00); without an offset, "
+        "the callee's local time (default: now)",
     )
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument(
+        "--lang", choices=["fr", "en"],
+        help="language of the explanation (default: the called user's language)",
+    )
 
     p = add("week", "Print a week timeline of where a caller's calls to EXT would go.")
     p.add_argument("ext", metavar="EXT")
     p.add_argument("--from", dest="caller", default="*", metavar="NUMBER")
-    p.add_argument("--start", metavar="DATE", help="first day (YYYY-MM-DD, default: this Monday)")
+    p.add_argument("--start", metavar="DATE",
+                   help="first day (YYYY-MM-DD or DD/MM/YYYY, default: this Monday)")
     p.add_argument("--out", metavar="FILE", help="also save the timeline as .svg or .png")
 
     p = add("ics-export", "Write a user's exceptional periods to an iCalendar (.ics) file.")
@@ -104,6 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("calls", "List the last call records.")
     p.add_argument("--last", type=int, default=20, metavar="N")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--lang", choices=["fr", "en"],
+                   help="language of the explanations (default: each callee's language)")
 
     p = add("trunks", "List each trunk's registration, state and lines in use.")
     p.add_argument("--json", action="store_true", help="print a JSON list")

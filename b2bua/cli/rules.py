@@ -18,9 +18,10 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from b2bua.cli.common import fail, load, plural
-from b2bua.config import ExceptionalPeriod
+from b2bua.cli.common import fail, language, load, plural
+from b2bua.config import ExceptionalPeriod, parse_day, parse_instant
 from b2bua.rules.compiler import RuleTable, compile_rules, local_instant
+from b2bua.rules.i18n import describe
 from b2bua.rules.model import UnknownExtension
 
 __all__ = ["cmd_ics_export", "cmd_ics_import", "cmd_trace", "cmd_week"]
@@ -34,10 +35,7 @@ def _unknown(command: str, table: RuleTable, ext: str) -> int:
 def _parse_at(text: str | None, table: RuleTable, ext: str) -> datetime:
     if text is None:
         return datetime.now(UTC)
-    value = text.strip()
-    if value.endswith(("Z", "z")):
-        value = value[:-1] + "+00:00"
-    when = datetime.fromisoformat(value)
+    when = parse_instant(text)
     if when.tzinfo is None:
         return local_instant(when, table.zone(ext))
     return when
@@ -55,20 +53,25 @@ def cmd_trace(args: argparse.Namespace) -> int:
     try:
         when = _parse_at(args.at, table, args.to)
     except ValueError:
-        return fail("trace", f"--at {args.at!r} is not an ISO 8601 date-time (2026-07-01T10:00)")
+        return fail(
+            "trace",
+            f"--at {args.at!r} is not an ISO 8601 date-time (2026-07-01T10:00, or 01/07/2026 10:00)",
+        )
     try:
         decision = table.decide(args.to, args.caller, when)
     except UnknownExtension:
         return _unknown("trace", table, args.to)
+    lang = language(args, config, config.user(args.to))
     if args.json:
-        print(json.dumps(decision.to_json(), ensure_ascii=False))
+        print(json.dumps(decision.to_json(lang), ensure_ascii=False))
         return 0
+    # The labels and codes stay as they are (scripts read them); the words follow --lang.
     dest = decision.destination
     name = f" {decision.rule_name!r}" if decision.rule_name is not None else ""
-    print(f"destination: {dest.describe()}  {json.dumps(dest.to_config_dict())}")
+    print(f"destination: {describe(dest, lang)}  {json.dumps(dest.to_config_dict())}")
     print(f"rule: {decision.rule}{name}")
     print("why:")
-    for line in decision.trace:
+    for line in decision.trace_in(lang):
         print(f"  {line}")
     return 0
 
@@ -117,9 +120,9 @@ def cmd_week(args: argparse.Namespace) -> int:
         return _unknown("week", table, args.ext)
     if args.start:
         try:
-            first = date.fromisoformat(args.start)
+            first = parse_day(args.start)
         except ValueError:
-            return fail("week", f"--start {args.start!r} is not a date (YYYY-MM-DD)")
+            return fail("week", f"--start {args.start!r} is not a date (YYYY-MM-DD or DD/MM/YYYY)")
     else:
         first = _this_monday(table, args.ext)
     caller = "" if args.caller == "*" else args.caller

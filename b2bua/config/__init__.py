@@ -53,7 +53,15 @@ from b2bua.config.schema import (
     Trunk,
     User,
 )
-from b2bua.config.timespec import WEEKDAYS, DateSpec, parse_date_spec, parse_hhmm
+from b2bua.config.timespec import (
+    WEEKDAYS,
+    DateSpec,
+    french_dates,
+    parse_date_spec,
+    parse_day,
+    parse_hhmm,
+    parse_instant,
+)
 
 __all__ = [
     "DESTINATION_KINDS",
@@ -87,7 +95,10 @@ __all__ = [
     "config_from_dict",
     "config_from_text",
     "format_path",
+    "french_dates",
     "load_config",
     "parse_date_spec",
+    "parse_day",
     "parse_hhmm",
+    "parse_instant",
 ]

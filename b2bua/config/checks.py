@@ -1,6 +1,7 @@
 """Cross-reference checks on the raw document: what one field cannot tell on its own (an unknown
 colleague, a `mobile` destination for a user without a mobile number, duplicate extensions, a
-16th caller-ID exception...). Each finding is a (key path, reason) pair."""
+16th caller-ID exception...). Each finding is a (key path, code, params) triple: the code and
+parameters of b2bua.config.messages."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from b2bua.config.issues import KeyPath, format_path
+from b2bua.config.issues import KeyPath
 from b2bua.config.locator import line_for
 from b2bua.config.schema import MAX_EXCEPTIONS, SHIPPED_MUSIC, SHIPPED_PROMPTS
 
@@ -28,8 +29,12 @@ def _str(table: Mapping[str, Any], key: str) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def cross_check(raw: Mapping[str, Any], lines: Mapping[KeyPath, int]) -> list[tuple[KeyPath, str]]:
-    out: list[tuple[KeyPath, str]] = []
+Finding = tuple[KeyPath, str, dict[str, Any]]
+
+
+def cross_check(raw: Mapping[str, Any], lines: Mapping[KeyPath, int]) -> list[Finding]:
+    out: list[Finding] = []
+    params: dict[str, Any]
     users = {u: i for i, t in _tables(raw, "users") if (u := _str(t, "extension")) is not None}
     systems = {
         s: i
@@ -46,14 +51,13 @@ def cross_check(raw: Mapping[str, Any], lines: Mapping[KeyPath, int]) -> list[tu
         for i, t in _tables(raw, section)
         if (ext := _str(t, "extension")) is not None
     )
-    seen: dict[str, str] = {}
+    seen: dict[str, KeyPath] = {}
     for _, section, i, ext in entries:
         if ext in seen:
-            out.append(
-                ((section, i, "extension"), f"extension {ext!r} is already used by {seen[ext]}")
-            )
+            params = {"extension": ext, "other": list(seen[ext])}
+            out.append(((section, i, "extension"), "duplicate_extension", params))
         else:
-            seen[ext] = f"{section}[{i}]"
+            seen[ext] = (section, i)
     for section in ("trunks", "music", "announcements"):
         names: set[str] = set()
         for i, t in _tables(raw, section):
@@ -61,15 +65,12 @@ def cross_check(raw: Mapping[str, Any], lines: Mapping[KeyPath, int]) -> list[tu
             if name is None:
                 continue
             if name in names:
-                out.append(((section, i, "name"), f"duplicate {section} name {name!r}"))
+                out.append(
+                    ((section, i, "name"), "duplicate_name", {"section": section, "name": name})
+                )
             names.add(name)
             if section == "music" and name in SHIPPED_MUSIC:
-                out.append(
-                    (
-                        (section, i, "name"),
-                        f"{name!r} is the shipped music class; choose another name",
-                    )
-                )
+                out.append(((section, i, "name"), "shipped_music_name", {"name": name}))
 
     # Server.
     server = raw.get("server")
@@ -80,10 +81,10 @@ def cross_check(raw: Mapping[str, Any], lines: Mapping[KeyPath, int]) -> list[tu
         ):
             for key in ("tls_cert", "tls_key"):
                 if key not in server:
-                    out.append((("server", key), "required by the tls listener"))
+                    out.append((("server", key), "tls_required", {}))
         algos = server.get("auth_algorithms")
         if isinstance(algos, list) and len(set(map(str, algos))) != len(algos):
-            out.append((("server", "auth_algorithms"), "an algorithm is listed twice"))
+            out.append((("server", "auth_algorithms"), "duplicate_algorithm", {}))
 
     # Trunks: credentials come in pairs, and registering needs them.
     for i, t in _tables(raw, "trunks"):
@@ -104,19 +105,10 @@ def cross_check(raw: Mapping[str, Any], lines: Mapping[KeyPath, int]) -> list[tu
         )
         if all(isinstance(v, int) for v in (lo, default, hi)):
             if lo > hi:
-                out.append(
-                    (
-                        ("registrar", "min_expires"),
-                        f"min_expires ({lo}) is above max_expires ({hi})",
-                    )
-                )
+                out.append((("registrar", "min_expires"), "expires_order", {"min": lo, "max": hi}))
             elif not lo <= default <= hi:
-                out.append(
-                    (
-                        ("registrar", "default_expires"),
-                        f"default_expires ({default}) is not within min_expires..max_expires ({lo}..{hi})",
-                    )
-                )
+                params = {"default": default, "min": lo, "max": hi}
+                out.append((("registrar", "default_expires"), "default_expires_range", params))
 
     # System extensions: members are users.
     for i, t in _tables(raw, "system_extensions"):
@@ -124,19 +116,11 @@ def cross_check(raw: Mapping[str, Any], lines: Mapping[KeyPath, int]) -> list[tu
         if isinstance(members, list):
             for j, member in enumerate(members):
                 if isinstance(member, str) and member not in users:
-                    out.append(
-                        (
-                            ("system_extensions", i, "members", j),
-                            f"member {member!r} is not a user extension",
-                        )
-                    )
+                    path: KeyPath = ("system_extensions", i, "members", j)
+                    out.append((path, "member_unknown", {"member": member}))
                 elif members.index(member) != j:
-                    out.append(
-                        (
-                            ("system_extensions", i, "members", j),
-                            f"member {member!r} is listed twice",
-                        )
-                    )
+                    path = ("system_extensions", i, "members", j)
+                    out.append((path, "member_twice", {"member": member}))
 
     # Trunks: DIDs lead to an extension.
     for i, t in _tables(raw, "trunks"):
@@ -144,15 +128,11 @@ def cross_check(raw: Mapping[str, Any], lines: Mapping[KeyPath, int]) -> list[tu
         if isinstance(did, dict):
             for number, target in did.items():
                 if isinstance(target, str) and target not in users and target not in systems:
-                    out.append(
-                        (
-                            ("trunks", i, "did", number),
-                            f"extension {target!r} is neither a user nor a system extension",
-                        )
-                    )
+                    path = ("trunks", i, "did", number)
+                    out.append((path, "did_unknown_extension", {"extension": target}))
 
     # Device usernames.
-    usernames: dict[str, str] = {}
+    usernames: dict[str, KeyPath] = {}
     for i, t in _tables(raw, "users"):
         for j, d in _tables(t, "devices"):
             name = _str(d, "username")
@@ -160,10 +140,11 @@ def cross_check(raw: Mapping[str, Any], lines: Mapping[KeyPath, int]) -> list[tu
                 continue
             path = ("users", i, "devices", j, "username")
             if name in usernames:
-                out.append((path, f"username {name!r} is already used by {usernames[name]}"))
+                params = {"username": name, "other": list(usernames[name])}
+                out.append((path, "username_taken", params))
             elif (name in users and users[name] != i) or name in systems:
-                out.append((path, f"username {name!r} is another extension"))
-            usernames.setdefault(name, format_path(path[:-1]))
+                out.append((path, "username_is_extension", {"username": name}))
+            usernames.setdefault(name, path[:-1])
 
     # Users.
     for i, t in _tables(raw, "users"):
@@ -171,18 +152,13 @@ def cross_check(raw: Mapping[str, Any], lines: Mapping[KeyPath, int]) -> list[tu
         ext = _str(t, "extension")
         music_name = _str(t, "hold_music")
         if music_name is not None and music_name not in SHIPPED_MUSIC and music_name not in music:
-            known = ", ".join(sorted(SHIPPED_MUSIC | music))
-            out.append(
-                ((*base, "hold_music"), f"unknown music class {music_name!r} (known: {known})")
-            )
+            known = sorted(SHIPPED_MUSIC | music)
+            params = {"name": music_name, "known": known}
+            out.append(((*base, "hold_music"), "unknown_music", params))
         exceptions = t.get("exceptions")
         if isinstance(exceptions, list) and len(exceptions) > MAX_EXCEPTIONS:
-            out.append(
-                (
-                    (*base, "exceptions", MAX_EXCEPTIONS),
-                    f"at most {MAX_EXCEPTIONS} caller-ID exceptions per user (this is number {MAX_EXCEPTIONS + 1})",
-                )
-            )
+            params = {"max": MAX_EXCEPTIONS, "number": MAX_EXCEPTIONS + 1}
+            out.append(((*base, "exceptions", MAX_EXCEPTIONS), "too_many_exceptions", params))
 
         dest = _DestinationChecker(out, ext, "mobile" in t, users, systems, prompts).check
         dest((*base, "no_answer"), t.get("no_answer"), where="no_answer")
@@ -196,28 +172,16 @@ def cross_check(raw: Mapping[str, Any], lines: Mapping[KeyPath, int]) -> list[tu
             for j, h in _tables(schedule, "hours"):
                 start, end = _str(h, "start"), _str(h, "end")
                 if start is not None and end is not None and start == end:
-                    out.append(
-                        (
-                            (*sbase, "hours", j, "end"),
-                            "start and end are equal (use 00:00 and 24:00 for a whole day)",
-                        )
-                    )
+                    out.append(((*sbase, "hours", j, "end"), "hours_equal", {}))
             for j, p in _tables(schedule, "exceptional"):
                 pbase = (*sbase, "exceptional", j)
                 dest((*pbase, "destination"), p.get("destination"), where="exceptional")
                 has_start, has_end = "start" in p, "end" in p
                 if has_start != has_end:
                     missing = "end" if has_start else "start"
-                    out.append(
-                        (
-                            (*pbase, missing),
-                            "a daily window needs both start and end (omit both for whole days)",
-                        )
-                    )
+                    out.append(((*pbase, missing), "window_incomplete", {}))
                 elif has_start and p.get("start") == p.get("end"):
-                    out.append(
-                        ((*pbase, "end"), "start and end are equal (omit both for whole days)")
-                    )
+                    out.append(((*pbase, "end"), "window_equal", {}))
     return out
 
 
@@ -225,7 +189,7 @@ def cross_check(raw: Mapping[str, Any], lines: Mapping[KeyPath, int]) -> list[tu
 class _DestinationChecker:
     """Cross-reference checks of one user's destinations; appends to `out`."""
 
-    out: list[tuple[KeyPath, str]]
+    out: list[Finding]
     own: str | None
     has_mobile: bool
     users: Mapping[str, int]
@@ -239,36 +203,24 @@ class _DestinationChecker:
         target = _str(value, "extension")
         out = self.out
         if kind == "devices" and where == "no_answer":
-            out.append(((*path, "kind"), "no_answer cannot ring the same devices again"))
+            out.append(((*path, "kind"), "no_answer_devices", {}))
         elif kind == "mobile" and not self.has_mobile:
-            out.append(
-                ((*path, "kind"), "destination 'mobile' needs the user's mobile number (not set)")
-            )
+            out.append(((*path, "kind"), "mobile_not_set", {}))
         elif kind == "voicemail" and target is not None and target not in self.users:
-            out.append(
-                ((*path, "extension"), f"no user with extension {target!r} (voicemail is a user's)")
-            )
+            out.append(((*path, "extension"), "voicemail_unknown_user", {"extension": target}))
         elif kind == "extension" and target is not None:
             if target in self.systems:
-                out.append(
-                    ((*path, "extension"), f'{target!r} is a system extension: use kind = "system"')
-                )
+                out.append(((*path, "extension"), "extension_is_system", {"extension": target}))
             elif target not in self.users:
-                out.append(((*path, "extension"), f"unknown colleague extension {target!r}"))
+                out.append(((*path, "extension"), "unknown_colleague", {"extension": target}))
             elif target == self.own and value.get("voicemail") is not True:
-                out.append(
-                    (
-                        (*path, "extension"),
-                        "the user's own extension (use 'devices' or 'voicemail')",
-                    )
-                )
+                out.append(((*path, "extension"), "own_extension", {}))
         elif kind == "system" and target is not None and target not in self.systems:
-            hint = ' (it is a user: use kind = "extension")' if target in self.users else ""
-            out.append(((*path, "extension"), f"unknown system extension {target!r}{hint}"))
+            params = {"extension": target, "is_user": target in self.users}
+            out.append(((*path, "extension"), "unknown_system_extension", params))
         elif kind == "announcement":
             message = _str(value, "message")
             if message is not None and message not in SHIPPED_PROMPTS | self.prompts:
-                known = ", ".join(sorted(SHIPPED_PROMPTS | self.prompts))
-                out.append(
-                    ((*path, "message"), f"unknown announcement {message!r} (known: {known})")
-                )
+                known = sorted(SHIPPED_PROMPTS | self.prompts)
+                params = {"name": message, "known": known}
+                out.append(((*path, "message"), "unknown_announcement", params))

@@ -1,6 +1,6 @@
 """Field types of the configuration models: extensions, phone numbers, caller patterns, times,
-days and months, time zones, paths, networks and addresses. Each validator raises ValueError
-with the reason a person reads after `FILE:LINE: field:`."""
+days and months, time zones, paths, networks and addresses. Each validator raises `Problem` (a
+ValueError with a stable code; b2bua.config.messages words it)."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from pydantic import (
     ValidationInfo,
 )
 
+from b2bua.config.messages import Problem
 from b2bua.config.timespec import WEEKDAYS, parse_date_spec, parse_hhmm
 
 _EXTENSION_RE = re.compile(r"^[0-9A-Za-z_]{1,32}$")
@@ -31,30 +32,30 @@ _PATTERN_RE = re.compile(r"^\+?[0-9]*\*?$")
 
 def _extension(value: str) -> str:
     if not _EXTENSION_RE.match(value):
-        raise ValueError(f"{value!r} is not an extension (letters, digits or _, at most 32)")
+        raise Problem("invalid_extension", value=value)
     return value
 
 
 def _phone_number(value: str) -> str:
     if not _NUMBER_RE.match(value.translate(_NUMBER_SEPARATORS)):
-        raise ValueError(f"{value!r} is not a phone number")
+        raise Problem("invalid_phone_number", value=value)
     return value
 
 
 def _callers(value: str) -> str:
     tokens = value.split()
     if not tokens:
-        raise ValueError("empty; use '*' for every caller")
+        raise Problem("callers_empty")
     for token in tokens:
         if "," in token or ";" in token:
-            raise ValueError(f"{token!r}: separate several patterns with spaces")
+            raise Problem("callers_separator", token=token)
         if token == "*":
             continue
         core = token.translate(_NUMBER_SEPARATORS)
         if not _PATTERN_RE.match(core) or core in ("", "+"):
             if "*" in core[:-1]:
-                raise ValueError(f"{token!r}: '*' is only allowed at the end of a pattern")
-            raise ValueError(f"{token!r} is not a number or a prefix such as 06*")
+                raise Problem("callers_star_position", token=token)
+            raise Problem("callers_invalid", token=token)
     return value
 
 
@@ -62,7 +63,7 @@ def _timezone(value: str) -> str:
     try:
         zoneinfo.ZoneInfo(value)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"unknown time zone {value!r} (e.g. Europe/Paris)") from None
+        raise Problem("invalid_timezone", value=value) from None
     return value
 
 
@@ -83,11 +84,11 @@ def _date_spec(value: str) -> str:
 
 def _days(value: Any) -> tuple[str, ...]:
     if not isinstance(value, list | tuple):
-        raise ValueError(f'expected a list of days such as ["mon", "tue"], got {value!r}')
+        raise Problem("days_not_list", value=value)
     out: list[str] = []
     for day in value:
         if not isinstance(day, str) or day not in WEEKDAYS:
-            raise ValueError(f"unknown weekday {day!r} (expected {', '.join(WEEKDAYS)})")
+            raise Problem("unknown_weekday", value=day, expected=list(WEEKDAYS))
         out.append(day)
     return tuple(out)
 
@@ -96,20 +97,20 @@ def _months(value: Any) -> Literal["all"] | tuple[int, ...]:
     if value == "all":
         return "all"
     if not isinstance(value, list | tuple):
-        raise ValueError(f'expected "all" or a list of months 1..12, got {value!r}')
+        raise Problem("months_not_list", value=value)
     out: list[int] = []
     for month in value:
         if isinstance(month, bool) or not isinstance(month, int):
-            raise ValueError(f"month {month!r} is not a number 1..12")
+            raise Problem("month_not_number", value=month)
         if not 1 <= month <= 12:
-            raise ValueError(f"month {month} is not in 1..12")
+            raise Problem("month_out_of_range", month=month)
         out.append(month)
     return tuple(out)
 
 
 def _path_str(value: Any) -> Any:
     if not isinstance(value, str | Path):
-        raise ValueError(f"expected a path (string), got {value!r}")
+        raise Problem("expected_path", value=value)
     return value
 
 
@@ -122,15 +123,15 @@ def _resolve_path(value: Path, info: ValidationInfo) -> Path:
 
 def _network(value: Any) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
     if not isinstance(value, str):
-        raise ValueError(f'expected a network such as "192.0.2.0/24", got {value!r}')
+        raise Problem("expected_network", value=value)
     try:
         return ipaddress.ip_network(value, strict=True)
     except ValueError:
         try:
             loose = ipaddress.ip_network(value, strict=False)
         except ValueError:
-            raise ValueError(f"{value!r} is not an address or a network (CIDR)") from None
-        raise ValueError(f"{value!r} has host bits set; did you mean {loose}?") from None
+            raise Problem("invalid_network", value=value) from None
+        raise Problem("network_host_bits", value=value, suggestion=str(loose)) from None
 
 
 Extension = Annotated[StrictStr, AfterValidator(_extension)]
@@ -159,16 +160,16 @@ _ADDRESS_RE = re.compile(r"^(\[[^\]]*\]|[^:\[\]]+):([0-9]{1,5})$")
 def _split_host_port(text: str) -> tuple[str, int]:
     m = _ADDRESS_RE.match(text)
     if m is None:
-        raise ValueError(f"{text!r} is not HOST:PORT (IPv6 as [::1]:5060)")
+        raise Problem("invalid_address", value=text)
     host, port = m.group(1), int(m.group(2))
     if host.startswith("["):
         host = host[1:-1]
         try:
             ipaddress.IPv6Address(host)
         except ValueError:
-            raise ValueError(f"{text!r}: {host!r} is not an IPv6 address") from None
+            raise Problem("invalid_ipv6", value=text, host=host) from None
     if not 1 <= port <= 65535:
-        raise ValueError(f"{text!r}: port {port} is not in 1..65535")
+        raise Problem("port_out_of_range", value=text, port=port)
     return host, port
 
 
@@ -213,17 +214,17 @@ def _host_port(value: Any) -> Any:
         return {"host": host, "port": port}
     if isinstance(value, HostPort):
         return value
-    raise ValueError(f'expected "HOST:PORT", got {value!r}')
+    raise Problem("expected_address", value=value)
 
 
 def _listen(value: Any) -> Any:
     if isinstance(value, ListenSpec):
         return value
     if not isinstance(value, str):
-        raise ValueError(f'expected "TRANSPORT:HOST:PORT", got {value!r}')
+        raise Problem("expected_listen", value=value)
     transport, sep, rest = value.partition(":")
     if not sep or transport not in ("udp", "tcp", "tls"):
-        raise ValueError(f"{value!r}: expected udp:HOST:PORT, tcp:HOST:PORT or tls:HOST:PORT")
+        raise Problem("invalid_listen", value=value)
     host, port = _split_host_port(rest)
     return {"transport": transport, "host": host, "port": port}
 
@@ -233,10 +234,10 @@ def _port_range(value: Any) -> Any:
         return value
     m = re.match(r"^(\d{1,5})-(\d{1,5})$", value) if isinstance(value, str) else None
     if m is None:
-        raise ValueError(f'expected "FIRST-LAST" such as "20000-29999", got {value!r}')
+        raise Problem("expected_port_range", value=value)
     first, last = int(m.group(1)), int(m.group(2))
     if not (1024 <= first < last <= 65535):
-        raise ValueError(f"{value!r}: need 1024 <= FIRST < LAST <= 65535")
+        raise Problem("port_range_bounds", value=value)
     return {"first": first, "last": last}
 
 

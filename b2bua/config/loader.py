@@ -16,9 +16,10 @@ from pydantic import ValidationError
 from b2bua.config.checks import cross_check
 from b2bua.config.issues import ConfigError, ConfigIssue, KeyPath, PathPart, format_path
 from b2bua.config.locator import Locator, line_for
+from b2bua.config.messages import Problem, render
 from b2bua.config.schema import DESTINATION_KINDS, FIELD_NAMES, Config
 
-__all__ = ["config_from_dict", "config_from_text", "load_config"]
+__all__ = ["config_from_dict", "config_from_text", "load_config", "problem_of"]
 
 
 def load_config(path: str | Path) -> Config:
@@ -27,7 +28,8 @@ def load_config(path: str | Path) -> Config:
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError([ConfigIssue(file, 1, "(file)", f"cannot read: {exc}")]) from None
+        reason = f"cannot read: {exc}"
+        raise ConfigError([ConfigIssue(file, 1, "(file)", reason, "unreadable")]) from None
     return config_from_text(text, file=file, base_dir=Path(path).resolve().parent)
 
 
@@ -67,8 +69,10 @@ def _validate(
 ) -> Config:
     issues: list[ConfigIssue] = []
 
-    def add(path: KeyPath, reason: str) -> None:
-        issues.append(ConfigIssue(file, line_for(lines, path), format_path(path), reason, path=path))
+    def add(path: KeyPath, code: str, params: dict[str, Any]) -> None:
+        reason = render(code, params, "en")
+        line = line_for(lines, path)
+        issues.append(ConfigIssue(file, line, format_path(path), reason, code, params, path))
 
     config: Config | None = None
     context = {"base_dir": base_dir if base_dir is not None else Path.cwd()}
@@ -82,9 +86,9 @@ def _validate(
                 len(e["loc"]) > len(loc) and e["loc"][: len(loc)] == loc for e in errors
             ):
                 continue  # "too short" only because its items were rejected: say why instead
-            add(_data_path(raw, loc), _reason(err))
-    for path, reason in cross_check(raw, lines):
-        add(path, reason)
+            add(_data_path(raw, loc), *problem_of(err))
+    for path, code, params in cross_check(raw, lines):
+        add(path, code, params)
     if issues or config is None:
         unique = {(i.field, i.reason): i for i in issues}
         raise ConfigError(sorted(unique.values(), key=lambda i: (i.line, i.field)))
@@ -116,7 +120,7 @@ def _syntax_issue(file: str, text: str, exc: tomllib.TOMLDecodeError) -> ConfigI
     else:
         line = text.count("\n") + 1
         message = message.replace("(at end of document)", "").strip() + " (at end of file)"
-    return ConfigIssue(file, line, "(syntax)", f"TOML syntax error: {message}")
+    return ConfigIssue(file, line, "(syntax)", f"TOML syntax error: {message}", "toml_syntax")
 
 
 def _data_path(raw: Any, loc: tuple[int | str, ...]) -> KeyPath:
@@ -141,27 +145,85 @@ def _data_path(raw: Any, loc: tuple[int | str, ...]) -> KeyPath:
     return tuple(out)
 
 
-def _reason(err: Any) -> str:
+# pydantic error types -> our codes (b2bua.config.messages); anything else is "invalid".
+_TYPE_CODES: dict[str, str] = {
+    "string_type": "expected_text",
+    "int_type": "expected_integer",
+    "int_parsing": "expected_integer",
+    "int_from_float": "expected_integer",
+    "float_type": "expected_number",
+    "float_parsing": "expected_number",
+    "bool_type": "expected_boolean",
+    "bool_parsing": "expected_boolean",
+    "list_type": "expected_list",
+    "tuple_type": "expected_list",
+    "model_type": "expected_table",
+    "model_attributes_type": "expected_table",
+    "dict_type": "expected_table",
+}
+# What a field with a `pattern` expects, in words (English, French).
+_PATTERN_HINTS: dict[str, tuple[str, str]] = {
+    "country_code": ("a country calling code such as 33", "un indicatif de pays comme 33"),
+    "contact": (
+        "a SIP URI such as sip:1001@192.0.2.10:5060",
+        "une adresse SIP comme sip:1001@192.0.2.10:5060",
+    ),
+}
+_QUOTED = re.compile(r"'((?:[^'\\]|\\.)*)'")
+
+
+def problem_of(err: Any) -> tuple[str, dict[str, Any]]:
+    """(code, params) for one pydantic error (as `ValidationError.errors()` lists them)."""
     kind = err["type"]
     ctx = err.get("ctx") or {}
     value = err.get("input")
+    scalar = isinstance(value, str | int | float | bool)
+    got: dict[str, Any] = {"got": value} if scalar else {}
+    if kind == "value_error":
+        cause = ctx.get("error")
+        if isinstance(cause, Problem):
+            return cause.code, dict(cause.params)
+        return "invalid", {"reason": str(cause) if cause is not None else err["msg"]}
     if kind == "missing":
-        return "required field missing"
+        return "required", {}
     if kind == "extra_forbidden":
         key = str(err["loc"][-1])
         close = difflib.get_close_matches(key, FIELD_NAMES, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        return f"unknown key {key!r}{hint}"
+        return "unknown_key", {"key": key, "suggestion": close[0] if close else None}
     if kind == "union_tag_invalid":
-        return f"unknown destination kind {ctx.get('tag')!r} (expected one of: {', '.join(DESTINATION_KINDS)})"
+        return "unknown_destination_kind", {
+            "kind": ctx.get("tag"), "expected": list(DESTINATION_KINDS)
+        }
     if kind == "union_tag_not_found":
-        return f"a destination needs a kind (one of: {', '.join(DESTINATION_KINDS)})"
-    if kind == "model_attributes_type" or kind == "model_type":
-        return f"expected a table, got {value!r}"
-    message: str = err["msg"]
-    if message.startswith("Value error, "):
-        return message[len("Value error, ") :]
-    message = message.replace("Input should be", "expected")
-    if isinstance(value, str | int | float | bool) and not isinstance(value, dict):
+        return "destination_kind_missing", {"expected": list(DESTINATION_KINDS)}
+    if kind in _TYPE_CODES:
+        code = _TYPE_CODES[kind]
+        return code, ({"value": value} if code == "expected_table" else got)
+    if kind == "string_too_short":
+        minimum = int(ctx.get("min_length", 1))
+        return ("empty", {}) if minimum <= 1 else ("text_too_short", {"min": minimum})
+    if kind == "string_too_long":
+        return "too_long", {"max": ctx.get("max_length")}
+    if kind == "too_short":
+        return "too_few", {"min": ctx.get("min_length")}
+    if kind == "too_long":
+        return "too_many", {"max": ctx.get("max_length")}
+    if kind == "greater_than_equal":
+        return "too_small", {"min": ctx.get("ge"), **got}
+    if kind == "less_than_equal":
+        return "too_large", {"max": ctx.get("le"), **got}
+    if kind == "literal_error":
+        expected = str(ctx.get("expected", ""))
+        choices = _QUOTED.findall(expected)
+        if choices:
+            return "not_one_of", {"expected": choices, **got}
+    if kind == "string_pattern_mismatch":
+        field = str(err["loc"][-1]) if err["loc"] else ""
+        if field == "extension":
+            return "invalid_extension", {"value": value}
+        en, fr = _PATTERN_HINTS.get(field, ("a value of another form", "une valeur d'une autre forme"))
+        return "invalid_format", {"expected_en": en, "expected_fr": fr, **got}
+    message: str = err["msg"].replace("Input should be", "expected")
+    if scalar:
         message += f" (got {value!r})"
-    return message
+    return "invalid", {"reason": message}

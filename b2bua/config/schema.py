@@ -43,6 +43,7 @@ from b2bua.config.fields import (
 )
 from b2bua.config.issues import ConfigIssue, KeyPath, PathPart, format_path
 from b2bua.config.locator import line_for
+from b2bua.config.messages import Problem, render
 from b2bua.config.timespec import DateSpec, parse_date_spec
 
 # Prompt names an `announcement` destination may use without declaring them in [[announcements]].
@@ -232,7 +233,7 @@ def _ca_file(value: Path) -> Path:
 
 def _apple_id(value: str) -> str:
     if len(value) != 10 or not value.isascii() or not value.isalnum() or value != value.upper():
-        raise ValueError(f"{value!r} is not a 10-character Apple identifier (such as ABC123DEFG)")
+        raise Problem("invalid_apple_id", value=value)
     return value
 
 
@@ -402,6 +403,13 @@ class Config(ConfigModel):
     def line_of(self, path: Sequence[PathPart]) -> int:
         """Line of a field path in the source file (closest enclosing table when absent)."""
         return line_for(self._lines, tuple(path))
+
+    def problem(self, path: Sequence[PathPart], code: str, **params: Any) -> ConfigIssue:
+        """A `ConfigIssue` about `path` with a code of b2bua.config.messages."""
+        return ConfigIssue(
+            self._source, self.line_of(path), format_path(path), render(code, params, "en"),
+            code, params, tuple(path),
+        )  # fmt: skip
 
     def issue(self, path: Sequence[PathPart], reason: str) -> ConfigIssue:
         """A `ConfigIssue` about `path` in this configuration's file."""

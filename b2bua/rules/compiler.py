@@ -59,7 +59,15 @@ from typing import TYPE_CHECKING, Any, Final
 from zoneinfo import ZoneInfo
 
 from b2bua.config import WEEKDAYS, parse_date_spec, parse_hhmm
-from b2bua.rules.model import Decision, Destination, Outcome, Rule, UnknownExtension, new_decision
+from b2bua.rules.model import (
+    Decision,
+    Destination,
+    Outcome,
+    Rule,
+    Step,
+    UnknownExtension,
+    new_decision,
+)
 from b2bua.rules.numbers import CallerPattern, normalize_number, parse_callers
 
 if TYPE_CHECKING:
@@ -503,7 +511,7 @@ class _UserRules:
         self.periods = periods
         self.exception_destinations = exception_destinations
 
-    def explain(self, decision: Decision, caller: str, when: datetime) -> tuple[str, ...]:
+    def explain(self, decision: Decision, caller: str, when: datetime) -> tuple[Step, ...]:
         from b2bua.rules.trace import explain_user
 
         return explain_user(self, decision, caller, when)
@@ -565,7 +573,7 @@ class _SystemRules:
         self.tz = tz
         self.destination = Destination("system", extension=ext.extension)
 
-    def explain(self, decision: Decision, caller: str, when: datetime) -> tuple[str, ...]:
+    def explain(self, decision: Decision, caller: str, when: datetime) -> tuple[Step, ...]:
         from b2bua.rules.trace import explain_system
 
         return explain_system(self, decision, caller, when)

@@ -36,7 +36,7 @@ from b2bua.config import parse_date_spec, parse_hhmm
 if TYPE_CHECKING:
     from b2bua.config import ExceptionalPeriod, User
 
-__all__ = ["IcsImport", "export_ics", "import_ics", "periods_to_toml"]
+__all__ = ["IcsImport", "IcsNote", "IcsProblem", "export_ics", "import_ics", "periods_to_toml"]
 
 _PRODID = "-//b2bua//exceptional periods//EN"
 _WEEKDAYS = ("MO", "TU", "WE", "TH", "FR", "SA", "SU")
@@ -245,12 +245,99 @@ class _Line:
     value: str
 
 
+# What an import says about an event it skips or reads approximately (English, French).
+_NOTES: dict[str, tuple[str, str]] = {
+    "bad_date": ("bad date {value!r}", "date illisible « {value} »"),
+    "bad_datetime": ("bad date-time {value!r}", "date et heure illisibles « {value} »"),
+    "bad_duration": ("bad duration {value!r}", "durée illisible « {value} »"),
+    "unknown_tzid": (
+        "unknown TZID {tzid!r}: read as {zone} local time",
+        "fuseau « {tzid} » inconnu : lu comme l'heure locale de {zone}",
+    ),
+    "cancelled": ("cancelled", "annulé"),
+    "unreadable": ("{reason}", "illisible"),
+    "no_start": ("no DTSTART", "pas de début (DTSTART)"),
+    "mixed_types": (
+        "DTSTART and DTEND are not of the same type",
+        "le début et la fin ne sont pas du même type (jour entier ou heure)",
+    ),
+    "no_duration": ("no duration", "pas de durée"),
+    "exdate_ignored": ("EXDATE/RDATE ignored", "dates exclues ou ajoutées (EXDATE/RDATE) ignorées"),
+    "recurrence_unsupported": (
+        "recurrence {rule!r} is not supported", "répétition « {rule} » non prise en charge"
+    ),
+    "endless_daily": (
+        "an endless daily recurrence cannot be an exceptional period",
+        "une répétition quotidienne sans fin ne peut pas être une période exceptionnelle",
+    ),
+    "frequency_unsupported": (
+        "recurrence FREQ={freq} is not supported", "répétition FREQ={freq} non prise en charge"
+    ),
+    "leap_day_count": (
+        "a yearly 02-29 with COUNT/UNTIL is not supported",
+        "un 29 février annuel avec COUNT/UNTIL n'est pas pris en charge",
+    ),
+    "yearly_unsupported": (
+        "this yearly recurrence is not supported",
+        "cette répétition annuelle n'est pas prise en charge",
+    ),
+    "several_months": (
+        "several BYMONTH values are not supported",
+        "plusieurs mois (BYMONTH) ne sont pas pris en charge",
+    ),
+    "multiday_monthday": (
+        "a multi-day event with BYMONTHDAY is not supported",
+        "un événement de plusieurs jours avec BYMONTHDAY n'est pas pris en charge",
+    ),
+    "unreadable_destination": (
+        "unreadable X-B2BUA-DESTINATION ignored",
+        "destination (X-B2BUA-DESTINATION) illisible, ignorée",
+    ),
+}
+
+
+class IcsProblem(ValueError):
+    """Why an event is skipped or read approximately: a code of `_NOTES` and its parameters;
+    `str()` is the English sentence."""
+
+    def __init__(self, code: str, **params: Any) -> None:
+        self.code = code
+        self.params = params
+        super().__init__(self.text("en"))
+
+    def text(self, lang: str) -> str:
+        en, fr = _NOTES[self.code]
+        return (fr if lang == "fr" else en).format_map(self.params)
+
+
+@dataclass(frozen=True, slots=True)
+class IcsNote:
+    """One remark about an event: `skipped` (the event was left out) or read approximately."""
+
+    event: str
+    problem: IcsProblem
+    skipped: bool
+
+    def text(self, lang: str) -> str:
+        reason = self.problem.text(lang)
+        if lang == "fr":
+            return f"« {self.event} » ignoré : {reason}" if self.skipped else (
+                f"« {self.event} » : {reason}"
+            )
+        return f"{self.event!r}: skipped ({reason})" if self.skipped else f"{self.event!r}: {reason}"
+
+
 @dataclass(slots=True)
 class IcsImport:
     """Result of `import_ics`: periods in the configuration shape, and what was skipped."""
 
     periods: list[dict[str, Any]] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
+    notes: list[IcsNote] = field(default_factory=list)
+
+    @property
+    def warnings(self) -> list[str]:
+        """The notes in English, one line each."""
+        return [note.text("en") for note in self.notes]
 
 
 def _unfold(text: str) -> list[str]:
@@ -341,17 +428,17 @@ _DATE_RE = re.compile(r"^(\d{4})(\d{2})(\d{2})$")
 _DATETIME_RE = re.compile(r"^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})(Z?)$")
 
 
-def _when(line: _Line, user_tz: ZoneInfo, problems: list[str]) -> date | datetime:
+def _when(line: _Line, user_tz: ZoneInfo, problems: list[IcsProblem]) -> date | datetime:
     """A DTSTART/DTEND value: a date, or an aware datetime in the user's zone."""
     value = line.value.strip()
     m = _DATE_RE.match(value)
     if m is not None or line.params.get("VALUE", "").upper() == "DATE":
         if m is None:
-            raise ValueError(f"bad date {value!r}")
+            raise IcsProblem("bad_date", value=value)
         return date(int(m.group(1)), int(m.group(2)), int(m.group(3)))
     m = _DATETIME_RE.match(value)
     if m is None:
-        raise ValueError(f"bad date-time {value!r}")
+        raise IcsProblem("bad_datetime", value=value)
     y, mo, d, h, mi, sec = (int(m.group(i)) for i in range(1, 7))
     naive = datetime(y, mo, d, h, mi, sec)
     if m.group(7):
@@ -359,7 +446,7 @@ def _when(line: _Line, user_tz: ZoneInfo, problems: list[str]) -> date | datetim
     tzid = line.params.get("TZID")
     zone = _zone(tzid, user_tz) if tzid is not None else user_tz
     if zone is None:
-        problems.append(f"unknown TZID {tzid!r}: read as {user_tz.key} local time")
+        problems.append(IcsProblem("unknown_tzid", tzid=tzid, zone=user_tz.key))
         zone = user_tz
     return naive.replace(tzinfo=zone).astimezone(user_tz)
 
@@ -372,7 +459,7 @@ _DURATION_RE = re.compile(
 def _duration(text: str) -> timedelta:
     m = _DURATION_RE.match(text.strip())
     if m is None:
-        raise ValueError(f"bad duration {text!r}")
+        raise IcsProblem("bad_duration", value=text)
     w, d, h, mi, s = (int(g) if g else 0 for g in m.groups()[1:])
     delta = timedelta(weeks=w, days=d, hours=h, minutes=mi, seconds=s)
     return -delta if m.group(1) == "-" else delta
@@ -445,19 +532,22 @@ def import_ics(
     merged: dict[tuple[str, str | None, str | None, str], dict[str, Any]] = {}
     for number, event in enumerate(_events(text), start=1):
         summary = _unescape(event["SUMMARY"].value) if "SUMMARY" in event else f"Event {number}"
-        problems: list[str] = []
+        problems: list[IcsProblem] = []
         try:
             pieces = _event_pieces(event, user_tz, problems, max_occurrences)
-        except (ValueError, KeyError) as exc:
-            result.warnings.append(f"{summary!r}: skipped ({exc})")
+        except IcsProblem as exc:
+            result.notes.append(IcsNote(summary, exc, True))
             continue
-        result.warnings += [f"{summary!r}: {p}" for p in problems]
+        except (ValueError, KeyError) as exc:  # a value the calendar types cannot hold
+            result.notes.append(IcsNote(summary, IcsProblem("unreadable", reason=str(exc)), True))
+            continue
+        result.notes += [IcsNote(summary, p, False) for p in problems]
         destination = default_destination
         if "X-B2BUA-DESTINATION" in event:
             try:
                 destination = json.loads(_unescape(event["X-B2BUA-DESTINATION"].value))
             except ValueError:
-                result.warnings.append(f"{summary!r}: unreadable X-B2BUA-DESTINATION ignored")
+                result.notes.append(IcsNote(summary, IcsProblem("unreadable_destination"), False))
         dest_key = json.dumps(destination, sort_keys=True)
         for dates, start, end in pieces:
             key = (summary, start, end, dest_key)
@@ -513,12 +603,12 @@ def _join_yearly(dates: list[str]) -> list[str]:
 
 
 def _event_pieces(
-    event: dict[str, _Line], user_tz: ZoneInfo, problems: list[str], max_occurrences: int
+    event: dict[str, _Line], user_tz: ZoneInfo, problems: list[IcsProblem], max_occurrences: int
 ) -> list[tuple[list[str], str | None, str | None]]:
     if event.get("STATUS") is not None and event["STATUS"].value.upper() == "CANCELLED":
-        raise ValueError("cancelled")
+        raise IcsProblem("cancelled")
     if "DTSTART" not in event:
-        raise ValueError("no DTSTART")
+        raise IcsProblem("no_start")
     start = _when(event["DTSTART"], user_tz, problems)
     if "DTEND" in event:
         end = _when(event["DTEND"], user_tz, problems)
@@ -527,18 +617,18 @@ def _event_pieces(
     else:
         end = start + timedelta(days=1) if not isinstance(start, datetime) else start
     if isinstance(start, datetime) != isinstance(end, datetime):
-        raise ValueError("DTSTART and DTEND are not of the same type")
+        raise IcsProblem("mixed_types")
     if _as_datetime(end) <= _as_datetime(start):
-        raise ValueError("no duration")
+        raise IcsProblem("no_duration")
     if "EXDATE" in event or "RDATE" in event:
-        problems.append("EXDATE/RDATE ignored")
+        problems.append(IcsProblem("exdate_ignored"))
     rule = _rrule(event["RRULE"].value) if "RRULE" in event else None
     if rule is None:
         return [([_range(a, b, False)], ws, we) for a, b, ws, we in _pieces(start, end)]
     freq = rule.get("FREQ")
     extra = set(rule) - {"FREQ", "COUNT", "UNTIL", "INTERVAL", "WKST", "BYMONTH", "BYMONTHDAY"}
     if extra or rule.get("INTERVAL", "1") != "1":
-        raise ValueError(f"recurrence {event['RRULE'].value!r} is not supported")
+        raise IcsProblem("recurrence_unsupported", rule=event["RRULE"].value)
     first_day = start.date() if isinstance(start, datetime) else start
     if freq == "YEARLY":
         by_month = rule.get("BYMONTH")
@@ -552,11 +642,11 @@ def _event_pieces(
         return [([_range(a, b, True)], ws, we) for a, b, ws, we in _pieces(start, end)]
     if freq == "DAILY":
         if "COUNT" not in rule and "UNTIL" not in rule:
-            raise ValueError("an endless daily recurrence cannot be an exceptional period")
+            raise IcsProblem("endless_daily")
         if rule.keys() & {"BYMONTH", "BYMONTHDAY"}:
-            raise ValueError(f"recurrence {event['RRULE'].value!r} is not supported")
+            raise IcsProblem("recurrence_unsupported", rule=event["RRULE"].value)
         return _expanded(start, end, rule, max_occurrences, years=False)
-    raise ValueError(f"recurrence FREQ={freq} is not supported")
+    raise IcsProblem("frequency_unsupported", freq=freq)
 
 
 def _as_datetime(value: date | datetime) -> datetime:
@@ -577,7 +667,7 @@ def _shift(value: date | datetime, years: int = 0, days: int = 0) -> date | date
         try:
             value = value.replace(year=value.year + years)
         except ValueError:  # 02-29
-            raise ValueError("a yearly 02-29 with COUNT/UNTIL is not supported") from None
+            raise IcsProblem("leap_day_count") from None
     return value + timedelta(days=days)
 
 
@@ -633,14 +723,14 @@ def _yearly_by_days(
 ) -> list[tuple[list[str], str | None, str | None]]:
     """FREQ=YEARLY;BYMONTH=m;BYMONTHDAY=a,b,... (as this module exports) -> yearly days."""
     if "COUNT" in rule or "UNTIL" in rule or by_month is None or by_day is None:
-        raise ValueError("this yearly recurrence is not supported")
+        raise IcsProblem("yearly_unsupported")
     if "," in by_month:
-        raise ValueError("several BYMONTH values are not supported")
+        raise IcsProblem("several_months")
     month = int(by_month)
     days = sorted(int(d) for d in by_day.split(","))
     window = _pieces(start, end)
     if len(window) != 1 or window[0][0] != window[0][1]:
-        raise ValueError("a multi-day event with BYMONTHDAY is not supported")
+        raise IcsProblem("multiday_monthday")
     _, _, ws, we = window[0]
     texts: list[str] = []
     i = 0

@@ -18,6 +18,8 @@ __all__ = [
     "DestinationKind",
     "Outcome",
     "Rule",
+    "Step",
+    "TraceLine",
     "UnknownExtension",
 ]
 
@@ -112,8 +114,28 @@ class Destination:
         return f"announcement {self.message!r}"
 
 
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One step of a decision's trace, as data: a code and its parameters (plain JSON values;
+    destinations in the configuration's shape). b2bua.rules.i18n words it in French or English;
+    docs/rules.md lists the codes."""
+
+    code: str
+    params: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"code": self.code, "params": self.params}
+
+
+class TraceLine(str):
+    """A line of `Decision.trace` (English) that still knows its `step`: whoever keeps the
+    lines as strings (a call record) can recover the steps from them."""
+
+    step: Step
+
+
 class _Explainer(Protocol):
-    def explain(self, decision: Decision, caller: str, when: datetime) -> tuple[str, ...]: ...
+    def explain(self, decision: Decision, caller: str, when: datetime) -> tuple[Step, ...]: ...
 
 
 # (destination, rule, rule_name): compiled once per rule and shared by the decisions it makes.
@@ -191,21 +213,45 @@ class Decision:
         return self
 
     @property
-    def trace(self) -> tuple[str, ...]:
+    def steps(self) -> tuple[Step, ...]:
+        """Every rule considered, in order, and why it applied or not, ending with the decision
+        (computed on demand)."""
         source, when = self._source, self._when
         if source is None or when is None:
-            return (f"decision: {self.rule} -> {self.destination.describe()}",)
+            return (
+                Step("decision", {
+                    "rule": self.rule, "rule_name": self.rule_name,
+                    "destination": self.destination.to_config_dict(),
+                }),
+            )  # fmt: skip
         if not isinstance(when, datetime):  # decided at UTC epoch seconds
             when = datetime.fromtimestamp(when, UTC)
         return source[0].explain(self, self._caller, when)
 
-    def to_json(self) -> dict[str, Any]:
-        """The `b2bua trace --json` object."""
+    @property
+    def trace(self) -> tuple[TraceLine, ...]:
+        """`steps` in English, one line each (each line keeps its step)."""
+        from b2bua.rules.i18n import trace_lines
+
+        return trace_lines(self.steps)
+
+    def trace_in(self, lang: str) -> tuple[str, ...]:
+        """`steps` in `lang` ("fr" or "en"), one line each."""
+        from b2bua.rules.i18n import render_steps
+
+        return render_steps(self.steps, lang)
+
+    def to_json(self, lang: str = "en") -> dict[str, Any]:
+        """The `b2bua trace --json` object: `trace` in `lang`, `steps` as data."""
+        steps = self.steps
+        from b2bua.rules.i18n import render_steps
+
         return {
             "destination": self.destination.to_config_dict(),
             "rule": self.rule,
             "rule_name": self.rule_name,
-            "trace": list(self.trace),
+            "trace": list(render_steps(steps, lang)),
+            "steps": [s.to_json() for s in steps],
         }
 
 

@@ -1,7 +1,9 @@
-"""Human-readable traces of decisions ("why did my call go to voicemail?").
+"""Traces of decisions as data ("why did my call go to voicemail?").
 
-Computed only when `Decision.trace` is read. Each rule is listed in priority order with its
-verdict at the call's local time; rules after the winner are listed as not checked.
+Computed only when `Decision.steps` (or `.trace`) is read. Each rule is listed in priority
+order with its verdict at the call's local time; rules after the winner are listed as not
+checked. A step is a code and plain parameters (b2bua.rules.model.Step); b2bua.rules.i18n
+words it in English or French. The codes and their parameters are listed in docs/rules.md.
 """
 
 from __future__ import annotations
@@ -9,61 +11,48 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from b2bua.config import WEEKDAYS, parse_hhmm
 from b2bua.rules.compiler import day_facts
-from b2bua.rules.model import Decision
+from b2bua.rules.model import Decision, Step
 from b2bua.rules.numbers import normalize_number, parse_callers
 
 if TYPE_CHECKING:
     from b2bua.config import ExceptionalPeriod, OfficeHours
     from b2bua.rules.compiler import _SystemRules, _UserRules
 
-__all__ = ["describe_hours", "describe_period", "explain_system", "explain_user"]
+__all__ = ["explain_system", "explain_user", "hours_params", "period_params"]
 
-_MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
-_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")  # as %a gives them in the C locale
 # Every call record stores its decision's trace: a caller's number is normalised once.
 _normalized = lru_cache(maxsize=8192)(normalize_number)
 _EPOCH_ORDINAL = 719163
 
 
-def _runs(indexes: Sequence[int], names: Sequence[str]) -> str:
-    """[0, 1, 2, 4] -> 'mon-wed,fri'."""
-    out: list[str] = []
-    values = sorted(set(indexes))
-    i = 0
-    while i < len(values):
-        j = i
-        while j + 1 < len(values) and values[j + 1] == values[j] + 1:
-            j += 1
-        out.append(names[values[i]] if i == j else f"{names[values[i]]}-{names[values[j]]}")
-        i = j + 1
-    return ",".join(out) if out else "no days"
+def hours_params(r: OfficeHours) -> dict[str, Any]:
+    """An office-hours range as step parameters."""
+    return {
+        "start": r.start,
+        "end": r.end,
+        "days": list(r.days),
+        "months": r.months if r.months == "all" else list(r.months),
+    }
 
 
-def describe_hours(r: OfficeHours) -> str:
-    """`08:30-12:30 mon-fri` (plus `in jan-mar` when not every month)."""
-    days = _runs([WEEKDAYS.index(d) for d in r.days], WEEKDAYS)
-    text = f"{r.start}-{r.end} {days}"
-    if r.months != "all":
-        text += " in " + _runs([m - 1 for m in r.months], _MONTHS)
-    return text
+def period_params(number: int, p: ExceptionalPeriod) -> dict[str, Any]:
+    """An exceptional period as step parameters (`number` counts from 1)."""
+    return {"number": number, "name": p.name, "dates": list(p.dates), "start": p.start,
+            "end": p.end}  # fmt: skip
 
 
-def describe_period(p: ExceptionalPeriod) -> str:
-    """`'Vacances annuelles' (12-20..01-05 08:00-17:00)`."""
-    window = f" {p.start}-{p.end}" if p.start is not None and p.end is not None else ""
-    return f"{p.name!r} ({', '.join(p.dates)}{window})"
-
-
-def _stamp(local: datetime, zone: str) -> str:
-    """`2026-11-23 08:05 Europe/Paris` (formatted by hand: strftime costs more)."""
-    return (
-        f"{local.year:04d}-{local.month:02d}-{local.day:02d} "
-        f"{local.hour:02d}:{local.minute:02d} {zone}"
-    )
+def _moment(local: datetime, zone: str) -> dict[str, Any]:
+    """When, in the callee's zone: weekday (0 = Monday), date, time and zone."""
+    return {
+        "weekday": local.weekday(),
+        "date": f"{local.year:04d}-{local.month:02d}-{local.day:02d}",
+        "time": f"{local.hour:02d}:{local.minute:02d}",
+        "zone": zone,
+    }
 
 
 def _offset(local: datetime) -> str:
@@ -72,13 +61,7 @@ def _offset(local: datetime) -> str:
         return ""
     minutes = int(off.total_seconds()) // 60
     sign = "+" if minutes >= 0 else "-"
-    return f"UTC{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
-
-
-def _caller_text(caller: str, number: str) -> str:
-    if not number:
-        return f"anonymous caller ({caller!r})" if caller else "anonymous caller"
-    return caller if number == caller else f"{caller} (as {number})"
+    return f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
 
 
 def _hours_cover(r: OfficeHours, local: datetime, prev: tuple[int, int]) -> bool:
@@ -96,105 +79,117 @@ def _hours_cover(r: OfficeHours, local: datetime, prev: tuple[int, int]) -> bool
     return minute < end and active(*prev)
 
 
+def _decision_step(decision: Decision) -> Step:
+    return Step("decision", {
+        "rule": decision.rule,
+        "rule_name": decision.rule_name,
+        "destination": decision.destination.to_config_dict(),
+    })  # fmt: skip
+
+
 def explain_user(
     rules: _UserRules, decision: Decision, caller: str, when: datetime
-) -> tuple[str, ...]:
-    """The trace of a decision for a user extension."""
+) -> tuple[Step, ...]:
+    """The steps of a decision for a user extension."""
     user = rules.source
     zone = str(rules.clock.tz.key)
     local = when.astimezone(rules.clock.tz)
-    stamp = _stamp(local, zone)
+    moment = _moment(local, zone)
     number = _normalized(caller, rules.country_code)
-    lines = [
-        f"call to {user.extension} ({user.name}) from {_caller_text(caller, number)} "
-        f"at {_DAYS[local.weekday()]} {stamp} ({_offset(local)})"
-    ]
+    steps = [
+        Step("call", {
+            "extension": user.extension, "name": user.name, "caller": caller, "number": number,
+            **moment, "offset": _offset(local),
+        })
+    ]  # fmt: skip
     forward = rules.in_hours if rules.in_hours_rule == "forward" else None
     schedule = user.schedule
     if schedule is None or not schedule.enabled:
-        what = "no schedule set" if schedule is None else "schedule disabled"
-        lines.append(
-            f"{what}: exceptional periods, caller-ID exceptions and office hours are not checked"
-        )
+        steps.append(Step("schedule_off", {"reason": "none" if schedule is None else "disabled"}))
         if forward is not None:
-            lines.append(f"manual forward set: {forward.describe()}")
+            steps.append(Step("forward_set", {"destination": forward.to_config_dict()}))
         else:
-            lines.append("no manual forward: ring all devices")
-    else:
-        won = False
-        epoch_day = local.toordinal() - _EPOCH_ORDINAL
-        facts = day_facts(epoch_day)
-        minute = local.hour * 60 + local.minute
-        for period, compiled in zip(schedule.exceptional, rules.periods, strict=True):
-            head = f"exceptional {describe_period(period)}"
-            if won:
-                lines.append(f"{head}: not checked (an earlier rule applies)")
-            elif compiled.coverage.covers(facts[2], facts[4], epoch_day, minute):
-                won = True
-                lines.append(f"{head}: active at {stamp} -> {compiled.destination.describe()}")
-            else:
-                lines.append(f"{head}: not active at {stamp}")
-        if not schedule.exceptional:
-            lines.append("exceptional periods: none")
-        for index, exc in enumerate(user.exceptions):
-            head = f"exception #{index + 1} (callers {exc.callers!r})"
-            dest = rules.exception_destinations[index]
-            if won:
-                lines.append(f"{head}: not checked (an earlier rule applies)")
-                continue
-            hit = next(
-                (p for p in parse_callers(exc.callers, rules.country_code) if p.matches(number)),
-                None,
-            )
-            if hit is not None:
-                won = True
-                how = "every caller" if hit.kind == "any" else f"pattern {hit.text!r}"
-                lines.append(f"{head}: matches ({how}) -> {dest.describe()}")
-            elif not number:
-                lines.append(f"{head}: does not match (an anonymous caller matches only '*')")
-            else:
-                lines.append(f"{head}: does not match {number}")
-        if not user.exceptions:
-            lines.append("caller-ID exceptions: none")
-        in_text = (
-            f"; manual forward set -> {rules.in_hours.describe()}"
-            if rules.in_hours_rule == "forward"
-            else " -> ring all devices"
+            steps.append(Step("ring_devices", {}))
+        steps.append(_decision_step(decision))
+        return tuple(steps)
+    won = False
+    epoch_day = local.toordinal() - _EPOCH_ORDINAL
+    facts = day_facts(epoch_day)
+    minute = local.hour * 60 + local.minute
+    for number_p, (period, compiled) in enumerate(
+        zip(schedule.exceptional, rules.periods, strict=True), start=1
+    ):
+        params = period_params(number_p, period)
+        if won:
+            steps.append(Step("period_skipped", params))
+        elif compiled.coverage.covers(facts[2], facts[4], epoch_day, minute):
+            won = True
+            params.update(moment, destination=compiled.destination.to_config_dict())
+            steps.append(Step("period_active", params))
+        else:
+            params.update(moment)
+            steps.append(Step("period_inactive", params))
+    if not schedule.exceptional:
+        steps.append(Step("periods_none", {}))
+    for index, exc in enumerate(user.exceptions):
+        head: dict[str, Any] = {"number": index + 1, "callers": exc.callers}
+        if won:
+            steps.append(Step("exception_skipped", head))
+            continue
+        hit = next(
+            (p for p in parse_callers(exc.callers, rules.country_code) if p.matches(number)),
+            None,
         )
-        if won:
-            lines.append("office hours: not checked (an earlier rule applies)")
-        elif not schedule.hours:
-            lines.append("office hours: none set")
+        if hit is not None:
+            won = True
+            dest = rules.exception_destinations[index]
+            steps.append(Step("exception_match", {
+                **head, "pattern": None if hit.kind == "any" else hit.text,
+                "destination": dest.to_config_dict(),
+            }))  # fmt: skip
+        elif not number:
+            steps.append(Step("exception_anonymous", head))
         else:
-            prev = (facts[0] - 1) % 7, facts[3]
-            hit_range = next((r for r in schedule.hours if _hours_cover(r, local, prev)), None)
-            if hit_range is not None:
-                won = True
-                lines.append(f"office hours: inside {describe_hours(hit_range)}{in_text}")
-            else:
-                ranges = "; ".join(describe_hours(r) for r in schedule.hours)
-                lines.append(f"office hours: outside ({ranges}) at {local:%a %H:%M}")
-        closed = rules.closed.describe()
-        if won:
-            lines.append(f"closed destination ({closed}): not used")
+            steps.append(Step("exception_no_match", {**head, "caller_number": number}))
+    if not user.exceptions:
+        steps.append(Step("exceptions_none", {}))
+    if won:
+        steps.append(Step("hours_skipped", {}))
+    elif not schedule.hours:
+        steps.append(Step("hours_none", {}))
+    else:
+        prev = (facts[0] - 1) % 7, facts[3]
+        hit_range = next((r for r in schedule.hours if _hours_cover(r, local, prev)), None)
+        if hit_range is not None:
+            won = True
+            steps.append(Step("hours_inside", {
+                "range": hours_params(hit_range),
+                "forward": forward.to_config_dict() if forward is not None else None,
+            }))  # fmt: skip
         else:
-            lines.append(f"closed destination applies: {closed}")
-    name = f" {decision.rule_name!r}" if decision.rule_name is not None else ""
-    lines.append(f"decision: {decision.rule}{name} -> {decision.destination.describe()}")
-    return tuple(lines)
+            steps.append(Step("hours_outside", {
+                "ranges": [hours_params(r) for r in schedule.hours],
+                "weekday": moment["weekday"], "time": moment["time"],
+            }))  # fmt: skip
+    closed = {"destination": rules.closed.to_config_dict()}
+    steps.append(Step("closed_unused" if won else "closed_applies", closed))
+    steps.append(_decision_step(decision))
+    return tuple(steps)
 
 
 def explain_system(
     rules: _SystemRules, decision: Decision, caller: str, when: datetime
-) -> tuple[str, ...]:
-    """The trace of a decision for a system extension (ring group)."""
+) -> tuple[Step, ...]:
+    """The steps of a decision for a system extension (ring group)."""
     ext = rules.source
     local = when.astimezone(rules.tz)
-    members = ", ".join(ext.members)
+    members: Sequence[str] = ext.members
     return (
-        f"call to {ext.extension} ({ext.name}) from {caller or 'anonymous caller'} "
-        f"at {_DAYS[local.weekday()]} {_stamp(local, str(rules.tz.key))}",
-        f"{ext.extension} is a system extension ({ext.kind.replace('_', ' ')}): no schedule, "
-        f"ring its members {members}",
-        f"decision: {decision.rule} -> {decision.destination.describe()}",
-    )
+        Step("system_call", {
+            "extension": ext.extension, "name": ext.name, "caller": caller,
+            **_moment(local, str(rules.tz.key)),
+        }),
+        Step("system_ring", {"extension": ext.extension, "kind": ext.kind,
+                             "members": list(members)}),
+        _decision_step(decision),
+    )  # fmt: skip

@@ -1,14 +1,15 @@
 """Warnings about a valid configuration whose rules probably do not do what was meant.
 
-`check_warnings(config, today)` is what `b2bua check` prints after compiling. Each warning is a
-`ConfigIssue` pointing at the file and line of the rule concerned.
+`check_warnings(config, today)` is what `b2bua check` prints after compiling, and what the API
+returns with every save. Each warning is a `ConfigIssue` pointing at the file and line of the
+rule concerned, with a code of b2bua.config.messages.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from datetime import date, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from b2bua.config import ConfigIssue, parse_date_spec, parse_hhmm
 from b2bua.rules.numbers import parse_callers
@@ -16,7 +17,7 @@ from b2bua.rules.numbers import parse_callers
 if TYPE_CHECKING:
     from b2bua.config import Config, ExceptionalPeriod, User
 
-__all__ = ["check_warnings"]
+__all__ = ["check_warnings", "user_warnings"]
 
 # Years in which a yearly period is compared with earlier ones: one common, one leap year.
 _PROBE_YEARS = (2027, 2028)
@@ -25,76 +26,86 @@ _PROBE_YEARS = (2027, 2028)
 def check_warnings(config: Config, today: date | None = None) -> list[ConfigIssue]:
     """Every warning for `config`; one-off dates are "past" relative to `today` (if given)."""
     out: list[ConfigIssue] = []
-    for i, user in enumerate(config.users):
-        for path, reason in _user_warnings(user, today, config.server.country_code):
-            out.append(config.issue(("users", i, *path), reason))
+    for i in range(len(config.users)):
+        out += user_warnings(config, i, today)
     for i, music in enumerate(config.music):
         for j, file in enumerate(music.files):
             if not file.exists():
-                out.append(config.issue(("music", i, "files", j), f"file not found: {file}"))
+                path: tuple[str | int, ...] = ("music", i, "files", j)
+                out.append(config.problem(path, "file_missing", file=str(file), name=file.name))
     for i, ann in enumerate(config.announcements):
         if not ann.file.exists():
-            out.append(config.issue(("announcements", i, "file"), f"file not found: {ann.file}"))
+            path = ("announcements", i, "file")
+            out.append(config.problem(path, "file_missing", file=str(ann.file), name=ann.file.name))
     return sorted(out, key=lambda issue: issue.line)
 
 
-def _user_warnings(
-    user: User, today: date | None, country_code: str
-) -> Iterator[tuple[tuple[str | int, ...], str]]:
+def user_warnings(config: Config, index: int, today: date | None = None) -> list[ConfigIssue]:
+    """The warnings about `config.users[index]` (what the API returns after a user's save)."""
+    user = config.users[index]
+    return [
+        config.problem(("users", index, *path), code, **params)
+        for path, code, params in _user_warnings(user, today, config.server.country_code)
+    ]
+
+
+Warning = tuple[tuple[str | int, ...], str, dict[str, Any]]
+
+
+def _user_warnings(user: User, today: date | None, country_code: str) -> Iterator[Warning]:
     schedule = user.schedule
     if not user.devices:
-        yield ("extension",), "no devices: calls that ring devices go straight to no_answer"
+        yield ("extension",), "no_devices", {}
     active = schedule is not None and schedule.enabled
     if user.exceptions and not active:
-        yield (
-            ("exceptions",),
-            "caller-ID exceptions never apply while the schedule is disabled or absent",
-        )
+        yield ("exceptions",), "exceptions_inactive", {}
     star_seen: int | None = None
     for j, exc in enumerate(user.exceptions):
         if star_seen is not None:
-            yield (
-                ("exceptions", j, "callers"),
-                f"never applies: exception #{star_seen + 1} ('*') matches every caller first",
-            )
+            params = {"star": star_seen + 1, "number": j + 1, "callers": exc.callers}
+            yield ("exceptions", j, "callers"), "exception_unreachable", params
             continue
         patterns = parse_callers(exc.callers, country_code)
         if any(p.kind == "any" for p in patterns):
             star_seen = j
         tokens = exc.callers.split()
         if len(tokens) > 1 and all(p.kind == "exact" and len(p.value) <= 4 for p in patterns):
-            yield (
-                ("exceptions", j, "callers"),
-                "short patterns separated by spaces: spaces separate patterns, so write a "
-                "number without spaces",
-            )
+            yield ("exceptions", j, "callers"), "short_patterns", {"callers": exc.callers}
     if schedule is None:
         return
     if schedule.enabled and not schedule.hours:
-        yield (("schedule", "hours"), "schedule enabled with no office hours: always closed")
+        yield ("schedule", "hours"), "no_office_hours", {}
     if not schedule.enabled and schedule.exceptional:
-        yield (("schedule", "exceptional"), "exceptional periods never apply: schedule disabled")
+        yield ("schedule", "exceptional"), "exceptional_inactive", {}
     for j, r in enumerate(schedule.hours):
+        if parse_hhmm(r.end, allow_24=True) < parse_hhmm(r.start):
+            # Valid (a night shift belongs to the day it starts), but an end typed before the
+            # start is more often a slip than a night shift.
+            yield ("schedule", "hours", j, "end"), "hours_over_midnight", {
+                "start": r.start, "end": r.end,
+            }  # fmt: skip
         if not r.days:
-            yield (("schedule", "hours", j, "days"), "office hours with no days never apply")
+            yield ("schedule", "hours", j, "days"), "hours_no_days", {}
         if r.months != "all" and not r.months:
-            yield (("schedule", "hours", j, "months"), "office hours with no months never apply")
+            yield ("schedule", "hours", j, "months"), "hours_no_months", {}
     for j, p in enumerate(schedule.exceptional):
+        if (
+            p.start is not None and p.end is not None
+            and parse_hhmm(p.end, allow_24=True) < parse_hhmm(p.start)
+        ):  # fmt: skip
+            yield ("schedule", "exceptional", j, "end"), "window_over_midnight", {
+                "start": p.start, "end": p.end,
+            }  # fmt: skip
         if today is not None:
             for k, text in enumerate(p.dates):
                 spec = parse_date_spec(text)
                 if not spec.yearly and date(*spec.last) < today:
-                    yield (
-                        ("schedule", "exceptional", j, "dates", k),
-                        f"{text} is in the past (today is {today.isoformat()})",
-                    )
+                    params = {"value": text, "today": today.isoformat()}
+                    yield ("schedule", "exceptional", j, "dates", k), "date_past", params
         hidden_by = _hidden_by(p, schedule.exceptional[:j])
         if hidden_by is not None:
-            names = ", ".join(repr(schedule.exceptional[i].name) for i in hidden_by)
-            yield (
-                ("schedule", "exceptional", j),
-                f"never applies: fully covered by earlier period(s) {names}",
-            )
+            names = [schedule.exceptional[i].name for i in hidden_by]
+            yield ("schedule", "exceptional", j), "period_hidden", {"names": names}
 
 
 # Coverage as {date: minute bitmask (bit m = minute m of that day)}.

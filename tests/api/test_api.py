@@ -74,7 +74,12 @@ def test_a_change_is_validated_stored_and_followed_by_the_next_decision(server):
     after = api.get("/api/users/1002/trace?caller=%2B33%206%2011%2022%2033%2044&at=2026-01-07T10:00").json()
     assert after["destination"] == {"kind": "busy"}
     assert after["rule"] == "exception" and after["rule_name"] == "0611223344"
-    assert any("exception #1" in line for line in after["trace"])
+    # Explained in the user's language (fr) unless the request asks for another.
+    assert any(line.startswith("exception n° 1 ") for line in after["trace"])
+    english = api.get(
+        "/api/users/1002/trace?caller=%2B33%206%2011%2022%2033%2044&at=2026-01-07T10:00&lang=en")
+    assert any(line.startswith("exception #1 ") for line in english.json()["trace"])
+    assert english.json()["steps"] == after["steps"]
     with _db(server) as db:
         row = db.execute("SELECT json FROM user_settings WHERE extension = '1002'").fetchone()
     assert json.loads(row[0])["exceptions"] == [
@@ -88,7 +93,9 @@ def test_a_refused_change_names_the_field_and_leaves_the_settings_untouched(serv
         "enabled": True, "hours": [{"start": "25:00", "end": "18:00", "days": ["mon"]}]}})
     assert r.status == 422
     issues = r.json()["issues"]
-    assert {"field": "schedule.hours[0].start", "reason": "'25:00': hour 25 is not in 00..23"} in issues
+    assert {"code": "hour_out_of_range", "field": "schedule.hours[1].start",
+            "message": "« 25:00 » : l'heure 25 n'existe pas (00 à 23)",
+            "reason": "« 25:00 » : l'heure 25 n'existe pas (00 à 23)"} in issues
     # Several problems are reported at once, each with its field.
     r = api.patch("/api/users/1001", {
         "mobile": "not a number",
@@ -96,14 +103,14 @@ def test_a_refused_change_names_the_field_and_leaves_the_settings_untouched(serv
     })
     assert r.status == 422
     fields = {i["field"] for i in r.json()["issues"]}
-    assert {"mobile", "exceptions[0].callers", "exceptions[0].destination"} <= fields
+    assert {"mobile", "exceptions[1].callers", "exceptions[1].destination"} <= fields
     # Cross-field checks too: removing the mobile number an exception needs.
     ok = api.patch("/api/users/1001", {"exceptions": [
         {"callers": "07*", "destination": {"kind": "mobile", "bounce": True}}]})
     assert ok.status == 200, ok
     r = api.patch("/api/users/1001", {"mobile": None})
     assert r.status == 422
-    assert r.json()["issues"][0]["field"] == "exceptions[0].destination.kind"
+    assert r.json()["issues"][0]["field"] == "exceptions[1].destination.kind"
     after = api.get("/api/users/1001").json()["settings"]
     assert after["mobile"] == before["mobile"] == "0600000001"
     assert after["schedule"] == before["schedule"]
@@ -114,7 +121,8 @@ def test_at_most_fifteen_exceptions(server):
     rules = [{"callers": f"06{i:08d}", "destination": {"kind": "busy"}} for i in range(16)]
     r = api.patch("/api/users/1003", {"exceptions": rules})
     assert r.status == 422
-    assert r.json()["issues"][0]["field"] == "exceptions[15]"
+    assert r.json()["issues"][0]["field"] == "exceptions[16]"  # the sixteenth, counted from 1
+    assert r.json()["issues"][0]["code"] == "too_many_exceptions"
     assert api.patch("/api/users/1003", {"exceptions": rules[:15]}).status == 200
     assert api.patch("/api/users/1003", {"exceptions": []}).status == 200
 
@@ -123,7 +131,9 @@ def test_a_user_cannot_change_admin_only_keys_nor_unknown_ones(server):
     api = signed_in(server, "1003")
     r = api.patch("/api/users/1003", {"secret": "mine-now-123"})
     assert r.status == 403 and r.json()["issues"] == [
-        {"field": "secret", "reason": "only an administrator may change it"}]
+        {"code": "admin_only", "field": "secret",
+         "message": "seul un administrateur peut le changer",
+         "reason": "seul un administrateur peut le changer"}]
     r = api.patch("/api/users/1003", {"ring_timout": 3})
     assert r.status == 422 and r.json()["issues"][0]["field"] == "ring_timout"
 
@@ -264,7 +274,11 @@ def test_call_history_carries_each_decision_trace(server, tmp_path):
     calls = api.get("/api/users/1003/calls").json()["calls"]
     assert calls and calls[0]["caller"] == "0699000000" and calls[0]["outcome"] == "busy"
     assert calls[0]["rule"] == "exception"
-    assert any("exception #1" in line for line in calls[0]["trace"])
+    assert any(line.startswith("exception n° 1 ") for line in calls[0]["trace"])
+    assert calls[0]["steps"][0]["code"] == "call"
+    assert calls[0]["steps"][-1]["code"] == "decision"
+    english = api.get("/api/users/1003/calls?lang=en").json()["calls"]
+    assert any(line.startswith("exception #1 ") for line in english[0]["trace"])
     assert api.patch("/api/users/1003", {"exceptions": []}).status == 200
 
 
@@ -328,7 +342,8 @@ def test_bad_uploads_are_refused_with_the_reason_and_leave_nothing(server):
     body, ctype = multipart({"name": "junk"}, {"file": ("notes.mp3", b"this is not audio" * 100)})
     r = admin.post("/api/music", raw=body, content_type=ctype)
     assert r.status == 422 and r.json()["issues"][0]["field"] == "file"
-    assert "not a readable audio file" in r.json()["issues"][0]["reason"]
+    assert r.json()["issues"][0]["code"] == "not_audio"
+    assert str(server.config.parent) not in r.text and "/tmp" not in r.text
     body, ctype = multipart({"name": "empty"}, {"file": ("e.wav", b"")})
     assert admin.post("/api/music", raw=body, content_type=ctype).status == 422
     body, ctype = multipart({"name": "default"}, {"file": ("a.wav", tone_wav(0.2))})

@@ -512,7 +512,7 @@ def test_decision_is_frozen_and_json_shaped() -> None:
     with pytest.raises(FrozenInstanceError):
         d.rule = "closed"  # type: ignore[misc]
     data = json.loads(json.dumps(d.to_json()))
-    assert set(data) == {"destination", "rule", "rule_name", "trace"}
+    assert set(data) == {"destination", "rule", "rule_name", "trace", "steps"}
     assert data["destination"] == {"kind": "devices"} and data["rule_name"] is None
     assert d == Decision(Destination("devices"), "office_hours", None)
 

@@ -66,16 +66,43 @@ def test_check_prints_warnings(capsys: pytest.CaptureFixture[str], tmp_path: Pat
 def test_trace_json(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run(
         capsys, "trace", "--config", DEFAULT, "--to", "1001", "--from", "06 12 34 56 78",
-        "--at", "2026-07-01T10:00", "--json",
+        "--at", "2026-07-01T10:00", "--json", "--lang", "en",
     )  # fmt: skip
     assert (code, err) == (0, "")
     data = json.loads(out)
-    assert list(data) == ["destination", "rule", "rule_name", "trace"]
+    assert list(data) == ["destination", "rule", "rule_name", "trace", "steps"]
     assert data["destination"] == {"kind": "mobile", "bounce": True}
     assert (data["rule"], data["rule_name"]) == ("exception", "0612345678")
     assert all(isinstance(line, str) for line in data["trace"])
     assert data["trace"][-1] == "decision: exception '0612345678' -> mobile (bounce)"
+    assert len(data["steps"]) == len(data["trace"])
+    assert data["steps"][-1] == {
+        "code": "decision",
+        "params": {"rule": "exception", "rule_name": "0612345678",
+                   "destination": {"kind": "mobile", "bounce": True}},
+    }  # fmt: skip
     assert out.count("\n") == 1
+
+
+def test_trace_speaks_the_users_language_by_default(capsys: pytest.CaptureFixture[str]) -> None:
+    """conf/default.toml's users speak French (server.language): so does their trace, unless
+    --lang says otherwise; the steps are the same data in both."""
+    argv = ("trace", "--config", DEFAULT, "--to", "1001", "--from", "06 12 34 56 78",
+            "--at", "01/07/2026 10:00", "--json")  # fmt: skip
+    _, out, _ = run(capsys, *argv)
+    french = json.loads(out)
+    _, out, _ = run(capsys, *argv, "--lang", "en")
+    english = json.loads(out)
+    assert french["steps"] == english["steps"]
+    assert french["trace"][0].startswith("appel pour 1001 (Alice Martin) de 06 12 34 56 78")
+    assert "le mercredi 01/07/2026 à 10:00" in french["trace"][0]
+    assert french["trace"][-1] == (
+        "décision : exception par appelant « 0612345678 » -> mobile (avec annonce d'attente)"
+    )
+    assert english["trace"][0].startswith("call to 1001 (Alice Martin) from 06 12 34 56 78")
+    _, out, _ = run(capsys, *argv[:-1], "--lang", "fr")
+    assert "  décision : exception par appelant « 0612345678 » -> mobile" in out
+    assert out.splitlines()[1] == "rule: exception '0612345678'"
 
 
 @pytest.mark.parametrize(
@@ -102,7 +129,7 @@ def test_trace_rules(
 def test_trace_text(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(
         capsys, "trace", "--config", DEFAULT, "--to", "1001", "--from", "0499999999",
-        "--at", "2026-07-01T20:00",
+        "--at", "2026-07-01T20:00", "--lang", "en",
     )  # fmt: skip
     assert code == 0
     assert out.splitlines()[:3] == [

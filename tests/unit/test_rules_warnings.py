@@ -112,7 +112,44 @@ def test_window_across_midnight_hidden_by_two_whole_days() -> None:
     body = period("Two days", '["05-01..05-02"]') + period(
         "Night", '["05-01"]', 'start = "22:00"\nend = "06:00"'
     )
-    assert [f for _, f, _ in warnings(body)] == ["users[0].schedule.exceptional[1]"]
+    assert [f for _, f, _ in warnings(body)] == [
+        "users[0].schedule.exceptional[1]",
+        "users[0].schedule.exceptional[1].end",  # runs past midnight: asked, not refused
+    ]
+
+
+def codes(text: str) -> list[tuple[str, str]]:
+    config = config_from_text(text, file="w.toml")
+    return [(w.code, w.field) for w in check_warnings(config)]
+
+
+def test_ranges_past_midnight_are_questioned() -> None:
+    """An end before the start is valid (a night shift), but more often a slip: say so."""
+    night = HEAD.replace('end = "17:00"', 'end = "08:00"').replace('start = "08:00"', 'start = "09:00"')
+    config = config_from_text(night, file="w.toml")
+    (w,) = check_warnings(config)
+    assert (w.code, w.field, w.params) == (
+        "hours_over_midnight", "users[0].schedule.hours[0].end", {"start": "09:00", "end": "08:00"}
+    )
+    assert w.reason == "this range runs past midnight (09:00 -> 08:00 the next day): is that meant?"
+    assert codes(HEAD.replace('end = "17:00"', 'end = "24:00"')) == []
+    window = period("Soirée", '["05-01"]', 'start = "20:00"\nend = "02:00"')
+    assert codes(HEAD + window) == [
+        ("window_over_midnight", "users[0].schedule.exceptional[0].end")
+    ]
+
+
+def test_an_exception_after_a_star_names_the_star() -> None:
+    body = (
+        '\n  [[users.exceptions]]\n  callers = "06*"\n  destination = { kind = "busy" }\n'
+        '\n  [[users.exceptions]]\n  callers = "*"\n  destination = { kind = "busy" }\n'
+        '\n  [[users.exceptions]]\n  callers = "07*"\n  destination = { kind = "busy" }\n'
+    )
+    config = config_from_text(HEAD + body, file="w.toml")
+    (w,) = check_warnings(config)
+    assert (w.code, w.field, w.params["star"], w.params["number"]) == (
+        "exception_unreachable", "users[0].exceptions[2].callers", 2, 3
+    )
 
 
 def test_one_off_date_in_the_past() -> None:
