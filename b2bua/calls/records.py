@@ -57,6 +57,17 @@ _NOTES: tuple[tuple[re.Pattern[str], str, tuple[str, ...]], ...] = (
     (re.compile(r"^media backend: (.+)$"), "media_backend", ("why",)),
     (re.compile(r"^DTMF ([0-9A-D*#]+)$"), "dtmf", ("digits",)),
     (re.compile(r"^(.+) not available$"), "unavailable", ("what",)),
+    (re.compile(r"^busy by rule$"), "busy_by_rule", ()),
+    (re.compile(r"^no such number$"), "no_such_number", ()),
+    (re.compile(r"^(\S+) destination without a number$"), "no_number", ("kind",)),
+    (re.compile(r"^no device$"), "no_device_to_ring", ()),
+    (re.compile(r"^no device responded$"), "no_device_responded", ()),
+    (re.compile(r"^declined$"), "declined_all", ()),
+    (re.compile(r"^every device busy$"), "all_busy", ()),
+    (re.compile(r"^every branch failed(?: \(([0-9,]+)\))?$"), "all_failed", ("statuses",)),
+    (re.compile(r"^media failure$"), "media_failure", ()),
+    (re.compile(r"^no trunk configured$"), "no_trunk", ()),
+    (re.compile(r"^(.+) unavailable$"), "destination_unavailable", ("what",)),
 )
 
 
@@ -65,7 +76,8 @@ def note_step(line: str) -> Step:
     for pattern, code, names in _NOTES:
         m = pattern.match(line)
         if m is not None:
-            step = Step(code, dict(zip(names, m.groups(), strict=True)))
+            params = {k: v for k, v in zip(names, m.groups(), strict=True) if v is not None}
+            step = Step(code, params)
             if render(step, "en") == line:
                 return step
     return Step("note", {"text": line})

@@ -91,10 +91,10 @@ def cross_check(raw: Mapping[str, Any], lines: Mapping[KeyPath, int]) -> list[Fi
         has_user, has_password = "username" in t, "password" in t
         if has_user != has_password:
             missing = "password" if has_user else "username"
-            out.append((("trunks", i, missing), "required with "
-                        + ("username" if has_user else "password")))
+            other = "username" if has_user else "password"
+            out.append((("trunks", i, missing), "required_with", {"other": other}))
         elif t.get("register") is True and not has_user:
-            out.append((("trunks", i, "username"), "required when register = true"))
+            out.append((("trunks", i, "username"), "required_to_register", {}))
 
     # Registrar timers.
     reg = raw.get("registrar")

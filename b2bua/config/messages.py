@@ -296,6 +296,14 @@ MESSAGES: dict[str, dict[Lang, Template]] = {
         "{name!r} is the shipped music class; choose another name",
         "« {name} » est la musique fournie : choisissez un autre nom",
     ),
+    "required_with": _both("required with {other}", "obligatoire avec {other}"),
+    "required_to_register": _both(
+        "required when register = true", "obligatoire quand register = true"
+    ),
+    "invalid_dial_prefix": _both(
+        "{value!r} is not a dialling prefix (digits, * and #, a leading +)",
+        "« {value} » n'est pas un préfixe de numérotation (chiffres, * et #, un + au début)",
+    ),
     "tls_required": _both(
         "required by the tls listener", "obligatoire avec une écoute tls"
     ),

@@ -272,7 +272,7 @@ MediaEncryption = Literal["sdes", "optional", "none"]
 
 def _dial_prefix(value: str) -> str:
     if not re.fullmatch(r"\+?[0-9*#]*", value):
-        raise ValueError(f"{value!r} is not a dialling prefix (digits, * and #, a leading +)")
+        raise Problem("invalid_dial_prefix", value=value)
     return value
 
 

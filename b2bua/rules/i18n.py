@@ -241,6 +241,18 @@ _EN: dict[str, _Render] = {
     "media_backend": lambda p: f"media backend: {p['why']}",
     "ring_timeout": lambda p: "ring timeout",
     "dtmf": lambda p: f"DTMF {p['digits']}",
+    "busy_by_rule": lambda p: "busy by rule",
+    "no_such_number": lambda p: "no such number",
+    "no_number": lambda p: f"{p['kind']} destination without a number",
+    "no_device_to_ring": lambda p: "no device",
+    "no_device_responded": lambda p: "no device responded",
+    "declined_all": lambda p: "declined",
+    "all_busy": lambda p: "every device busy",
+    "all_failed": lambda p: "every branch failed"
+    + (f" ({p['statuses']})" if p.get("statuses") else ""),
+    "media_failure": lambda p: "media failure",
+    "no_trunk": lambda p: "no trunk configured",
+    "destination_unavailable": lambda p: f"{p['what']} unavailable",
     "note": lambda p: str(p["text"]),
 }
 
@@ -309,6 +321,18 @@ _FR: dict[str, _Render] = {
     "media_backend": lambda p: f"média : {p['why']}",
     "ring_timeout": lambda p: "pas de réponse dans le délai",
     "dtmf": lambda p: f"touches DTMF {p['digits']}",
+    "busy_by_rule": lambda p: "occupé par une règle",
+    "no_such_number": lambda p: "numéro inconnu",
+    "no_number": lambda p: f"destination {p['kind']} sans numéro",
+    "no_device_to_ring": lambda p: "aucun appareil à faire sonner",
+    "no_device_responded": lambda p: "aucun appareil n'a répondu",
+    "declined_all": lambda p: "refusé",
+    "all_busy": lambda p: "tous les appareils sont occupés",
+    "all_failed": lambda p: "aucun appareil n'a pu être joint"
+    + (f" ({p['statuses']})" if p.get("statuses") else ""),
+    "media_failure": lambda p: "échec du média",
+    "no_trunk": lambda p: "aucun opérateur (trunk) configuré",
+    "destination_unavailable": lambda p: f"{p['what']} indisponible",
     "note": lambda p: str(p["text"]),
 }
 
