@@ -324,7 +324,7 @@ def _device_index(request: web.Request, count: int) -> int:
 
 
 def _raw_devices(user: User) -> list[dict[str, Any]]:
-    return [d.model_dump(mode="json", exclude_none=True) for d in user.devices]
+    return [d.model_dump(mode="json", exclude_none=True, exclude_unset=True) for d in user.devices]
 
 
 async def add_device(request: web.Request) -> web.Response:

@@ -112,7 +112,7 @@ def test_the_dashboard_flow_then_a_real_call_follows_the_new_rule(server, browse
     page.click("[data-test=upload-submit]")
     error = page.locator("form [data-test=error]")
     error.wait_for()
-    assert "not a readable audio file" in error.inner_text()
+    assert "ce n'est pas un fichier audio lisible" in error.inner_text()
     _shot(page, "02-music-upload-refused")
     good = tmp_path / "promo.wav"
     good.write_bytes(tone_wav(2.0))
@@ -244,7 +244,7 @@ def test_the_dashboard_flow_then_a_real_call_follows_the_new_rule(server, browse
     page.wait_for_selector("[data-test=call]")
     assert CALLER in page.locator("[data-test=call]").first.inner_text()
     page.locator("details summary").first.click()
-    assert "exception #" in page.locator("[data-test=call-trace]").first.inner_text()
+    assert "exception n° 1" in page.locator("[data-test=call-trace]").first.inner_text()
     _shot(page, "11-history")
 
     # -- voicemail: list, unread count, play ------------------------------------------------------
