@@ -398,3 +398,32 @@ async def test_apns_restarted_between_pushes(apns_key: ApnsKey) -> None:
             await second.stop()
     finally:
         await client.aclose()
+
+
+async def test_waker_pushes_through_the_service_and_reports_to_the_registrar(
+    apns: ApnsStandIn, apns_key: ApnsKey
+) -> None:
+    from b2bua.push.waker import Waker, push_sender
+    from tests.unit.test_push_waker import T0, setup
+
+    reg, _, (ios, gone), _ = setup(["apns", "apns"])
+    apns.add_device(ios.push.prid, TOPIC)
+    apns.add_device(gone.push.prid, TOPIC)
+    apns.unregister(gone.push.prid)
+    service = PushService([apns_client(apns_key, apns.url)])
+    waker = Waker(reg, lambda command: None, wait=10)
+    waker.send = push_sender(service, waker)
+    try:
+        started = time.monotonic()
+        assert waker.call_ringing("c1", "1001", "b-leg-1@pbx", "0600000001", "Bruno", T0 + 1) == 2
+        handed_over = time.monotonic() - started
+        [received] = await apns.wait_for_pushes(1)
+        while service.in_flight:
+            await asyncio.sleep(0.01)
+    finally:
+        await service.aclose()
+    assert handed_over < 0.1  # the INVITE's handling is not held up by the pushes
+    assert received.payload["call_id"] == "b-leg-1@pbx" and received.token == ios.push.prid
+    by_token = {b.push.prid if b.push else None: b for b in reg.bindings("1001")}
+    assert by_token[ios.push.prid].last_push_result == "delivered"
+    assert None in by_token and by_token[None].last_push_result == "invalid_token (410 Unregistered)"
