@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from b2bua.push.apns import apns_topic
@@ -76,9 +76,11 @@ class WakeDevice:
 
 @dataclass(frozen=True, slots=True)
 class RingDevice:
-    """Command: add a branch to the call for `binding`, now (it registered again after a push)."""
+    """Command: add a branch to the call for `binding`, now (it registered again after a push),
+    its INVITE carrying `call_id` (the Call-ID its push announced)."""
 
     binding: Binding
+    call_id: str
 
 
 @dataclass(slots=True)
@@ -86,17 +88,18 @@ class _Device:
     binding: Binding
     target: PushTarget
     state: Wait
-    pushed: bool
+    call_id: str  # of the INVITE it will get: its push says it
     ended_notice: bool  # gets `call_ended` when it does not join
 
 
 @dataclass(slots=True)
 class PushFork:
-    """The push side of one call to one extension (module docstring). `call_id` is the Call-ID
-    of the INVITE the woken devices will receive; `wait` the seconds a woken device has."""
+    """The push side of one call to one extension (module docstring). `call_ids` gives the
+    Call-ID of the INVITE a device will receive (each branch is a dialog of its own), which its
+    push carries; `wait` is the seconds a woken device has."""
 
     aor: str
-    call_id: str
+    call_ids: Callable[[Binding], str]
     caller: str
     display_name: str
     wait: float
@@ -115,8 +118,8 @@ class PushFork:
             if b.reachable and not voip:
                 continue  # rung on its flow, no push needed
             state = Wait.RUNG if b.reachable else Wait.WOKEN
-            self.devices[device] = _Device(b, b.push, state, True, voip)
-            out.append(WakeDevice(b, b.push, self._notification(CallEvent.INCOMING, "")))
+            entry = self.devices[device] = _Device(b, b.push, state, self.call_ids(b), voip)
+            out.append(WakeDevice(b, b.push, self._notification(entry, CallEvent.INCOMING, "")))
         if any(d.state is Wait.WOKEN for d in self.devices.values()):
             self.deadline = now + self.wait
         return out
@@ -131,7 +134,7 @@ class PushFork:
             return None
         device.state = Wait.JOINED
         device.binding = binding
-        return RingDevice(binding)
+        return RingDevice(binding, device.call_id)
 
     @property
     def waiting(self) -> int:
@@ -173,8 +176,8 @@ class PushFork:
         if not device.ended_notice:
             return []
         return [WakeDevice(device.binding, device.target,
-                           self._notification(CallEvent.ENDED, reason))]
+                           self._notification(device, CallEvent.ENDED, reason))]
 
-    def _notification(self, event: CallEvent, reason: str) -> Notification:
-        return Notification(event, self.call_id, self.caller, self.display_name, reason,
+    def _notification(self, device: _Device, event: CallEvent, reason: str) -> Notification:
+        return Notification(event, device.call_id, self.caller, self.display_name, reason,
                             ttl=self.wait)

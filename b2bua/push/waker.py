@@ -53,16 +53,23 @@ class Waker:
         return len(self._forks)
 
     def call_ringing(
-        self, call: Hashable, aor: str, call_id: str, caller: str, display_name: str, now: float
+        self,
+        call: Hashable,
+        aor: str,
+        call_ids: Callable[[Binding], str],
+        caller: str,
+        display_name: str,
+        now: float,
     ) -> int:
-        """`call` starts ringing extension `aor`; `call_id` is the Call-ID its INVITEs to the
-        woken devices will carry. Sends the pushes; returns how many."""
+        """`call` starts ringing extension `aor`; `call_ids(binding)` gives the Call-ID of the
+        INVITE a device will get if it joins (its push carries it). Sends the pushes; returns
+        how many."""
         if (call, aor) in self._forks:
             return 0
         bindings = self.location.push_bindings(aor, now)
         if not bindings:
             return 0
-        fork = PushFork(aor, call_id, caller, display_name, self.wait)
+        fork = PushFork(aor, call_ids, caller, display_name, self.wait)
         pushes = fork.start(bindings, now)
         self._emit(pushes)
         if not pushes:
@@ -72,15 +79,18 @@ class Waker:
         self._keep(call, fork)
         return len(pushes)
 
-    def binding_appeared(self, event: BindingAppeared, now: float) -> list[tuple[Hashable, Binding]]:
-        """The calls that take `event.binding` as a new branch now (at most one per call)."""
-        out: list[tuple[Hashable, Binding]] = []
+    def binding_appeared(
+        self, event: BindingAppeared, now: float
+    ) -> list[tuple[Hashable, RingDevice]]:
+        """The calls that take `event.binding` as a new branch now (at most one per call), with
+        the Call-ID that branch's INVITE must carry."""
+        out: list[tuple[Hashable, RingDevice]] = []
         for call in list(self._by_aor.get(event.aor, ())):
             fork = self._forks[(call, event.aor)]
             ring = fork.binding_appeared(event.binding, now)
             if isinstance(ring, RingDevice):
                 self.counters["devices_joined"] += 1
-                out.append((call, ring.binding))
+                out.append((call, ring))
                 self._drop_if_done(call, fork)
         return out
 

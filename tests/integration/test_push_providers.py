@@ -415,7 +415,8 @@ async def test_waker_pushes_through_the_service_and_reports_to_the_registrar(
     waker.send = push_sender(service, waker)
     try:
         started = time.monotonic()
-        assert waker.call_ringing("c1", "1001", "b-leg-1@pbx", "0600000001", "Bruno", T0 + 1) == 2
+        assert waker.call_ringing("c1", "1001", lambda b: f"branch-{b.key}@pbx", "0600000001",
+                                  "Bruno", T0 + 1) == 2
         handed_over = time.monotonic() - started
         [received] = await apns.wait_for_pushes(1)
         while service.in_flight:
@@ -423,7 +424,15 @@ async def test_waker_pushes_through_the_service_and_reports_to_the_registrar(
     finally:
         await service.aclose()
     assert handed_over < 0.1  # the INVITE's handling is not held up by the pushes
-    assert received.payload["call_id"] == "b-leg-1@pbx" and received.token == ios.push.prid
+    assert received.token == ios.push.prid
+    assert received.payload["call_id"] == f"branch-{ios_binding_key(reg, ios.push.prid)}@pbx"
     by_token = {b.push.prid if b.push else None: b for b in reg.bindings("1001")}
     assert by_token[ios.push.prid].last_push_result == "delivered"
     assert None in by_token and by_token[None].last_push_result == "invalid_token (410 Unregistered)"
+
+
+def ios_binding_key(reg: object, prid: str) -> str:
+    from b2bua.registrar import Registrar
+
+    assert isinstance(reg, Registrar)
+    return next(b.key for b in reg.bindings("1001") if b.push is not None and b.push.prid == prid)

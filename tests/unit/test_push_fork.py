@@ -28,7 +28,7 @@ def binding(n: int, *, provider: str = "apns", reachable: bool = False, port: in
 
 
 def fork(wait: float = 10) -> PushFork:
-    return PushFork("1001", "b-leg-1@pbx", "0600000001", "Bruno Petit", wait)
+    return PushFork("1001", lambda b: f"branch-{b.key}", "0600000001", "Bruno Petit", wait)
 
 
 def test_devices_whose_flow_is_gone_are_woken_with_the_call() -> None:
@@ -39,7 +39,8 @@ def test_devices_whose_flow_is_gone_are_woken_with_the_call() -> None:
     assert [p.binding for p in pushes] == [asleep_ios, asleep_android]
     n = pushes[0].notification
     assert (n.event, n.call_id, n.caller, n.display_name, n.ttl) == (
-        CallEvent.INCOMING, "b-leg-1@pbx", "0600000001", "Bruno Petit", 10)
+        CallEvent.INCOMING, "branch-1001|i:dev1", "0600000001", "Bruno Petit", 10)
+    assert pushes[1].notification.call_id == "branch-1001|i:dev2"  # one dialog per branch
     assert f.next_deadline() == T0 + 10 and f.waiting == 2
 
 
@@ -56,7 +57,7 @@ def test_woken_device_joins_once_in_time() -> None:
     f = fork()
     f.start([binding(1)], T0)
     woken = binding(1, port=40001, reachable=True)
-    assert f.binding_appeared(woken, T0 + 2) == RingDevice(woken)
+    assert f.binding_appeared(woken, T0 + 2) == RingDevice(woken, "branch-1001|i:dev1")
     assert f.binding_appeared(binding(1, port=40002, reachable=True), T0 + 3) is None
     assert f.waiting == 0 and f.next_deadline() is None
     assert f.end("answered_elsewhere", T0 + 4) == []
@@ -87,7 +88,7 @@ def test_call_answered_elsewhere_tells_the_ios_devices_still_awaited() -> None:
     f.binding_appeared(binding(4, port=40001, reachable=True), T0 + 1)  # ios2 joined
     ended = f.end("answered_elsewhere", T0 + 2)
     assert [(e.binding, e.notification.reason) for e in ended] == [(ios, "answered_elsewhere")]
-    assert ended[0].notification.call_id == "b-leg-1@pbx"
+    assert ended[0].notification.call_id == "branch-1001|i:dev1"  # the one its push announced
     assert f.binding_appeared(binding(1, port=40001, reachable=True), T0 + 3) is None
     assert f.handle_deadline(T0 + 60) == [] and f.end("cancelled", T0 + 61) == []
 

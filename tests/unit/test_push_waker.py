@@ -10,7 +10,7 @@ import random
 from collections.abc import Hashable
 
 from b2bua.push import CallEvent, PushTarget
-from b2bua.push.fork import WakeDevice, device_of
+from b2bua.push.fork import RingDevice, WakeDevice, device_of
 from b2bua.push.waker import Waker
 from b2bua.registrar import BindingAppeared, Registrar
 from b2bua.registrar.model import Binding
@@ -52,6 +52,14 @@ class Device:
         self.reg.connection_closed(self.flow.connection_id, now)
 
 
+_branch_ids = itertools.count(1)
+
+
+def ids(binding: Binding) -> str:
+    """Call-IDs of the branches a woken device would get (each branch is its own dialog)."""
+    return f"branch-{next(_branch_ids)}@pbx"
+
+
 def setup(devices: list[str], wait: float = 10) -> tuple[Registrar, Waker, list[Device], list[WakeDevice]]:
     reg = make_registrar(push_providers=("apns", "fcm"))
     sent: list[WakeDevice] = []
@@ -65,15 +73,16 @@ def setup(devices: list[str], wait: float = 10) -> tuple[Registrar, Waker, list[
 
 def test_ringing_call_wakes_sleeping_devices_and_they_join() -> None:
     reg, waker, (ios, android), sent = setup(["apns", "fcm"])
-    joined: list[tuple[Hashable, Binding]] = []
+    joined: list[tuple[Hashable, RingDevice]] = []
     reg.on_binding_appeared = lambda e: joined.extend(waker.binding_appeared(e, now))
     now = T0 + 1
-    assert waker.call_ringing("c1", "1001", "b-leg-1", "0600000001", "Bruno", now) == 2
+    assert waker.call_ringing("c1", "1001", ids, "0600000001", "Bruno", now) == 2
     assert [c.target for c in sent] == [ios.push, android.push]
     assert waker.next_deadline() == now + 10
     now = T0 + 2
     android.register(now)  # woken: a new connection
-    assert [(call, b.flow) for call, b in joined] == [("c1", android.flow)]
+    assert [(call, r.binding.flow, r.call_id) for call, r in joined] == [
+        ("c1", android.flow, sent[1].notification.call_id)]
     waker.call_over("c1", "answered_elsewhere", now + 1)
     ended = sent[2:]
     assert [(c.target, c.notification.event, c.notification.reason) for c in ended] == [
@@ -83,9 +92,9 @@ def test_ringing_call_wakes_sleeping_devices_and_they_join() -> None:
 
 def test_late_waker_joins_nothing_and_the_waker_forgets_the_call() -> None:
     reg, waker, (ios,), sent = setup(["apns"], wait=10)
-    joined: list[tuple[Hashable, Binding]] = []
+    joined: list[tuple[Hashable, RingDevice]] = []
     reg.on_binding_appeared = lambda e: joined.extend(waker.binding_appeared(e, T0 + 12))
-    waker.call_ringing("c1", "1001", "b-leg-1", "0600000001", "Bruno", T0)
+    waker.call_ringing("c1", "1001", ids, "0600000001", "Bruno", T0)
     waker.handle_deadline(T0 + 10)
     assert [c.notification.reason for c in sent[1:]] == ["timeout"]
     assert len(waker) == 0
@@ -100,7 +109,7 @@ def test_dead_token_reported_by_the_provider_is_forgotten() -> None:
     from b2bua.push.service import PushReport
 
     reg, waker, _, sent = setup(["fcm"])
-    waker.call_ringing("c1", "1001", "b-leg-1", "0600000001", "Bruno", T0 + 1)
+    waker.call_ringing("c1", "1001", ids, "0600000001", "Bruno", T0 + 1)
     [command] = sent
     report = PushReport(command.target, command.notification,
                         PushResult(Outcome.INVALID_TOKEN, 404, "UNREGISTERED"), T0 + 1, 0.01)
@@ -108,7 +117,7 @@ def test_dead_token_reported_by_the_provider_is_forgotten() -> None:
     [binding] = reg.bindings("1001")
     assert binding.push is None and binding.last_push_result == "invalid_token (404 UNREGISTERED)"
     assert isinstance(command.notification, Notification)
-    assert waker.call_ringing("c2", "1001", "b-leg-2", "0600000001", "Bruno", T0 + 2) == 0
+    assert waker.call_ringing("c2", "1001", ids, "0600000001", "Bruno", T0 + 2) == 0
 
 
 def test_thousand_pushed_calls_at_20_per_second() -> None:
@@ -125,8 +134,9 @@ def test_thousand_pushed_calls_at_20_per_second() -> None:
     branches: list[tuple[Hashable, str | None, float]] = []
 
     def appeared(event: BindingAppeared) -> None:
-        for call, b in waker.binding_appeared(event, now):
-            branches.append((call, device_of(b), now))
+        for call, ring in waker.binding_appeared(event, now):
+            branches.append((call, device_of(ring.binding), now))
+            assert ring.call_id == f"branch-{call}-{ring.binding.key}"
 
     reg.on_binding_appeared = appeared
     events: list[tuple[float, int, str, object]] = []
@@ -145,7 +155,8 @@ def test_thousand_pushed_calls_at_20_per_second() -> None:
         if kind == "call":
             call = what
             started[call] = now
-            waker.call_ringing(call, "1001", f"b-leg-{call}", "0600000001", "Bench", now)
+            waker.call_ringing(call, "1001", lambda b, c=call: f"branch-{c}-{b.key}",
+                               "0600000001", "Bench", now)
             for command in sent[pushes_before:]:
                 device = by_device[device_of(command.binding)]
                 if command.notification.event is CallEvent.INCOMING and not device.waking:
