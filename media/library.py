@@ -401,17 +401,51 @@ class SoundLibrary:
     ) -> Sound:
         """Create or replace prompt `name` (for `language`, or for every language if None)."""
         _check_name("prompt", name)
-        lang = _check_name("language", language) if language else "any"
         pcm = await self.decode(source)
+        return await self.store_prompt(name, pcm, language, _stem(source, 0))
+
+    async def store_prompt(
+        self, name: str, pcm: bytes, language: str | None = None, stem: str = "upload0"
+    ) -> Sound:
+        """Store already decoded 8 kHz mono s16le audio (`decode`) as prompt `name`, replacing
+        it atomically; for `language`, or for every language if None."""
+        _check_name("prompt", name)
+        lang = _check_name("language", language) if language else "any"
         target = self.data_dir / "prompts" / lang / name
-        sound = await asyncio.to_thread(
-            self._store, name, target, [pcm], [_stem(source, 0)], {"sources": []}
-        )
+        sound = await asyncio.to_thread(self._store, name, target, [pcm], [stem], {"sources": []})
+        self._forget_prompt(name)
+        return sound
+
+    def has_prompt(self, name: str, language: str | None = None) -> bool:
+        """Whether `prompt(name, language)` finds a sound (stored or shipped)."""
+        if _NAME.match(name) is None or ".." in name:
+            return False
+        lang = language or self.language
+        return any(p.exists() for p in (
+            self.data_dir / "prompts" / lang / name,
+            self.data_dir / "prompts" / "any" / name,
+            self.shipped_dir / "prompts" / lang / f"{name}.wav",
+            self.shipped_dir / "prompts" / self.language / f"{name}.wav",
+        ))  # fmt: skip
+
+    def delete_prompt(self, name: str, language: str | None = None) -> None:
+        """Remove a stored prompt (for `language`, or the language-neutral one if None); a
+        shipped prompt of the same name is heard again."""
+        _check_name("prompt", name)
+        lang = _check_name("language", language) if language else "any"
+        target = self.data_dir / "prompts" / lang / name
+        if not target.is_dir():
+            raise MediaError(f"no stored prompt {name!r}")
+        old = target.with_name(f".old-{name}-{uuid.uuid4().hex[:8]}")
+        os.rename(target, old)
+        shutil.rmtree(old)
+        self._forget_prompt(name)
+
+    def _forget_prompt(self, name: str) -> None:
         self._cache = {
             k: v for k, v in self._cache.items() if not (k[0] == "prompt" and k[2] == name)
         }
         self.changed(name)
-        return sound
 
     def delete_music(self, name: str) -> None:
         """Remove an uploaded music class (shipped classes cannot be removed)."""

@@ -10,7 +10,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel
 
-from b2bua.api import auth, media, users
+from b2bua.api import announcements, auth, media, users
 from b2bua.config import User
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -26,6 +26,7 @@ class Route:
     body: type[BaseModel] | str | None = None  # a model, or a media type / schema name
     returns: str = "application/json"
     query: tuple[tuple[str, str], ...] = ()
+    form: tuple[str, ...] = ("name", "file")  # multipart fields ("file" is the upload)
 
 
 UE = "/api/users/{ext}"
@@ -87,6 +88,25 @@ ROUTES: tuple[Route, ...] = (
           returns="audio/wav"),
     Route("DELETE", "/api/music/{name}", media.delete_music, "Delete an uploaded class (refused "
           "while users choose it)", "admin"),
+    Route("GET", "/api/announcements", announcements.list_shared, "Announcements: shipped, "
+          "configured and uploaded (admins also see who uses each)",
+          query=(("lang", "fr or en: durations of shipped prompts in that language"),)),
+    Route("POST", "/api/announcements", announcements.upload, "Upload an announcement "
+          "(multipart: name, label, file); converted before the answer", "admin",
+          "multipart/form-data", form=("name", "label", "file")),
+    Route("DELETE", "/api/announcements/{name}", announcements.delete, "Delete an uploaded "
+          "announcement (refused while a rule names it)", "admin"),
+    Route("GET", UE + "/announcements", announcements.list_for_user, "The announcements this "
+          "user may choose, and their own absence message and voicemail greeting"),
+    Route("GET", UE + "/announcements/{name}/audio", announcements.audio, "Listen to an "
+          "announcement (WAV)", returns="audio/wav", query=(("lang", "fr or en"),)),
+    Route("PUT", UE + "/messages/{slot}", announcements.put_message, "Upload or record one's own "
+          "message: slot absence (the announcement absence.EXT) or greeting (voicemail)",
+          body="multipart/form-data", form=("file",)),
+    Route("DELETE", UE + "/messages/{slot}", announcements.delete_message, "Delete one's own "
+          "message (absence: refused while a rule names it)"),
+    Route("GET", UE + "/messages/{slot}/audio", announcements.message_audio, "Listen to one's "
+          "own message (WAV)", returns="audio/wav"),
 )
 
 _ERROR = {
@@ -143,7 +163,7 @@ def build_openapi() -> dict[str, Any]:
             op["description"] = "Administrators only."
         params = [
             {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
-            for name in ("ext", "n", "id", "name")
+            for name in ("ext", "n", "id", "name", "slot")
             if "{" + name + "}" in r.path
         ]
         params += [
@@ -157,8 +177,10 @@ def build_openapi() -> dict[str, Any]:
             if r.body == "multipart/form-data":
                 content = {r.body: {"schema": {
                     "type": "object",
-                    "properties": {"name": {"type": "string"},
-                                   "file": {"type": "string", "format": "binary"}},
+                    "properties": {
+                        f: {"type": "string", "format": "binary"} if f == "file"
+                        else {"type": "string"} for f in r.form
+                    },
                 }}}
             elif isinstance(r.body, str) and "/" in r.body:
                 content = {r.body: {"schema": {"type": "string"}}}

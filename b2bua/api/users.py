@@ -280,6 +280,7 @@ def _devices_json(board: Dashboard, ext: str) -> list[dict[str, Any]]:
         push = row.get("push")
         if push and push.get("last_push_at") is not None:
             push["last_push_at"] = iso(push["last_push_at"], tz)
+        row["registered_at"] = iso(row.get("registered_at"), tz)
         row["provisionable"] = (
             row["device"] is not None and row["state"] != "static" and row["type"] in PROVISIONABLE
         )

@@ -40,6 +40,7 @@ def _binding_row(b: Binding, now: float) -> dict[str, Any]:
         "expires_in": b.expires_in(now),
         "instance": b.instance,
         "push": push_info(b),
+        "registered_at": b.registered_at or None,
     }
 
 

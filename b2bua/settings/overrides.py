@@ -193,12 +193,16 @@ class SettingsStore:
         overrides: Mapping[str, UserOverride] | None = None,
         uploads: Iterable[MusicUpload] | None = None,
     ) -> dict[str, Any]:
-        return merge_raw(
+        raw = merge_raw(
             self.base_raw,
             self.overrides() if overrides is None else overrides,
             self.uploads() if uploads is None else uploads,
             self.data_dir,
         )
+        # Announcements uploaded or recorded from the dashboard become [[announcements]].
+        from b2bua.api.announcements import merge_announcements
+
+        return merge_announcements(raw, self.conn, self.data_dir)
 
     def validate(self, raw: Mapping[str, Any], extension: str | None = None) -> Config:
         """The Config for `raw`, or SettingsRejected naming each field (pure)."""

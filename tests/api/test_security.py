@@ -43,7 +43,8 @@ def _victim_voicemail(server) -> int:
 
 def _call(api: Api, route: Any, vm_id: int) -> Any:
     path = (route.path.replace("{ext}", "1001").replace("{n}", "1")
-            .replace("{id}", str(vm_id)).replace("{name}", "default"))
+            .replace("{id}", str(vm_id)).replace("{name}", "default")
+            .replace("{slot}", "absence"))
     body = BODIES.get((route.method, route.path))
     if route.body == "text/calendar":
         return api.request(route.method, path, raw=b"BEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n",
