@@ -361,7 +361,8 @@ class SoundLibrary:
             ) from None
         if proc.returncode != 0 or not out:
             detail = err.decode("utf-8", "replace").strip().splitlines()
-            why = detail[-1][:200] if detail else "no audio stream"
+            # ffmpeg names its input by its path: the message names the file only.
+            why = detail[-1].replace(arg, label)[:200] if detail else "no audio stream"
             raise MediaError(f"{label}: not a readable audio file ({why})")
         seconds = len(out) / 2 / SAMPLE_RATE
         if seconds > self.max_seconds:

@@ -1,10 +1,10 @@
 """The dashboard in headless Chromium (Debian's package, driven by Playwright), against a real
-`b2bua run`: an admin uploads hold music; a user adds a line and scans its QR code, chooses the
-music, adds office hours, an exceptional period and a caller exception, tests a call, reads the
-history and a voicemail; then a real SIPp call from the trunk follows the new rule (486).
+`b2bua run`: an admin uploads hold music; a user adds a softphone and scans its QR code, chooses
+the music, adds a caller exception, tests a call; then a real SIPp call from the trunk follows the
+new rule (486) and shows in the history with its reason.
 
 One browser session for the whole flow keeps it fast. Screenshots of every page go to
-test-artifacts/browser/.
+test-artifacts/browser/flow/ (tests/browser/test_guides.py walks the user guides).
 """
 
 from __future__ import annotations
@@ -15,22 +15,16 @@ import subprocess
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from b2bua.settings import add_voicemail, voicemail_dir
 from b2bua.testing.server import RunningServer
 from tests.api.helpers import ADMIN_PASSWORD, signed_in, start, tone_wav
+from tests.browser.dash import ARGS, CHROMIUM, SIZES, Dash, axe_source
 
 pytestmark = pytest.mark.integration
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--lang=fr-FR",
-]  # fmt: skip
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "browser"
 CALLER = "0611223344"
 
 
@@ -49,7 +43,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
+def browser() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
@@ -60,87 +54,35 @@ def browser() -> Iterator[object]:
             b.close()
 
 
-def _shot(page, name: str) -> None:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
-
-
-def _sign_in(page, base: str, login: str, password: str) -> None:
-    page.goto(base + "/")
-    page.fill("#login", login)
-    page.fill("#password", password)
-    page.click("[data-test=login-submit]")
-    page.wait_for_selector("nav")
-
-
-def _go(page, name: str) -> None:
-    page.click(f"[data-test=nav-{name}]")
-    page.wait_for_selector(f"main[data-page={name}]")
-
-
-def _saved(page) -> None:
-    flash = page.locator("[data-test=flash], [data-test=error]").last
-    flash.wait_for()
-    assert flash.get_attribute("data-test") == "flash", flash.inner_text()
-    page.evaluate("document.querySelectorAll('.flash').forEach((e) => e.replaceChildren())")
-
-
 def test_the_dashboard_flow_then_a_real_call_follows_the_new_rule(server, browser, tmp_path):
-    base = server.http_base
-    context = browser.new_context(viewport={"width": 1200, "height": 900}, locale="fr-FR")
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    context = browser.new_context(viewport=SIZES["desktop"], locale="fr-FR", timezone_id="Europe/Paris")
+    context.add_init_script(axe_source())
+    context.set_default_timeout(15000)
+    d = Dash(context.new_page(), server.http_base, "fr", "desktop", "flow")
+    page = d.page
 
-    # -- sign-in page, French by default; a wrong password is refused -------------------------
-    page.goto(base + "/")
-    page.wait_for_selector("#login")
-    assert page.locator("h1").inner_text() == "Connexion"
-    _shot(page, "01-login")
-    page.fill("#login", "1001")
-    page.fill("#password", "wrong")
-    page.click("[data-test=login-submit]")
-    page.wait_for_selector("[data-test=error]")
-
-    # -- admin: upload hold music (and see a bad file refused) ---------------------------------
-    _sign_in(page, base, "admin", ADMIN_PASSWORD)
-    _go(page, "music")
-    bad = tmp_path / "notes.mp3"
-    bad.write_bytes(b"not audio at all " * 200)
-    page.fill("[data-test=upload-name]", "broken")
-    page.set_input_files("[data-test=upload-file]", str(bad))
-    page.click("[data-test=upload-submit]")
-    error = page.locator("form [data-test=error]")
-    error.wait_for()
-    assert "ce n'est pas un fichier audio lisible" in error.inner_text()
-    _shot(page, "02-music-upload-refused")
+    # -- admin: upload hold music -----------------------------------------------------------
+    d.open()
+    d.sign_in("admin", ADMIN_PASSWORD)
+    d.go("music")
     good = tmp_path / "promo.wav"
     good.write_bytes(tone_wav(2.0))
     page.fill("[data-test=upload-name]", "promo")
     page.set_input_files("[data-test=upload-file]", str(good))
     page.click("[data-test=upload-submit]")
     page.wait_for_selector("[data-test=music-promo]")
-    assert "promo" in page.locator("[data-test=flash]").inner_text()
-    _shot(page, "03-music-admin")
-    _go(page, "users")
-    page.wait_for_selector("main table")
-    _shot(page, "03-users-admin")
-    page.click("[data-test=logout]")
-    page.wait_for_selector("#login")
+    assert "Promo" in page.locator("main > .flash").inner_text()
+    d.check_page("music-admin")
+    d.sign_out()
 
-    # -- user 1001: lines ------------------------------------------------------------------------
-    _sign_in(page, base, "1001", "secret1001")
-    page.wait_for_selector("[data-test=device]")
-    assert page.locator("[data-test=nav-lines]").inner_text() == "Lignes"
+    # -- user 1001: a softphone and its QR code ------------------------------------------------
+    d.sign_in("1001", "secret1001")
+    d.go("lines")
     page.select_option("[data-test=new-device-type]", "softphone")
-    page.fill("[data-test=new-device-label]", "Portable perso")
+    page.fill("[data-test=new-device-label]", "Mon portable")
     page.click("[data-test=device-add]")
     page.wait_for_selector("[data-device='3']")
-    card = page.locator("[data-device='3']")
-    card.locator("[data-test=device-label]").fill("Mon portable")
-    card.locator("[data-test=device-save]").click()
-    _saved(page)
-    card.locator("[data-test=device-qr]").click()
+    page.locator("[data-device='3'] [data-test=device-qr]").click()
     qr = page.locator("[data-test=qr-image]")
     qr.wait_for()
     png = tmp_path / "qr.png"
@@ -148,81 +90,32 @@ def test_the_dashboard_flow_then_a_real_call_follows_the_new_rule(server, browse
     decoded = subprocess.run(["zbarimg", "--raw", "-q", str(png)], capture_output=True,
                              text=True, timeout=30)
     url = decoded.stdout.strip()
-    assert url.startswith(base + "/provision/"), decoded
+    assert url.startswith(server.http_base + "/provision/"), decoded
     with urllib.request.urlopen(url + ".json", timeout=10) as response:
         settings = json.load(response)
     assert settings["username"] == "1001" and settings["password"] == "secret1001"
-    _shot(page, "04-lines")
+    d.check_page("lines")
 
-    # -- hold music: choose the uploaded class, play it -----------------------------------------
-    _go(page, "music")
+    # -- hold music: the uploaded class ----------------------------------------------------------
+    d.go("music")
     page.locator("[data-test=music-promo] [data-test=music-choice]").check()
     page.click("[data-test=music-save]")
-    _saved(page)
-    page.locator("[data-test=music-promo] [data-test=music-play]").click()
-    page.wait_for_function(
-        "() => document.getElementById('music-player').src.endsWith('/api/music/promo/audio')")
-    page.wait_for_function("() => document.getElementById('music-player').readyState >= 2")
-    _shot(page, "05-music")
+    d.saved()
 
-    # -- schedules: "+" office hours, an exceptional period ------------------------------------
-    _go(page, "schedule")
-    page.click("[data-test=tab-hours]")
-    rows_before = page.locator("[data-test=hours-row]").count()
-    page.click("[data-test=hours-add]")
-    row = page.locator("[data-test=hours-row]").nth(rows_before)
-    row.locator("[data-test=hours-start]").fill("09:00")
-    row.locator("[data-test=hours-end]").fill("12:00")
-    for day in ("mon", "tue", "wed", "thu", "fri"):
-        row.locator(f"[data-test=hours-days] input[value={day}]").uncheck()
-    row.locator("[data-test=hours-days] input[value=sat]").check()
-    row.locator("[data-test=allmonths]").uncheck()
-    row.locator("input[value='6']").check()
-    page.click("[data-test=schedule-save]")
-    _saved(page)
-    _shot(page, "06-schedule-hours")
-    page.click("[data-test=tab-exceptional]")
-    page.click("[data-test=exc-add]")
-    exc = page.locator("[data-test=exc-row]").last
-    exc.locator("[data-test=exc-name]").fill("Pont de l'Ascension")
-    exc.locator("[data-test=exc-dates]").fill("2026-05-15")
-    exc.locator("[data-test=exc-dest-kind]").select_option("extension")
-    exc.locator("[data-test=exc-dest-colleague]").select_option("1002")
-    exc.locator("[data-test=exc-dest-straightvm]").check()
-    page.click("[data-test=exc-save]")
-    _saved(page)
-    _shot(page, "07-schedule-exceptional")
-
-    # -- caller exception: busy for CALLER ----------------------------------------------------
-    _go(page, "exceptions")
+    # -- caller exception: busy for CALLER, then test a call ------------------------------------
+    d.go("exceptions")
     page.click("[data-test=exception-add]")
     rule = page.locator("[data-test=exception-row]").last
     rule.locator("[data-test=exception-callers]").fill(CALLER)
     rule.locator("[data-test=exception-dest-kind]").select_option("busy")
+    rule.locator("[data-test=item-done]").click()
     page.click("[data-test=exceptions-save]")
-    _saved(page)
-    kinds = rule.locator("[data-test=exception-dest-kind] option").all_inner_texts()
-    assert "Mon mobile" in kinds  # 1001 has a mobile number
-    _shot(page, "08-exceptions")
-
-    _go(page, "forward")
-    assert "prioritaires" in page.locator("[data-test=forward-note]").inner_text()
-    _shot(page, "09-forward")
-
-    # The API sees what the pages saved.
+    d.saved()
     stored = signed_in(server, "1001").get("/api/users/1001").json()["settings"]
     assert stored["hold_music"] == "promo"
     assert stored["devices"][2] == {"type": "softphone", "label": "Mon portable"}
-    assert {"start": "09:00", "end": "12:00", "days": ["sat"], "months": [6]} in stored["schedule"]["hours"]
-    assert stored["schedule"]["exceptional"][-1] == {
-        "name": "Pont de l'Ascension", "dates": ["2026-05-15"],
-        "destination": {"kind": "extension", "extension": "1002", "voicemail": True}}
     assert stored["exceptions"][-1] == {"callers": CALLER, "destination": {"kind": "busy"}}
-
-    # -- where calls go: the week picture and "test a call" -------------------------------------
-    _go(page, "routing")
-    page.wait_for_selector("#week-svg")
-    assert page.locator("#week-svg rect").count() == 7 * 48
+    d.go("routing")
     page.fill("[data-test=test-caller]", CALLER)
     page.fill("[data-test=test-date]", "2026-01-07")
     page.fill("[data-test=test-time]", "10:00")
@@ -231,45 +124,18 @@ def test_the_dashboard_flow_then_a_real_call_follows_the_new_rule(server, browse
     dest.wait_for()
     assert dest.get_attribute("data-kind") == "busy"
     assert page.locator("[data-test=test-rule]").get_attribute("data-rule") == "exception"
-    _shot(page, "10-routing")
 
-    # -- a real call from the trunk now gets 486 -------------------------------------------------
+    # -- a real call from the trunk now gets 486, and the history says why ----------------------
     from tests.integration.flows import call, uac_expect
 
     result = call(server, uac_expect(486, caller=CALLER), tmp_path / "caller")
     assert result.ok, result.describe()
-
-    # -- the call is in the history, with its trace ----------------------------------------------
-    _go(page, "routing")
+    d.go("voicemail")
+    d.go("routing")
     page.wait_for_selector("[data-test=call]")
-    assert CALLER in page.locator("[data-test=call]").first.inner_text()
-    page.locator("details summary").first.click()
+    assert "06 11 22 33 44" in page.locator("[data-test=call]").first.inner_text()
+    page.locator("[data-test=call] + tr details summary").first.click()
     assert "exception n° 1" in page.locator("[data-test=call-trace]").first.inner_text()
-    _shot(page, "11-history")
-
-    # -- voicemail: list, unread count, play ------------------------------------------------------
-    folder = voicemail_dir(server.config.parent / "var", "1001")
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "vm1.wav").write_bytes(tone_wav(1.0, 8000))
-    import sqlite3
-
-    with sqlite3.connect(server.config.parent / "var" / "b2bua.sqlite", isolation_level=None) as db:
-        add_voicemail(db, "1001", "0755555555", 1767776400.0, 1.0, "vm1.wav")
-    _go(page, "voicemail")
-    page.wait_for_selector("[data-test=vm]")
-    assert page.locator("[data-test=unread]").inner_text() == "1"
-    _shot(page, "12-voicemail")
-    page.locator("[data-test=vm-audio]").first.evaluate("(a) => a.play()")
-    page.wait_for_function("() => document.getElementById('unread').hidden === true")
-    assert page.locator("[data-test=vm-download]").get_attribute("href").endswith("?download=1")
-
-    _go(page, "account")
-    _shot(page, "12-account")
-
-    # -- English -----------------------------------------------------------------------------------
-    page.click("[data-test=lang-en]")
-    page.wait_for_selector("[data-test=nav-lines]")
-    assert page.locator("[data-test=nav-lines]").inner_text() == "Lines"
-    _shot(page, "13-english")
-    assert not errors, errors
+    d.check_page("history")
+    d.finish()
     context.close()

@@ -6,7 +6,7 @@
 function langSwitch() {
   return h("div", { class: "lang", role: "group", "aria-label": t("lang.switch") },
     [["fr", "Français"], ["en", "English"]].map(([l, name]) => h("button", { type: "button", class: "link" + (l === LANG ? " active" : ""),
-      lang: l, "aria-pressed": String(l === LANG), "aria-label": name, "data-test": "lang-" + l,
+      lang: l, "aria-pressed": String(l === LANG), "aria-label": l.toUpperCase() + " (" + name + ")", "data-test": "lang-" + l,
       onclick: async () => {
         if (l === LANG) return;
         if (state.session && !(await confirmLeave())) return;
@@ -110,7 +110,18 @@ async function render() {
   const admin = state.session.role === "admin";
   const pages = PAGES.concat(admin ? [["users", "nav.users"]] : [], [["help", "nav.help"]]);
   if (!pages.some(([p]) => p === state.page)) state.page = "lines";
-  if (state.ext) { await loadUser(); await loadAnnouncements(); }
+  if (state.ext) {
+    try {
+      await loadUser();
+    } catch (err) {
+      if (err.status !== 404 || !admin) throw err;
+      // The user managed was just deleted: manage the first one left.
+      const left = (await api("GET", "/api/users")).users;
+      state.ext = left.length ? left[0].extension : null;
+      await loadUser();
+    }
+    await loadAnnouncements();
+  }
   const current = pages.find(([p]) => p === state.page);
   document.title = t(current[1]) + " — " + t("app.title");
   const main = h("main", { id: "page", "data-page": state.page, tabindex: "-1" });
@@ -158,6 +169,7 @@ async function render() {
   } catch (err) {
     if (err.status !== 401) main.append(errorBox(err));
   }
+  main.dataset.ready = "true";
 }
 
 async function refreshUnread() {

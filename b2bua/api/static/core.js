@@ -190,7 +190,12 @@ function statusBox(kind, title, items, form) {
 // Where a page shows the answer of a request that is not a form save.
 function flash(container, content, kind) {
   let box = container.querySelector(":scope > .flash");
-  if (!box) { box = h("div", { class: "flash" }); container.append(box); }
+  if (!box) {
+    // Right under the page's title, where it is seen, not at the bottom of a long page.
+    box = h("div", { class: "flash", "aria-live": "polite" });
+    const title = container.querySelector(":scope > h1");
+    if (title) title.after(box); else container.append(box);
+  }
   box.replaceChildren(content instanceof Node ? content
     : h("div", { class: "alert " + (kind || "ok"), role: "status", "data-test": "flash" }, content));
 }
@@ -308,6 +313,7 @@ class Form {
 
   // Run `fn` (the request); its answer's warnings or its error's issues are shown.
   async submit(fn, check) {
+    this.msg.replaceChildren();
     const local = check ? check() : [];
     if (local.length) { this.showErrors(local); return undefined; }
     this.button.disabled = true;
@@ -478,7 +484,15 @@ function itemList(items, opts) {
         body = h("div", { class: "editor", tabindex: "-1" }, row.editor.el,
           h("div", { class: "row" },
             h("button", { type: "button", class: "primary small", "data-test": "item-done", onclick: () => closeEditor(row, true) }, t("done")),
-            h("button", { type: "button", class: "small", "data-test": "item-cancel", onclick: () => closeEditor(row, false) }, t("cancel"))));
+            h("button", { type: "button", class: "small", "data-test": "item-cancel", onclick: () => closeEditor(row, false) }, t("cancel")),
+            h("button", { type: "button", class: "small danger", "data-test": "item-delete", "aria-label": t("delete") + " — " + label,
+              onclick: async () => {
+                if (!(await ask(t("confirm.delete", { what: label }), t("delete"), t("cancel"), true))) return;
+                rows.splice(rows.indexOf(row), 1);
+                form.setDirty(true);
+                draw();
+                add.focus();
+              } }, icon("trash"), h("span", { class: "btn-text" }, t("delete")))));
         if (row.editor.register) row.editor.register(form, opts.prefix + "[" + n + "]", label);
       } else {
         const text = opts.summary(row.item);

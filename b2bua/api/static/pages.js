@@ -218,6 +218,7 @@ function uploadForm(main, spec) {
   const titleId = nextId("up");
   const el = h("form", { class: "card", "aria-labelledby": titleId, onsubmit: (ev) => {
     ev.preventDefault();
+    form.clear();
     const values = Object.fromEntries(Object.entries(inputs).map(([k, v]) => [k, v.value.trim()]));
     const local = spec.check(values);
     if (!file.files.length) local.push({ field: "file", message: t("music.file.missing") });
