@@ -21,8 +21,8 @@ Theory of operation
   take: uploaded identifiers have no dot). Their greeting is `data_dir/greetings/<ext>.wav`,
   which voicemail plays instead of the standard one (b2bua/calls/media.py).
 
-Errors follow the API's shape: `{"error", "message", "issues": [{"code", "field", "message"}]}`
-with the message in the request's language (`Accept-Language`, French or English).
+Errors follow the API's shape (docs/api.md): `{"error", "message", "issues": [{"code", "field",
+"message"}]}` with the message in the request's language (`Accept-Language`, French or English).
 """
 
 from __future__ import annotations
@@ -229,10 +229,33 @@ def _text(request: web.Request, key: str, **values: Any) -> str:
     return (fr if _lang(request) == "fr" else en).format(**values)
 
 
+# Text key -> (the answer's `error`, the issue's `code`), in the API's vocabulary (docs/api.md).
+_CODES: dict[str, tuple[str, str]] = {
+    "name_invalid": ("validation", "invalid_format"),
+    "name_taken": ("exists", "duplicate_name"),
+    "label_required": ("validation", "required"),
+    "label_long": ("validation", "too_long"),
+    "file_required": ("validation", "file_required"),
+    "too_large": ("too_large", "file_too_large"),
+    "not_audio": ("bad_audio", "not_audio"),
+    "too_long": ("bad_audio", "too_long"),
+    "empty": ("bad_audio", "file_required"),
+    "in_use": ("in_use", "in_use"),
+    "own_in_use": ("in_use", "in_use"),
+    "not_found": ("not_found", "not_found"),
+    "no_message": ("not_found", "not_found"),
+    "slot": ("not_found", "not_found"),
+    "multipart": ("unsupported_media_type", "unsupported_media_type"),
+}
+
+
 def _refuse(request: web.Request, status: int, key: str, field: str, **values: Any) -> ApiError:
     message = _text(request, key, **values)
-    code = f"announcement.{key}"
-    return ApiError(status, code, message, [{"code": code, "field": field, "message": message}])
+    error, code = _CODES[key]
+    sep = " : " if _lang(request) == "fr" else ": "
+    summary = f"{field}{sep}{message}" if error == "validation" else message
+    return ApiError(status, error, summary, [{"code": code, "field": field, "message": message,
+                                             "reason": message}])
 
 
 # ---- reading uploads -----------------------------------------------------------------------
@@ -413,7 +436,8 @@ async def upload(request: web.Request) -> web.Response:
         if tmp is not None:
             tmp.unlink(missing_ok=True)
         first = issues[0]
-        raise ApiError(first.status if len(issues) == 1 else 422, first.code, first.message,
+        raise ApiError(first.status if len(issues) == 1 else 422,
+                       first.code if len(issues) == 1 else "validation", first.message,
                        [i for e in issues for i in e.issues])
     assert tmp is not None
     pcm = await _decode(request, board, tmp, float(board.library.max_seconds))

@@ -56,7 +56,7 @@ def test_an_admin_uploads_an_announcement_that_every_user_may_choose(server):
     # In use: not deleted, in the language asked for.
     r = admin.delete("/api/announcements/fermeture-ete", headers={"Accept-Language": "en"})
     assert r.status == 409 and "1002" in r.json()["message"], r
-    assert r.json()["issues"][0]["code"] == "announcement.in_use"
+    assert r.json()["error"] == "in_use" and r.json()["issues"][0]["code"] == "in_use"
     listed = admin.get("/api/announcements").json()["announcements"]
     assert next(a for a in listed if a["name"] == "fermeture-ete")["used_by"] == ["1002"]
     # Once no rule names it, it goes, file and all.
@@ -82,7 +82,7 @@ def test_bad_uploads_are_refused_on_their_field_in_the_request_language(server, 
     r = _upload(admin, {"name": "bruit", "label": "Bruit"}, "notes.mp3", b"not audio " * 100, lang)
     assert r.status == 422, r
     issue = r.json()["issues"][0]
-    assert issue["field"] == "file" and issue["code"] == "announcement.not_audio"
+    assert issue["field"] == "file" and issue["code"] == "not_audio"
     assert "/" not in r.text and str(server.config.parent) not in r.text
     user = signed_in(server, "1001")
     r = _put(user, "/api/users/1001/messages/greeting", "vide.wav", b"", lang)
@@ -119,7 +119,7 @@ def test_a_user_records_a_greeting_and_an_absence_message(server):
     r = user.patch("/api/users/1001", {"schedule": {"enabled": True, "exceptional": [period]}})
     assert r.status == 200, r
     r = user.delete("/api/users/1001/messages/absence")
-    assert r.status == 409 and r.json()["error"] == "announcement.own_in_use", r
+    assert r.status == 409 and r.json()["error"] == "in_use", r
     assert user.patch("/api/users/1001", {"schedule": {"enabled": True}}).status == 200
     assert user.delete("/api/users/1001/messages/absence").status == 200
     assert user.delete("/api/users/1001/messages/greeting").status == 200
