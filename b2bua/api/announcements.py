@@ -35,7 +35,6 @@ import sqlite3
 import uuid
 import wave
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,29 +46,22 @@ from b2bua.api.common import (
     account,
     dashboard,
     iso,
+    request_lang,
     require_admin,
     user_extension,
 )
 from b2bua.config import SHIPPED_PROMPTS
-from b2bua.store import migrate, transaction
+from b2bua.settings.announcements import (
+    AnnouncementUpload,
+    ensure_schema,
+    merge_announcements,
+    own_name,
+    stored_announcements,
+)
+from b2bua.store import transaction
 
 log = logging.getLogger("b2bua.api")
 
-COMPONENT = "announcements"
-MIGRATIONS: list[str] = [
-    """
-    CREATE TABLE announcement_uploads (
-        name        TEXT PRIMARY KEY,
-        label       TEXT,
-        owner       TEXT,
-        file        TEXT NOT NULL,
-        original    TEXT,
-        duration    REAL,
-        uploaded_at REAL NOT NULL,
-        uploaded_by TEXT
-    );
-    """,
-]
 UPLOADS = Path("uploads") / "announcements"
 GREETINGS = "greetings"
 SLOTS = ("absence", "greeting")
@@ -78,61 +70,6 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 MAX_LABEL = 80
 MAX_PERSONAL_SECONDS = 300.0
 _SAMPLE_RATE = 8000
-
-
-@dataclass(frozen=True, slots=True)
-class AnnouncementUpload:
-    name: str
-    label: str | None
-    owner: str | None  # the extension of a user's own message; None: shared
-    file: str  # relative to data_dir
-    original: str | None
-    duration: float | None
-    uploaded_at: float
-    uploaded_by: str | None
-
-
-def own_name(extension: str) -> str:
-    """The announcement name of `extension`'s own absence message."""
-    return f"absence.{extension}"
-
-
-# ---- the store -------------------------------------------------------------------------------
-
-
-def ensure_schema(conn: sqlite3.Connection) -> None:
-    migrate(conn, COMPONENT, MIGRATIONS)
-
-
-def stored_announcements(conn: sqlite3.Connection) -> list[AnnouncementUpload]:
-    """Every stored announcement, by name; none when the table does not exist yet (a database
-    opened read-only before the first upload)."""
-    try:
-        rows = conn.execute(
-            "SELECT name, label, owner, file, original, duration, uploaded_at, uploaded_by"
-            " FROM announcement_uploads ORDER BY name"
-        ).fetchall()
-    except sqlite3.OperationalError:
-        return []
-    return [AnnouncementUpload(str(r[0]), r[1], r[2], str(r[3]), r[4], r[5], float(r[6]), r[7])
-            for r in rows]  # fmt: skip
-
-
-def merge_announcements(
-    raw: dict[str, Any], conn: sqlite3.Connection, data_dir: Path,
-    rows: list[AnnouncementUpload] | None = None,
-) -> dict[str, Any]:
-    """`raw` with the stored announcements added as `[[announcements]]` (a name the TOML file
-    declares keeps the file's entry)."""
-    stored = stored_announcements(conn) if rows is None else rows
-    if not stored:
-        return raw
-    entries = [dict(a) for a in raw.get("announcements", [])]
-    names = {a.get("name") for a in entries}
-    for row in stored:
-        if row.name not in names:
-            entries.append({"name": row.name, "file": str(data_dir / row.file)})
-    return {**raw, "announcements": entries}
 
 
 def _save_row(conn: sqlite3.Connection, row: AnnouncementUpload | None, remove: str | None,
@@ -217,11 +154,7 @@ _TEXTS: dict[str, tuple[str, str]] = {
 
 
 def _lang(request: web.Request) -> str:
-    for part in request.headers.get("Accept-Language", "").split(","):
-        tag = part.split(";")[0].strip().lower()[:2]
-        if tag in ("fr", "en"):
-            return tag
-    return "fr"
+    return request_lang(request)
 
 
 def _text(request: web.Request, key: str, **values: Any) -> str:

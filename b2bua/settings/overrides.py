@@ -200,7 +200,7 @@ class SettingsStore:
             self.data_dir,
         )
         # Announcements uploaded or recorded from the dashboard become [[announcements]].
-        from b2bua.api.announcements import merge_announcements
+        from b2bua.settings.announcements import merge_announcements
 
         return merge_announcements(raw, self.conn, self.data_dir)
 
