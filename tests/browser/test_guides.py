@@ -182,8 +182,10 @@ def test_user_guide(browser: Any, server: RunningServer, tmp_path: Path, lang: s
     page.click("[data-test=schedule-save]")
     kind, text = d.result()
     assert kind == "warning", text
-    row_warning = _row(d, "hours", 3).locator("[data-test=row-warning]")
-    row_warning.first.wait_for()
+    row3 = _row(d, "hours", 3)
+    row3.locator("[data-code=hours_over_midnight]").wait_for()
+    row3.locator("[data-code=hours_no_days]").wait_for()
+    assert d.t("passe minuit", "past midnight") in text
     assert d.t("Plage n° 3", "Range no. 3") in text
     d.check_page("hours-warning")
     _row(d, "hours", 3).locator("[data-test=item-delete]").first.click()
@@ -224,19 +226,27 @@ def test_user_guide(browser: Any, server: RunningServer, tmp_path: Path, lang: s
     d.check_page("period-reversed")
     sick.locator("[data-test=exc-from]").fill("2027-01-05")
     sick.locator("[data-test=exc-to]").fill("2027-01-09")
+    # Only in the evening, by mistake from 18:00 to 08:00: saved, but pointed out.
+    sick.locator("[data-test=exc-wholeday]").uncheck()
+    sick.locator("[data-test=exc-start]").fill("18:00")
+    sick.locator("[data-test=exc-end]").fill("08:00")
     sick.locator("[data-test=exc-dest-kind]").select_option("extension")
     sick.locator("[data-test=exc-dest-colleague]").select_option("1002")
     sick.locator("[data-test=item-done]").click()
-    # Keyboard: the sick leave moves up, focus follows it.
-    _row(d, "exc", 2).locator("[data-test=move-up]").click()
+    # Keyboard: Alt+Up on the sick leave's line moves it up, and the focus follows it.
+    _row(d, "exc", 2).locator("[data-test=item-summary]").focus()
+    page.keyboard.press("Alt+ArrowUp")
     assert d.t("Congé maladie", "Sick leave") in _row(d, "exc", 1).inner_text()
+    assert page.evaluate("() => document.activeElement.closest('[data-index]').dataset.index") == "1"
     if not d.phone:
         _row(d, "exc", 2).locator("[data-test=drag-handle]").drag_to(_row(d, "exc", 1))
         assert d.t("Congé maladie", "Sick leave") in _row(d, "exc", 2).inner_text()
     else:
         _row(d, "exc", 1).locator("[data-test=move-down]").click()
     page.click("[data-test=exc-save]")
-    d.saved()
+    kind, text = d.result()
+    assert kind == "warning", text
+    page.locator("[data-code=window_over_midnight]").wait_for()
     d.check_page("periods")
     periods = _stored(server)["schedule"]["exceptional"]
     assert [p["dates"] for p in periods] == [["12-20..01-05"], ["2027-01-05..2027-01-09"]]
@@ -268,9 +278,11 @@ def test_user_guide(browser: Any, server: RunningServer, tmp_path: Path, lang: s
     page.click("[data-test=exceptions-save]")
     kind, text = d.result()
     assert kind == "warning", text
-    _row(d, "exception", 2).locator("[data-test=row-warning]").first.wait_for()
+    _row(d, "exception", 2).locator("[data-code=exception_unreachable]").wait_for()
     d.check_page("exceptions-never")
-    _row(d, "exception", 2).locator("[data-test=move-up]").click()
+    _row(d, "exception", 2).locator("[data-test=move-up]").focus()
+    page.keyboard.press("Enter")
+    assert _row(d, "exception", 1).locator("[data-test=exception-callers]").input_value() == "06*"
     page.click("[data-test=exceptions-save]")
     assert d.result()[0] == "ok"
     assert [e["callers"] for e in _stored(server)["exceptions"]] == ["06*", "*"]
@@ -398,6 +410,10 @@ def test_user_guide(browser: Any, server: RunningServer, tmp_path: Path, lang: s
     d.check_page("voicemail")
     page.locator("[data-test=vm-audio]").first.evaluate("(a) => a.play()")
     page.wait_for_function("() => document.getElementById('unread').hidden === true")
+    assert page.locator("[data-test=vm-download]").get_attribute("href").endswith("?download=1")
+    page.click("[data-test=vm-delete]")
+    d.answer(True)
+    page.wait_for_selector("[data-test=vm]", state="detached")
 
     # My account: a new password too short is refused on its field. Help: the guide.
     d.go("account")
@@ -406,10 +422,15 @@ def test_user_guide(browser: Any, server: RunningServer, tmp_path: Path, lang: s
     page.click("[data-test=password-save]")
     page.locator("[data-test=row-error]").first.wait_for()
     d.check_page("account-refused")
-    d.go("help", leave=True)
+    page.fill("[data-test=pw-new]", "mon-nouveau-mot-de-passe")
+    page.click("[data-test=password-save]")
+    d.saved()
+    d.go("help")
     page.wait_for_selector("[data-test=guide] h2")
     assert page.locator("[data-test=guide] h2").first.inner_text() == d.t("Guide de l'utilisateur", "User guide")
     d.check_page("help")
+    d.sign_out()
+    d.sign_in("1001", "mon-nouveau-mot-de-passe")
     d.finish()
     page.context.close()
 
@@ -509,6 +530,16 @@ def test_admin_guide(browser: Any, server: RunningServer, tmp_path: Path, lang: 
     page.locator("[data-test=ann-fermeture-ete] [data-test=ann-delete]").click()
     d.answer(True)
     page.wait_for_selector("[data-test=error]")
+    # 1002 back to the file's settings: the announcement is no longer used, and goes.
+    d.go("users")
+    page.locator("[data-test=user-1002] [data-test=user-reset]").click()
+    d.answer(True)
+    page.wait_for_selector("[data-test=user-1002] [data-test=user-reset]", state="detached")
+    assert "closed" not in (_stored(server, "1002").get("schedule") or {})
+    d.go("announcements")
+    page.locator("[data-test=ann-fermeture-ete] [data-test=ann-delete]").click()
+    d.answer(True)
+    page.wait_for_selector("[data-test=ann-fermeture-ete]", state="detached")
     d.go("help")
     page.wait_for_selector("[data-test=guide] h2")
     assert page.locator("[data-test=guide] h2").first.inner_text() == d.t(

@@ -282,7 +282,7 @@ class Form {
     for (const i of items) {
       const m = this._match(i.field);
       if (!m) continue;
-      m.msgs.append(h("p", { class: "field-msg " + kind, "data-test": "row-" + kind, "data-field": i.field },
+      m.msgs.append(h("p", { class: "field-msg " + kind, "data-test": "row-" + kind, "data-field": i.field, "data-code": i.code || null },
         h("span", { class: "visually-hidden" }, t(kind === "error" ? "error" : "warning") + t("colon")), i.message));
       if (kind === "error" && m.focus && m.focus.setAttribute && i.field === m.prefix) m.focus.setAttribute("aria-invalid", "true");
     }

@@ -800,7 +800,7 @@ async function renderUsers(main) {
       h("td", { class: "row" },
         h("button", { type: "button", "aria-label": t("users.manage.of", { ext: u.extension }), "data-test": "user-manage",
           onclick: async () => { if (!(await confirmLeave())) return; state.ext = u.extension; state.page = "lines"; history.replaceState(null, "", "#lines"); render(); } }, t("users.manage")),
-        u.stored && !u.created ? h("button", { type: "button", "aria-label": t("users.reset.of", { ext: u.extension }), onclick: async () => {
+        u.stored && !u.created ? h("button", { type: "button", "data-test": "user-reset", "aria-label": t("users.reset.of", { ext: u.extension }), onclick: async () => {
           if (!(await ask(t("users.reset.of", { ext: u.extension }) + " ?", t("ok"), t("cancel"), true))) return;
           guarded(main, async () => { await api("DELETE", "/api/users/" + encodeURIComponent(u.extension) + "/settings"); render(); });
         } }, t("users.reset")) : null,
