@@ -50,6 +50,10 @@ def describe(destination: Mapping[str, Any] | Destination | None, lang: str) -> 
     """Where a call goes, in words: `mobile (bounce)` / `mobile (avec annonce d'attente)`."""
     if destination is None:
         return "?"
+    if lang != "fr" and not isinstance(destination, Destination):
+        text = _describe_en(destination)
+        if text is not None:
+            return text
     d = destination if isinstance(destination, Destination) else _destination(destination)
     if d is None:
         return json.dumps(dict(destination), ensure_ascii=False)  # type: ignore[arg-type]
@@ -74,6 +78,30 @@ def describe(destination: Mapping[str, Any] | Destination | None, lang: str) -> 
     if kind == "busy":
         return "occupé (486)"
     return f"annonce « {d.message} »"
+
+
+def _describe_en(d: Mapping[str, Any]) -> str | None:
+    """`Destination.describe()` straight from the configuration shape (the common case of the
+    English trace of every call); None for a shape it does not know."""
+    kind = d.get("kind")
+    bounce = " (bounce)" if d.get("bounce") else ""
+    if kind == "devices":
+        return "ring all devices"
+    if kind == "voicemail":
+        return f"voicemail of {d['extension']}" if d.get("extension") else "voicemail"
+    if kind == "extension" and "extension" in d:
+        return f"{'voicemail of' if d.get('voicemail') else 'ring extension'} {d['extension']}"
+    if kind == "mobile":
+        return "mobile" + bounce
+    if kind == "external" and "number" in d:
+        return f"external {d['number']}" + bounce
+    if kind == "system" and "extension" in d:
+        return f"system extension {d['extension']}"
+    if kind == "busy":
+        return "busy (486)"
+    if kind == "announcement" and "message" in d:
+        return f"announcement {d['message']!r}"
+    return None
 
 
 def _destination(data: Mapping[str, Any]) -> Destination | None:

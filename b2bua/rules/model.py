@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from dataclasses import FrozenInstanceError, dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal, Protocol, get_args
+from functools import lru_cache
+from typing import Any, Literal, NamedTuple, Protocol, get_args
 
 __all__ = [
     "DESTINATION_KINDS",
@@ -83,7 +84,10 @@ class Destination:
         return cls(kind=kind, explicit=frozenset(k for k in optional if k in data), **values)
 
     def to_config_dict(self) -> dict[str, Any]:
-        """The configuration shape: `{"kind": "mobile", "bounce": true}`."""
+        """The configuration shape: `{"kind": "mobile", "bounce": true}` (a new dict)."""
+        return dict(_config_dict(self, self.explicit))
+
+    def _config_dict(self) -> dict[str, Any]:
         required, optional = _FIELDS[self.kind]
         out: dict[str, Any] = {"kind": self.kind}
         for name in required:
@@ -114,14 +118,13 @@ class Destination:
         return f"announcement {self.message!r}"
 
 
-@dataclass(frozen=True, slots=True)
-class Step:
+class Step(NamedTuple):
     """One step of a decision's trace, as data: a code and its parameters (plain JSON values;
     destinations in the configuration's shape). b2bua.rules.i18n words it in French or English;
-    docs/rules.md lists the codes."""
+    docs/rules.md lists the codes. (A named tuple: a trace makes ten of them per call.)"""
 
     code: str
-    params: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    params: dict[str, Any]
 
     def to_json(self) -> dict[str, Any]:
         return {"code": self.code, "params": self.params}
@@ -132,6 +135,13 @@ class TraceLine(str):
     lines as strings (a call record) can recover the steps from them."""
 
     step: Step
+
+
+@lru_cache(maxsize=4096)
+def _config_dict(destination: Destination, explicit: frozenset[str]) -> dict[str, Any]:
+    """`Destination.to_config_dict` computed once per destination (the traces of every call
+    name the same few destinations). `explicit` is part of the key: it is not compared."""
+    return destination._config_dict()
 
 
 class _Explainer(Protocol):
