@@ -6,12 +6,13 @@ b2bua.config.messages; `text()` looks in both catalogues.
 
 from __future__ import annotations
 
+from collections import ChainMap
 from collections.abc import Mapping
 from typing import Any
 
 from b2bua.config.lang import Lang
 from b2bua.config.messages import MESSAGES as CONFIG_MESSAGES
-from b2bua.config.messages import Template
+from b2bua.config.messages import Template, fill
 from b2bua.config.messages import render as render_config
 
 __all__ = ["MESSAGES", "text"]
@@ -162,8 +163,4 @@ def text(code: str, params: Mapping[str, Any], lang: Lang, *, first: int = 1) ->
         if code in CONFIG_MESSAGES:
             return render_config(code, params, lang, first=first)
         return str(params.get("reason", code))
-    template = entry[lang]
-    values = {**params, "_first": first}
-    if callable(template):
-        return template(values)
-    return template.format_map(values)
+    return fill(entry[lang], ChainMap({"_first": first}, params), code)

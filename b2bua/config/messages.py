@@ -12,13 +12,14 @@ on the dashboard).
 
 from __future__ import annotations
 
+from collections import ChainMap
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from b2bua.config.issues import format_path
 from b2bua.config.lang import Lang, fr_date, quote
 
-__all__ = ["MESSAGES", "Problem", "render"]
+__all__ = ["MESSAGES", "Problem", "fill", "render"]
 
 Template = str | Callable[[Mapping[str, Any]], str]
 
@@ -37,13 +38,20 @@ def render(code: str, params: Mapping[str, Any], lang: Lang, *, first: int = 0) 
     """The sentence for `code` with `params` in `lang`. An unknown code (a check added without a
     message) falls back to its English `reason` parameter, else to the code itself."""
     entry = MESSAGES.get(code)
-    values = {**params, "_first": first}
     if entry is None:
         return str(params.get("reason", code))
-    template = entry[lang]
-    if callable(template):
-        return template(values)
-    return template.format_map(values)
+    return fill(entry[lang], ChainMap({"_first": first}, params), code)
+
+
+def fill(template: Template, values: Mapping[str, Any], code: str) -> str:
+    """`template` with `values`; parameters that do not fit (a finding from another version)
+    give its English reason, else its code, rather than an error."""
+    try:
+        if callable(template):
+            return template(values)
+        return template.format_map(values)
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError):
+        return str(values.get("reason", code))
 
 
 # ---- helpers for the templates ------------------------------------------------------------
