@@ -65,15 +65,20 @@ ROUTES: tuple[Route, ...] = (
           "an iCalendar body", body="text/calendar",
           query=(("mode", "append (default) or replace"),
                  ("destination", "JSON destination for events that carry none"))),
-    Route("GET", UE + "/trace", users.trace, "Test a call: destination and why",
+    Route("GET", UE + "/trace", users.trace, "Test a call: destination and why (trace in words, "
+          "steps as data)",
           query=(("caller", "caller number"),
-                 ("at", "ISO 8601; without offset, the user's local time; default now"))),
+                 ("at", "ISO 8601 or DD/MM/YYYY HH:MM; without offset, the user's local time; "
+                  "default now"),
+                 ("lang", "fr or en (default: Accept-Language, then the user's language)"))),
     Route("GET", UE + "/week", users.week, "Where calls land, half hour by half hour, over a week",
-          query=(("caller", "caller number (default any)"), ("start", "first day YYYY-MM-DD"))),
+          query=(("caller", "caller number (default any)"),
+                 ("start", "first day YYYY-MM-DD or DD/MM/YYYY"), ("lang", "fr or en"))),
     Route("GET", UE + "/week.svg", users.week_svg, "The same week as an SVG picture",
           returns="image/svg+xml", query=(("caller", ""), ("start", ""))),
     Route("GET", UE + "/calls", users.calls, "Call history with each call's decision trace",
-          query=(("limit", "1..500, default 50"),)),
+          query=(("limit", "1..500, default 50"),
+                 ("lang", "fr or en (default: the user's language)"))),
     Route("GET", UE + "/voicemail", media.list_voicemail_h, "Voicemail messages and the unread "
           "count"),
     Route("GET", UE + "/voicemail/{id}/audio", media.voicemail_audio, "A message's recording "
@@ -109,19 +114,23 @@ ROUTES: tuple[Route, ...] = (
           "own message (WAV)", returns="audio/wav"),
 )
 
+_ISSUE = {
+    "type": "object",
+    "required": ["code", "field", "message"],
+    "properties": {
+        "code": {"type": "string", "description": "stable code (docs/api.md)"},
+        "field": {"type": "string", "description": "rows counted from 1: schedule.hours[5].end"},
+        "message": {"type": "string", "description": "in the request's language"},
+        "reason": {"type": "string", "description": "the same as message (older clients)"},
+    },
+}
 _ERROR = {
     "type": "object",
     "required": ["error", "message"],
     "properties": {
         "error": {"type": "string"},
         "message": {"type": "string"},
-        "issues": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "properties": {"field": {"type": "string"}, "reason": {"type": "string"}},
-            },
-        },
+        "issues": {"type": "array", "items": {"$ref": "#/components/schemas/Issue"}},
     },
 }
 
@@ -140,7 +149,7 @@ def _user_patch_schema(defs: dict[str, Any]) -> dict[str, Any]:
 
 
 def build_openapi() -> dict[str, Any]:
-    components: dict[str, Any] = {"Error": _ERROR}
+    components: dict[str, Any] = {"Error": _ERROR, "Issue": _ISSUE}
     components["UserPatch"] = _user_patch_schema(components)
     user_schema = User.model_json_schema(ref_template="#/components/schemas/{model}")
     components.update(user_schema.pop("$defs", {}))
@@ -206,7 +215,9 @@ def build_openapi() -> dict[str, Any]:
             "version": "1",
             "description": "Everything the dashboard does. Sign in with POST /api/login; send "
             "the session cookie and, on every POST/PUT/PATCH/DELETE, the X-CSRF-Token header. "
-            "Errors: {error, message, issues: [{field, reason}]}.",
+            "Errors: {error, message, issues: [{code, field, message}]}; every successful write "
+            "answers warnings: [{code, field, message}]. Messages follow ?lang=, then "
+            "Accept-Language (fr, en), then the user's language.",
         },
         "paths": paths,
         "components": {
