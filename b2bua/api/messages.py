@@ -7,8 +7,8 @@ b2bua.config.messages; `text()` looks in both catalogues.
 from __future__ import annotations
 
 from collections import ChainMap
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, MutableMapping
+from typing import Any, cast
 
 from b2bua.config.lang import Lang
 from b2bua.config.messages import MESSAGES as CONFIG_MESSAGES
@@ -163,4 +163,4 @@ def text(code: str, params: Mapping[str, Any], lang: Lang, *, first: int = 1) ->
         if code in CONFIG_MESSAGES:
             return render_config(code, params, lang, first=first)
         return str(params.get("reason", code))
-    return fill(entry[lang], ChainMap({"_first": first}, params), code)
+    return fill(entry[lang], ChainMap({"_first": first}, cast("MutableMapping[str, Any]", params)), code)

@@ -13,8 +13,8 @@ on the dashboard).
 from __future__ import annotations
 
 from collections import ChainMap
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
+from typing import Any, cast
 
 from b2bua.config.issues import format_path
 from b2bua.config.lang import Lang, fr_date, quote
@@ -40,7 +40,7 @@ def render(code: str, params: Mapping[str, Any], lang: Lang, *, first: int = 0) 
     entry = MESSAGES.get(code)
     if entry is None:
         return str(params.get("reason", code))
-    return fill(entry[lang], ChainMap({"_first": first}, params), code)
+    return fill(entry[lang], ChainMap({"_first": first}, cast("MutableMapping[str, Any]", params)), code)
 
 
 def fill(template: Template, values: Mapping[str, Any], code: str) -> str:
