@@ -413,6 +413,8 @@ function fmtNumber(n) {
 // A phone number a person would type: digits, spaces, dots, dashes, an optional leading +.
 const PHONE = /^\+?[0-9][0-9 .\-]{0,31}$/;
 
+function quote(text) { return LANG === "fr" ? "« " + text + " »" : "“" + text + "”"; }
+
 function listWords(items) {
   if (items.length <= 1) return items.join("");
   return items.slice(0, -1).join(", ") + t("list.and") + items[items.length - 1];

@@ -588,7 +588,7 @@ function dayLabel(iso, long) {
 function hhmm(halfHours) { return String(Math.floor(halfHours / 2)).padStart(2, "0") + ":" + (halfHours % 2 ? "30" : "00"); }
 
 function outcomeText(o) {
-  return capital(describe(o.destination)) + " — " + t("rule." + o.rule) + (o.rule_name ? " « " + o.rule_name + " »" : "");
+  return capital(describe(o.destination)) + " — " + t("rule." + o.rule) + (o.rule_name ? " " + quote(o.rule_name) : "");
 }
 
 function weekPicture(week) {
@@ -709,7 +709,7 @@ async function renderRouting(main) {
       testForm.msg.replaceChildren();
       result.replaceChildren(
         h("p", { class: "decision", "data-test": "test-destination", "data-kind": d.destination.kind }, t("routing.result", { dest: describe(d.destination) })),
-        h("p", { "data-test": "test-rule", "data-rule": d.rule }, t("routing.rule", { rule: t("rule." + d.rule) + (d.rule_name ? " « " + d.rule_name + " »" : "") })),
+        h("p", { "data-test": "test-rule", "data-rule": d.rule }, t("routing.rule", { rule: t("rule." + d.rule) + (d.rule_name ? " " + quote(d.rule_name) : "") })),
         h("details", {}, h("summary", {}, t("routing.steps")), h("ol", { class: "trace", "data-test": "test-trace" }, d.trace.map((line) => h("li", {}, line)))));
     } }, h("div", { class: "row" }, tcw, tdw, ttw), testForm.bar), result));
   // History.
@@ -801,7 +801,7 @@ async function renderUsers(main) {
         h("button", { type: "button", "aria-label": t("users.manage.of", { ext: u.extension }), "data-test": "user-manage",
           onclick: async () => { if (!(await confirmLeave())) return; state.ext = u.extension; state.page = "lines"; history.replaceState(null, "", "#lines"); render(); } }, t("users.manage")),
         u.stored && !u.created ? h("button", { type: "button", "data-test": "user-reset", "aria-label": t("users.reset.of", { ext: u.extension }), onclick: async () => {
-          if (!(await ask(t("users.reset.of", { ext: u.extension }) + " ?", t("ok"), t("cancel"), true))) return;
+          if (!(await ask(t("users.reset.confirm", { ext: u.extension }), t("ok"), t("cancel"), true))) return;
           guarded(main, async () => { await api("DELETE", "/api/users/" + encodeURIComponent(u.extension) + "/settings"); render(); });
         } }, t("users.reset")) : null,
         h("button", { type: "button", class: "danger", "aria-label": t("users.delete.of", { ext: u.extension }), "data-test": "user-delete", onclick: async () => {
