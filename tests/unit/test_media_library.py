@@ -269,3 +269,39 @@ def test_sound_from_wav(tmp_path: Path) -> None:
         Sound.from_wav("g", tmp_path / "junk.wav")
     with pytest.raises(MediaError, match="no such file"):
         Sound.from_wav("g", tmp_path / "missing.wav")
+
+
+async def test_a_users_own_prompt_is_stored_found_by_name_and_deleted(tmp_path: Path) -> None:
+    """A user's own absence message is the prompt `absence.EXT`: what an `announcement`
+    destination naming it plays, in every language; deleting it leaves the shipped one."""
+    lib = SoundLibrary(tmp_path, language="fr")
+    changed: list[str] = []
+    lib.changed = changed.append
+    assert not lib.has_prompt("absence.1001")
+    assert lib.has_prompt("absence")
+    pcm = tone(440, 0.5)
+    sound = await lib.store_prompt("absence.1001", pcm)
+    assert sound.duration == pytest.approx(0.5)
+    assert lib.has_prompt("absence.1001", "en")
+    assert lib.prompt("absence.1001", "en").pcmu == lib.prompt("absence.1001", "fr").pcmu
+    assert SoundLibrary(tmp_path).prompt("absence.1001").pcmu == sound.pcmu  # on disk
+    replaced = await lib.store_prompt("absence.1001", tone(880, 1.0))
+    assert lib.prompt("absence.1001").duration == pytest.approx(1.0) == replaced.duration
+    lib.delete_prompt("absence.1001")
+    assert not lib.has_prompt("absence.1001")
+    with pytest.raises(MediaError):
+        lib.prompt("absence.1001")
+    with pytest.raises(MediaError):
+        lib.delete_prompt("absence.1001")
+    assert changed == ["absence.1001"] * 3
+    assert not lib.has_prompt("../absence") and not lib.has_prompt("a..b")
+
+
+@needs_ffmpeg
+async def test_a_refused_file_is_named_without_its_server_path(tmp_path: Path) -> None:
+    junk = tmp_path / "deep" / "folder" / "notes.mp3"
+    junk.parent.mkdir(parents=True)
+    junk.write_bytes(b"this is not audio " * 100)
+    with pytest.raises(MediaError) as err:
+        await SoundLibrary(tmp_path).decode(junk)
+    assert "notes.mp3" in str(err.value) and str(junk.parent) not in str(err.value)
