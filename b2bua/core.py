@@ -1,5 +1,9 @@
-"""The transaction user: routes what the transaction layer delivers to the registrar, the call
-engine, or answers it here (OPTIONS, methods we do not serve).
+"""The transaction user: sorts what the transaction layer delivers, sans-IO.
+
+Requests go by method and dialog to the registrar, the call engine and message waiting, or are
+answered here (OPTIONS, methods we do not serve); the events of a client transaction go to the
+transaction's owner (whoever started it: the call engine, the keep-alive probes here). Answers
+are commands in the shared outbox, like everything above the transaction layer.
 
 RFC 3261 §8.2.1: "If a UAS does not understand a method, it MUST return 501 (Not
 Implemented)"; a method it understands but does not allow here gets 405 with an Allow header.
@@ -8,23 +12,28 @@ Implemented)"; a method it understands but does not allow here gets 405 with an 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
-from typing import Any
+from typing import Protocol
 
+from b2bua.addressing import Local
 from b2bua.calls.engine import ALLOW, CallEngine
+from b2bua.calls.events import AckNeverCame, CallerCancelled, InDialogRequest, InviteReceived
+from b2bua.calls.mwi import MessageWaiting
+from b2bua.commands import Outbox, Respond, SendRequest
+from b2bua.registrar.model import Binding
 from b2bua.sip.flow import Flow
-from b2bua.sip.message import SUPPORTED_OPTION_TAGS, Request, make_response
+from b2bua.sip.message import SUPPORTED_OPTION_TAGS, Request, Response, make_response
 from b2bua.sip.transaction import (
     AckTimedOut,
     CancelReceived,
     RequestReceived,
     ResponseReceived,
+    ServerTransaction,
+    Transaction,
     TransactionTerminated,
-    TransactionTimedOut,
-    TransportFailed,
 )
-from b2bua.tokens import tag, token
+from b2bua.sip.uri import SipUri
+from b2bua.tokens import TokenSource
 
 log = logging.getLogger(__name__)
 
@@ -39,104 +48,113 @@ ACCEPT = "application/sdp"
 SUPPORTED = ", ".join(SUPPORTED_OPTION_TAGS)
 
 
+class Registrar(Protocol):
+    """What the core asks of the registrar."""
+
+    def handle_register(self, request: Request, flow: Flow, now: float) -> Response: ...
+
+    def connection_closed(self, connection_id: int, now: float) -> object: ...
+
+    def keepalive_result(self, binding: Binding, ok: bool, now: float) -> None: ...
+
+    def target_for(self, binding: Binding) -> tuple[SipUri, Flow]: ...
+
+
 class Core:
     def __init__(
         self,
-        stack: Any,
-        registrar: Any,
+        outbox: Outbox,
+        local: Local,
+        registrar: Registrar,
         calls: CallEngine,
         domain: str,
-        wall_clock: Callable[[], float] = time.time,
+        wall_clock: Callable[[], float],
+        mwi: MessageWaiting | None = None,
     ) -> None:
-        self.stack = stack
+        self.outbox = outbox
+        self.local = local
+        self.tokens: TokenSource = local.tokens
         self.wall_clock = wall_clock
         self.registrar = registrar
         self.calls = calls
         self.domain = domain
-        self.options_pings: dict[Any, Any] = {}  # keep-alive OPTIONS tx -> binding
-        self.mwi: Any = None  # b2bua.calls.mwi.MessageWaiting
+        self.mwi = mwi
+        self.options_pings: dict[str, Binding] = {}  # keep-alive OPTIONS (by branch) -> binding
 
-    # -- events from the stack -------------------------------------------------------------
-    def on_event(self, event: object) -> None:
+    # -- events from the transaction layer -------------------------------------------------
+    def on_event(self, event: object, now: float) -> None:
         kind = type(event)
         if kind is RequestReceived:
             assert isinstance(event, RequestReceived)
-            self._request(event.transaction, event.request, event.flow)
-        elif kind is ResponseReceived:
-            assert isinstance(event, ResponseReceived)
-            binding = self.options_pings.pop(event.transaction, None)
-            if binding is not None:
-                self.registrar.keepalive_result(binding, True, self.wall_clock())
-                return
-            self.calls.response_received(event.transaction, event.response, event.flow)
+            self._request(event.transaction, event.request, event.flow, now)
         elif kind is CancelReceived:
             assert isinstance(event, CancelReceived)
-            self.calls.cancel_received(event.invite_transaction, event.cancel_transaction, event.request)
-        elif kind is TransactionTimedOut or kind is TransportFailed:
-            tx = event.transaction  # type: ignore[attr-defined]
-            binding = self.options_pings.pop(tx, None)
-            if binding is not None:
-                self.registrar.keepalive_result(binding, False, self.wall_clock())
-                return
-            self.calls.transaction_failed(tx, "timed out" if kind is TransactionTimedOut else "transport failed")
+            self.calls.handle(CallerCancelled(event.invite_transaction,
+                                              event.cancel_transaction, event.request), now)
         elif kind is AckTimedOut:
-            self.calls.ack_timed_out(event.transaction)  # type: ignore[attr-defined]
-        elif kind is TransactionTerminated:
-            tx = event.transaction  # type: ignore[attr-defined]
-            self.options_pings.pop(tx, None)
-            self.calls.transaction_terminated(tx)
+            assert isinstance(event, AckTimedOut)
+            self.calls.handle(AckNeverCame(event.transaction), now)
+        else:
+            tx: Transaction = event.transaction  # type: ignore[attr-defined]
+            owner = tx.context
+            if tx.is_client and owner is not None:
+                owner.on_transaction_event(event, now)  # type: ignore[attr-defined]
 
-    def on_connection_lost(self, flow: Flow) -> None:
+    def on_connection_lost(self, flow: Flow, now: float) -> None:
         if flow.connection_id is not None:
             self.registrar.connection_closed(flow.connection_id, self.wall_clock())
-        self.calls.connection_lost(flow)
+
+    def _respond(self, tx: ServerTransaction, response: Response) -> None:
+        self.outbox.append(Respond(tx, response))
 
     # -- requests --------------------------------------------------------------------------
-    def _request(self, tx: Any, request: Request, flow: Flow) -> None:
+    def _request(self, tx: ServerTransaction | None, request: Request, flow: Flow,
+                 now: float) -> None:
         method = request.method
-        if method == "ACK":
+        if tx is None or method == "ACK":
             if request.to.tag:
-                self.calls.in_dialog_request(tx, request, flow)
+                self.calls.handle(InDialogRequest(None, request, flow), now)
             return  # an ACK outside a dialog (or for a non-2xx: absorbed below us)
         in_dialog = request.to.tag is not None
         if method == "SUBSCRIBE" and self.mwi is not None:
             self.mwi.subscribe(tx, request, flow)
             return
         if in_dialog and method in IN_DIALOG_RELAYED:
-            self.calls.in_dialog_request(tx, request, flow)
+            self.calls.handle(InDialogRequest(tx, request, flow), now)
             return
         if method == "REGISTER":
-            response = self.registrar.handle_register(request, flow, self.wall_clock())
-            self.stack.respond(tx, response)
+            self._respond(tx, self.registrar.handle_register(request, flow, self.wall_clock()))
             return
         if method == "OPTIONS":
-            self.stack.respond(tx, self.options_response(request))
+            self._respond(tx, self.options_response(request))
             return
         if method == "INVITE":
-            self.calls.invite_received(tx, request, flow)
+            self.calls.handle(InviteReceived(tx, request, flow), now)
             return
         if method not in KNOWN_METHODS:
-            self.stack.respond(tx, make_response(request, 501, to_tag=tag(), headers=[("Allow", ALLOW)]))
+            self._respond(tx, make_response(request, 501, to_tag=self.tokens.tag(),
+                                            headers=[("Allow", ALLOW)]))
             return
         if in_dialog:
             # A method we do not relay (REFER, MESSAGE, PRACK, NOTIFY...): 405 inside one of
             # our dialogs, 481 when there is no such dialog (RFC 3261 §12.2.2).
-            known = (request.call_id, request.to.tag or "") in self.calls.legs
+            known = self.calls.knows_dialog(request.call_id, request.to.tag or "")
             status = 405 if known else 481
             headers = [("Allow", ALLOW)] if known else []
-            self.stack.respond(tx, make_response(request, status, headers=headers))
+            self._respond(tx, make_response(request, status, headers=headers))
             return
         if method in ("BYE", "PRACK", "UPDATE", "INFO"):
             # These only exist inside a dialog; none matched (§12.2.2).
-            self.stack.respond(tx, make_response(request, 481, to_tag=tag()))
+            self._respond(tx, make_response(request, 481, to_tag=self.tokens.tag()))
             return
-        self.stack.respond(tx, make_response(request, 405, to_tag=tag(), headers=[("Allow", ALLOW)]))
+        self._respond(tx, make_response(request, 405, to_tag=self.tokens.tag(),
+                                        headers=[("Allow", ALLOW)]))
 
-    def options_response(self, request: Request) -> Any:
+    def options_response(self, request: Request) -> Response:
         return make_response(
             request,
             200,
-            to_tag=tag(),
+            to_tag=self.tokens.tag(),
             headers=[
                 ("Allow", ALLOW),
                 ("Accept", ACCEPT),
@@ -147,21 +165,32 @@ class Core:
         )
 
     # -- keep-alive OPTIONS to NATed devices (sent by the server's housekeeping) -----------
-    def send_keepalive(self, binding: Any) -> None:
+    def send_keepalive(self, binding: Binding) -> None:
         """OPTIONS to a UDP device: keeps its NAT pinhole open and tells whether it is alive."""
         uri, flow = self.registrar.target_for(binding)
+        via, branch = self.local.via(flow)
         request = Request(
             "OPTIONS",
             uri,
             [
-                ("Via", self.stack.via(flow)),
+                ("Via", via),
                 ("Max-Forwards", "70"),
-                ("From", f"<sip:keepalive@{self.domain}>;tag={tag()}"),
+                ("From", f"<sip:keepalive@{self.domain}>;tag={self.tokens.tag()}"),
                 ("To", f"<{uri}>"),
-                ("Call-ID", token(10)),
+                ("Call-ID", self.tokens.token(10)),
                 ("CSeq", "1 OPTIONS"),
             ],
         )
-        tx = self.stack.send_request(request, flow)
-        self.options_pings[tx] = binding
+        self.options_pings[branch] = binding
+        self.outbox.append(SendRequest(request, flow, self))
 
+    def on_transaction_event(self, event: object, now: float) -> None:
+        """The events of our keep-alive probes."""
+        tx: Transaction = event.transaction  # type: ignore[attr-defined]
+        if type(event) is TransactionTerminated:
+            self.options_pings.pop(tx.branch, None)
+            return
+        binding = self.options_pings.pop(tx.branch, None)
+        if binding is not None:
+            self.registrar.keepalive_result(binding, type(event) is ResponseReceived,
+                                            self.wall_clock())

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from b2bua.config import Config, ConfigError, load_config
-from b2bua.tokens import set_worker, token
+from b2bua.tokens import TokenSource, set_worker, worker_prefix
 from b2bua.transport.base import ListenSpec
 from b2bua.workers import (
     AUTH_FAILED,
@@ -171,8 +171,10 @@ class Server:
         self.http_runner: Any = None
 
     async def start(self) -> None:
+        from b2bua.addressing import Local
         from b2bua.calls.directory import Directory
-        from b2bua.calls.engine import CallEngine
+        from b2bua.calls.engine import CallEngine, MediaMode
+        from b2bua.calls.mwi import MessageWaiting
         from b2bua.calls.records import CallRecorder
         from b2bua.core import Core
         from b2bua.registrar import build_registrar
@@ -180,6 +182,7 @@ class Server:
         from b2bua.sip.transaction import TimerConfig, TransactionLayer
         from b2bua.stack import SipStack
         from b2bua.store import open_database
+        from b2bua.transport.ingress import Ingress
         from b2bua.transport.manager import TransportManager
         from b2bua.transport.tls import client_context, server_context
 
@@ -193,24 +196,34 @@ class Server:
             connections_survived=not self.primary,
         )
         self.rulebook = RuleBook(compile_rules(config))
-        self.layer = TransactionLayer(TimerConfig(), random_token=lambda: token(8))
+        tokens = self.tokens = TokenSource(
+            prefix=worker_prefix(self.role.index if self.role is not None else None))
+        self.layer = TransactionLayer(TimerConfig(), random_token=lambda: tokens.token(8))
         self.stack = SipStack(self.layer)
+        self.ingress = Ingress(self.stack, tokens)
         self.recorder = CallRecorder(self.db, batch_delay=0.1)
         self.directory = Directory(config)
         server_ssl = None
         if config.server.tls_cert and config.server.tls_key:
             server_ssl = server_context(Path(config.server.tls_cert), Path(config.server.tls_key))
-        self.transports = TransportManager(self.stack, server_ssl, client_context(verify=False))
+        self.transports = TransportManager(self.ingress, server_ssl, client_context(verify=False))
         self.transports.shared = self.role is not None
         self.transports.primary = self.primary
+        self.ingress.transports = self.transports
+        local = Local(self.transports, tokens)
+        outbox = self.stack.outbox
         self.calls = CallEngine(
-            self.stack, self.transports, self.directory, self.registrar, self.rulebook,
-            self.recorder, rules_clock=self.rules_clock,
+            outbox, local, self.directory, self.registrar, self.rulebook, tokens, time.time,
+            rules_clock=self.rules_clock,
+            media=MediaMode.ANCHORED if config.media.anchor else MediaMode.DIRECT,
         )
-        self.core = Core(self.stack, self.registrar, self.calls, config.server.domain)
-        self.stack.attach(self.transports, self.core)
+        self.mwi = MessageWaiting(outbox, local, self.registrar, config.server.domain,
+                                  self._voicemail_counts)
+        self.core = Core(outbox, local, self.registrar, self.calls, config.server.domain,
+                         time.time, self.mwi)
+        self.stack.attach(self.transports, self.core, self.calls, self.calls)
+        self.stack.recorder = self.recorder
         await self._start_media(data_dir)
-        self._start_mwi()
         from b2bua.settings import attach_settings
 
         attach_settings(self)  # the TOML merged with the dashboard's stored settings
@@ -273,38 +286,41 @@ class Server:
         bridge = MediaBridge(self.media, self.library, data_dir, self.db,
                              float(media.voicemail_max_seconds), remote=self.rtpengine,
                              anchor=media.anchor)
-        bridge.calls = self.calls
-        self.calls.media_hook = bridge
+        bridge.post = self.stack.post
+        bridge.on_voicemail = self.message_left
+        self.stack.media = bridge
         self.bridge = bridge
         for music in config.music if self.primary else ():
             task = asyncio.get_running_loop().create_task(self._import_music(music))
             self._tasks.append(task)
 
-    def _start_mwi(self) -> None:
-        from b2bua.calls.mwi import MessageWaiting
+    def _voicemail_counts(self, extension: str) -> tuple[int, int]:
+        """New and old voice messages of a box (for message-waiting NOTIFYs)."""
         from b2bua.settings import list_voicemail
 
-        def counts(extension: str) -> tuple[int, int]:
-            try:
-                messages = list_voicemail(self.db, extension)
-            except Exception:  # no voicemail table yet: nothing waiting
-                return 0, 0
-            new = sum(1 for m in messages if not m.read)
-            return new, len(messages) - new
+        try:
+            messages = list_voicemail(self.db, extension)
+        except Exception:  # no voicemail table yet: nothing waiting
+            return 0, 0
+        new = sum(1 for m in messages if not m.read)
+        return new, len(messages) - new
 
-        self.mwi = MessageWaiting(self.stack, self.transports, self.registrar,
-                                  self.config.server.domain, counts)
-        self.core.mwi = self.mwi
-        self.calls.on_voicemail = self.mwi.message_left
+    def message_left(self, box: str, tell_others: bool = True) -> None:
+        """A voice message arrived in `box` (or was read or deleted): the phones subscribed to
+        it are told, by every worker."""
+        self.mwi.message_left(box)
+        self.stack.flush()
+        if tell_others and self.channel is not None:
+            self.channel.tell_others(VOICEMAIL, box)
 
     def _start_channel(self, role: Role) -> None:
         """Wire this worker to the others (see b2bua.workers for what goes through)."""
         handlers = Handlers()
         own = self._channel_socks[0] if self._channel_socks else None
         channel = self.channel = Channel(role, handlers, own)
-        handlers.sip = self.stack.forwarded
+        handlers.sip = self.ingress.forwarded
         handlers.bindings = self._bindings_changed
-        handlers.voicemail = self.mwi.message_left
+        handlers.voicemail = lambda box: self.message_left(box, tell_others=False)
         handlers.sounds = lambda name: self.bridge.sounds_changed()
         handlers.settings = lambda text: self._check_settings()
         handlers.stats = self._peer_counters
@@ -317,25 +333,18 @@ class Server:
         self.registrar.on_failure = lambda host, when: channel.tell_others(
             AUTH_FAILED, f"{host} {when!r}")
         self.library.changed = lambda name: channel.tell_others(SOUNDS, name)
-        left = self.mwi.message_left
-
-        def message_left(box: str) -> None:
-            left(box)
-            channel.tell_others(VOICEMAIL, box)
-
-        self.calls.on_voicemail = message_left
-        self.stack.channel = channel
+        self.ingress.channel = channel
         channel.start(asyncio.get_running_loop())
         log.info("worker %d of %d", role.index, role.count)
 
     def counters(self) -> dict[str, int]:
         """This process's counters, as /metrics names them."""
-        stack = self.stack
+        ingress = self.ingress
         out = {
-            "sip_messages_received_total": stack.received,
-            "sip_messages_dropped_total": stack.dropped,
-            "sip_stateless_replies_total": stack.stateless_replies,
-            "sip_timer_wakeups_total": stack.timer_wakeups,
+            "sip_messages_received_total": ingress.received,
+            "sip_messages_dropped_total": ingress.dropped,
+            "sip_stateless_replies_total": ingress.stateless_replies,
+            "sip_timer_wakeups_total": self.stack.timer_wakeups,
             "gc_objects_since_collection": gc.get_count()[0],
             "calls_active": len(self.calls.active),
         }
@@ -453,6 +462,7 @@ class Server:
                 if self.primary:  # one worker probes NATed devices
                     for binding in self.registrar.keepalive_due(now):
                         self.core.send_keepalive(binding)
+                    self.stack.flush()
                 if self.supervisor is not None:
                     self.supervisor.check()
                 if self.role is not None and not self.primary:

@@ -17,15 +17,36 @@ import random
 
 
 class TokenSource:
-    __slots__ = ("_bits",)
+    """Random tokens for one process. `prefix` is the worker's letter (see `worker_prefix`),
+    put before every `token` and `tag`; a seed makes the sequence repeatable (tests)."""
 
-    def __init__(self, seed: bytes | None = None) -> None:
+    __slots__ = ("_bits", "prefix")
+
+    def __init__(self, seed: bytes | None = None, prefix: str = "") -> None:
         rng = random.Random(seed if seed is not None else os.urandom(32))
         self._bits = rng.getrandbits
+        self.prefix = prefix
 
     def hex(self, nbytes: int = 8) -> str:
         """`2 * nbytes` hex digits."""
         return f"{self._bits(nbytes * 8):0{nbytes * 2}x}"
+
+    def token(self, nbytes: int = 8) -> str:
+        """A random token, after the worker's letter if any (Call-IDs, branches)."""
+        return self.prefix + f"{self._bits(nbytes * 8):0{nbytes * 2}x}"
+
+    def tag(self) -> str:
+        """A From/To tag (RFC 3261 §19.3: at least 32 random bits; we use 40)."""
+        return self.prefix + f"{self._bits(40):010x}"
+
+
+def worker_prefix(index: int | None) -> str:
+    """The letter every token of worker `index` starts with ("" for a single process)."""
+    if index is None:
+        return ""
+    if not 0 <= index < MAX_WORKERS:
+        raise ValueError(f"worker index {index} out of 0..{MAX_WORKERS - 1}")
+    return chr(_FIRST + index)
 
 
 _default = TokenSource()

@@ -15,7 +15,7 @@ workers (`Channel`, loopback UDP). The owner handles it as if it had read it its
   the worker whose letter its branch carries (our Via, the top one). A request inside a dialog
   belongs to the worker whose letter its To tag (our tag) carries.
 - When the raw bytes do not tell (an unusual layout), the message is parsed and the same rules
-  are applied to the parsed message (`b2bua.stack.owner_of`).
+  are applied to the parsed message (`b2bua.transport.ingress.owner_of`).
 
 Because all workers share the UDP address, any of them sends from it: a reply reaches a NATed
 device through the pinhole it opened to that address, whichever worker sends it.
@@ -146,7 +146,7 @@ def route(data: bytes, count: int) -> int | None:
     """The worker that owns a datagram, told from its bytes: the letter after our branch's
     magic cookie (a response), the letter of our To tag (a request in a dialog), else the
     CRC-32 of the Call-ID; `HERE` for a response with no mark of ours; None when the bytes do
-    not tell (parse it, then `b2bua.stack.owner_of`)."""
+    not tell (parse it, then `b2bua.transport.ingress.owner_of`)."""
     if data.startswith(b"SIP/2.0 "):
         at = data.find(_BRANCH)
         if at < 0 or at + 15 >= len(data):

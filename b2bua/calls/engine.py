@@ -1,58 +1,121 @@
-"""The call engine: one inbound leg, a routing decision, branches, then a bridged call.
+"""The call engine, sans-IO: one inbound leg, a routing decision, branches, a bridged call.
 
 Theory of operation
 -------------------
-An INVITE outside a dialog becomes a `Call`. The caller is identified (a trunk by its source
+`CallEngine.handle(event, now)` takes what happened (b2bua.calls.events: a new INVITE, an
+in-dialog request, a CANCEL, an answer of the media port) and `on_transaction_event(event,
+now)` the events of the client transactions it started. It appends what must be done to its
+`Outbox` (b2bua.commands: send a request, respond, a media command, write the call record); the
+shell drains the outbox after the transaction layer. The engine never calls the stack, never
+reads a clock (`now` is given; the wall clock for records and rules is injected), never draws a
+random number itself (the token source is injected), and imports no asyncio. Its deadlines (ring
+timeouts, the wait after a CANCEL) sit on its own timer heap, which the shell serves with the
+transaction layer's through `next_deadline()` / `handle_deadline(now)`.
+
+A call and its branches are state machines written as data (b2bua.calls.table); `_call_input`
+and `_branch_input` are their only interpreters. The engine's other methods turn SIP and media
+events into inputs, and implement the actions the tables name.
+
+An INVITE outside a dialog becomes a `Call`: the caller is identified (a trunk by its source
 address, else a device that proves itself with digest, 407), the callee resolved (a DID of the
-trunk, an extension, or an external number), and the rule table decides where the call goes.
-A destination that rings phones creates one `Branch` per target: a new dialog with its own
-Call-ID, tags and CSeq, nothing of the caller's topology copied (no Via, Record-Route or Contact
-of leg A reaches leg B and vice versa).
+trunk, an extension, or an external number), the media anchored (MediaOpen), then the rules
+decide (ROUTE). A destination that rings phones makes one `Branch` per target: a new dialog with
+its own Call-ID, tags and CSeq; no Via, Record-Route or Contact of the caller's leg reaches a
+branch, and none of a branch's reaches the caller.
 
-Forking follows RFC 3261 §16.7 as a B2BUA: provisional responses are relayed to A (the first
-180, every 183 with its early-media SDP); the first 2xx wins, is ACKed, and answered to A; every
-other branch is CANCELled at once with `Reason: SIP;cause=200;text="Call completed elsewhere"`
-(RFC 3326); a late 2xx from another branch is ACKed and BYEd. When every branch failed, A gets
-the best final response. A CANCEL is only sent on a branch that has sent a provisional response
-(§9.1); before that it waits, flagged, for the first 1xx.
+Forking follows RFC 3261 §16.7 as a B2BUA: 180/183 are relayed (one 180, every 183 with its
+SDP); the first 2xx wins and every other branch is CANCELled with `Reason: SIP;cause=200;
+text="Call completed elsewhere"` (RFC 3326); a 2xx the call does not want (too late, or a second
+dialog of a branch that forked downstream, §13.2.2.4) is ACKed and BYEd; when every branch
+failed the caller gets the best final response.
 
-Once answered, the legs are bridged: BYE ends both; re-INVITE, UPDATE, INFO and in-dialog OPTIONS
-are relayed to the other leg and their answers back (491 on glare). A transaction failing on one
-leg ends the call on the other with a BYE.
-
-Destinations that need media (voicemail, announcements, bounce) are delegated to a `media_hook`
-when one is installed; without it they are answered 480 and logged. Every SDP body that crosses
-goes through the hook (`_with_sdp`): at once with the built-in relay, in the call's order when
-the backend answers later (rtpengine).
+Every SDP body that crosses goes through the media port (MediaRewrite) and comes back as
+`SdpReady`. What a call sends is kept in its order meanwhile: each message that carries SDP, and
+any message behind one still waiting, is a `Step` in the call's queue, sent when it reaches the
+front with its body. The built-in relay answers within the same drain of the outbox, so the
+queue holds at most one step; rtpengine answers after a round trip.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
-from collections import deque
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, ClassVar
 
+from b2bua.addressing import Local
 from b2bua.calls.directory import Directory, Trunk, normalize_number, to_e164
-from b2bua.calls.records import CallRecord, CallRecorder
-from b2bua.sip.dialog import Dialog
+from b2bua.calls.events import (
+    AckNeverCame,
+    AppFinished,
+    CallerCancelled,
+    DtmfReceived,
+    HangUp,
+    InDialogRequest,
+    InviteReceived,
+    MediaFailed,
+    MediaOpened,
+    RtpTimedOut,
+    SdpReady,
+)
+from b2bua.calls.model import AppPlan, Branch, Call, Leg, Plan, Relay, Step, StepKind, Target
+from b2bua.calls.ports import Location, Rules
+from b2bua.calls.records import CallRecord
+from b2bua.calls.table import (
+    BRANCH_TABLE,
+    CALL_TABLE,
+    RINGING_BRANCHES,
+    BranchAction,
+    BranchInput,
+    BranchState,
+    CallAction,
+    CallInput,
+    CallState,
+)
+from b2bua.commands import (
+    Abandon,
+    AppKind,
+    MediaClose,
+    MediaLocalAnswer,
+    MediaLocalOffer,
+    MediaOpen,
+    MediaPlay,
+    MediaResume,
+    MediaRewrite,
+    MediaRunApp,
+    Outbox,
+    Respond,
+    SdpKind,
+    SendBytes,
+    SendRequest,
+    WriteRecord,
+)
+from b2bua.registrar.model import AuthResult
+from b2bua.rules.model import Destination
+from b2bua.sip.dialog import Answer, ClientInvite, Dialog, DialogRegistry, DialogState, InviteState
 from b2bua.sip.errors import SipParseError
 from b2bua.sip.flow import Flow
 from b2bua.sip.grammar import split_list
 from b2bua.sip.headers import parse_name_addr
 from b2bua.sip.message import Request, Response, make_response
+from b2bua.sip.timers import TimerConfig, TimerEntry, TimerHeap
+from b2bua.sip.transaction import (
+    ResponseReceived,
+    ServerTransaction,
+    TransactionTerminated,
+    TransactionTimedOut,
+    TransportFailed,
+)
 from b2bua.sip.uri import SipUri
-from b2bua.tokens import tag, token
-from media.errors import MediaError
+from b2bua.tokens import TokenSource
 
 log = logging.getLogger(__name__)
 
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, UPDATE, SUBSCRIBE"
 COMPLETED_ELSEWHERE = 'SIP;cause=200;text="Call completed elsewhere"'
 BUSY_EVERYWHERE = 'SIP;cause=600;text="Busy Everywhere"'
+DEFAULT_RING_TIMEOUT = 30.0
 
 # Headers that cross from one leg to the other with a request or its response.
 _RELAYED_REQUEST_HEADERS = (
@@ -67,20 +130,59 @@ _RELAYED_REQUEST_HEADERS = (
     "content-disposition",
 )
 _RELAYED_RESPONSE_HEADERS = ("content-type", "session-expires", "require", "reason", "retry-after")
+# What every branch's INVITE takes from the caller's.
+_INHERITED = ("supported", "session-expires", "min-se", "content-type", "content-disposition")
+_OUTCOME_OF_STATUS = {486: "busy", 600: "busy", 603: "declined", 480: "no_answer",
+                      408: "no_answer"}
 
 
-def refusal(request: Request, auth: Any) -> Response:
+class MediaMode(Enum):
+    """What the engine may ask of the media port."""
+
+    __hash__ = object.__hash__
+
+    NONE = "none"  # no media port: media destinations are answered 480
+    DIRECT = "direct"  # RTP flows between the phones; media destinations are served
+    ANCHORED = "anchored"  # every call's RTP goes through the media port
+
+
+class _Timer(Enum):
+    __hash__ = object.__hash__
+
+    RING = "RING"  # a call's ring timeout
+    GIVE_UP = "GIVE_UP"  # 64*T1 after a branch's CANCEL
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """A final response for a caller we do not connect."""
+
+    status: int
+    why: str
+    reason_header: str = ""
+    outcome: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LegRequest:
+    """An in-dialog request and the leg it came on."""
+
+    event: InDialogRequest
+    leg: Leg
+
+
+def refusal(request: Request, auth: AuthResult, tag: str) -> Response:
     """What a request that failed digest authentication gets: the challenge (407) when it
     carried no credentials or a stale nonce; 403 when its credentials do not verify (unknown
     user and wrong password alike, with nothing that tells the two apart)."""
     if "proxy-authorization" in request.headers and not auth.stale:
-        return make_response(request, 403, to_tag=tag())
-    response: Response = auth.response
-    return response
+        return make_response(request, 403, to_tag=tag)
+    assert auth.response is not None
+    return auth.response
 
 
-def _best_response(statuses: list[int]) -> int:
-    """RFC 3261 §16.7 step 6 (simplified): any 6xx, else the lowest class, 408/480 last."""
+def best_response(statuses: list[int]) -> int:
+    """RFC 3261 §16.7 step 6 (simplified): any 6xx, else the lowest class, 408/480/503 last."""
     if not statuses:
         return 480
     six = [s for s in statuses if s >= 600]
@@ -90,123 +192,45 @@ def _best_response(statuses: list[int]) -> int:
     return 480 if best == 503 else best
 
 
-@dataclass(eq=False)
-class Target:
-    """One phone to ring: where to send the INVITE and what it is."""
-
-    request_uri: SipUri
-    flow: Flow
-    label: str
-    extension: str
-    device_key: str | None = None
-
-
-@dataclass(eq=False)
-class Branch:
-    call: Call
-    target: Target
-    invite: Request
-    tx: Any = None
-    state: str = "CALLING"  # CALLING, PROCEEDING, ANSWERED, FAILED
-    status: int | None = None
-    cancel_reason: str | None = None  # set when a CANCEL is wanted
-    cancel_sent: bool = False
-    bye_sent: bool = False
-    dialog: Dialog | None = None
-    ack: Request | None = None  # the ACK to its 2xx
-
-
-@dataclass(eq=False)
-class Leg:
-    """One side of an established call, for relaying in-dialog requests."""
-
-    name: str  # "a" or "b"
-    dialog: Dialog
-    flow: Flow
-    pending_invite: bool = False
-
-
-@dataclass(eq=False)
-class Relay:
-    """An in-dialog request relayed from one leg to the other, waiting for its answer."""
-
-    call: Call
-    from_leg: Leg
-    to_leg: Leg
-    server_tx: Any
-    request: Request
-
-
-@dataclass(eq=False)
-class Call:
-    id: str
-    a_tx: Any
-    a_request: Request
-    a_flow: Flow
-    a_tag: str
-    caller: str
-    caller_name: str | None
-    callee: str
-    did: str | None
-    started: float
-    decision: Any = None
-    branches: list[Branch] = field(default_factory=list)
-    winner: Branch | None = None
-    state: str = "ROUTING"  # ROUTING, RINGING, ANSWERED, ENDED
-    ring_timer: asyncio.TimerHandle | None = None
-    provisional_sent: int = 0
-    a_leg: Leg | None = None
-    b_leg: Leg | None = None
-    answered_at: float | None = None
-    outcome: str | None = None
-    answered_by: str | None = None
-    user: Any = None
-    a_acked: bool = False
-    pending_b_ack: Request | None = None
-    final_sent: bool = False
-    via_trunk: Trunk | None = None
-    notes: list[str] = field(default_factory=list)
-    media: Any = None  # media.engine.MediaSession
-    b_offer: bytes | None = None  # the caller's offer as the branches get it (anchored)
-    bounce: asyncio.Future[bool] | None = None
-    digits: list[tuple[str, str]] = field(default_factory=list)  # (leg, DTMF digit)
-    sdp_queue: deque[Any] | None = None  # steps waiting for the media backend (`_with_sdp`)
-    branch_headers: list[tuple[str, str]] | None = None  # A's headers every branch carries
+CallActionFn = Callable[["CallEngine", Call, Any], None]
+BranchActionFn = Callable[["CallEngine", Branch, Any], None]
 
 
 class CallEngine:
     def __init__(
         self,
-        stack: Any,
-        transports: Any,
+        outbox: Outbox,
+        local: Local,
         directory: Directory,
-        registrar: Any,
-        rulebook: Any,
-        recorder: CallRecorder | None,
-        wall_clock: Callable[[], float] = time.time,
+        location: Location,
+        rules: Rules,
+        tokens: TokenSource,
+        wall_clock: Callable[[], float],
         rules_clock: Callable[[], float] | None = None,
+        media: MediaMode = MediaMode.NONE,
+        timers: TimerConfig | None = None,
     ) -> None:
-        self.stack = stack
-        self.transports = transports
+        self.outbox = outbox
+        self.local = local
         self.directory = directory
-        self.registrar = registrar
-        self.rulebook = rulebook
-        self.recorder = recorder
+        self.location = location
+        self.rules = rules
+        self.tokens = tokens
         self.wall_clock = wall_clock
         self.rules_clock = rules_clock or wall_clock  # the instant rules decide at
-        self.media_hook: Any = None  # b2bua.calls.media.MediaBridge when media is anchored
-        self._tasks: set[asyncio.Task[None]] = set()
-        self.voicemails = 0
-        self.on_voicemail: Callable[[str], None] | None = None  # message-waiting indication
-        self.on_dtmf: Callable[[Call, str, str], None] | None = None
-        self.calls_by_tx: dict[Any, Call] = {}
-        self.branch_by_tx: dict[Any, Branch] = {}
-        # INVITE transactions of calls that are over, answered: each 2xx retransmission still
-        # gets the ACK (RFC 6026 ACCEPTED, 64*T1), from these bytes (see `_reack_only`).
-        self.reack_by_tx: dict[Any, tuple[bytes, Flow]] = {}
-        self.relay_by_tx: dict[Any, Relay] = {}
-        self.legs: dict[tuple[str, str], tuple[Call, Leg]] = {}
-        self.active: set[Call] = set()
+        self.media = media
+        self.timers = timers or TimerConfig()
+        self.calls: dict[str, Call] = {}
+        self.branches: dict[str, Branch] = {}  # by the Via branch of their INVITE
+        self.relays: dict[str, Relay] = {}  # by the Via branch of the relayed request
+        # Answered branches of calls that are over: a 2xx retransmission still gets the same
+        # ACK (RFC 6026 ACCEPTED, 64*T1), from these bytes (by To tag).
+        self.reacks: dict[str, tuple[Flow, dict[str, bytes]]] = {}
+        self.dialogs: DialogRegistry[Call] = DialogRegistry()
+        self._heap: TimerHeap[tuple[_Timer, str]] = TimerHeap()
+        self._ticket = 0
+        self._now = 0.0
+        self.ignored_inputs = 0
         self.counters: dict[str, int] = {
             "calls": 0,
             "answered": 0,
@@ -214,123 +238,200 @@ class CallEngine:
             "cancelled": 0,
             "branches": 0,
         }
+        self._handlers: dict[type, Callable[[Any], None]] = {
+            InviteReceived: self._invite,
+            InDialogRequest: self._in_dialog,
+            CallerCancelled: self._caller_cancelled,
+            AckNeverCame: self._ack_never_came,
+            MediaOpened: self._media_opened,
+            SdpReady: self._sdp_ready,
+            MediaFailed: self._media_failed,
+            AppFinished: self._app_finished,
+            RtpTimedOut: self._rtp_timed_out,
+            DtmfReceived: self._dtmf,
+            HangUp: self._hang_up,
+        }
+
+    # ================================================================ the sans-IO interface
+    @property
+    def active(self) -> dict[str, Call]:
+        """Calls not over yet."""
+        return self.calls
+
+    def handle(self, event: object, now: float) -> None:
+        """Take one event (b2bua.calls.events)."""
+        self._now = now
+        self._handlers[type(event)](event)
+
+    def on_transaction_event(self, event: object, now: float) -> None:
+        """An event of a client transaction the engine started (a branch's INVITE, a relayed
+        request): a response, a timeout, a transport failure, its end."""
+        self._now = now
+        kind = type(event)
+        if kind is ResponseReceived:
+            assert isinstance(event, ResponseReceived)
+            self._response(event.transaction.branch, event.response)
+        elif kind is TransactionTimedOut or kind is TransportFailed:
+            assert isinstance(event, TransactionTimedOut | TransportFailed)
+            self._transaction_failed(event.transaction.branch,
+                                     "timed out" if kind is TransactionTimedOut else
+                                     "transport failed")
+        elif kind is TransactionTerminated:
+            assert isinstance(event, TransactionTerminated)
+            key = event.transaction.branch
+            self.branches.pop(key, None)
+            self.reacks.pop(key, None)
+            self.relays.pop(key, None)
+
+    def next_deadline(self) -> float | None:
+        return self._heap.next_deadline()
+
+    def handle_deadline(self, now: float) -> None:
+        self._now = now
+        while (entry := self._heap.pop_due(now)) is not None:
+            kind, key = entry.payload
+            if kind is _Timer.RING:
+                call = self.calls.get(key)
+                if call is not None and call.ring_timer is entry:
+                    call.ring_timer = None
+                    log.info("call %s: no answer within the ring timeout", call.key)
+                    call.notes.append("ring timeout")
+                    self._call_input(call, CallInput.RING_TIMEOUT)
+            else:
+                branch = self.branches.get(key)
+                if branch is not None:
+                    self._branch_input(branch, BranchInput.GIVE_UP, None)
+
+    def knows_dialog(self, call_id: str, local_tag: str) -> bool:
+        """Whether an in-dialog request names one of our calls' dialogs."""
+        return self.dialogs.knows(call_id, local_tag)
+
+    # ================================================================ the interpreters
+    def _call_input(self, call: Call, what: CallInput, ctx: Any = None) -> None:
+        transition = CALL_TABLE.get((call.state, what))
+        if transition is None:
+            self.ignored_inputs += 1
+            log.debug("call %s: %s ignored in %s", call.key, what.value, call.state.value)
+            return
+        call.state = transition.target
+        if transition.outcome is not None and call.outcome is None:
+            call.outcome = transition.outcome
+        actions = self._CALL_ACTIONS
+        for action in transition.actions:
+            actions[action](self, call, ctx)
+
+    def _branch_input(self, branch: Branch, what: BranchInput, response: Response | None) -> None:
+        transition = BRANCH_TABLE.get((branch.state, what))
+        if transition is None:
+            self.ignored_inputs += 1
+            return
+        branch.state = transition.target
+        actions = self._BRANCH_ACTIONS
+        for action in transition.actions:
+            actions[action](self, branch, response)
 
     # ================================================================ helpers
-    def _respond(
-        self,
-        call: Call,
-        status: int,
-        reason: str | None = None,
-        headers: list[tuple[str, str]] | None = None,
-        body: bytes = b"",
-    ) -> None:
-        if call.final_sent:
+    def _respond(self, tx: ServerTransaction, response: Response) -> None:
+        self.outbox.append(Respond(tx, response))
+
+    def _respond_caller(self, call: Call, status: int, reason: str | None = None,
+                        headers: list[tuple[str, str]] | None = None, body: bytes = b"") -> None:
+        hdrs = headers if headers is not None else []
+        if 100 < status < 300:
+            hdrs.append(("Contact", self._contact(call.a_flow)))
+        self.outbox.append(Respond(call.a_tx, make_response(
+            call.a_request, status, reason, to_tag=call.a_tag, headers=hdrs, body=body)))
+
+    def _via(self, flow: Flow) -> tuple[str, str]:
+        return self.local.via(flow)
+
+    def _contact(self, flow: Flow) -> str:
+        return self.local.contact(flow)
+
+    def _send(self, request: Request, flow: Flow, owned: bool = False) -> None:
+        self.outbox.append(SendRequest(request, flow, self if owned else None))
+
+    def _in_dialog_request(self, leg: Leg, method: str, headers: list[tuple[str, str]],
+                           body: bytes = b"") -> tuple[Request, str]:
+        via, branch = self._via(leg.flow)
+        return leg.dialog.request(method, via, headers=headers, body=body), branch
+
+    def _bye(self, leg: Leg | None, headers: list[tuple[str, str]] | None = None) -> None:
+        if leg is None or leg.dialog.state is DialogState.TERMINATED:
             return
-        hdrs = list(headers or [])
-        if status >= 200:
-            call.final_sent = True
-        if 100 < status < 300 and not any(h[0].lower() == "contact" for h in hdrs):
-            hdrs.append(("Contact", self.stack.contact(call.a_flow)))
-        resp = make_response(call.a_request, status, reason, to_tag=call.a_tag, headers=hdrs, body=body)
-        if 200 <= status < 300:
-            self.stack.respond_2xx(call.a_tx, resp)
-        else:
-            self.stack.respond(call.a_tx, resp)
+        request, _ = self._in_dialog_request(leg, "BYE", headers or [])
+        leg.dialog.state = DialogState.TERMINATED
+        self._send(request, leg.flow)
+
+    def _ticket_for(self) -> int:
+        self._ticket += 1
+        return self._ticket
 
     # ================================================================ new calls
-    def invite_received(self, tx: Any, request: Request, flow: Flow) -> None:
-        """An INVITE outside any dialog: authorise, decide, execute."""
+    def _invite(self, event: InviteReceived) -> None:
+        """An INVITE outside any dialog: authorise, identify, anchor, route."""
+        request, tx, flow = event.request, event.transaction, event.flow
         trunk = self._trunk_caller(request, flow)
         caller_ext: str | None = None
         if trunk is None:
-            auth = self.registrar.authenticate(
-                request, self.wall_clock(), header="Proxy-Authorization", flow=flow
-            )
+            auth = self.location.authenticate(request, self.wall_clock(),
+                                              "Proxy-Authorization", flow=flow)
             if not auth.ok:
-                self.stack.respond(tx, refusal(request, auth))
+                self._respond(tx, refusal(request, auth, self.tokens.tag()))
                 return
             caller_ext = auth.extension
         uri = request.request_uri
         dialled = uri.user_unescaped if isinstance(uri, SipUri) else None
         if not dialled:
-            self.stack.respond(tx, make_response(request, 404, to_tag=tag()))
+            self._respond(tx, make_response(request, 404, to_tag=self.tokens.tag()))
             return
-        cc = self.directory.country_code
+        directory = self.directory
         did: str | None = None
         if trunk is not None:
             caller = self._presented_number(request)
             caller_name = request.from_.display_name
-            number = normalize_number(dialled, cc)
-            callee = trunk.did.get(number) or (dialled if self.directory.is_extension(dialled) else None)
+            number = normalize_number(dialled, directory.country_code)
+            callee = trunk.did.get(number) or (dialled if directory.is_extension(dialled)
+                                               else None)
             did = number if number in trunk.did else None
             if callee is None:
                 log.info("trunk %s: no DID %s", trunk.name, dialled)
-                self.stack.respond(tx, make_response(request, 404, to_tag=tag()))
+                self._respond(tx, make_response(request, 404, to_tag=self.tokens.tag()))
                 return
         else:
             assert caller_ext is not None
             caller = caller_ext
-            user = self.directory.user(caller_ext)
+            user = directory.user(caller_ext)
             caller_name = getattr(user, "name", None) if user else request.from_.display_name
             callee = dialled
         call = Call(
-            id=token(8),
+            key=self.tokens.token(8),
             a_tx=tx,
             a_request=request,
             a_flow=flow,
-            a_tag=tag(),
+            a_tag=self.tokens.tag(),
             caller=caller,
             caller_name=caller_name,
             callee=callee,
             did=did,
             started=self.wall_clock(),
+            trunk=trunk,
         )
+        tx.context = call.key  # its CANCEL and the caller's missing ACK find the call
         self.counters["calls"] += 1
-        self.calls_by_tx[tx] = call
-        self.active.add(call)
-        if self.media_hook is not None and self.media_hook.anchor:
-            # Anchor the call's media (ports, SDP) before any branch is created: at once with
-            # the built-in relay, after a round trip with rtpengine.
-            try:
-                pending = self.media_hook.attach(call)
-            except MediaError as exc:
-                self._no_media(call, exc)
-                return
-            if pending is not None:
-                task = asyncio.get_running_loop().create_task(
-                    self._attach_media(call, trunk, pending))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
-                return
-        self._route(call, trunk)
-
-    async def _attach_media(self, call: Call, trunk: Trunk | None,
-                            pending: Awaitable[None]) -> None:
-        try:
-            await pending
-        except MediaError as exc:
-            self._no_media(call, exc)
+        self.calls[call.key] = call
+        if self.media is MediaMode.ANCHORED:
+            call.state = CallState.ANCHORING
+            self.outbox.append(MediaOpen(call.key, request.body, self._music_of(callee),
+                                         flow.host))
             return
-        if call.state == "ENDED":  # the caller gave up meanwhile
-            self.media_hook.ended(call)
-            return
-        self._route(call, trunk)
+        call.b_offer = request.body
+        call.state = CallState.ROUTING
+        self._route(call, None)
 
-    def _no_media(self, call: Call, exc: MediaError) -> None:
-        log.warning("call %s: no media: %s", call.id, exc)
-        if call.state != "ENDED":
-            self._fail(call, 488 if "SDP" in str(exc) or "codec" in str(exc) else 503,
-                       f"media: {exc}")
-
-    def _route(self, call: Call, trunk: Trunk | None) -> None:
-        callee = call.callee
-        if self.directory.is_extension(callee):
-            self._route_to_extension(call, callee)
-        elif trunk is None:
-            # A device dialling out: through the trunk.
-            self._dial_external(call, callee, diverted_from=None, private=False)
-        else:
-            self._fail(call, 404, "no such number")
+    def _music_of(self, extension: str) -> str:
+        user = self.directory.user(extension)
+        return str(getattr(user, "hold_music", None) or "default")
 
     def _trunk_caller(self, request: Request, flow: Flow) -> Trunk | None:
         trunk = self.directory.trunk_for_source(flow.host)
@@ -346,8 +447,8 @@ class CallEngine:
         """The caller's number as the rules see it: P-Asserted-Identity from a trusted trunk,
         else the From user; normalised (national form, "" when anonymous)."""
         cc = self.directory.country_code
-        values = [request.headers.get("p-asserted-identity") or "", request.headers.get("from") or ""]
-        for value in values:
+        for value in (request.headers.get("p-asserted-identity") or "",
+                      request.headers.get("from") or ""):
             if not value:
                 continue
             try:
@@ -358,506 +459,379 @@ class CallEngine:
             return normalize_number(user, cc)
         return ""
 
+    def _media_opened(self, event: MediaOpened) -> None:
+        call = self.calls.get(event.call)
+        if call is not None:
+            call.b_offer = event.offer
+            self._call_input(call, CallInput.ANCHORED)
+
+    # ================================================================ routing
+    def _route(self, call: Call, _ctx: Any) -> None:
+        """ROUTE: where the call goes, given as the input of its route."""
+        callee = call.callee
+        if self.directory.is_extension(callee):
+            self._route_to_extension(call, callee)
+        elif call.trunk is None:
+            self._route_external(call, callee, diverted_from=None)  # a device dialling out
+        else:
+            self._refuse(call, 404, "no such number")
+
     def _route_to_extension(self, call: Call, ext: str) -> None:
         if ext in self.directory.system:
             self._ring_group(call, ext)
             return
         call.user = self.directory.user(ext)
-        table = self.rulebook.table
         try:
-            decision = table.decide(ext, call.caller, self.rules_clock())  # UTC epoch seconds
+            decision = self.rules.table.decide(ext, call.caller, self.rules_clock())
         except KeyError:
-            decision = None
-        call.decision = decision
-        if decision is None:
-            self._ring_devices(call, [ext])
+            self._ring(call, [ext])
             return
-        log.info(
-            "call %s %s -> %s: %s (%s)",
-            call.id,
-            call.caller or "anonymous",
-            ext,
-            decision.destination.kind,
-            decision.rule,
-        )
-        self._execute(call, ext, decision.destination)
+        call.decision = decision
+        destination = decision.destination
+        log.info("call %s %s -> %s: %s (%s)", call.key, call.caller or "anonymous", ext,
+                 destination.kind, decision.rule)
+        self._go(call, ext, destination)
 
-    def _execute(self, call: Call, ext: str, dest: Any) -> None:
+    def _go(self, call: Call, ext: str, dest: Destination) -> None:
+        """Take destination `dest` of extension `ext`'s rules."""
         kind = dest.kind
         if kind == "devices":
-            self._ring_devices(call, [ext])
+            self._ring(call, [ext])
         elif kind == "extension":
-            colleague = dest.extension
-            if getattr(dest, "voicemail", False):
-                self._media_destination(call, "voicemail", colleague, dest)
+            colleague = dest.extension or ext
+            if dest.voicemail:
+                self._answer_here(call, AppPlan.VOICEMAIL, colleague)
             elif colleague in self.directory.system:
                 self._ring_group(call, colleague)
             else:
-                self._ring_devices(call, [colleague], diverted_from=ext)
+                self._ring(call, [colleague], diverted_from=ext)
         elif kind == "system":
-            self._ring_group(call, dest.extension)
+            self._ring_group(call, dest.extension or ext)
         elif kind == "busy":
-            self._fail(call, 486, "busy by rule")
+            self._refuse(call, 486, "busy by rule")
         elif kind in ("mobile", "external"):
             number = dest.number if kind == "external" else getattr(call.user, "mobile", None)
             if not number:
-                self._fail(call, 480, f"{kind} destination without a number")
-                return
-            if getattr(dest, "bounce", False):
-                self._media_destination(call, "bounce", ext, dest)
+                self._refuse(call, 480, f"{kind} destination without a number")
+            elif dest.bounce:
+                call.bounce_number = number
+                self._answer_here(call, AppPlan.BOUNCE, ext)
             else:
-                self._dial_external(call, number, diverted_from=ext, private=False)
+                self._route_external(call, number, diverted_from=ext)
         elif kind == "voicemail":
-            box = getattr(dest, "extension", None) or ext
-            self._media_destination(call, "voicemail", box, dest)
+            self._answer_here(call, AppPlan.VOICEMAIL, dest.extension or ext)
         elif kind == "announcement":
-            self._media_destination(call, "announcement", ext, dest)
+            self._answer_here(call, AppPlan.ANNOUNCEMENT, ext, dest.message)
         else:
-            self._fail(call, 500, f"unknown destination {kind}")
+            self._refuse(call, 500, f"unknown destination {kind}")
 
-    def _media_destination(self, call: Call, what: str, ext: str, dest: Any) -> None:
-        if self.media_hook is not None:
-            self.media_hook(call, what, ext, dest)
+    def _refuse(self, call: Call, status: int, why: str, reason_header: str = "",
+                outcome: str | None = None) -> None:
+        self._call_input(call, CallInput.REFUSED, Refusal(status, why, reason_header, outcome))
+
+    def _answer_here(self, call: Call, app: AppPlan, ext: str,
+                     message: str | None = None) -> None:
+        if self.media is MediaMode.NONE:
+            log.warning("call %s: %s destination needs the media engine, not available: 480",
+                        call.key, app.value)
+            call.notes.append(f"{app.value} not available")
+            self._refuse(call, 480, f"{app.value} unavailable")
             return
-        log.warning("call %s: %s destination needs the media engine, not available: 480", call.id, what)
-        call.notes.append(f"{what} not available")
-        self._fail(call, 480, f"{what} unavailable")
+        call.app = app
+        call.app_extension = ext
+        call.app_message = message
+        self._call_input(call, CallInput.ROUTE_HERE)
 
     def _ring_group(self, call: Call, ext: str) -> None:
         group = self.directory.system[ext]
         call.notes.append(f"ring group {ext}")
-        self._ring_devices(call, list(group.members))
+        self._ring(call, list(group.members))
 
-    # ================================================================ forking
+    def _ring(self, call: Call, extensions: list[str], diverted_from: str | None = None) -> None:
+        targets = self._targets(extensions)
+        if not targets:
+            log.info("call %s: no reachable device for %s", call.key, ",".join(extensions))
+            call.notes.append("no device registered")
+            self._route_no_answer(call, "no device")
+            return
+        timeout = float(getattr(call.user, "ring_timeout", 0) or 0) or DEFAULT_RING_TIMEOUT
+        extra = self._diversion(call, diverted_from) if diverted_from else []
+        call.plan = Plan(targets, timeout, extra)
+        self._call_input(call, CallInput.ROUTE_DEVICES)
+
     def _targets(self, extensions: list[str]) -> list[Target]:
         now = self.wall_clock()
         seen: set[tuple[str, int, str]] = set()
         targets: list[Target] = []
+        domain = self.directory.domain
         for ext in extensions:
-            for binding in self.registrar.lookup(ext, now):
-                uri, flow = self.registrar.target_for(binding)
+            for binding in self.location.lookup(ext, now):
+                uri, flow = self.location.target_for(binding)
                 key = (flow.host, flow.port, str(uri))
                 if key in seen:
                     continue
                 seen.add(key)
-                targets.append(Target(uri, flow, self._device_label(ext, binding), ext, binding.key))
+                targets.append(Target(uri, flow, self._device_label(ext, binding), ext,
+                                      f"<sip:{ext}@{domain}>", binding.key))
         return targets
 
     def _device_label(self, ext: str, binding: Any) -> str:
-        """"Bureau", "Teams"...: the configured device a binding is, for logs and records."""
+        """"Bureau (sip)", "Teams (teams)"...: the configured device a binding is."""
         user = self.directory.user(ext)
         devices = getattr(user, "devices", ())
         index = binding.device
         if index is not None and 0 <= index < len(devices):
             return f"{devices[index].label} ({devices[index].type})"
-        return binding.user_agent or binding.contact
+        return str(binding.user_agent or binding.contact)
 
-    def _ring_devices(self, call: Call, extensions: list[str], diverted_from: str | None = None) -> None:
-        targets = self._targets(extensions)
-        if not targets:
-            log.info("call %s: no reachable device for %s", call.id, ",".join(extensions))
-            call.notes.append("no device registered")
-            self._no_answer(call, "no device")
+    def _route_external(self, call: Call, number: str, diverted_from: str | None,
+                        private: bool = False, ring_timeout: float | None = None) -> None:
+        plan = self._external_plan(call, number, diverted_from, private, ring_timeout)
+        if plan is None:
+            self._refuse(call, 503, "no trunk configured")
             return
-        call.state = "RINGING"
-        for target in targets:
-            self._start_branch(call, target, diverted_from)
-        timeout = float(getattr(call.user, "ring_timeout", 0) or 0) or 30.0
-        loop = asyncio.get_running_loop()
-        call.ring_timer = loop.call_later(timeout, self._ring_timeout, call)
+        call.plan = plan
+        self._call_input(call, CallInput.ROUTE_DEVICES)
 
-    def _identity(self, call: Call, flow: Flow, private: bool = False) -> str:
+    def _external_plan(self, call: Call, number: str, diverted_from: str | None,
+                       private: bool, ring_timeout: float | None) -> Plan | None:
+        trunk = self.directory.outbound_trunk()
+        if trunk is None:
+            return None
+        cc = self.directory.country_code
+        dialled = (to_e164(number, cc) if trunk.number_format == "e164"
+                   else normalize_number(number, cc))
+        hostport = f"[{trunk.host}]" if ":" in trunk.host else trunk.host
+        uri = SipUri(hostport, user=dialled, port=trunk.port)
+        flow = Flow("udp", trunk.host, trunk.port)
+        extra = self._diversion(call, diverted_from) if diverted_from else []
         if private:
-            return '"Anonymous" <sip:anonymous@anonymous.invalid>'
-        local = self.transports.local_for(flow)
-        user = call.caller or "anonymous"
-        name = call.caller_name
-        shown = f'"{name}" ' if name else ""
-        return f"{shown}<sip:{user}@{local.hostport if user == 'anonymous' else self.directory.domain}>"
-
-    def _branch_invite(
-        self,
-        call: Call,
-        request_uri: SipUri,
-        flow: Flow,
-        to_value: str,
-        extra: list[tuple[str, str]],
-        private: bool = False,
-    ) -> Request:
-        inherited = call.branch_headers
-        if inherited is None:  # what every branch takes from A's INVITE, read once per call
-            a = call.a_request
-            inherited = call.branch_headers = [
-                ("Max-Forwards", str(max(0, (a.max_forwards or 70) - 1))),
-                *((name, value)
-                  for name in ("supported", "session-expires", "min-se", "content-type",
-                               "content-disposition")
-                  for value in a.headers.get_all(name)),
-            ]
-        headers: list[tuple[str, str]] = [
-            ("Via", self.stack.via(flow)),
-            inherited[0],
-            ("From", f"{self._identity(call, flow, private)};tag={tag()}"),
-            ("To", to_value),
-            ("Call-ID", token(12)),
-            ("CSeq", "1 INVITE"),
-            ("Contact", self.stack.contact(flow)),
-            ("Allow", ALLOW),
-            *inherited[1:],
-            *extra,
-        ]
-        body = call.a_request.body if call.b_offer is None else call.b_offer
-        return Request("INVITE", request_uri, headers, body)
-
-    def _start_branch(self, call: Call, target: Target, diverted_from: str | None) -> None:
-        to_value = f"<sip:{target.extension}@{self.directory.domain}>"
-        extra: list[tuple[str, str]] = []
-        if diverted_from:
-            extra += self._diversion(call, diverted_from)
-        invite = self._branch_invite(call, target.request_uri, target.flow, to_value, extra)
-        branch = Branch(call, target, invite)
-        call.branches.append(branch)
-        self.counters["branches"] += 1
-        branch.tx = self.stack.send_request(invite, target.flow)
-        self.branch_by_tx[branch.tx] = branch
+            extra += [("Privacy", "id"),
+                      ("P-Asserted-Identity", f"<sip:{call.caller}@{self.directory.domain}>")]
+        target = Target(uri, flow, f"trunk {trunk.name}", dialled,
+                        f"<sip:{dialled}@{hostport}:{trunk.port}>")
+        return Plan([target], ring_timeout, extra, private, trunk)
 
     def _diversion(self, call: Call, ext: str) -> list[tuple[str, str]]:
+        """RFC 5806 Diversion and RFC 7044 History-Info for a forwarded call."""
         domain = self.directory.domain
         reason = "unconditional"
-        if call.decision is not None:
-            reason = {
-                "closed": "time-of-day",
-                "exceptional": "time-of-day",
-                "exception": "unconditional",
-                "forward": "unconditional",
-            }.get(call.decision.rule, "unconditional")
+        if call.decision is not None and call.decision.rule in ("closed", "exceptional"):
+            reason = "time-of-day"
         return [
             ("Diversion", f"<sip:{ext}@{domain}>;reason={reason};counter=1"),
             ("History-Info", f"<sip:{call.callee}@{domain}>;index=1"),
         ]
 
-    def _dial_external(self, call: Call, number: str, diverted_from: str | None, private: bool) -> None:
-        trunk = self.directory.outbound_trunk()
-        if trunk is None:
-            self._fail(call, 503, "no trunk configured")
+    def _route_no_answer(self, call: Call, why: str) -> None:
+        """ROUTE_NO_ANSWER: the callee did not answer (timeout, decline, no device): its
+        no-answer destination, taken once per call."""
+        user = call.user
+        config = getattr(user, "no_answer", None) if user is not None else None
+        dest = Destination.from_config(config) if config is not None else None
+        call.no_answer_routes += 1
+        if dest is None or dest.kind == "devices" or call.no_answer_routes > 1:
+            self._refuse(call, 480, why, outcome="no_answer")
             return
-        cc = self.directory.country_code
-        dialled = to_e164(number, cc) if trunk.number_format == "e164" else normalize_number(number, cc)
-        hostport = f"[{trunk.host}]" if ":" in trunk.host else trunk.host
-        uri = SipUri(f"{hostport}" if ":" not in trunk.host else hostport, user=dialled, port=trunk.port)
-        flow = Flow("udp", trunk.host, trunk.port)
-        extra: list[tuple[str, str]] = []
-        if diverted_from:
-            extra += self._diversion(call, diverted_from)
-        if private:
-            extra += [("Privacy", "id"), ("P-Asserted-Identity", f"<sip:{call.caller}@{self.directory.domain}>")]
-        to_value = f"<sip:{dialled}@{hostport}:{trunk.port}>"
-        invite = self._branch_invite(call, uri, flow, to_value, extra, private)
-        call.via_trunk = trunk
-        call.state = "RINGING"
-        branch = Branch(call, Target(uri, flow, f"trunk {trunk.name}", dialled), invite)
-        call.branches.append(branch)
-        self.counters["branches"] += 1
-        branch.tx = self.stack.send_request(invite, flow)
-        self.branch_by_tx[branch.tx] = branch
+        needs_media = dest.kind in ("voicemail", "announcement") or dest.bounce or (
+            dest.kind == "extension" and dest.voicemail)
+        if needs_media and self.media is MediaMode.NONE:
+            log.warning("call %s: %s, no_answer is %s but the media engine is not available: "
+                        "480", call.key, why, dest.kind)
+            self._refuse(call, 480, why, outcome="no_answer")
+            return
+        self._go(call, call.callee, dest)
 
-    # ================================================================ branch responses
-    def response_received(self, tx: Any, response: Response, flow: Flow) -> None:
-        branch = self.branch_by_tx.get(tx)
+    # ================================================================ ringing
+    def _start_ringing(self, call: Call, _ctx: Any) -> None:
+        """RING: one branch per planned target; the ring timer if the plan has one."""
+        plan = call.plan
+        assert plan is not None
+        call.branches = []
+        for target in plan.targets:
+            self._start_branch(call, target, plan)
+        if plan.ring_timeout:
+            call.ring_timer = self._heap.schedule(self._now + plan.ring_timeout,
+                                                  (_Timer.RING, call.key))
+
+    def _start_branch(self, call: Call, target: Target, plan: Plan) -> None:
+        via, key = self._via(target.flow)
+        invite = self._branch_invite(call, target, via, plan)
+        branch = Branch(key, call.key, target, invite, ClientInvite(invite))
+        call.branches.append(branch)
+        self.branches[key] = branch
+        self.counters["branches"] += 1
+        self._send(invite, target.flow, owned=True)
+
+    def _identity(self, call: Call, flow: Flow, private: bool) -> str:
+        if private:
+            return '"Anonymous" <sip:anonymous@anonymous.invalid>'
+        user = call.caller or "anonymous"
+        name = call.caller_name
+        shown = f'"{name}" ' if name else ""
+        host = self.local.hostport(flow) if user == "anonymous" else self.directory.domain
+        return f"{shown}<sip:{user}@{host}>"
+
+    def _branch_invite(self, call: Call, target: Target, via: str, plan: Plan) -> Request:
+        inherited = call.branch_headers
+        if inherited is None:  # what every branch takes from A's INVITE, read once per call
+            a = call.a_request
+            inherited = call.branch_headers = [
+                ("Max-Forwards", str(max(0, (a.max_forwards or 70) - 1))),
+                *((name, value) for name in _INHERITED for value in a.headers.get_all(name)),
+            ]
+        flow = target.flow
+        headers: list[tuple[str, str]] = [
+            ("Via", via),
+            inherited[0],
+            ("From", f"{self._identity(call, flow, plan.private)};tag={self.tokens.tag()}"),
+            ("To", target.to),
+            ("Call-ID", self.tokens.token(12)),
+            ("CSeq", "1 INVITE"),
+            ("Contact", self._contact(flow)),
+            ("Allow", ALLOW),
+            *inherited[1:],
+            *plan.extra_headers,
+        ]
+        if call.b_offer and not any(h[0] == "content-type" for h in inherited):
+            headers.append(("Content-Type", "application/sdp"))
+        return Request("INVITE", target.request_uri, headers, call.b_offer)
+
+    def _stop_ring_timer(self, call: Call, _ctx: Any) -> None:
+        entry = call.ring_timer
+        if isinstance(entry, TimerEntry):
+            self._heap.cancel(entry)
+        call.ring_timer = None
+
+    def _cancel_branches(self, call: Call, reason: str) -> None:
+        for branch in call.branches:
+            if branch.state in RINGING_BRANCHES:
+                branch.cancel_reason = reason
+                self._branch_input(branch, BranchInput.CANCEL, None)
+
+    def _cancel_elsewhere(self, call: Call, _ctx: Any) -> None:
+        self._cancel_branches(call, COMPLETED_ELSEWHERE)
+
+    def _cancel_busy_everywhere(self, call: Call, _ctx: Any) -> None:
+        self._cancel_branches(call, BUSY_EVERYWHERE)
+
+    def _cancel_silently(self, call: Call, _ctx: Any) -> None:
+        self._cancel_branches(call, "")
+
+    def _cancel_as_caller(self, call: Call, ctx: Any) -> None:
+        assert isinstance(ctx, Request)
+        self._cancel_branches(call, ctx.headers.get("reason") or "")
+
+    # ================================================================ branch events
+    def _response(self, key: str, response: Response) -> None:
+        branch = self.branches.get(key)
         if branch is not None:
             self._branch_response(branch, response)
             return
-        reack = self.reack_by_tx.get(tx)
+        reack = self.reacks.get(key)
         if reack is not None:
             if 200 <= response.status < 300:
-                self.stack.send_bytes(*reack)
+                self._late_2xx(reack, response)
             return
-        relay = self.relay_by_tx.pop(tx, None)
-        if relay is not None:
+        relay = self.relays.get(key)
+        if relay is not None and response.status >= 200:
+            del self.relays[key]
             self._relay_response(relay, response)
-        # responses to our BYEs and CANCELs need nothing more
+        elif relay is not None and response.status > 100:
+            self._relay_response(relay, response)
 
     def _branch_response(self, branch: Branch, response: Response) -> None:
-        call = branch.call
         status = response.status
         if status < 200:
-            if status == 100:
-                if branch.state == "CALLING":
-                    branch.state = "PROCEEDING"
-                    self._send_pending_cancel(branch)
-                return
-            if branch.state == "CALLING":
-                branch.state = "PROCEEDING"
-            self._send_pending_cancel(branch)
-            if call.state == "RINGING" and not branch.cancel_reason:
-                self._relay_provisional(call, response)
+            if status > 100:
+                try:
+                    branch.client.provisional(response)  # its early dialog (one per To tag)
+                except SipParseError:
+                    pass
+            self._branch_input(branch, BranchInput.TRYING if status == 100
+                               else BranchInput.PROVISIONAL, response)
             return
         if status < 300:
-            self._branch_answered(branch, response)
-            return
-        branch.state = "FAILED"
-        branch.status = status
-        self._branch_done(branch)
-        if call.state != "RINGING":
-            return
-        user = call.user
-        if status in (600, 603) and getattr(user, "decline", "all") == "all" and not branch.cancel_reason:
-            log.info("call %s: declined (%s) on %s: stopping every device", call.id, status, branch.target.label)
-            call.notes.append(f"declined by {branch.target.label or 'a device'}")
-            self._cancel_branches(call, BUSY_EVERYWHERE)
-            self._no_answer(call, "declined")
-            return
-        if all(b.state == "FAILED" for b in call.branches):
-            if self._bounce_failed(call):
+            try:
+                kind, dialog = branch.client.answered(response)
+            except SipParseError:
+                log.info("call %s: unusable 2xx from %s", branch.call, branch.target.label)
                 return
-            statuses = [b.status or 500 for b in call.branches]
-            best = _best_response(statuses)
-            if best == 486 and call.via_trunk is None and len(call.branches) > 0:
-                self._fail(call, 486, "every device busy", reason_header=response.headers.get("reason"))
+            branch.dialog = dialog
+            if kind is Answer.FIRST:
+                call = self.calls.get(branch.call)
+                wanted = call is not None and call.state in (CallState.RINGING,
+                                                             CallState.BOUNCING)
+                self._branch_input(branch, BranchInput.ANSWER if wanted
+                                   else BranchInput.LATE_ANSWER, response)
+            elif kind is Answer.RETRANSMISSION:
+                self._branch_input(branch, BranchInput.ANSWER_AGAIN, response)
             else:
-                self._fail(call, best, f"every branch failed ({','.join(map(str, statuses))})",
-                           reason_header=response.headers.get("reason"))
-
-    def _relay_provisional(self, call: Call, response: Response) -> None:
-        status = response.status
-        body = response.body if response.body and status in (180, 183) else b""
-        self._with_sdp(call, "b", body, "answer", self._send_provisional, call, response)
-
-    def _send_provisional(self, call: Call, response: Response, body: bytes) -> None:
-        status = response.status
-        if not body and call.provisional_sent == 180 and status == 180:
-            return  # one 180 to A is enough (several phones ring)
-        headers: list[tuple[str, str]] = [("Allow", ALLOW)]
-        if body:
-            ctype = response.headers.get("content-type") or "application/sdp"
-            headers.append(("Content-Type", ctype))
-        call.provisional_sent = status
-        self._respond(call, status, response.reason if status not in (180, 183) else None, headers, body)
-
-    def _branch_answered(self, branch: Branch, response: Response) -> None:
-        call = branch.call
-        try:
-            dialog = Dialog.as_uac(branch.invite, response)
-        except SipParseError:
-            log.info("call %s: unusable 2xx from %s", call.id, branch.target.label)
+                log.info("call %s: a second dialog answered on %s: ACK then BYE", branch.call,
+                         branch.target.label)
+                self._branch_input(branch, BranchInput.EXTRA_ANSWER, response)
             return
-        ack = dialog.request("ACK", self.stack.via(branch.target.flow), cseq=branch.invite.cseq.number)
-        if branch.state == "ANSWERED" or call.winner is not None or call.state != "RINGING":
-            # A retransmitted 2xx (ACK it again), or an answer that comes too late: another
-            # branch won, or the caller left. ACK it, then BYE it once.
-            self.stack.send_stateless(ack, branch.target.flow)
-            if call.winner is not branch and not branch.bye_sent:
-                log.info("call %s: late answer from %s: ACK then BYE", call.id, branch.target.label)
-                branch.state = "ANSWERED"
-                branch.ack = ack
-                branch.bye_sent = True
-                reason = [("Reason", COMPLETED_ELSEWHERE)] if call.winner is not None else []
-                bye = dialog.request("BYE", self.stack.via(branch.target.flow), headers=reason)
-                self.stack.send_request(bye, branch.target.flow)
-                if call.state == "ENDED":
-                    self._reack_only(branch)
+        branch.status = status
+        branch.reason = response.headers.get("reason") or ""
+        self._branch_input(branch, BranchInput.REJECT, response)
+
+    def _transaction_failed(self, key: str, why: str) -> None:
+        branch = self.branches.get(key)
+        if branch is not None:
+            branch.status = 408
+            log.info("call %s: branch %s %s", branch.call, branch.target.label, why)
+            self._branch_input(branch, BranchInput.TIMEOUT, None)
             return
-        branch.state = "ANSWERED"
-        branch.ack = ack
-        branch.dialog = dialog
+        relay = self.relays.pop(key, None)
+        if relay is not None:
+            call = self.calls.get(relay.call)
+            log.info("call %s: relayed %s %s: ending the call", relay.call,
+                     relay.request.method, why)
+            self._respond(relay.server_tx, make_response(relay.request, 408))
+            if call is not None:
+                self._clear_invite(call, relay)
+                self._call_input(call, CallInput.LEG_FAILED)
+
+    # -- branch actions --------------------------------------------------------------------
+    def _report_early(self, branch: Branch, response: Any) -> None:
+        call = self.calls.get(branch.call)
+        if call is not None:
+            self._call_input(call, CallInput.EARLY, response)
+
+    def _win(self, branch: Branch, response: Any) -> None:
+        call = self.calls.get(branch.call)
+        assert call is not None and branch.dialog is not None
         call.winner = branch
-        call.state = "ANSWERED"
         call.answered_at = self.wall_clock()
         call.answered_by = branch.target.label or branch.target.extension
         self.counters["answered"] += 1
-        self._stop_ring_timer(call)
-        self._cancel_branches(call, COMPLETED_ELSEWHERE)
-        call.b_leg = Leg("b", dialog, branch.target.flow)
-        self.legs[(dialog.call_id, dialog.local_tag)] = (call, call.b_leg)
-        if call.bounce is not None:
-            # A bounce: the caller was answered by us already; its media joins the far end's.
-            self._with_sdp(call, "b", response.body, "answer", self._bounce_answered, call,
-                           branch, ack)
+        call.b_leg = Leg("b", branch.dialog, branch.target.flow)
+        self.dialogs.add(branch.dialog, call)
+        self._call_input(call, CallInput.ANSWERED, response)
+
+    def _report_failure(self, branch: Branch, response: Any) -> None:
+        call = self.calls.get(branch.call)
+        if call is None or branch not in call.branches:
+            return  # an earlier ring's branch, or a call that is over
+        status = branch.status or 500
+        if status in (600, 603) and getattr(call.user, "decline", "all") == "all":
+            log.info("call %s: declined (%s) on %s: stopping every device", call.key, status,
+                     branch.target.label)
+            call.notes.append(f"declined by {branch.target.label or 'a device'}")
+            self._call_input(call, CallInput.DECLINED)
             return
-        if call.a_request.body:
-            self.stack.send_stateless(ack, branch.target.flow)
-            kind = "answer"
-        else:
-            call.pending_b_ack = ack  # late offer: the ACK carries A's answer
-            kind = "offer"
-        self._with_sdp(call, "b", response.body, kind, self._bridge, call, response)
-
-    def _bounce_answered(self, call: Call, branch: Branch, ack: Request, _body: bytes) -> None:
-        self.stack.send_stateless(ack, branch.target.flow)
-        if call.bounce is not None and not call.bounce.done():
-            call.bounce.set_result(True)
-        log.info("call %s: bounce answered by %s", call.id, branch.target.extension)
-
-    def _bridge(self, call: Call, response: Response, body: bytes) -> None:
-        """Answer the caller with the winning branch's (rewritten) answer: the legs are bridged."""
-        a_dialog = Dialog.as_uas(call.a_request, call.a_tag)
-        a_dialog.state = "CONFIRMED"
-        call.a_leg = Leg("a", a_dialog, call.a_flow)
-        self.legs[(a_dialog.call_id, a_dialog.local_tag)] = (call, call.a_leg)
-        headers: list[tuple[str, str]] = [("Allow", ALLOW)]
-        for name in ("content-type", "session-expires", "require"):
-            value = response.headers.get(name)
-            if value:
-                headers.append((name, value))
-        self._respond(call, 200, None, headers, body)
-        log.info("call %s answered by %s", call.id, call.answered_by)
-
-    # ================================================================ media
-    def _with_sdp(self, call: Call, from_leg: str, body: bytes, kind: str,
-                  then: Callable[..., None], *args: Any,
-                  answer_on_failure: tuple[Any, Request] | None = None) -> None:
-        """Pass `body` (an SDP offer or answer from `from_leg`, or b"") through the media hook,
-        then `then(*args, body_for_the_other_side)`.
-
-        The built-in relay rewrites at once: `then` runs now, no task and no await. A backend
-        that answers later (rtpengine: the hook returns an awaitable) puts the step into the
-        call's queue, and every later step of the call joins the queue while it is not empty:
-        a call's messages leave in the order they came (a 183 before the 200 of its branch, a 2xx
-        before the ACK that follows it). If the backend fails, the call ends cleanly (503 to a
-        caller not answered yet, BYE to the established legs, 500 to the in-dialog request in
-        `answer_on_failure`)."""
-        result: Any = body
-        if body and self.media_hook is not None:
-            result = self.media_hook.sdp(call, from_leg, body, kind)
-        queue = call.sdp_queue
-        if queue is None:
-            if isinstance(result, bytes):
-                then(*args, result)
-                return
-            queue = call.sdp_queue = deque()
-            task = asyncio.get_running_loop().create_task(self._drain_sdp(call, queue))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-        queue.append((result, then, args, answer_on_failure))
-
-    async def _drain_sdp(self, call: Call, queue: deque[Any]) -> None:
-        """Run the call's queued steps in order, waiting for the media backend's answers."""
-        try:
-            while queue:
-                result, then, args, on_failure = queue[0]
-                if call.state == "ENDED":
-                    queue.popleft()
-                    if asyncio.iscoroutine(result):
-                        result.close()
-                    if on_failure is not None:
-                        self.stack.respond(on_failure[0], make_response(on_failure[1], 487))
-                    continue
-                if not isinstance(result, bytes):
-                    try:
-                        result = await result
-                    except MediaError as exc:
-                        self._media_backend_failed(call, queue, str(exc))
-                        return
-                queue.popleft()
-                if call.state != "ENDED":
-                    then(*args, result)
-                elif on_failure is not None:
-                    self.stack.respond(on_failure[0], make_response(on_failure[1], 487))
-            if call.state == "ENDED" and not call.final_sent:
-                self._respond(call, 487)  # the call ended while its answer was on the way
-        except Exception:  # a task boundary: one broken call must not stop the others
-            log.exception("call %s: a media step failed", call.id)
-            self._media_backend_failed(call, queue, "internal error")
-        finally:
-            if call.sdp_queue is queue:
-                call.sdp_queue = None
-
-    def _media_backend_failed(self, call: Call, queue: deque[Any], why: str) -> None:
-        log.warning("call %s: the media backend failed (%s): ending the call", call.id, why)
-        pending = list(queue)
-        queue.clear()
-        for result, _then, _args, on_failure in pending:
-            if asyncio.iscoroutine(result):
-                result.close()
-            if on_failure is not None:
-                self.stack.respond(on_failure[0], make_response(on_failure[1], 500))
-        if call.state != "ENDED":
-            call.notes.append(f"media backend: {why}")
-            self.counters["failed"] += 1
-            self._respond(call, 503)  # nothing if the caller was answered already
-            self.hangup(call, "failed")
-
-    def answer_locally(self, call: Call, sdp: bytes) -> None:
-        """Answer the caller ourselves (voicemail, announcement, bounce): 200 with our SDP."""
-        a_dialog = Dialog.as_uas(call.a_request, call.a_tag)
-        a_dialog.state = "CONFIRMED"
-        call.a_leg = Leg("a", a_dialog, call.a_flow)
-        self.legs[(a_dialog.call_id, a_dialog.local_tag)] = (call, call.a_leg)
-        call.state = "MEDIA"
-        call.answered_at = self.wall_clock()
-        self._stop_ring_timer(call)
-        self._respond(call, 200, None, [("Allow", ALLOW), ("Content-Type", "application/sdp")], sdp)
-
-    def media_failed(self, call: Call, status: int) -> None:
-        if call.final_sent:
-            self.hangup(call, "failed")
-        else:
-            self._fail(call, status, "media failure")
-
-    def dtmf_received(self, call: Call, leg: str, event: Any) -> None:
-        """A DTMF digit from a leg (RFC 4733, relayed to the other leg by the media engine).
-        Kept on the call (`call.digits`, in the record's trace) for menus to come."""
-        digit = getattr(event, "digit", None) or str(getattr(event, "event", "?"))
-        call.digits.append((leg, digit))
-        log.debug("call %s: DTMF %s from leg %s", call.id, digit, leg)
-        if self.on_dtmf is not None:
-            self.on_dtmf(call, leg, digit)
-
-    def voicemail_left(self, box: str) -> None:
-        self.voicemails += 1
-        if self.on_voicemail is not None:
-            self.on_voicemail(box)
-
-    def hangup(self, call: Call, outcome: str) -> None:
-        """End the call from our side: BYE every established leg."""
-        if call.state == "ENDED":
+        if any(b.state is not BranchState.FAILED for b in call.branches):
             return
-        self._cancel_branches(call, None)
-        if call.outcome is None:
-            call.outcome = outcome
-        self._hangup(call, outcome)
-
-    def dial_bounce(self, call: Call, number: str | None, ext: str, offer: bytes) -> asyncio.Future[bool]:
-        """Call `number` through the trunk as a private call with our own SDP offer; the future
-        says whether it was answered before the ring timeout."""
-        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        call.bounce = future
-        if not number:
-            future.set_result(False)
-            return future
-        call.b_offer = offer
-        call.state = "RINGING"
-        self._dial_external(call, number, diverted_from=ext, private=True)
-        if call.state == "RINGING":
-            timeout = float(getattr(call.user, "ring_timeout", 0) or 0) or 30.0
-            call.ring_timer = asyncio.get_running_loop().call_later(timeout, self._ring_timeout, call)
-        elif not future.done():
-            future.set_result(False)
-        return future
-
-    def _bounce_failed(self, call: Call) -> bool:
-        """When a bounce fails, the media task takes over (prompt, then voicemail)."""
-        if call.bounce is None:
-            return False
-        self._stop_ring_timer(call)
-        self._cancel_branches(call, None)
-        call.state = "MEDIA"
-        if not call.bounce.done():
-            call.bounce.set_result(False)
-        return True
-
-    def _cancel_branches(self, call: Call, reason: str | None) -> None:
-        for branch in call.branches:
-            if branch.state in ("CALLING", "PROCEEDING") and branch.cancel_reason is None:
-                branch.cancel_reason = reason or ""
-                self._send_pending_cancel(branch)
-
-    def _send_pending_cancel(self, branch: Branch) -> None:
-        # RFC 3261 §9.1: "If no provisional response has been received, the CANCEL request
-        # MUST NOT be sent; rather, the client MUST wait for the arrival of a provisional response."
-        if branch.cancel_reason is None or branch.cancel_sent or branch.state != "PROCEEDING":
+        statuses = [b.status or 500 for b in call.branches]
+        if all(s == 408 for s in statuses):
+            self._call_input(call, CallInput.NO_ANSWER, "no device responded")
             return
-        branch.cancel_sent = True
+        best = best_response(statuses)
+        why = ("every device busy" if best == 486 and call.trunk is None
+               else f"every branch failed ({','.join(map(str, statuses))})")
+        self._call_input(call, CallInput.REJECTED, Refusal(best, why, branch.reason))
+
+    def _send_cancel(self, branch: Branch, _response: Any) -> None:
         invite = branch.invite
         headers: list[tuple[str, str]] = [
             ("Via", invite.headers.get("via") or ""),
@@ -869,305 +843,276 @@ class CallEngine:
         ]
         if branch.cancel_reason:
             headers.append(("Reason", branch.cancel_reason))
-        cancel = Request("CANCEL", invite.request_uri, headers)
-        self.stack.send_request(cancel, branch.target.flow)
+        self._send(Request("CANCEL", invite.request_uri, headers), branch.target.flow)
 
-    def _ring_timeout(self, call: Call) -> None:
-        call.ring_timer = None
-        if call.state != "RINGING":
-            return
-        log.info("call %s: no answer within the ring timeout", call.id)
-        call.notes.append("ring timeout")
-        if self._bounce_failed(call):
-            return
-        self._cancel_branches(call, None)
-        self._no_answer(call, "ring timeout")
+    def _arm_give_up(self, branch: Branch, _response: Any) -> None:
+        self._heap.schedule(self._now + self.timers.transaction_timeout,
+                            (_Timer.GIVE_UP, branch.key))
 
-    def _stop_ring_timer(self, call: Call) -> None:
-        if call.ring_timer is not None:
-            call.ring_timer.cancel()
-            call.ring_timer = None
+    def _ack(self, branch: Branch, _response: Any) -> None:
+        dialog = branch.dialog
+        assert dialog is not None
+        via, _ = self._via(branch.target.flow)
+        data = bytes(branch.client.ack(dialog, via))
+        branch.client.remember_ack(dialog, data)
+        self.outbox.append(SendBytes(data, branch.target.flow))
 
-    def _no_answer(self, call: Call, why: str) -> None:
-        """The callee did not answer (timeout, decline, no device): the no_answer destination."""
-        self._stop_ring_timer(call)
-        user = call.user
-        dest = getattr(user, "no_answer", None) if user is not None else None
-        call.state = "ROUTING"
-        if dest is not None and getattr(dest, "kind", "voicemail") != "devices":
-            if dest.kind in ("voicemail", "announcement") or getattr(dest, "bounce", False):
-                if self.media_hook is not None:
-                    self._execute(call, call.callee, dest)
-                    return
-                log.warning("call %s: %s, no_answer is %s but the media engine is not available: 480",
-                            call.id, why, dest.kind)
-                self._fail(call, 480, why, outcome="no_answer")
-                return
-            self._execute(call, call.callee, dest)
-            return
-        self._fail(call, 480, why, outcome="no_answer")
+    def _re_ack(self, branch: Branch, _response: Any) -> None:
+        dialog = branch.dialog
+        data = branch.client.ack_bytes(dialog) if dialog is not None else None
+        if data is not None:
+            self.outbox.append(SendBytes(data, branch.target.flow))
 
-    def _fail(self, call: Call, status: int, why: str, reason_header: str | None = None,
-              outcome: str | None = None) -> None:
-        self._stop_ring_timer(call)
-        headers = [("Reason", reason_header)] if reason_header else []
-        self._respond(call, status, None, headers)
-        if outcome is None:
-            outcome = {486: "busy", 600: "busy", 603: "declined", 480: "no_answer", 408: "no_answer"}.get(status, "failed")
-        call.notes.append(why)
-        self.counters["failed"] += 1
-        self._end(call, outcome)
-
-    # ================================================================ caller's CANCEL
-    def cancel_received(self, invite_tx: Any, cancel_tx: Any, request: Request) -> None:
-        call = self.calls_by_tx.get(invite_tx)
+    def _bye_dialog(self, branch: Branch, _response: Any) -> None:
+        dialog = branch.dialog
+        assert dialog is not None
+        call = self.calls.get(branch.call)
+        headers = ([("Reason", COMPLETED_ELSEWHERE)]
+                   if call is not None and call.winner is not None else [])
+        via, _ = self._via(branch.target.flow)
+        dialog.state = DialogState.TERMINATED
+        self._send(dialog.request("BYE", via, headers=headers), branch.target.flow)
         if call is None:
-            self.stack.respond(cancel_tx, make_response(request, 481, to_tag=tag()))
-            return
-        self.stack.respond(cancel_tx, make_response(request, 200))
-        if call.state in ("ANSWERED", "ENDED"):
-            return
-        log.info("call %s: caller cancelled", call.id)
-        self.counters["cancelled"] += 1
-        # The caller's own Reason (if any) travels on; never "completed elsewhere" here, so
-        # phones log a missed call.
-        self._cancel_branches(call, request.headers.get("reason") or "")
-        self._stop_ring_timer(call)
-        if self.media_hook is not None and hasattr(self.media_hook, "cancel"):
-            self.media_hook.cancel(call)
-        self._respond(call, 487)
-        self._end(call, "cancelled")
+            self._keep_ack_only(branch)
 
-    # ================================================================ in-dialog requests
-    def in_dialog_request(self, tx: Any, request: Request, flow: Flow) -> None:
-        to_tag = request.to.tag or ""
-        found = self.legs.get((request.call_id, to_tag))
-        method = request.method
-        if found is None:
-            if method != "ACK":
-                self.stack.respond(tx, make_response(request, 481))
-            return
-        call, leg = found
-        other = call.b_leg if leg is call.a_leg else call.a_leg
-        if method == "ACK":
-            self._ack_received(call, leg, request)
-            return
-        seq = request.cseq.number
-        if leg.dialog.remote_cseq is not None and seq < leg.dialog.remote_cseq:
-            self.stack.respond(tx, make_response(request, 500, "CSeq out of order"))
-            return
-        leg.dialog.remote_cseq = seq
-        if method == "BYE":
-            self.stack.respond(tx, make_response(request, 200))
-            if other is not None:
-                headers = [("Reason", v) for v in request.headers.get_all("reason")]
-                self._send_in_dialog(other, "BYE", headers=headers)
-            self._cancel_branches(call, request.headers.get("reason") or "")
-            self._end(call, "answered", ended_by=leg.name)
-            return
-        if other is None:
-            # Only our media talks to this leg (voicemail, announcement, a bounce still ringing).
-            self._answer_media_only(call, leg, tx, request)
-            return
-        if method == "INVITE":
-            if leg.pending_invite or other.pending_invite:
-                self.stack.respond(tx, make_response(request, 491))
-                return
-            leg.dialog.update_target(request)
-            leg.pending_invite = True
-        elif method == "UPDATE":
-            leg.dialog.update_target(request)
-        headers = []
-        for name in _RELAYED_REQUEST_HEADERS:
-            for value in request.headers.get_all(name):
-                headers.append((name, value))
-        if method in ("INVITE", "UPDATE"):
-            headers.append(("Contact", self.stack.contact(other.flow)))
-        if method == "INVITE":
-            headers.append(("Allow", ALLOW))
-        self._with_sdp(call, leg.name, request.body if method in ("INVITE", "UPDATE") else b"",
-                       "offer", self._relay_request, call, leg, other, tx, request, headers,
-                       answer_on_failure=(tx, request))
+    def _abandon(self, branch: Branch, _response: Any) -> None:
+        self.outbox.append(Abandon(branch.key))
 
-    def _relay_request(self, call: Call, leg: Leg, other: Leg, tx: Any, request: Request,
-                       headers: list[tuple[str, str]], body: bytes) -> None:
-        method = request.method
-        if method not in ("INVITE", "UPDATE"):
-            body = request.body
-        relayed = self._send_in_dialog(other, method, headers=headers, body=body)
-        if method == "INVITE":
-            other.pending_invite = True
-        self.relay_by_tx[relayed] = Relay(call, leg, other, tx, request)
-
-    def _answer_media_only(self, call: Call, leg: Leg, tx: Any, request: Request) -> None:
-        method = request.method
-        if method in ("INVITE", "UPDATE") and request.body and call.media is not None:
-            try:
-                sdp = call.media.local_answer(leg.name, request.body)
-            except MediaError:
-                self.stack.respond(tx, make_response(request, 488))
-                return
-            resp = make_response(request, 200, headers=[
-                ("Contact", self.stack.contact(leg.flow)), ("Content-Type", "application/sdp")], body=sdp)
-            if method == "INVITE":
-                self.stack.respond_2xx(tx, resp)
-            else:
-                self.stack.respond(tx, resp)
-            return
-        resp = make_response(request, 200, headers=[("Contact", self.stack.contact(leg.flow))]
-                             if method == "INVITE" else [])
-        if method == "INVITE":
-            self.stack.respond_2xx(tx, resp)
-        else:
-            self.stack.respond(tx, resp)
-
-    def _send_in_dialog(
-        self, leg: Leg, method: str, headers: list[tuple[str, str]] | None = None, body: bytes = b""
-    ) -> Any:
-        request = leg.dialog.request(method, self.stack.via(leg.flow), headers=headers or [], body=body)
-        return self.stack.send_request(request, leg.flow)
-
-    def _relay_response(self, relay: Relay, response: Response) -> None:
-        status = response.status
-        req = relay.request
-        if status >= 200 and req.method == "INVITE":
-            relay.from_leg.pending_invite = False
-            relay.to_leg.pending_invite = False
-        if status < 200:
-            if status == 100:
-                return
-        headers: list[tuple[str, str]] = []
-        for name in _RELAYED_RESPONSE_HEADERS:
-            value = response.headers.get(name)
-            if value:
-                headers.append((name, value))
-        if req.method in ("INVITE", "UPDATE") and 100 < status < 300:
-            headers.append(("Contact", self.stack.contact(relay.from_leg.flow)))
-            relay.to_leg.dialog.update_target(response)
-        body = response.body
-        if not (body and req.method in ("INVITE", "UPDATE") and 100 < status < 300):
-            self._send_relayed_response(relay, response, headers, body)
-            return
-        self._with_sdp(relay.call, relay.to_leg.name, body, "answer" if req.body else "offer",
-                       self._send_relayed_response, relay, response, headers,
-                       answer_on_failure=(relay.server_tx, req))
-
-    def _send_relayed_response(self, relay: Relay, response: Response,
-                               headers: list[tuple[str, str]], body: bytes) -> None:
-        status = response.status
-        req = relay.request
-        resp = make_response(req, status, response.reason, headers=headers, body=body)
-        if req.method == "INVITE" and 200 <= status < 300:
-            to_dialog = relay.to_leg.dialog
-            ack = to_dialog.request("ACK", self.stack.via(relay.to_leg.flow), cseq=response.cseq.number)
-            if req.body:
-                self.stack.send_stateless(ack, relay.to_leg.flow)
-            else:
-                relay.call.pending_b_ack = ack  # late-offer re-INVITE: ACK carries the answer
-            self.stack.respond_2xx(relay.server_tx, resp)
-        else:
-            self.stack.respond(relay.server_tx, resp)
-
-    def _ack_received(self, call: Call, leg: Leg, ack: Request) -> None:
-        pending = call.pending_b_ack
-        if pending is not None:
-            call.pending_b_ack = None
-            other = call.b_leg if leg is call.a_leg else call.a_leg
-            assert other is not None
-            self._with_sdp(call, leg.name, ack.body, "answer", self._send_pending_ack, pending,
-                           ack, other)
-
-    def _send_pending_ack(self, pending: Request, ack: Request, other: Leg, body: bytes) -> None:
-        if ack.body:
-            pending.body = body
-            pending.headers.set("Content-Type", ack.headers.get("content-type") or "application/sdp")
-        self.stack.send_stateless(pending, other.flow)
-
-    # ================================================================ failures and the end
-    def transaction_failed(self, tx: Any, why: str) -> None:
-        branch = self.branch_by_tx.get(tx)
-        if branch is not None:
-            self._branch_done(branch)
-            # A dead device never drags the others down: only this branch fails.
-            branch.state = "FAILED"
-            branch.status = 408
-            call = branch.call
-            log.info("call %s: branch %s %s", call.id, branch.target.label, why)
-            if call.state == "RINGING" and all(b.state == "FAILED" for b in call.branches):
-                if self._bounce_failed(call):
-                    return
-                statuses = [b.status or 500 for b in call.branches]
-                if all(s == 408 for s in statuses):
-                    self._no_answer(call, "no device responded")
-                else:
-                    self._fail(call, _best_response(statuses), "every branch failed")
-            return
-        relay = self.relay_by_tx.pop(tx, None)
-        if relay is not None:
-            call = relay.call
-            log.info("call %s: relayed %s %s: ending the call", call.id, relay.request.method, why)
-            self.stack.respond(relay.server_tx, make_response(relay.request, 408))
-            self._hangup(call, "failed")
-            return
-        call = self.calls_by_tx.get(tx)
-        if call is not None and why == "ack timeout":
-            log.info("call %s: the caller never ACKed the 200: ending", call.id)
-            self._hangup(call, "failed")
-
-    def _hangup(self, call: Call, outcome: str) -> None:
-        for leg in (call.a_leg, call.b_leg):
-            if leg is not None:
-                self._send_in_dialog(leg, "BYE")
-        self._end(call, outcome)
-
-    def _end(self, call: Call, outcome: str, ended_by: str | None = None) -> None:
-        if call.state == "ENDED":
-            return
-        if call.outcome is None:
-            call.outcome = "answered" if call.answered_at is not None else outcome
-        call.state = "ENDED"
-        self._stop_ring_timer(call)
-        self.active.discard(call)
-        self.calls_by_tx.pop(call.a_tx, None)
-        # Branches still ringing stay known until their final response (a CANCEL may still wait
-        # for their first provisional, RFC 3261 §9.1); `transaction_terminated` forgets them.
-        for leg in (call.a_leg, call.b_leg):
-            if leg is not None:
-                self.legs.pop((leg.dialog.call_id, leg.dialog.local_tag), None)
-        if self.media_hook is not None and hasattr(self.media_hook, "ended"):
-            self.media_hook.ended(call)
-        if self.recorder is not None:
-            self.recorder.write(self._record(call, ended_by))
-        # Branches no response can reach any more go now; answered ones keep only their ACK;
-        # the others (still ringing) go in `_branch_done`.
-        live = self.branch_by_tx
-        call.branches = [b for b in call.branches if b.tx in live]
-        if call.winner is not None and call.winner.tx not in live:
-            call.winner = None
-        for branch in [b for b in call.branches if b.state == "ANSWERED" and b.ack is not None]:
-            self._reack_only(branch)
-
-    def _reack_only(self, branch: Branch) -> None:
+    def _keep_ack_only(self, branch: Branch) -> None:
         """`branch`'s call is over, but its INVITE transaction passes 2xx retransmissions up
         for 64*T1 more (RFC 6026 ACCEPTED): they get the same ACK again, from its bytes. The
-        branch and its call are let go of now rather than half a minute later: under load
-        that is most of what the server holds."""
-        assert branch.ack is not None
-        self.reack_by_tx[branch.tx] = (bytes(branch.ack), branch.target.flow)
-        self._branch_done(branch)
+        branch itself is let go of now: under load that is most of what the server holds."""
+        acks = {tag: data for tag, dialog in branch.client.dialogs.items()
+                if (data := branch.client.ack_bytes(dialog)) is not None}
+        if acks and self.branches.pop(branch.key, None) is branch:
+            self.reacks[branch.key] = (branch.target.flow, acks)
 
-    def _record(self, call: Call, ended_by: str | None) -> CallRecord:
+    def _late_2xx(self, reack: tuple[Flow, dict[str, bytes]], response: Response) -> None:
+        """A 2xx for a branch of a call that is over: the same ACK again, or, from a dialog
+        not seen yet (a fork downstream), an ACK and a BYE (§13.2.2.4)."""
+        flow, acks = reack
+        try:
+            tag = response.to.tag or ""
+            data = acks.get(tag)
+            if data is None:
+                dialog = Dialog.from_2xx(response)
+                via, _ = self._via(flow)
+                data = acks[tag] = bytes(dialog.request("ACK", via, cseq=dialog.local_cseq))
+                self.outbox.append(SendBytes(data, flow))
+                via, _ = self._via(flow)
+                self._send(dialog.request("BYE", via), flow)
+                return
+        except SipParseError:
+            return
+        self.outbox.append(SendBytes(data, flow))
+
+    # ================================================================ answering
+    def _relay_early(self, call: Call, ctx: Any) -> None:
+        """RELAY_EARLY: a branch's 180/183 to the caller (its SDP through media)."""
+        assert isinstance(ctx, Response)
+        status = ctx.status
+        body = ctx.body if status in (180, 183) else b""
+        self._queue(call, Step(StepKind.PROVISIONAL, 0, response=ctx), body, "b", SdpKind.ANSWER)
+
+    def _send_provisional(self, call: Call, step: Step) -> None:
+        response = step.response
+        assert response is not None
+        status = response.status
+        if not step.body and call.provisional_sent == 180 and status == 180:
+            return  # one 180 to A is enough (several phones ring)
+        headers: list[tuple[str, str]] = [("Allow", ALLOW)]
+        if step.body:
+            headers.append(("Content-Type",
+                            response.headers.get("content-type") or "application/sdp"))
+        call.provisional_sent = status
+        self._respond_caller(call, status, response.reason if status not in (180, 183) else None,
+                             headers, step.body)
+
+    def _answer_caller(self, call: Call, ctx: Any) -> None:
+        """ANSWER_CALLER: ACK the winner (at once when the caller made the offer; a late offer's
+        ACK waits for the caller's answer), its SDP through media, then ANSWER_READY."""
+        assert isinstance(ctx, Response)
+        branch = call.winner
+        assert branch is not None and branch.dialog is not None and call.b_leg is not None
+        via, _ = self._via(branch.target.flow)
+        ack = branch.client.ack(branch.dialog, via)
+        if call.a_request.body:
+            data = bytes(ack)
+            branch.client.remember_ack(branch.dialog, data)
+            self.outbox.append(SendBytes(data, branch.target.flow))
+            kind = SdpKind.ANSWER
+        else:
+            call.b_leg.ack_due = ack  # late offer: the ACK carries the caller's answer
+            kind = SdpKind.OFFER
+        self._queue(call, Step(StepKind.ANSWER, 0, response=ctx), ctx.body, "b", kind)
+
+    def _local_answer(self, call: Call, _ctx: Any) -> None:
+        """LOCAL_ANSWER: we answer the caller's offer ourselves (ANSWER_READY follows)."""
+        offer = call.a_request.body
+        if not offer:
+            self._call_input(call, CallInput.MEDIA_FAILED, MediaFailed(
+                call.key, 488, "the caller sent no SDP offer: cannot answer with media"))
+            return
+        ticket = self._ticket_for()
+        call.steps.append(Step(StepKind.ANSWER, ticket))
+        self.outbox.append(MediaLocalAnswer(call.key, ticket, "a", offer,
+                                            self._music_of(call.callee)))
+
+    def _send_200(self, call: Call, ctx: Any) -> None:
+        """SEND_200: the caller's leg is confirmed; the 200 carries the SDP of `ctx` (a Step)."""
+        assert isinstance(ctx, Step)
+        dialog = Dialog.as_uas(call.a_request, call.a_tag)
+        dialog.state = DialogState.CONFIRMED
+        call.a_leg = Leg("a", dialog, call.a_flow)
+        self.dialogs.add(dialog, call)
+        headers: list[tuple[str, str]] = [("Allow", ALLOW)]
+        response = ctx.response
+        if response is not None:
+            for name in ("content-type", "session-expires", "require"):
+                value = response.headers.get(name)
+                if value:
+                    headers.append((name, value))
+            log.info("call %s answered by %s", call.key, call.answered_by)
+        else:
+            headers.append(("Content-Type", "application/sdp"))
+            if call.answered_at is None:
+                call.answered_at = self.wall_clock()
+        self._respond_caller(call, 200, None, headers, ctx.body)
+
+    def _start_app(self, call: Call, _ctx: Any) -> None:
+        """START_APP: what a call we answered ourselves does now."""
+        ext = call.app_extension
+        user = self.directory.user(ext)
+        language = getattr(user, "language", None)
+        if call.app is AppPlan.VOICEMAIL:
+            call.notes.append(f"voicemail of {ext}")
+            call.outcome = "voicemail"
+            self.outbox.append(MediaRunApp(call.key, AppKind.VOICEMAIL, ext, call.caller,
+                                           language=language))
+        elif call.app is AppPlan.ANNOUNCEMENT:
+            call.notes.append(f"announcement {call.app_message}")
+            self.outbox.append(MediaRunApp(call.key, AppKind.ANNOUNCEMENT, ext, call.caller,
+                                           message=call.app_message, language=language))
+        else:
+            call.notes.append(f"bounce to {call.bounce_number}")
+            self.outbox.append(MediaPlay(call.key, "a", "locate", ext, language))
+            ticket = self._ticket_for()
+            call.steps.append(Step(StepKind.OFFER, ticket))
+            self.outbox.append(MediaLocalOffer(call.key, ticket, "b"))
+
+    def _dial_bounce(self, call: Call, ctx: Any) -> None:
+        """DIAL_BOUNCE: the number, privately, with our own offer."""
+        assert isinstance(ctx, Step)
+        call.b_offer = ctx.body
+        timeout = float(getattr(call.user, "ring_timeout", 0) or 0) or DEFAULT_RING_TIMEOUT
+        number = call.bounce_number or ""
+        plan = self._external_plan(call, number, call.app_extension, True, timeout)
+        if plan is None:
+            call.notes.append("no trunk configured")
+            self._call_input(call, CallInput.REJECTED, Refusal(503, "no trunk configured"))
+            return
+        call.plan = plan
+        self._start_ringing(call, None)
+
+    def _bridge_bounce(self, call: Call, ctx: Any) -> None:
+        """BRIDGE_BOUNCE: the far end's answer to our offer goes to media; then its ACK, and
+        the caller hears it instead of the prompt."""
+        assert isinstance(ctx, Response)
+        branch = call.winner
+        assert branch is not None
+        log.info("call %s: bounce answered by %s", call.key, branch.target.extension)
+        self._queue(call, Step(StepKind.BOUNCE_ACK, 0, response=ctx), ctx.body, "b",
+                    SdpKind.ANSWER)
+
+    def _run_unavailable(self, call: Call, _ctx: Any) -> None:
+        call.notes.append("bounce not answered: voicemail")
+        call.outcome = "voicemail"
+        user = self.directory.user(call.app_extension)
+        self.outbox.append(MediaRunApp(call.key, AppKind.UNAVAILABLE, call.app_extension,
+                                       call.caller, language=getattr(user, "language", None)))
+
+    # ================================================================ final responses, BYEs
+    def _respond_487(self, call: Call, _ctx: Any) -> None:
+        log.info("call %s: caller cancelled", call.key)
+        self.counters["cancelled"] += 1
+        self._respond_caller(call, 487)
+
+    def _respond_refusal(self, call: Call, ctx: Any) -> None:
+        assert isinstance(ctx, Refusal)
+        headers = [("Reason", ctx.reason_header)] if ctx.reason_header else []
+        self._respond_caller(call, ctx.status, None, headers)
+        call.notes.append(ctx.why)
+        self.counters["failed"] += 1
+        if call.outcome is None:
+            call.outcome = ctx.outcome or _OUTCOME_OF_STATUS.get(ctx.status, "failed")
+
+    def _respond_media_failure(self, call: Call, ctx: Any) -> None:
+        assert isinstance(ctx, MediaFailed)
+        log.warning("call %s: media: %s", call.key, ctx.reason)
+        call.notes.append(f"media: {ctx.reason}")
+        self.counters["failed"] += 1
+        self._respond_caller(call, ctx.status)
+
+    def _respond_unavailable(self, call: Call, _ctx: Any) -> None:
+        self._respond_caller(call, 503)
+
+    def _answer_bye(self, call: Call, ctx: Any) -> None:
+        assert isinstance(ctx, LegRequest)
+        tx = ctx.event.transaction
+        if tx is not None:
+            self._respond(tx, make_response(ctx.event.request, 200))
+        call.ended_by = ctx.leg.name
+        ctx.leg.dialog.state = DialogState.TERMINATED
+
+    def _bye_other(self, call: Call, ctx: Any) -> None:
+        assert isinstance(ctx, LegRequest)
+        other = call.b_leg if ctx.leg is call.a_leg else call.a_leg
+        headers = [("Reason", v) for v in ctx.event.request.headers.get_all("reason")]
+        self._bye(other, headers)
+
+    def _bye_caller(self, call: Call, _ctx: Any) -> None:
+        self._bye(call.a_leg)
+
+    def _bye_callee(self, call: Call, _ctx: Any) -> None:
+        self._bye(call.b_leg)
+
+    def _bye_all(self, call: Call, _ctx: Any) -> None:
+        self._bye(call.a_leg)
+        self._bye(call.b_leg)
+
+    def _end(self, call: Call, _ctx: Any) -> None:
+        """END: close media, write the record, forget the call."""
+        self._stop_ring_timer(call, None)
+        for step in call.steps:  # requests still waiting for media get their answer
+            relay = step.relay
+            if relay is not None:
+                self._respond(relay.server_tx, make_response(relay.request, 487))
+        call.steps.clear()
+        if call.outcome is None:
+            call.outcome = "answered" if call.answered_at is not None else "failed"
+        for leg in (call.a_leg, call.b_leg):
+            if leg is not None:
+                self.dialogs.remove(leg.dialog)
+        if self.media is not MediaMode.NONE:
+            self.outbox.append(MediaClose(call.key))
+        self.outbox.append(WriteRecord(self._record(call)))
+        self.calls.pop(call.key, None)
+        for branch in call.branches:
+            if branch.state in (BranchState.ANSWERED, BranchState.ENDING):
+                self._keep_ack_only(branch)
+        call.branches = []
+        call.winner = None
+
+    def _record(self, call: Call) -> CallRecord:
         decision = call.decision
         trace: list[str] = []
         rule = None
         destination = None
         if decision is not None:
             rule = decision.rule
-            try:
-                trace = list(decision.trace)
-                destination = decision.destination.to_config_dict()
-            except AttributeError:
-                pass
+            trace = list(decision.trace)
+            destination = decision.destination.to_config_dict()
+        digits = "".join(d for _, d in call.digits)
         return CallRecord(
             call_id=call.a_request.call_id,
             caller=call.caller,
@@ -1180,36 +1125,365 @@ class CallEngine:
             answered_by=call.answered_by,
             rule=rule,
             destination=destination,
-            trace=trace + call.notes + (
-                [f"DTMF {''.join(d for _, d in call.digits)}"] if call.digits else []
-            ),
-            ended_by=ended_by,
+            trace=trace + call.notes + ([f"DTMF {digits}"] if digits else []),
+            ended_by=call.ended_by,
         )
 
-    def transaction_terminated(self, tx: Any) -> None:
-        """The transaction layer forgot `tx`: so do we."""
-        branch = self.branch_by_tx.get(tx)
-        if branch is not None:
-            self._branch_done(branch)
-        self.reack_by_tx.pop(tx, None)
-        self.relay_by_tx.pop(tx, None)
-        self.calls_by_tx.pop(tx, None)
+    # ================================================================ the call's ordered steps
+    def _queue(self, call: Call, step: Step, body: bytes, leg: str, kind: SdpKind) -> None:
+        """Send `step` in the call's order: its `body` (SDP from `leg`) goes through the media
+        port first when media is anchored."""
+        if body and self.media is MediaMode.ANCHORED:
+            step.ticket = self._ticket_for()
+            source = call.a_flow.host if leg == "a" else (
+                call.b_leg.flow.host if call.b_leg is not None else None)
+            self.outbox.append(MediaRewrite(call.key, step.ticket, leg, body, kind, source))
+        else:
+            step.body = body
+        if call.steps or step.ticket:
+            call.steps.append(step)
+            self._run_steps(call)
+        else:
+            self._run_step(call, step)
 
-    def _branch_done(self, branch: Branch) -> None:
-        """No response can reach `branch` any more. Once its call has ended, the call lets go
-        of it: a call and its branches refer to each other, and the server runs with the
-        cyclic garbage collector off (b2bua.server), so only references broken here free
-        them as soon as the call is over."""
-        self.branch_by_tx.pop(branch.tx, None)
-        call = branch.call
-        if call.state == "ENDED":
-            if branch in call.branches:
-                call.branches.remove(branch)
-            if call.winner is branch:
-                call.winner = None
+    def _sdp_ready(self, event: SdpReady) -> None:
+        call = self.calls.get(event.call)
+        if call is None:
+            return
+        for step in call.steps:
+            if step.ticket == event.ticket:
+                step.body = event.body
+                step.ticket = 0
+                break
+        self._run_steps(call)
 
-    def ack_timed_out(self, tx: Any) -> None:
-        self.transaction_failed(tx, "ack timeout")
+    def _run_steps(self, call: Call) -> None:
+        steps = call.steps
+        while steps and steps[0].ticket == 0 and call.state is not CallState.ENDED:
+            self._run_step(call, steps.popleft())
 
-    def connection_lost(self, flow: Flow) -> None:
-        return
+    def _run_step(self, call: Call, step: Step) -> None:
+        kind = step.kind
+        if kind is StepKind.PROVISIONAL:
+            self._send_provisional(call, step)
+        elif kind is StepKind.ANSWER:
+            self._call_input(call, CallInput.ANSWER_READY, step)
+        elif kind is StepKind.OFFER:
+            self._call_input(call, CallInput.OFFER_READY, step)
+        elif kind is StepKind.RELAY_REQUEST:
+            self._send_relayed_request(call, step)
+        elif kind is StepKind.RELAY_RESPONSE:
+            self._send_relayed_response(call, step)
+        elif kind is StepKind.ACK:
+            self._send_late_ack(call, step)
+        elif kind is StepKind.LOCAL_REPLY:
+            self._send_local_reply(call, step)
+        else:
+            self._send_bounce_ack(call, step)
+
+    def _send_bounce_ack(self, call: Call, step: Step) -> None:
+        branch = call.winner
+        if branch is None or branch.dialog is None:
+            return
+        via, _ = self._via(branch.target.flow)
+        data = bytes(branch.client.ack(branch.dialog, via))
+        branch.client.remember_ack(branch.dialog, data)
+        self.outbox.append(SendBytes(data, branch.target.flow))
+        self.outbox.append(MediaResume(call.key, "a"))
+
+    # ================================================================ media events
+    def _media_failed(self, event: MediaFailed) -> None:
+        call = self.calls.get(event.call)
+        if call is None:
+            return
+        log.warning("call %s: the media backend failed (%s): ending the call", call.key,
+                    event.reason)
+        for step in call.steps:
+            relay = step.relay
+            if relay is not None:
+                self._respond(relay.server_tx, make_response(relay.request, 500))
+                self._clear_invite(call, relay)
+        call.steps.clear()
+        self._call_input(call, CallInput.MEDIA_FAILED, event)
+
+    def _app_finished(self, event: AppFinished) -> None:
+        call = self.calls.get(event.call)
+        if call is None:
+            return
+        if event.outcome is not None:
+            call.outcome = event.outcome
+        if event.note:
+            call.notes.append(event.note)
+        if call.outcome is None:
+            call.outcome = "answered"
+        self._call_input(call, CallInput.APP_DONE)
+
+    def _rtp_timed_out(self, event: RtpTimedOut) -> None:
+        call = self.calls.get(event.call)
+        if call is not None:
+            log.info("call %s: no RTP from leg %s: ending the call", call.key, event.leg)
+            call.notes.append(f"RTP timeout on leg {event.leg}")
+            self._call_input(call, CallInput.RTP_TIMEOUT)
+
+    def _dtmf(self, event: DtmfReceived) -> None:
+        """A DTMF digit from a leg (RFC 4733, relayed by the media engine): kept for the call
+        record (and the menus to come)."""
+        call = self.calls.get(event.call)
+        if call is not None:
+            call.digits.append((event.leg, event.digit))
+
+    def _hang_up(self, event: HangUp) -> None:
+        call = self.calls.get(event.call)
+        if call is not None:
+            if call.outcome is None:
+                call.outcome = event.outcome
+            self._call_input(call, CallInput.HANGUP)
+
+    # ================================================================ the caller's CANCEL
+    def _caller_cancelled(self, event: CallerCancelled) -> None:
+        invite_tx = event.invite_transaction
+        if invite_tx is None:
+            self._respond(event.cancel_transaction,
+                          make_response(event.request, 481, to_tag=self.tokens.tag()))
+            return
+        # §9.2: the CANCEL gets its 200 whatever the INVITE's state.
+        self._respond(event.cancel_transaction, make_response(event.request, 200))
+        key = invite_tx.context
+        call = self.calls.get(key) if isinstance(key, str) else None
+        if call is not None:
+            self._call_input(call, CallInput.CANCELLED, event.request)
+
+    def _ack_never_came(self, event: AckNeverCame) -> None:
+        key = event.transaction.context
+        call = self.calls.get(key) if isinstance(key, str) else None
+        if call is not None:
+            log.info("call %s: the caller never ACKed the 200: ending", call.key)
+            self._call_input(call, CallInput.ACK_TIMEOUT)
+
+    # ================================================================ in-dialog requests
+    def _in_dialog(self, event: InDialogRequest) -> None:
+        request = event.request
+        method = request.method
+        found = self.dialogs.match(request)
+        if found is None:
+            if method != "ACK" and event.transaction is not None:
+                self._respond(event.transaction, make_response(request, 481))
+            return
+        dialog, call = found
+        leg = call.a_leg if call.a_leg is not None and dialog is call.a_leg.dialog else call.b_leg
+        assert leg is not None
+        other = call.b_leg if leg is call.a_leg else call.a_leg
+        tx = event.transaction
+        if method == "ACK" or tx is None:
+            if other is not None and other.ack_due is not None:
+                self._queue(call, Step(StepKind.ACK, 0, request=request, leg=other.name),
+                            request.body, leg.name, SdpKind.ANSWER)
+            return
+        problem = dialog.check_request(request)
+        if problem is not None:
+            headers = [("Retry-After", "1")] if problem[0] == 500 and method == "INVITE" else []
+            self._respond(tx, make_response(request, problem[0], problem[1], headers=headers))
+            return
+        if method == "BYE":
+            what = CallInput.BYE_CALLER if leg.name == "a" else CallInput.BYE_CALLEE
+            before = call.state
+            self._call_input(call, what, LegRequest(event, leg))
+            if call.state is before:  # the call's state does not take a BYE now
+                self._respond(tx, make_response(request, 200))
+            return
+        if other is None or other.dialog.state is DialogState.TERMINATED:
+            # Only our media talks to this leg (voicemail, an announcement, a bounce ringing).
+            self._answer_media_only(call, leg, tx, request)
+            return
+        if method == "INVITE":
+            dialog.invite = InviteState.INCOMING
+            other.dialog.invite = InviteState.OUTGOING
+            dialog.refresh_target(request)
+        elif method == "UPDATE":
+            dialog.refresh_target(request)
+        headers = [(name, value) for name in _RELAYED_REQUEST_HEADERS
+                   for value in request.headers.get_all(name)]
+        if method in ("INVITE", "UPDATE"):
+            headers.append(("Contact", self._contact(other.flow)))
+        if method == "INVITE":
+            headers.append(("Allow", ALLOW))
+        relay = Relay(call.key, leg.name, other.name, tx, request)
+        step = Step(StepKind.RELAY_REQUEST, 0, request=request, relay=relay, leg=other.name,
+                    headers=headers)
+        if method in ("INVITE", "UPDATE"):
+            self._queue(call, step, request.body, leg.name, SdpKind.OFFER)
+        else:
+            self._queue_plain(call, step, request.body)
+
+    def _leg(self, call: Call, name: str) -> Leg | None:
+        return call.a_leg if name == "a" else call.b_leg
+
+    def _send_relayed_request(self, call: Call, step: Step) -> None:
+        relay = step.relay
+        request = step.request
+        assert relay is not None and request is not None
+        other = self._leg(call, relay.to_leg)
+        if other is None:
+            return
+        body = step.body if request.method in ("INVITE", "UPDATE") else request.body
+        relayed, key = self._in_dialog_request(other, request.method, step.headers, body)
+        self.relays[key] = relay
+        self._send(relayed, other.flow, owned=True)
+
+    def _relay_response(self, relay: Relay, response: Response) -> None:
+        call = self.calls.get(relay.call)
+        if call is None:
+            return
+        status = response.status
+        request = relay.request
+        method = request.method
+        if status >= 200 and method == "INVITE":
+            self._clear_invite(call, relay)
+        to_leg = self._leg(call, relay.to_leg)
+        from_leg = self._leg(call, relay.from_leg)
+        headers: list[tuple[str, str]] = []
+        for name in _RELAYED_RESPONSE_HEADERS:
+            value = response.headers.get(name)
+            if value:
+                headers.append((name, value))
+        sdp = method in ("INVITE", "UPDATE") and 100 < status < 300
+        if sdp and from_leg is not None:
+            headers.append(("Contact", self._contact(from_leg.flow)))
+            if to_leg is not None and status >= 200:
+                to_leg.dialog.refresh_target(response)
+        step = Step(StepKind.RELAY_RESPONSE, 0, response=response, relay=relay,
+                    headers=headers)
+        if sdp and response.body:
+            self._queue(call, step, response.body, relay.to_leg,
+                        SdpKind.ANSWER if request.body else SdpKind.OFFER)
+        else:
+            self._queue_plain(call, step, response.body)
+
+    def _queue_plain(self, call: Call, step: Step, body: bytes) -> None:
+        step.body = body
+        if call.steps:
+            call.steps.append(step)
+            self._run_steps(call)
+        else:
+            self._run_step(call, step)
+
+    def _send_relayed_response(self, call: Call, step: Step) -> None:
+        relay = step.relay
+        response = step.response
+        assert relay is not None and response is not None
+        request = relay.request
+        status = response.status
+        out = make_response(request, status, response.reason, headers=step.headers,
+                            body=step.body)
+        if request.method == "INVITE" and 200 <= status < 300:
+            to_leg = self._leg(call, relay.to_leg)
+            if to_leg is not None:
+                via, _ = self._via(to_leg.flow)
+                ack = to_leg.dialog.request("ACK", via, cseq=response.cseq.number)
+                if request.body:
+                    self.outbox.append(SendBytes(bytes(ack), to_leg.flow))
+                else:
+                    to_leg.ack_due = ack  # late-offer re-INVITE: the ACK carries the answer
+        self._respond(relay.server_tx, out)
+
+    def _send_late_ack(self, call: Call, step: Step) -> None:
+        """The ACK that waited for the other leg's ACK: it carries that ACK's answer."""
+        leg = self._leg(call, step.leg)
+        if leg is None or leg.ack_due is None:
+            return
+        ack, leg.ack_due = leg.ack_due, None
+        request = step.request
+        if request is not None and request.body:
+            ack.body = step.body
+            ack.headers.set("Content-Type",
+                            request.headers.get("content-type") or "application/sdp")
+        data = bytes(ack)
+        winner = call.winner
+        if leg is call.b_leg and winner is not None and winner.dialog is leg.dialog:
+            winner.client.remember_ack(leg.dialog, data)
+        self.outbox.append(SendBytes(data, leg.flow))
+
+    def _clear_invite(self, call: Call, relay: Relay) -> None:
+        if relay.request.method != "INVITE":
+            return
+        for name in (relay.from_leg, relay.to_leg):
+            leg = self._leg(call, name)
+            if leg is not None:
+                leg.dialog.invite = InviteState.IDLE
+
+    def _answer_media_only(self, call: Call, leg: Leg, tx: ServerTransaction,
+                           request: Request) -> None:
+        """A request on a leg only our media talks to: we answer it, an offer with our own
+        answer (a phone that puts the voicemail on hold)."""
+        relay = Relay(call.key, leg.name, "", tx, request)
+        step = Step(StepKind.LOCAL_REPLY, 0, request=request, relay=relay, leg=leg.name)
+        if request.method in ("INVITE", "UPDATE") and request.body and \
+                self.media is not MediaMode.NONE:
+            step.ticket = self._ticket_for()
+            call.steps.append(step)
+            self.outbox.append(MediaLocalAnswer(call.key, step.ticket, leg.name, request.body,
+                                                self._music_of(call.callee)))
+            self._run_steps(call)
+        else:
+            self._queue_plain(call, step, b"")
+
+    def _send_local_reply(self, call: Call, step: Step) -> None:
+        relay = step.relay
+        assert relay is not None
+        request = relay.request
+        headers: list[tuple[str, str]] = []
+        if request.method in ("INVITE", "UPDATE"):
+            leg = self._leg(call, relay.from_leg)
+            if leg is not None:
+                headers.append(("Contact", self._contact(leg.flow)))
+            if step.body:
+                headers.append(("Content-Type", "application/sdp"))
+        self._respond(relay.server_tx, make_response(request, 200, headers=headers,
+                                                     body=step.body))
+
+    # ================================================================ dispatch tables
+    _CALL_ACTIONS: ClassVar[dict[CallAction, CallActionFn]] = {
+        CallAction.ROUTE: _route,
+        CallAction.ROUTE_NO_ANSWER: lambda self, call, ctx: self._route_no_answer(
+            call, ctx if isinstance(ctx, str) else "no answer"),  # ctx: why, when told
+        CallAction.RING: _start_ringing,
+        CallAction.STOP_RING_TIMER: _stop_ring_timer,
+        CallAction.RELAY_EARLY: _relay_early,
+        CallAction.CANCEL_ELSEWHERE: _cancel_elsewhere,
+        CallAction.CANCEL_BUSY_EVERYWHERE: _cancel_busy_everywhere,
+        CallAction.CANCEL_SILENTLY: _cancel_silently,
+        CallAction.CANCEL_AS_CALLER: _cancel_as_caller,
+        CallAction.ANSWER_CALLER: _answer_caller,
+        CallAction.LOCAL_ANSWER: _local_answer,
+        CallAction.SEND_200: _send_200,
+        CallAction.START_APP: _start_app,
+        CallAction.DIAL_BOUNCE: _dial_bounce,
+        CallAction.BRIDGE_BOUNCE: _bridge_bounce,
+        CallAction.RUN_UNAVAILABLE: _run_unavailable,
+        CallAction.RESPOND_487: _respond_487,
+        CallAction.RESPOND_REFUSAL: _respond_refusal,
+        CallAction.RESPOND_BEST: _respond_refusal,
+        CallAction.RESPOND_MEDIA_FAILURE: _respond_media_failure,
+        CallAction.RESPOND_UNAVAILABLE: _respond_unavailable,
+        CallAction.ANSWER_BYE: _answer_bye,
+        CallAction.BYE_OTHER: _bye_other,
+        CallAction.BYE_CALLER: _bye_caller,
+        CallAction.BYE_CALLEE: _bye_callee,
+        CallAction.BYE_ALL: _bye_all,
+        CallAction.END: _end,
+    }
+    _BRANCH_ACTIONS: ClassVar[dict[BranchAction, BranchActionFn]] = {
+        BranchAction.REPORT_EARLY: _report_early,
+        BranchAction.WIN: _win,
+        BranchAction.REPORT_FAILURE: _report_failure,
+        BranchAction.SEND_CANCEL: _send_cancel,
+        BranchAction.ARM_GIVE_UP: _arm_give_up,
+        BranchAction.ACK: _ack,
+        BranchAction.RE_ACK: _re_ack,
+        BranchAction.BYE_DIALOG: _bye_dialog,
+        BranchAction.ABANDON: _abandon,
+    }
+
+
+assert set(CallEngine._CALL_ACTIONS) == set(CallAction), "every call action has its function"
+assert set(CallEngine._BRANCH_ACTIONS) == set(BranchAction), "every branch action has one"

@@ -1,29 +1,31 @@
-"""Between the call engine and the RTP engine: anchored SDP, and the destinations that need
-media (voicemail, announcements, bounce).
+"""The media port: the call engine's media commands, carried out by the built-in relay or
+rtpengine, answered with events.
 
 Theory of operation
 -------------------
-Every call gets a `MediaSession` with one port pair facing the caller (leg "a") and one facing
-the callee side (leg "b"). The engine hands each SDP body that crosses the B2BUA to `sdp()`,
-which returns the body rewritten to point at our ports (RFC 3264 offer/answer, codecs passed
-through). A hold offer (sendonly, inactive, c=0.0.0.0) makes the session play the callee's hold
-music to the other leg until the call is taken back.
+The engine asks (b2bua.commands: MediaOpen, MediaRewrite, MediaLocalAnswer, MediaLocalOffer,
+MediaPlay, MediaResume, MediaRunApp, MediaClose) and this port answers through `post`
+(b2bua.calls.events: MediaOpened, SdpReady, MediaFailed, AppFinished), and reports what the
+relay sees (RtpTimedOut, DtmfReceived). The engine never holds a media object: sessions are
+kept here, by call key.
 
-The media destinations answer the caller ourselves (`MediaSession.local_answer`), then run as a
-task: voicemail (greeting, beep, recording written atomically and indexed), an announcement
-(played once, then BYE), and bounce (the caller hears "please wait while we locate extension X"
-while the number is called as a private call; answered: the legs are bridged; not answered:
-"user unavailable, redirecting to voicemail", then voicemail).
+- The built-in relay answers at once: `post` is called before `execute` returns, and the
+  stack handles the answer in the same drain.
+- rtpengine answers after an ng round trip. The commands of one call are carried out in order,
+  one at a time (a 183's SDP before its 200's, a re-INVITE's offer before its answer): each call
+  has a queue, drained by one task while it is not empty. A command rtpengine does not answer
+  within its timeout is a `MediaFailed` (the engine ends the call cleanly).
 
-With `[media] anchor = false`, bridged calls are not anchored: `attach` is not called, the SDP
-crosses unchanged and the phones send RTP to each other (no hold music from us, no NAT help); a
-call that a media destination answers gets a built-in session at that moment.
+Every call gets a session facing the caller (leg "a") and the callee side (leg "b"). A hold
+offer plays the callee's hold music to the other leg until the call is taken back.
 
-With `[media] backend = "rtpengine"`, a call's session is an `RtpengineSession`
-(media/rtpengine_backend.py): `sdp()` then returns a coroutine (one ng round trip) instead of
-bytes, and the call engine waits for it in the call's order. The media destinations need our own
-RTP endpoint (prompts, recording): when a call reaches one, the built-in relay takes over the
-call (a built-in session replaces the rtpengine one, which is deleted) for the rest of the call.
+The media applications run as tasks: voicemail (greeting, beep, recording written atomically
+and indexed), an announcement (played once), and "user unavailable" then voicemail (a bounce
+that was not answered). When a call we answered reaches one of them with rtpengine, the built-in
+relay takes the call over for its remaining life (prompts and recordings need our own RTP).
+
+With `[media] anchor = false` the engine sends no MediaOpen and no MediaRewrite: the phones'
+SDP crosses unchanged; a call that a media destination answers gets a built-in session then.
 """
 
 from __future__ import annotations
@@ -32,29 +34,56 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Awaitable
+from collections import deque
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from b2bua.calls.events import (
+    AppFinished,
+    DtmfReceived,
+    MediaFailed,
+    MediaOpened,
+    RtpTimedOut,
+    SdpReady,
+)
+from b2bua.commands import (
+    AppKind,
+    Command,
+    MediaClose,
+    MediaLocalAnswer,
+    MediaLocalOffer,
+    MediaOpen,
+    MediaPlay,
+    MediaResume,
+    MediaRewrite,
+    MediaRunApp,
+    SdpKind,
+)
 from media.engine import MediaEngine, MediaSession
 from media.errors import MediaError
-from media.library import SoundLibrary
+from media.library import Sound, SoundLibrary
 from media.rtpengine import NgError
 from media.rtpengine_backend import RtpengineMedia, RtpengineSession
-
-if TYPE_CHECKING:
-    from b2bua.calls.engine import Call, CallEngine
 
 log = logging.getLogger(__name__)
 
 VOICEMAIL_SILENCE_SECONDS = 10.0
+Session = MediaSession | RtpengineSession
 
 
 async def _settled(tasks: list[asyncio.Task[None]]) -> None:
     await asyncio.gather(*tasks, return_exceptions=True)
 
 
+def _open_failure_status(exc: MediaError) -> int:
+    text = str(exc)
+    return 488 if "SDP" in text or "codec" in text else 503
+
+
 class MediaBridge:
+    """The engine's media port (b2bua.stack.MediaPort)."""
+
     def __init__(
         self,
         engine: MediaEngine,
@@ -74,8 +103,11 @@ class MediaBridge:
         self.data_dir = data_dir
         self.db = db
         self.voicemail_max_seconds = voicemail_max_seconds
-        self.calls: CallEngine | None = None
+        self.post: Callable[[object], None] = _nowhere  # the stack's: events for the engine
+        self.on_voicemail: Callable[[str], None] | None = None  # a message was left in a box
+        self.sessions: dict[str, Session] = {}
         self.tasks: set[asyncio.Task[None]] = set()
+        self._queues: dict[str, deque[Command]] = {}  # rtpengine: each call's commands, in order
         self._music_known: dict[str, bool] = {}
 
     def sounds_changed(self) -> None:
@@ -83,94 +115,203 @@ class MediaBridge:
         self._music_known.clear()
         self.library.forget()
 
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    # -- commands --------------------------------------------------------------------------
+    def execute(self, command: Command) -> None:
+        call = getattr(command, "call", "")
+        queue = self._queues.get(call)
+        if queue is not None:  # rtpengine is busy with this call: after what came first
+            queue.append(command)
+            return
+        if self.remote is not None and self._remote_work(command):
+            self._queues[call] = deque([command])
+            self._spawn(self._drain(call))
+            return
+        self._now(command)
+
+    def _remote_work(self, command: Command) -> bool:
+        """Whether `command` needs an rtpengine round trip."""
+        if isinstance(command, MediaOpen):
+            return True
+        if isinstance(command, MediaRewrite):
+            return isinstance(self.sessions.get(command.call), RtpengineSession)
+        return False
+
+    async def _drain(self, call: str) -> None:
+        queue = self._queues[call]
+        try:
+            while queue:
+                command = queue[0]
+                try:
+                    if self._remote_work(command):
+                        await self._remote(command)
+                    else:
+                        self._now(command)
+                except Exception:  # a task boundary: one broken call must not stop the others
+                    log.exception("call %s: a media step failed", call)
+                    self.post(MediaFailed(call, 500, "internal error",
+                                          getattr(command, "ticket", 0)))
+                queue.popleft()
+        finally:
+            self._queues.pop(call, None)
+
+    def _now(self, command: Command) -> None:
+        """Carry out a command that needs no round trip."""
+        if isinstance(command, MediaRewrite):
+            self._rewrite(command)
+        elif isinstance(command, MediaOpen):
+            self._open(command)
+        elif isinstance(command, MediaLocalAnswer):
+            self._local_answer(command)
+        elif isinstance(command, MediaLocalOffer):
+            self._local_offer(command)
+        elif isinstance(command, MediaPlay):
+            self._play(command)
+        elif isinstance(command, MediaResume):
+            session = self.sessions.get(command.call)
+            if isinstance(session, MediaSession) and not session.closed:
+                session.resume(command.leg)  # type: ignore[arg-type]
+        elif isinstance(command, MediaRunApp):
+            self._spawn(self._run_app(command))
+        elif isinstance(command, MediaClose):
+            self._close(command.call)
+
     # -- sessions --------------------------------------------------------------------------
-    def attach(self, call: Call) -> Awaitable[None] | None:
-        """Create the call's session; the caller's offer becomes the offer the branches get.
-
-        The built-in relay does it at once (None); rtpengine returns a coroutine to await.
-        MediaError when the call cannot be anchored."""
-        music = self._hold_music(call)
-        if self.remote is not None:
-            return self._attach_remote(call, self.remote, music)
-        session = self._builtin_session(call)
-        call.media = session
-        session.hold_music = music
-        if call.a_request.body:
-            call.b_offer = session.offer("a", call.a_request.body)
-        return None
-
-    async def _attach_remote(self, call: Call, remote: RtpengineMedia, music: str) -> None:
-        session = await remote.create_session(
-            call.id, on_timeout=lambda leg: self._rtp_timeout(call, leg))
-        call.media = session
-        session.hold_music = music
-        if call.a_request.body:
-            call.b_offer = await session.offer("a", call.a_request.body, call.a_flow.host)
-
-    def _hold_music(self, call: Call) -> str:
-        """The callee's hold music, or "default" when that class does not exist."""
-        assert self.calls is not None
-        user = self.calls.directory.user(call.callee)
-        music = getattr(user, "hold_music", None) or "default"
+    def _hold_music(self, music: str) -> str:
+        """A callee's hold music, or "default" when that class does not exist."""
         known = self._music_known.get(music)
         if known is None:  # looked up on disk once per name, not once per call
             known = self._music_known[music] = self.library.has_music(music)
-        return str(music) if known else "default"
+        return music if known else "default"
 
-    def _builtin_session(self, call: Call) -> MediaSession:
-        return self.engine.open_session(
-            call.id,
-            on_timeout=lambda leg: self._rtp_timeout(call, leg),
-            on_dtmf=lambda leg, event: self._dtmf(call, leg, event),
+    def _builtin_session(self, call: str) -> MediaSession:
+        post = self.post
+        session = self.engine.open_session(
+            call,
+            on_timeout=lambda leg: post(RtpTimedOut(call, leg)),
+            on_dtmf=lambda leg, event: post(DtmfReceived(
+                call, leg, getattr(event, "digit", None) or str(getattr(event, "event", "?")))),
         )
+        self.sessions[call] = session
+        return session
 
-    def sdp(self, call: Call, from_leg: str, body: bytes, kind: str) -> bytes | Awaitable[bytes]:
-        """`body` (an offer or answer from `from_leg`) as the other leg must see it: bytes from
-        the built-in relay, a coroutine (to await in the call's order) with rtpengine."""
-        session: MediaSession | RtpengineSession | None = call.media
-        if session is None or not body or session.closed:
-            return body
-        if isinstance(session, RtpengineSession):
-            return self._remote_sdp(call, session, from_leg, body, kind)
+    def _open(self, command: MediaOpen) -> None:
         try:
-            if kind == "offer":
-                return session.offer(from_leg, body)  # type: ignore[arg-type]
-            out = session.answer(from_leg, body)  # type: ignore[arg-type]
-            return body if out is None else out
+            session = self._builtin_session(command.call)
+            session.hold_music = self._hold_music(command.music)
+            offer = session.offer("a", command.offer) if command.offer else b""
         except MediaError as exc:
-            log.info("call %s: SDP from leg %s not usable: %s", call.id, from_leg, exc)
-            return body
+            self._close(command.call)
+            self.post(MediaFailed(command.call, _open_failure_status(exc), str(exc)))
+            return
+        self.post(MediaOpened(command.call, offer))
 
-    async def _remote_sdp(
-        self, call: Call, session: RtpengineSession, from_leg: str, body: bytes, kind: str
-    ) -> bytes:
-        current = call.media
-        if current is not session:  # the built-in relay took the call over meanwhile
-            result = self.sdp(call, from_leg, body, kind)
-            return result if isinstance(result, bytes) else await result
-        if session.closed:
-            return body
-        source = self._source(call, from_leg)
+    def _rewrite(self, command: MediaRewrite) -> None:
+        session = self.sessions.get(command.call)
+        body = command.body
+        if isinstance(session, MediaSession) and not session.closed and body:
+            try:
+                if command.kind is SdpKind.OFFER:
+                    body = session.offer(command.leg, body)  # type: ignore[arg-type]
+                else:
+                    body = session.answer(command.leg, body) or body  # type: ignore[arg-type]
+            except MediaError as exc:
+                log.info("call %s: SDP from leg %s not usable: %s", command.call, command.leg,
+                         exc)
+        self.post(SdpReady(command.call, command.ticket, body))
+
+    async def _remote(self, command: Command) -> None:
+        assert self.remote is not None
+        if isinstance(command, MediaOpen):
+            call = command.call
+            post = self.post
+            try:
+                session = await self.remote.create_session(
+                    call, on_timeout=lambda leg: post(RtpTimedOut(call, leg)))
+                self.sessions[call] = session
+                session.hold_music = self._hold_music(command.music)
+                offer = (await session.offer("a", command.offer, command.source)
+                         if command.offer else b"")
+            except MediaError as exc:
+                self.post(MediaFailed(call, _open_failure_status(exc), str(exc)))
+                return
+            except NgError as exc:
+                self.post(MediaFailed(call, 488, f"rtpengine refused the offer: {exc}"))
+                return
+            self.post(MediaOpened(call, offer))
+            return
+        assert isinstance(command, MediaRewrite)
+        current = self.sessions.get(command.call)
+        body = command.body
+        if isinstance(current, RtpengineSession) and not current.closed:
+            leg: Any = command.leg
+            try:
+                if command.kind is SdpKind.OFFER:
+                    body = await current.offer(leg, body, command.source)
+                else:
+                    body = await current.answer(leg, body, command.source)
+            except NgError as exc:  # rtpengine refused this body: relayed as it is
+                log.warning("call %s: rtpengine refused the SDP from leg %s: %s", command.call,
+                            command.leg, exc)
+            except MediaError as exc:
+                self.post(MediaFailed(command.call, 503, str(exc), command.ticket))
+                return
+        self.post(SdpReady(command.call, command.ticket, body))
+
+    def _local_session(self, call: str, music: str) -> MediaSession:
+        """The built-in session a call we answer ourselves needs: its own, made now when media
+        is not anchored, or taken over from rtpengine."""
+        session = self.sessions.get(call)
+        if isinstance(session, MediaSession) and not session.closed:
+            return session
+        if isinstance(session, RtpengineSession):
+            log.info("call %s: media destination: the built-in relay takes the call over from "
+                     "rtpengine", call)
+            self._spawn(session.close())
+        local = self._builtin_session(call)
+        local.hold_music = (session.hold_music if session is not None and
+                            isinstance(session.hold_music, str) else self._hold_music(music))
+        return local
+
+    def _local_answer(self, command: MediaLocalAnswer) -> None:
         try:
-            if kind == "offer":
-                return await session.offer(from_leg, body, source)  # type: ignore[arg-type]
-            return await session.answer(from_leg, body, source)  # type: ignore[arg-type]
-        except NgError as exc:  # rtpengine refused this body: relayed as it is (not anchored)
-            log.warning("call %s: rtpengine refused the SDP from leg %s: %s", call.id, from_leg,
-                        exc)
-            return body
+            session = self._local_session(command.call, command.music)
+            sdp = session.local_answer(command.leg, command.offer)  # type: ignore[arg-type]
+        except MediaError as exc:
+            self.post(MediaFailed(command.call, 488 if "PCMU" in str(exc) else 500, str(exc),
+                                  command.ticket))
+            return
+        self.post(SdpReady(command.call, command.ticket, sdp))
 
-    @staticmethod
-    def _source(call: Call, leg: str) -> str | None:
-        """The address leg `leg`'s SIP comes from (for NAT detection)."""
-        if leg == "a":
-            return call.a_flow.host
-        if call.b_leg is not None:
-            return call.b_leg.flow.host
-        return None
+    def _local_offer(self, command: MediaLocalOffer) -> None:
+        session = self.sessions.get(command.call)
+        try:
+            if not isinstance(session, MediaSession):
+                raise MediaError("no session to make an offer from")
+            sdp = session.local_offer(command.leg)  # type: ignore[arg-type]
+        except MediaError as exc:
+            self.post(MediaFailed(command.call, 500, str(exc), command.ticket))
+            return
+        self.post(SdpReady(command.call, command.ticket, sdp))
 
-    def ended(self, call: Call) -> None:
-        session: MediaSession | RtpengineSession | None = call.media
+    def _play(self, command: MediaPlay) -> None:
+        session = self.sessions.get(command.call)
+        if not isinstance(session, MediaSession) or session.closed:
+            return
+        try:
+            sound = (self.library.locate_prompt(command.extension, command.language)
+                     if command.prompt == "locate"
+                     else self.library.prompt(command.prompt, command.language))
+            session.play(command.leg, sound, loop=True)  # type: ignore[arg-type]
+        except MediaError as exc:
+            log.warning("call %s: cannot play %s: %s", command.call, command.prompt, exc)
+
+    def _close(self, call: str) -> None:
+        session = self.sessions.pop(call, None)
         if session is None or session.closed:
             return
         if isinstance(session, MediaSession):
@@ -180,100 +321,44 @@ class MediaBridge:
         else:
             self._spawn(session.close())
 
-    def cancel(self, call: Call) -> None:
-        self.ended(call)
-
-    def _dtmf(self, call: Call, leg: str, event: Any) -> None:
-        """A DTMF digit (RFC 4733) from a leg: handed to the engine (menus, voicemail keys)."""
-        assert self.calls is not None
-        self.calls.dtmf_received(call, leg, event)
-
-    def _rtp_timeout(self, call: Call, leg: str) -> None:
-        assert self.calls is not None
-        log.info("call %s: no RTP from leg %s: ending the call", call.id, leg)
-        call.notes.append(f"RTP timeout on leg {leg}")
-        self.calls.hangup(call, "failed")
-
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
-
-    # -- destinations ----------------------------------------------------------------------
-    def __call__(self, call: Call, what: str, ext: str, dest: Any) -> None:
-        """The engine's media hook: run destination `what` for `ext`."""
-        if what == "voicemail":
-            runner = self._voicemail(call, ext)
-        elif what == "announcement":
-            runner = self._announcement(call, dest.message)
-        elif what == "bounce":
-            runner = self._bounce(call, ext, dest)
-        else:  # pragma: no cover - the engine only asks for these
-            raise ValueError(what)
-        self._spawn(self._guard(call, runner))
-
-    async def _guard(self, call: Call, runner: Any) -> None:
-        assert self.calls is not None
+    # -- applications ----------------------------------------------------------------------
+    async def _run_app(self, command: MediaRunApp) -> None:
+        call = command.call
         try:
-            await runner
+            session = self.sessions.get(call)
+            if not isinstance(session, MediaSession) or session.closed:
+                return  # the call is over
+            if command.app is AppKind.VOICEMAIL:
+                outcome = await self._voicemail(session, command.extension, command.caller,
+                                                command.language)
+            elif command.app is AppKind.ANNOUNCEMENT:
+                await session.play_once("a", command.message or "")
+                outcome = None
+            else:
+                outcome = None
+                if await session.play_once("a", self.library.prompt("unavailable",
+                                                                     command.language)):
+                    outcome = await self._voicemail(session, command.extension, command.caller,
+                                                    command.language)
         except MediaError as exc:
-            log.warning("call %s: media destination failed: %s", call.id, exc)
-            self.calls.media_failed(call, 488 if "PCMU" in str(exc) else 500)
+            if not session_closed(self.sessions.get(call)):
+                log.warning("call %s: media destination failed: %s", call, exc)
+                self.post(MediaFailed(call, 488 if "PCMU" in str(exc) else 500, str(exc)))
+            return
         except Exception:  # a task boundary: one broken call must not stop the others
-            log.exception("call %s: media destination crashed", call.id)
-            self.calls.media_failed(call, 500)
-
-    async def _answer(self, call: Call) -> MediaSession | None:
-        """Answer the caller ourselves (once); None if the call is gone."""
-        assert self.calls is not None
-        session: MediaSession | RtpengineSession | None = call.media
-        if call.state == "ENDED":
-            return None
-        if session is None:
-            if self.anchor:
-                return None  # the call lost its media (ports exhausted): nothing to answer with
-            # Media not anchored: this call gets a session now that we answer it ourselves.
-            session = self._builtin_session(call)
-            session.hold_music = self._hold_music(call)
-            call.media = session
-            if call.state == "ENDED":
-                self._spawn(session.close())
-                return None
-        if isinstance(session, RtpengineSession):
-            # Prompts and recordings need our own RTP endpoint: the built-in relay takes over.
-            log.info("call %s: media destination: the built-in relay takes the call over "
-                     "from rtpengine", call.id)
-            local = self._builtin_session(call)
-            local.hold_music = session.hold_music
-            call.media = local
-            self._spawn(session.close())
-            if call.state == "ENDED":
-                self._spawn(local.close())
-                return None
-            session = local
-        assert isinstance(session, MediaSession)
-        if call.a_leg is None:
-            offer = call.a_request.body
-            if not offer:
-                raise MediaError("the caller sent no SDP offer: cannot answer with media")
-            sdp = session.local_answer("a", offer)
-            self.calls.answer_locally(call, sdp)
-        return session
-
-    async def _voicemail(self, call: Call, box: str) -> None:
-        assert self.calls is not None
-        session = await self._answer(call)
-        if session is None:
+            log.exception("call %s: media destination crashed", call)
+            self.post(MediaFailed(call, 500, "media destination crashed"))
             return
-        call.notes.append(f"voicemail of {box}")
-        call.outcome = "voicemail"
-        user = self.calls.directory.user(box)
-        language = getattr(user, "language", None)
+        self.post(AppFinished(call, outcome))
+
+    async def _voicemail(self, session: MediaSession, box: str, caller: str,
+                         language: str | None) -> str:
+        """Greeting, beep, then the caller's message until hang-up, silence or the limit."""
         greeting = self._greeting(box, language)
-        if not await session.play_once("a", greeting) or call.state == "ENDED":
-            return
+        if not await session.play_once("a", greeting) or session.closed:
+            return "voicemail"
         if not await session.play_once("a", self.library.prompt("beep", language)):
-            return
+            return "voicemail"
         from b2bua.settings import add_voicemail, voicemail_dir
 
         folder = voicemail_dir(self.data_dir, box)
@@ -286,51 +371,26 @@ class MediaBridge:
         )
         result = await recording.result()
         if result.path is not None and result.duration >= 0.5:
-            add_voicemail(self.db, box, call.caller, started, result.duration, result.path.name)
-            log.info("call %s: voicemail for %s, %.1f s (%s)", call.id, box, result.duration,
-                     result.reason)
-            self.calls.voicemail_left(box)
-        if call.state != "ENDED":
-            self.calls.hangup(call, "voicemail")
+            add_voicemail(self.db, box, caller, started, result.duration, result.path.name)
+            log.info("call %s: voicemail for %s, %.1f s (%s)", session.call_id, box,
+                     result.duration, result.reason)
+            if self.on_voicemail is not None:
+                self.on_voicemail(box)
+        return "voicemail"
 
-    def _greeting(self, box: str, language: str | None) -> Any:
+    def _greeting(self, box: str, language: str | None) -> Sound:
         custom = Path(self.data_dir) / "greetings" / f"{box}.wav"
         if custom.exists():
             try:
-                from media.library import Sound
-
                 return Sound.from_wav(f"greeting {box}", custom)
             except (MediaError, OSError, ValueError) as exc:
                 log.warning("greeting of %s unreadable (%s): the default one plays", box, exc)
         return self.library.prompt("voicemail_greeting", language)
 
-    async def _announcement(self, call: Call, message: str) -> None:
-        assert self.calls is not None
-        session = await self._answer(call)
-        if session is None:
-            return
-        call.notes.append(f"announcement {message}")
-        await session.play_once("a", message)
-        if call.state != "ENDED":
-            self.calls.hangup(call, "answered")
 
-    async def _bounce(self, call: Call, ext: str, dest: Any) -> None:
-        assert self.calls is not None
-        session = await self._answer(call)
-        if session is None:
-            return
-        user = self.calls.directory.user(ext)
-        language = getattr(user, "language", None)
-        number = dest.number if dest.kind == "external" else getattr(user, "mobile", None)
-        call.notes.append(f"bounce to {number}")
-        session.play("a", self.library.locate_prompt(ext, language), loop=True)
-        answered = await self.calls.dial_bounce(call, number, ext, session.local_offer("b"))
-        if call.state == "ENDED":
-            return
-        if answered:
-            session.resume("a")
-            return
-        call.notes.append("bounce not answered: voicemail")
-        if await session.play_once("a", self.library.prompt("unavailable", language)):
-            if call.state != "ENDED":
-                await self._voicemail(call, ext)
+def session_closed(session: Session | None) -> bool:
+    return session is None or session.closed
+
+
+def _nowhere(event: object) -> None:
+    raise RuntimeError("the media port is not wired to a stack")

@@ -5,6 +5,8 @@ A subscription is a dialog we hold as notifier: our To tag, the subscriber's Con
 target, our own CSeq. Refreshes come inside the dialog; `Expires: 0` ends it with a final NOTIFY
 (`Subscription-State: terminated`). Subscriptions live in memory: a phone re-subscribes after a
 restart as it re-registers.
+
+Sans-IO like the call engine: answers and NOTIFYs are commands in the shared outbox.
 """
 
 from __future__ import annotations
@@ -13,14 +15,17 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Protocol
 
+from b2bua.addressing import Local
 from b2bua.calls.engine import refusal
+from b2bua.commands import Outbox, Respond, SendRequest
+from b2bua.registrar.model import AuthResult
 from b2bua.sip.dialog import Dialog
 from b2bua.sip.errors import SipParseError
 from b2bua.sip.flow import Flow
-from b2bua.sip.message import Request, make_response
-from b2bua.tokens import tag
+from b2bua.sip.message import Request, Response, make_response
+from b2bua.sip.transaction import ServerTransaction
 
 log = logging.getLogger(__name__)
 
@@ -38,18 +43,24 @@ class Subscription:
     expires_at: float
 
 
+class Authenticator(Protocol):
+    def authenticate(
+        self, request: Request, now: float, header: str = ..., *, flow: Flow | None = ...
+    ) -> AuthResult: ...
+
+
 class MessageWaiting:
     def __init__(
         self,
-        stack: Any,
-        transports: Any,
-        registrar: Any,
+        outbox: Outbox,
+        local: Local,
+        registrar: Authenticator,
         domain: str,
         counts: Callable[[str], tuple[int, int]],
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
-        self.stack = stack
-        self.transports = transports
+        self.outbox = outbox
+        self.local = local
         self.registrar = registrar
         self.domain = domain
         self.counts = counts  # extension -> (new, old) voice messages
@@ -57,11 +68,14 @@ class MessageWaiting:
         self.subscriptions: dict[tuple[str, str], Subscription] = {}
         self.notifies = 0
 
-    def subscribe(self, tx: Any, request: Request, flow: Flow) -> None:
+    def _respond(self, tx: ServerTransaction, response: Response) -> None:
+        self.outbox.append(Respond(tx, response))
+
+    def subscribe(self, tx: ServerTransaction, request: Request, flow: Flow) -> None:
         """A SUBSCRIBE, new or a refresh within one of our subscription dialogs."""
         event = (request.headers.get("event") or "").split(";", 1)[0].strip().lower()
         if event != EVENT:
-            self.stack.respond(tx, make_response(request, 489, to_tag=tag(),
+            self._respond(tx, make_response(request, 489, to_tag=self.local.tokens.tag(),
                                                  headers=[("Allow-Events", EVENT)]))
             return
         now = self.wall_clock()
@@ -71,7 +85,7 @@ class MessageWaiting:
             expires = None
         expires = MAX_EXPIRES if expires is None else expires
         if 0 < expires < MIN_EXPIRES:
-            self.stack.respond(tx, make_response(request, 423, to_tag=tag(),
+            self._respond(tx, make_response(request, 423, to_tag=self.local.tokens.tag(),
                                                  headers=[("Min-Expires", str(MIN_EXPIRES))]))
             return
         expires = min(expires, MAX_EXPIRES)
@@ -79,22 +93,22 @@ class MessageWaiting:
         if to_tag is not None:
             sub = self.subscriptions.get((request.call_id, to_tag))
             if sub is None:
-                self.stack.respond(tx, make_response(request, 481))
+                self._respond(tx, make_response(request, 481))
                 return
-            sub.dialog.update_target(request)
+            sub.dialog.refresh_target(request)
         else:
             auth = self.registrar.authenticate(request, now, header="Proxy-Authorization", flow=flow)
-            if not auth.ok:
-                self.stack.respond(tx, refusal(request, auth))
+            if not auth.ok or auth.extension is None:
+                self._respond(tx, refusal(request, auth, self.local.tokens.tag()))
                 return
-            dialog = Dialog.as_uas(request, tag())
+            dialog = Dialog.as_uas(request, self.local.tokens.tag())
             sub = Subscription(auth.extension, dialog, flow, now + expires)
             self.subscriptions[(dialog.call_id, dialog.local_tag)] = sub
         sub.expires_at = now + expires
         sub.flow = flow
-        self.stack.respond(tx, make_response(
+        self._respond(tx, make_response(
             request, 200, to_tag=sub.dialog.local_tag,
-            headers=[("Expires", str(expires)), ("Contact", self.stack.contact(flow, "mwi"))],
+            headers=[("Expires", str(expires)), ("Contact", self.local.contact(flow, "mwi"))],
         ))
         self._notify(sub, terminated=expires == 0)
         if expires == 0:
@@ -118,14 +132,15 @@ class MessageWaiting:
         ).encode()
         remaining = max(0, int(sub.expires_at - self.wall_clock()))
         state = "terminated;reason=timeout" if terminated else f"active;expires={remaining}"
+        via, _ = self.local.via(sub.flow)
         notify = sub.dialog.request(
             "NOTIFY",
-            self.stack.via(sub.flow),
-            contact=self.stack.contact(sub.flow, "mwi"),
+            via,
+            contact=self.local.contact(sub.flow, "mwi"),
             headers=[("Event", EVENT), ("Subscription-State", state),
                      ("Content-Type", CONTENT_TYPE)],
             body=body,
         )
         self.notifies += 1
-        self.stack.send_request(notify, sub.flow)
+        self.outbox.append(SendRequest(notify, sub.flow))
 

@@ -1,25 +1,71 @@
-"""Dialog state (RFC 3261 §12) and building requests inside a dialog.
+"""Dialogs (RFC 3261 §12, §13.2.2.4, §14), sans-IO.
 
-A B2BUA holds one dialog per leg. The UAS side (leg A) is created from the INVITE we answer; the
-UAC side (each branch B) from the INVITE we send and the response that carries a To tag. Forking
-creates several early dialogs on the UAC side: one per To tag, each with its own remote target.
+Theory of operation
+-------------------
+A B2BUA holds one dialog per leg. The UAS side (the caller's leg) is created from the INVITE we
+answer (`Dialog.as_uas`); the UAC side of an INVITE we send is a `ClientInvite`, which makes one
+dialog per To tag: forking downstream (a trunk, a gateway, a proxy in front of several phones)
+creates several early dialogs, and may confirm more than one of them with a 2xx.
+
+`ClientInvite.answered` tells the three cases of a 2xx apart:
+- FIRST: the first 2xx: its dialog is confirmed, and is the one the call goes on with;
+- RETRANSMISSION: a 2xx for a dialog already confirmed: the same ACK goes again, from its bytes
+  (RFC 6026: the transaction passes every 2xx up while it is ACCEPTED);
+- ADDITIONAL: a 2xx with another To tag after the first. §13.2.2.4: "If, after acknowledging
+  the first 2xx response to an INVITE, the UAC does not want to continue with that dialog, then
+  the UAC MUST terminate the dialog by sending a BYE request": the extra dialog is ACKed, then
+  ended.
+
+A dialog checks what comes in on it (`check_request`): a CSeq lower than the last one is
+answered 500 (§12.2.2), and at most one INVITE may be in progress each way (§14.1, §14.2:
+491 when ours is pending, 500 with Retry-After when theirs is). Target refresh requests and
+their 2xx replace the remote target (§12.2.1.2, §12.2.2).
+
+`DialogRegistry` matches in-dialog requests to the dialog (and its owner) they belong to by
+Call-ID, local tag and remote tag (§12.2.2).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from enum import Enum
+from typing import Generic, TypeVar
 
+from b2bua.sip.errors import SipParseError
 from b2bua.sip.message import Request, Response
 from b2bua.sip.uri import SipUri, Uri, parse_uri
 
-EARLY = "EARLY"
-CONFIRMED = "CONFIRMED"
-TERMINATED = "TERMINATED"
+
+class DialogState(Enum):
+    __hash__ = object.__hash__
+
+    EARLY = "EARLY"
+    CONFIRMED = "CONFIRMED"
+    TERMINATED = "TERMINATED"
+
+
+class InviteState(Enum):
+    """The INVITE transaction in progress on a dialog, if any (§14)."""
+
+    __hash__ = object.__hash__
+
+    IDLE = "IDLE"
+    INCOMING = "INCOMING"  # the peer's re-INVITE waits for our final response
+    OUTGOING = "OUTGOING"  # our re-INVITE waits for the peer's final response
+
+
+# Kept for callers that compare with the old string constants.
+EARLY = DialogState.EARLY
+CONFIRMED = DialogState.CONFIRMED
+TERMINATED = DialogState.TERMINATED
+
+TARGET_REFRESH = frozenset({"INVITE", "UPDATE", "SUBSCRIBE", "NOTIFY", "REFER"})
 
 
 class Dialog:
     __slots__ = (
         "call_id",
+        "invite",
         "local_cseq",
         "local_tag",
         "local_uri",
@@ -42,7 +88,7 @@ class Dialog:
         route_set: list[str],
         local_cseq: int,
         remote_cseq: int | None,
-        state: str = EARLY,
+        state: DialogState = DialogState.EARLY,
     ) -> None:
         self.call_id = call_id
         self.local_tag = local_tag
@@ -54,10 +100,20 @@ class Dialog:
         self.local_cseq = local_cseq
         self.remote_cseq = remote_cseq
         self.state = state
+        self.invite = InviteState.IDLE
 
+    def __repr__(self) -> str:
+        return f"<Dialog {self.call_id} {self.local_tag}/{self.remote_tag} {self.state.value}>"
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """What an in-dialog request names us by: its Call-ID and its To tag (ours)."""
+        return (self.call_id, self.local_tag)
+
+    # -- creation --------------------------------------------------------------------------
     @classmethod
     def as_uas(cls, request: Request, local_tag: str) -> Dialog:
-        """The dialog of the leg whose INVITE we answer (RFC 3261 §12.1.1)."""
+        """The dialog of a request we answer with a To tag (RFC 3261 §12.1.1)."""
         contacts = request.contacts
         target: Uri = contacts[0].uri if contacts else request.from_.uri
         return cls(
@@ -74,7 +130,7 @@ class Dialog:
 
     @classmethod
     def as_uac(cls, request: Request, response: Response) -> Dialog:
-        """The dialog of a branch, from our INVITE and a response with a To tag (§12.1.2)."""
+        """The dialog our request and a response with a To tag make (§12.1.2)."""
         contacts = response.contacts
         target: Uri = contacts[0].uri if contacts else request.request_uri
         return cls(
@@ -87,15 +143,68 @@ class Dialog:
             route_set=list(reversed(response.headers.values("record-route"))),
             local_cseq=request.cseq.number,
             remote_cseq=None,
-            state=CONFIRMED if 200 <= response.status < 300 else EARLY,
+            state=DialogState.CONFIRMED if 200 <= response.status < 300 else DialogState.EARLY,
         )
 
-    def update_target(self, message: Request | Response) -> None:
-        """A target refresh (re-INVITE, UPDATE, their 2xx) may carry a new Contact."""
-        contacts = message.contacts
+    @classmethod
+    def from_2xx(cls, response: Response) -> Dialog:
+        """The dialog a 2xx to our INVITE makes, from the response alone (it echoes our From,
+        Call-ID and CSeq): for a 2xx that comes once we have let go of the INVITE."""
+        contacts = response.contacts
+        if not contacts:
+            raise SipParseError("a 2xx to an INVITE without a Contact")
+        return cls(
+            call_id=response.call_id,
+            local_tag=response.from_.tag or "",
+            remote_tag=response.to.tag,
+            local_uri=_strip_tag(response.headers.get("from") or ""),
+            remote_uri=_strip_tag(response.headers.get("to") or ""),
+            remote_target=contacts[0].uri,
+            route_set=list(reversed(response.headers.values("record-route"))),
+            local_cseq=response.cseq.number,
+            remote_cseq=None,
+            state=DialogState.CONFIRMED,
+        )
+
+    # -- what comes in ---------------------------------------------------------------------
+    def check_request(self, request: Request) -> tuple[int, str] | None:
+        """Check an in-dialog request (not an ACK) against the dialog; None when it is
+        acceptable (and the dialog has taken its CSeq), else the status and reason to answer.
+
+        §12.2.2: "If the remote sequence number was not empty, but the sequence number of the
+        request is lower than the remote sequence number, the request is out of order and MUST
+        be rejected with a 500 (Server Internal Error) response."
+        """
+        number = request.cseq.number
+        if self.remote_cseq is not None and number < self.remote_cseq:
+            return (500, "CSeq out of order")
+        if request.method == "INVITE":
+            if self.invite is InviteState.OUTGOING:
+                # §14.2: "A UAS that receives an INVITE on a dialog while an INVITE it had sent
+                # on that dialog is in progress MUST return a 491 (Request Pending)".
+                return (491, "Request Pending")
+            if self.invite is InviteState.INCOMING:
+                # §14.2: "A UAS that receives a second INVITE before it sends the final
+                # response to a first INVITE with a lower CSeq sequence number on the same
+                # dialog MUST return a 500 (Server Internal Error) response".
+                return (500, "Previous INVITE still in progress")
+        self.remote_cseq = number
+        return None
+
+    def refresh_target(self, message: Request | Response) -> None:
+        """A target refresh request (re-INVITE, UPDATE...) or its 2xx carries the new remote
+        target in its Contact (§12.2.1.2, §12.2.2)."""
+        try:
+            contacts = message.contacts
+        except SipParseError:
+            return
         if contacts:
             self.remote_target = contacts[0].uri
 
+    # kept under its former name
+    update_target = refresh_target
+
+    # -- what goes out ---------------------------------------------------------------------
     def next_cseq(self) -> int:
         self.local_cseq += 1
         return self.local_cseq
@@ -134,6 +243,114 @@ class Dialog:
             start, end = text.find("<"), text.find(">")
             return parse_uri(text[start + 1 : end] if start >= 0 else text.split(";")[0])
         return self.remote_target
+
+
+class Answer(Enum):
+    """What a 2xx to an INVITE we sent is (see `ClientInvite.answered`)."""
+
+    __hash__ = object.__hash__
+
+    FIRST = "FIRST"
+    RETRANSMISSION = "RETRANSMISSION"
+    ADDITIONAL = "ADDITIONAL"
+
+
+class ClientInvite:
+    """The UAC side of one INVITE we sent: its early dialogs, one per To tag, the dialogs its
+    2xx responses confirmed, and the bytes of the ACK each of those got (a retransmitted 2xx
+    gets the same ACK again)."""
+
+    __slots__ = ("_acks", "confirmed", "dialogs", "request")
+
+    def __init__(self, request: Request) -> None:
+        self.request = request
+        self.dialogs: dict[str, Dialog] = {}  # To tag -> dialog (early or confirmed)
+        self.confirmed: Dialog | None = None  # the first dialog a 2xx confirmed
+        self._acks: dict[str, bytes] = {}
+
+    def provisional(self, response: Response) -> Dialog | None:
+        """A 1xx: the early dialog of its To tag (made by the first 1xx with that tag), or None
+        when it carries no tag (§12.1.2: only a response with a To tag makes a dialog)."""
+        tag = response.to.tag
+        if not tag or response.status == 100:
+            return None
+        dialog = self.dialogs.get(tag)
+        if dialog is None:
+            dialog = self.dialogs[tag] = Dialog.as_uac(self.request, response)
+        return dialog
+
+    def answered(self, response: Response) -> tuple[Answer, Dialog]:
+        """A 2xx: which of the three cases it is, and the dialog it confirms."""
+        tag = response.to.tag or ""
+        dialog = self.dialogs.get(tag)
+        if dialog is not None and dialog.state is DialogState.CONFIRMED:
+            return Answer.RETRANSMISSION, dialog
+        if dialog is None:
+            dialog = self.dialogs[tag] = Dialog.as_uac(self.request, response)
+        else:
+            dialog.state = DialogState.CONFIRMED
+            dialog.refresh_target(response)
+            dialog.route_set = list(reversed(response.headers.values("record-route")))
+        if self.confirmed is None:
+            self.confirmed = dialog
+            return Answer.FIRST, dialog
+        return Answer.ADDITIONAL, dialog
+
+    def ack(self, dialog: Dialog, via: str, body: bytes = b"",
+            headers: Iterable[tuple[str, str]] = ()) -> Request:
+        """The ACK of `dialog`'s 2xx (§13.2.2.4: same CSeq number as the INVITE, method ACK)."""
+        return dialog.request("ACK", via, headers=headers, body=body,
+                              cseq=self.request.cseq.number)
+
+    def remember_ack(self, dialog: Dialog, data: bytes) -> None:
+        self._acks[dialog.remote_tag or ""] = data
+
+    def ack_bytes(self, dialog: Dialog) -> bytes | None:
+        return self._acks.get(dialog.remote_tag or "")
+
+
+T = TypeVar("T")
+
+
+class DialogRegistry(Generic[T]):
+    """The dialogs we hold, with what each belongs to, matched as §12.2.2 says: "If the request
+    has a tag in the To header field, the UAS core computes the dialog identifier
+    corresponding to the request and compares it with existing dialogs." """
+
+    __slots__ = ("_dialogs",)
+
+    def __init__(self) -> None:
+        self._dialogs: dict[tuple[str, str], tuple[Dialog, T]] = {}
+
+    def __len__(self) -> int:
+        return len(self._dialogs)
+
+    def __iter__(self) -> Iterator[tuple[Dialog, T]]:
+        return iter(list(self._dialogs.values()))
+
+    def add(self, dialog: Dialog, owner: T) -> None:
+        self._dialogs[dialog.key] = (dialog, owner)
+
+    def remove(self, dialog: Dialog) -> None:
+        found = self._dialogs.get(dialog.key)
+        if found is not None and found[0] is dialog:
+            del self._dialogs[dialog.key]
+
+    def knows(self, call_id: str, local_tag: str) -> bool:
+        return (call_id, local_tag) in self._dialogs
+
+    def match(self, request: Request) -> tuple[Dialog, T] | None:
+        """The dialog an in-dialog request belongs to (Call-ID, To tag, From tag), or None."""
+        to_tag = request.to.tag
+        if not to_tag:
+            return None
+        found = self._dialogs.get((request.call_id, to_tag))
+        if found is None:
+            return None
+        remote = found[0].remote_tag
+        if remote is not None and request.from_.tag != remote:
+            return None
+        return found
 
 
 def _strip_tag(value: str) -> str:

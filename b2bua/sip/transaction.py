@@ -321,8 +321,8 @@ class Transaction:
     anyone still asks. A loaded server holds tens of thousands of such transactions."""
 
     __slots__ = (
-        "_intervals", "_request", "_request_raw", "_timers", "branch", "flow", "key", "machine",
-        "method", "state",
+        "_intervals", "_request", "_request_raw", "_timers", "branch", "context", "flow", "key",
+        "machine", "method", "state",
     )
 
     is_client: ClassVar[bool] = False
@@ -340,6 +340,9 @@ class Transaction:
         self.state = START[machine].target
         self._timers: dict[Timer, TimerEntry[_Payload]] = {}
         self._intervals: dict[Timer, float] = {}
+        # The transaction user's own: who started a client transaction (its events go back
+        # there), which call an INVITE server transaction belongs to. The layer never reads it.
+        self.context: object = None
 
     @property
     def request(self) -> Request:
@@ -918,6 +921,10 @@ class TransactionLayer:
     def send_stateless(self, message: Request | Response, flow: Flow) -> None:
         """Queue a message that belongs to no transaction (the ACK of a 2xx, a stateless answer)."""
         self._out.append((bytes(message), flow))
+
+    def client_transaction(self, branch: str, method: str) -> ClientTransaction | None:
+        """Our live client transaction `branch` for `method`, if any."""
+        return self._clients.get((branch, method))
 
     def abandon(self, transaction: Transaction) -> None:
         """Forget a transaction the TU gave up on, e.g. an INVITE with no final response 64*T1

@@ -1,7 +1,8 @@
 """In-memory UAC - B2BUA - UAS triangles: the whole stack, no sockets.
 
 `MemoryNetwork` stands in for the transports: what the stack sends is delivered to scripted
-user agents keyed by address, and what they answer goes back into `stack.message_received`.
+user agents keyed by address, and what they answer goes back into the front door
+(`Ingress.message_received`).
 The B2BUA side is the real thing (stack, transaction layer, core, call engine, registrar, rules);
 only the wire is replaced. Used by fast call-flow tests and by the CPU-per-call benchmark.
 """
@@ -17,8 +18,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from b2bua.calls.engine import CallEngine
+from b2bua.core import Core
 from b2bua.sip.flow import Flow
 from b2bua.sip.message import Request, Response, make_response, parse_message
+from b2bua.stack import SipStack
+from b2bua.testing.clock import FakeClock
+from b2bua.tokens import TokenSource
+from b2bua.transport.ingress import Ingress
 from b2bua.transport.manager import LocalAddress
 
 B2BUA = ("127.0.0.1", 5060)
@@ -37,7 +44,7 @@ class MemoryNetwork:
         self.agents: dict[tuple[str, int], Agent] = {}
         self.queue: deque[tuple[bytes, Flow]] = deque()  # from agents to the B2BUA
         self.sent = 0
-        self.stack: Any = None
+        self.ingress: Any = None  # the B2BUA's front door (b2bua.transport.ingress.Ingress)
         self.agent_cpu = 0.0  # CPU seconds spent in the scripted agents (not the B2BUA's)
 
     def local_for(self, flow: Flow) -> LocalAddress:
@@ -59,7 +66,7 @@ class MemoryNetwork:
         n = 0
         while self.queue:
             data, flow = self.queue.popleft()
-            self.stack.message_received(data, flow)
+            self.ingress.message_received(data, flow)
             n += 1
         return n
 
@@ -180,40 +187,96 @@ def ack_and_bye(invite: Request, ok: Response, source: tuple[str, int]) -> tuple
     return ack, bye
 
 
-async def build_b2bua(config: Any, network: MemoryNetwork,
-                      wall_clock: Callable[[], float] = time.time,
-                      data_dir: str | None = None, media: bool = False) -> Any:
-    """The real B2BUA layers over `network`, with their SQLite store in `data_dir` (by default a
-    new temporary folder, removed when the engine is collected or the process exits).
+@dataclass(eq=False)
+class B2bua:
+    """The real B2BUA layers, wired as `b2bua run` wires them, over a `MemoryNetwork`."""
 
-    `media=True` anchors calls in the built-in relay as `b2bua run` does (real RTP sockets on
-    127.0.0.1; `engine.media_hook.engine` is the MediaEngine, to close)."""
+    stack: SipStack
+    ingress: Ingress
+    engine: CallEngine
+    core: Core
+    registrar: Any
+    db: Any
+    clock: FakeClock | None = None
+    network: MemoryNetwork | None = None
+    bridge: Any = None  # the media port (b2bua.calls.media.MediaBridge), with media=True
+    tokens: TokenSource = field(default_factory=TokenSource)
+
+    @property
+    def counters(self) -> dict[str, int]:
+        return self.engine.counters
+
+    @property
+    def active(self) -> dict[str, Any]:
+        return self.engine.calls
+
+    def run_until(self, when: float) -> None:
+        """Fake clock: serve every deadline up to `when`, each at its own instant, with what
+        the agents send meanwhile delivered before the next one."""
+        assert self.clock is not None
+        stack = self.stack
+        network = self.network
+        if network is not None:
+            network.pump()
+        while (deadline := stack.next_deadline()) is not None and deadline <= when:
+            self.clock.jump(max(deadline, self.clock.now()))
+            stack.handle_deadline(self.clock.now())
+            if network is not None:
+                network.pump()
+        self.clock.jump(max(when, self.clock.now()))
+
+    def advance(self, seconds: float) -> None:
+        assert self.clock is not None
+        self.run_until(self.clock.now() + seconds)
+
+
+def build_b2bua(config: Any, network: MemoryNetwork,
+                wall_clock: Callable[[], float] = time.time,
+                data_dir: str | None = None, media: Any = None,
+                clock: FakeClock | None = None, seed: bytes | None = None) -> B2bua:
+    """The real B2BUA layers over `network`, with their SQLite store in `data_dir` (by default a
+    new temporary folder, removed when the B2BUA is collected or the process exits).
+
+    `clock`: a fake clock the stack runs on (no event loop needed: the test serves deadlines
+    with `run_until`); by default the running loop's. `media`: a media port (an object with
+    `execute(command)`, wired to post its answers back); `True` anchors calls in the built-in
+    relay as `b2bua run` does (real RTP sockets on 127.0.0.1; start it with `start_media`).
+    """
     import shutil
     import tempfile
     import weakref
 
+    from b2bua.addressing import Local
     from b2bua.calls.directory import Directory
-    from b2bua.calls.engine import CallEngine
+    from b2bua.calls.engine import MediaMode
+    from b2bua.calls.mwi import MessageWaiting
     from b2bua.calls.records import CallRecorder
-    from b2bua.core import Core
     from b2bua.registrar import build_registrar
     from b2bua.rules import RuleBook, compile_rules
     from b2bua.sip.transaction import TimerConfig, TransactionLayer
-    from b2bua.stack import SipStack
     from b2bua.store import open_database
 
     directory = data_dir or tempfile.mkdtemp(prefix="b2bua-mem-")
     db = open_database(directory)
-
+    tokens = TokenSource(seed)
     registrar = build_registrar(config, db, now=wall_clock())
-    layer = TransactionLayer(TimerConfig(), random_token=lambda: secrets.token_hex(8))
-    stack = SipStack(layer)
-    calls = CallEngine(stack, network, Directory(config), registrar,
-                       RuleBook(compile_rules(config)), CallRecorder(db), wall_clock=wall_clock)
-    core = Core(stack, registrar, calls, config.server.domain, wall_clock=wall_clock)
-    stack.attach(network, core)  # type: ignore[arg-type]
-    network.stack = stack
-    if media:
+    layer = TransactionLayer(TimerConfig(), random_token=lambda: tokens.token(8))
+    stack = SipStack(layer, clock=clock)
+    ingress = Ingress(stack, tokens)
+    ingress.transports = network
+    local = Local(network, tokens)
+    mode = MediaMode.NONE if media is None or media is False else (
+        MediaMode.ANCHORED if getattr(media, "anchor", True) else MediaMode.DIRECT)
+    engine = CallEngine(stack.outbox, local, Directory(config), registrar,
+                        RuleBook(compile_rules(config)), tokens, wall_clock, media=mode)
+    mwi = MessageWaiting(stack.outbox, local, registrar, config.server.domain,
+                         lambda box: (0, 0), wall_clock)
+    core = Core(stack.outbox, local, registrar, engine, config.server.domain, wall_clock, mwi)
+    stack.attach(network, core, engine, engine)
+    stack.recorder = CallRecorder(db)
+    network.ingress = ingress
+    b2bua = B2bua(stack, ingress, engine, core, registrar, db, clock, network, tokens=tokens)
+    if media is True:
         from pathlib import Path
 
         from b2bua.calls.media import MediaBridge
@@ -222,10 +285,131 @@ async def build_b2bua(config: Any, network: MemoryNetwork,
 
         library = SoundLibrary(Path(directory))
         relay = MediaEngine("127.0.0.1", (40000, 44999), library=library)
-        await relay.start()
         bridge = MediaBridge(relay, library, Path(directory), db, 60.0)
-        bridge.calls = calls
-        calls.media_hook = bridge
+        bridge.post = stack.post
+        b2bua.bridge = bridge
+        stack.media = bridge
+    elif media is not None and media is not False:
+        b2bua.bridge = media
+        stack.media = media
+        if hasattr(media, "post"):
+            media.post = stack.post
     if not data_dir:
-        weakref.finalize(calls, shutil.rmtree, directory, True)
-    return calls
+        weakref.finalize(b2bua, shutil.rmtree, directory, True)
+    return b2bua
+
+
+async def start_media(b2bua: B2bua) -> None:
+    """Start the built-in relay of a B2BUA built with `media=True`."""
+    await b2bua.bridge.engine.start()
+
+
+@dataclass(eq=False)
+class Phone:
+    """A user agent the test drives: it answers what a phone answers by itself (CANCEL: 200 and
+    487; BYE: 200; in-dialog requests: 200, with SDP for an offer), and leaves the answers to a
+    new INVITE to the test (`respond`)."""
+
+    network: MemoryNetwork
+    address: tuple[str, int]
+    tag: str = field(default_factory=lambda: secrets.token_hex(4))
+    received: list[Request | Response] = field(default_factory=list)
+    invites: list[Request] = field(default_factory=list)  # new INVITEs, in order
+    finals: dict[str, int] = field(default_factory=dict)  # Call-ID -> our final status
+    answered: set[tuple[str, str]] = field(default_factory=set)  # (Call-ID, our tag) of a 2xx
+    confirmed: set[tuple[str, str]] = field(default_factory=set)  # ... ACKed
+    ended: set[tuple[str, str]] = field(default_factory=set)  # ... ended by a BYE
+    answer_in_dialog: bool = True
+    sent: list[Request] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.network.agents[self.address] = self
+
+    def send(self, message: Request | Response) -> None:
+        if isinstance(message, Request):
+            self.sent.append(message)
+        self.network.deliver(bytes(message), self.address)
+
+    def receive(self, message: Request | Response) -> None:
+        self.received.append(message)
+        if isinstance(message, Response):
+            if message.cseq.method == "INVITE" and message.status >= 300:
+                # Our INVITE client transaction ACKs a failure (RFC 3261 §17.1.1.3).
+                from b2bua.sip.transaction import make_ack
+
+                invite = next((r for r in self.sent if r.method == "INVITE"
+                               and r.call_id == message.call_id
+                               and r.cseq.number == message.cseq.number), None)
+                if invite is not None:
+                    self.network.deliver(bytes(make_ack(invite, message)), self.address)
+            return
+        method = message.method
+        if method == "INVITE" and message.to.tag is None:
+            if all(i.call_id != message.call_id for i in self.invites):
+                self.invites.append(message)
+            return
+        if method == "CANCEL":
+            self.send(make_response(message, 200, to_tag=self.tag))
+            invite = self.invite_of(message.call_id)
+            if invite is not None and message.call_id not in self.finals:
+                self.respond(487, invite)
+        elif method == "ACK":
+            if message.to.tag:
+                self.confirmed.add((message.call_id, message.to.tag))
+        elif method == "BYE":
+            self.ended.add((message.call_id, message.to.tag or ""))
+            self.send(make_response(message, 200))
+        elif self.answer_in_dialog:
+            body = SDP if method in ("INVITE", "UPDATE") and message.body else b""
+            headers = [("Contact", f"<sip:ua@{self.address[0]}:{self.address[1]}>")]
+            if body:
+                headers.append(("Content-Type", "application/sdp"))
+            self.send(make_response(message, 200, headers=headers, body=body))
+
+    def invite_of(self, call_id: str) -> Request | None:
+        return next((i for i in self.invites if i.call_id == call_id), None)
+
+    def respond(self, status: int, invite: Request | None = None, tag: str | None = None,
+                body: bytes | None = None) -> Response:
+        """Answer `invite` (by default the last one) with `status`, from tag `tag`."""
+        invite = invite or self.invites[-1]
+        headers = [("Contact", f"<sip:ua@{self.address[0]}:{self.address[1]}>")]
+        if body is None:
+            body = SDP if status in (183, 200) else b""
+        if body:
+            headers.append(("Content-Type", "application/sdp"))
+        response = make_response(invite, status, to_tag=tag or self.tag, headers=headers,
+                                  body=body)
+        if status >= 200 and invite.call_id not in self.finals:
+            self.finals[invite.call_id] = status
+        if 200 <= status < 300:
+            self.answered.add((invite.call_id, tag or self.tag))
+        self.send(response)
+        return response
+
+    def requests(self, method: str) -> list[Request]:
+        return [m for m in self.received if isinstance(m, Request) and m.method == method]
+
+    def responses(self) -> list[Response]:
+        return [m for m in self.received if isinstance(m, Response)]
+
+    def hang_up(self, invite: Request | None = None, tag: str | None = None) -> None:
+        """BYE on the dialog our 2xx to `invite` made (we are its UAS)."""
+        invite = invite or self.invites[-1]
+        tag = tag or self.tag
+        host, port = self.address
+        contacts = invite.contacts
+        target = contacts[0].uri if contacts else invite.from_.uri
+        self.send(Request("BYE", target, [
+            ("Via", f"SIP/2.0/UDP {host}:{port};branch=z9hG4bK-{secrets.token_hex(6)}"),
+            ("Max-Forwards", "70"),
+            ("From", f"{invite.headers.get('to')};tag={tag}"),
+            ("To", invite.headers.get("from") or ""),
+            ("Call-ID", invite.call_id),
+            ("CSeq", "1 BYE"),
+        ]))
+        self.ended.add((invite.call_id, tag))
+
+    def open_dialogs(self) -> set[tuple[str, str]]:
+        """Dialogs our 2xx made that nobody ended."""
+        return self.answered - self.ended

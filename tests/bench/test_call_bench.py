@@ -19,7 +19,14 @@ import pytest
 from b2bua.config import config_from_text
 from b2bua.rules.compiler import RuleTable
 from b2bua.rules.model import Decision
-from b2bua.testing.memory import Agent, MemoryNetwork, ack_and_bye, build_b2bua, caller_invite
+from b2bua.testing.memory import (
+    Agent,
+    MemoryNetwork,
+    ack_and_bye,
+    build_b2bua,
+    caller_invite,
+    start_media,
+)
 from tests.unit.test_call_engine_memory import TRUNK, config
 
 pytestmark = pytest.mark.bench
@@ -57,7 +64,9 @@ async def test_cpu_per_call_in_memory(
     assert trace is not None
     monkeypatch.setattr(Decision, "trace", property(routing.wrap(trace)))
     network = MemoryNetwork()
-    engine = await build_b2bua(config_from_text(config(devices)), network, media=media)
+    engine = build_b2bua(config_from_text(config(devices)), network, media=media)
+    if media:
+        await start_media(engine)
     for i in range(devices):
         Agent(network, ("127.0.0.1", 5071 + i), "answer" if i == 0 else "lose")
     caller = Agent(network, TRUNK, "caller")
@@ -93,5 +102,5 @@ async def test_cpu_per_call_in_memory(
     assert routing.seconds > 0, "every call asks the rules"
     assert routing.seconds < 0.05 * cpu, "the routing decision's target: under 5% of the CPU"
     if media:
-        assert not engine.media_hook.engine.sessions  # every call's session was closed
-        await engine.media_hook.engine.close()
+        assert not engine.bridge.engine.sessions  # every call's session was closed
+        await engine.bridge.engine.close()

@@ -1,16 +1,18 @@
-"""The call engine's SDP path when the media backend answers later (rtpengine): a call's messages
-keep their order, a backend failure ends the call cleanly, and a backend that answers at once
-(the built-in relay) takes no task and no await. Real stack and engine, in-memory network."""
+"""The call engine's SDP path when the media port answers later (rtpengine): a call's messages
+keep their order, a backend failure ends the call cleanly, and a port that answers at once (the
+built-in relay) is served within the same drain. Real stack and engine, in-memory network, a
+fake clock and no event loop: the media port below is the test's own, answering when told."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
+from b2bua.calls.events import MediaFailed, MediaOpened, SdpReady
+from b2bua.commands import Command, MediaClose, MediaOpen, MediaRewrite
 from b2bua.config import config_from_text
 from b2bua.sip.message import Request, Response, make_response
+from b2bua.testing.clock import FakeClock
 from b2bua.testing.memory import SDP, Agent, MemoryNetwork, ack_and_bye, build_b2bua, caller_invite
-from media.errors import MediaError
 
 TRUNK = ("127.0.0.2", 5090)
 DEVICE = ("127.0.0.1", 5071)
@@ -23,49 +25,44 @@ CONFIG = (
 
 
 class LaterMedia:
-    """A media hook whose rewritten SDP comes later, when the test opens that step's gate (or
-    at once, as bytes, with `immediate`)."""
+    """A media port whose rewritten SDP comes back when the test releases that step (or at
+    once, with `immediate`). Step n's body points at 10.9.9.n."""
 
-    anchor = True  # every call gets a session (MediaBridge.anchor)
+    anchor = True
 
     def __init__(self, immediate: bool = False) -> None:
         self.immediate = immediate
-        self.gates: list[asyncio.Event] = []
+        self.post: Any = None
         self.steps: list[tuple[str, str]] = []  # (from leg, kind)
-        self.failing: set[int] = set()  # step numbers whose backend "does not answer"
-        self.released: list[Any] = []  # calls whose media was let go (ended or cancelled)
+        self.pending: dict[int, MediaRewrite] = {}  # step number -> its command
+        self.released: list[str] = []  # calls whose media was let go
 
-    async def attach(self, call: Any) -> None:
-        call.media = self
+    def execute(self, command: Command) -> None:
+        if isinstance(command, MediaOpen):
+            self.post(MediaOpened(command.call, command.offer))
+        elif isinstance(command, MediaRewrite):
+            step = len(self.steps)
+            self.steps.append((command.leg, command.kind.value))
+            self.pending[step] = command
+            if self.immediate:
+                self.release(step)
+        elif isinstance(command, MediaClose):
+            self.released.append(command.call)
 
-    def sdp(self, call: Any, from_leg: str, body: bytes, kind: str) -> Any:
-        step = len(self.steps)
-        self.steps.append((from_leg, kind))
-        anchored = body.replace(b"127.0.0.1", f"10.9.9.{step}".encode())
-        if self.immediate:
-            return anchored
-        gate = asyncio.Event()
-        self.gates.append(gate)
-        return self._later(gate, step, anchored)
-
-    async def _later(self, gate: asyncio.Event, step: int, anchored: bytes) -> bytes:
-        await gate.wait()
-        if step in self.failing:
-            raise MediaError("rtpengine did not answer answer in 3.0 s")
-        return anchored
-
-    def ended(self, call: Any) -> None:
-        self.released.append(call)
-
-    def cancel(self, call: Any) -> None:
-        self.released.append(call)
+    def release(self, step: int, fail: bool = False) -> None:
+        command = self.pending.pop(step)
+        if fail:
+            self.post(MediaFailed(command.call, 503, "rtpengine did not answer in 3.0 s",
+                                  command.ticket))
+            return
+        body = command.body.replace(b"127.0.0.1", f"10.9.9.{step}".encode())
+        self.post(SdpReady(command.call, command.ticket, body))
 
 
-async def setup(immediate: bool = False, late_offer: bool = False) -> Any:
+def setup(immediate: bool = False, late_offer: bool = False) -> Any:
     network = MemoryNetwork()
-    engine = await build_b2bua(config_from_text(CONFIG), network)
-    hook = LaterMedia(immediate)
-    engine.media_hook = hook
+    port = LaterMedia(immediate)
+    engine = build_b2bua(config_from_text(CONFIG), network, media=port, clock=FakeClock())
     device = Agent(network, DEVICE, "silent")
     caller = Agent(network, TRUNK, "caller")
     invite = caller_invite("100", TRUNK)
@@ -73,9 +70,9 @@ async def setup(immediate: bool = False, late_offer: bool = False) -> Any:
         invite = Request(invite.method, invite.request_uri,
                          [h for h in invite.headers if h[0].lower() != "content-type"])
     caller.send(invite)
-    await network.settle()
+    network.pump()
     (b_invite,) = device.requests("INVITE")
-    return network, engine, hook, device, caller, invite, b_invite
+    return network, engine, port, device, caller, invite, b_invite
 
 
 def respond(device: Agent, invite: Request, status: int, body: bytes = SDP) -> None:
@@ -88,57 +85,56 @@ def statuses(agent: Agent) -> list[int]:
     return [r.status for r in agent.responses() if r.cseq.method == "INVITE" and r.status > 100]
 
 
-async def test_183_then_200_reach_the_caller_in_order_whatever_order_the_backend_answers() -> None:
-    network, _engine, hook, device, caller, _, b_invite = await setup()
+def test_183_then_200_reach_the_caller_in_order_whatever_order_the_backend_answers() -> None:
+    network, _engine, hook, device, caller, _, b_invite = setup()
     respond(device, b_invite, 183)
     respond(device, b_invite, 200)
-    await network.settle()
+    network.pump()
     assert statuses(caller) == []  # both wait for the backend
     assert hook.steps == [("b", "answer"), ("b", "answer")]
-    hook.gates[1].set()  # the 200's answer comes back first...
-    await network.settle()
+    hook.release(1)  # the 200's answer comes back first...
+    network.pump()
     assert statuses(caller) == []  # ...but the 183 goes first
-    hook.gates[0].set()
-    await network.settle()
+    hook.release(0)
+    network.pump()
     assert statuses(caller) == [183, 200]
     early, ok = (r for r in caller.responses() if r.status in (183, 200))
     assert b"10.9.9.0" in early.body and b"10.9.9.1" in ok.body
     assert len(device.requests("ACK")) == 1
 
 
-async def test_late_offer_ack_waits_for_its_2xx_and_carries_the_rewritten_answer() -> None:
-    network, engine, hook, device, caller, invite, b_invite = await setup(late_offer=True)
+def test_late_offer_ack_waits_for_its_2xx_and_carries_the_rewritten_answer() -> None:
+    network, engine, hook, device, caller, invite, b_invite = setup(late_offer=True)
     assert not b_invite.body
     respond(device, b_invite, 200)  # the callee's offer
-    await network.settle()
+    network.pump()
     assert statuses(caller) == [] and not device.requests("ACK")
-    hook.gates[0].set()
-    await network.settle()
+    hook.release(0)
+    network.pump()
     ok = next(r for r in caller.responses() if r.status == 200)
     assert b"10.9.9.0" in ok.body
     ack, bye = ack_and_bye(invite, ok, TRUNK)
     ack.body = SDP
     ack.headers.set("Content-Type", "application/sdp")
     caller.send(ack)
-    await network.settle()
+    network.pump()
     assert hook.steps[-1] == ("a", "answer")
     assert not device.requests("ACK")  # not before the backend rewrote the answer
-    hook.gates[1].set()
-    await network.settle()
+    hook.release(1)
+    network.pump()
     (b_ack,) = device.requests("ACK")
     assert b"10.9.9.1" in b_ack.body
     caller.send(bye)
-    await network.settle()
+    network.pump()
     assert device.requests("BYE") and not engine.active
 
 
-async def test_backend_failure_on_the_answer_gives_503_and_bye_to_the_callee() -> None:
-    network, engine, hook, device, caller, _, b_invite = await setup()
+def test_backend_failure_on_the_answer_gives_503_and_bye_to_the_callee() -> None:
+    network, engine, hook, device, caller, _, b_invite = setup()
     respond(device, b_invite, 200)
-    await network.settle()
-    hook.failing.add(0)
-    hook.gates[0].set()
-    await network.settle()
+    network.pump()
+    hook.release(0, fail=True)
+    network.pump()
     assert statuses(caller) == [503]
     assert len(device.requests("ACK")) == 1 and len(device.requests("BYE")) == 1
     assert not engine.active
@@ -146,34 +142,33 @@ async def test_backend_failure_on_the_answer_gives_503_and_bye_to_the_callee() -
     assert hook.released  # the media session is released
 
 
-async def test_backend_failure_on_a_reinvite_gives_500_and_ends_the_call() -> None:
-    network, engine, hook, device, caller, invite, b_invite = await setup()
+def test_backend_failure_on_a_reinvite_gives_500_and_ends_the_call() -> None:
+    network, engine, hook, device, caller, invite, b_invite = setup()
     respond(device, b_invite, 200)
-    await network.settle()
-    hook.gates[0].set()
-    await network.settle()
+    network.pump()
+    hook.release(0)
+    network.pump()
     ok = next(r for r in caller.responses() if r.status == 200)
     ack, _ = ack_and_bye(invite, ok, TRUNK)
     caller.send(ack)
-    await network.settle()
+    network.pump()
     reinvite = Request("INVITE", ack.request_uri, [
         (n, v) for n, v in ack.headers if n.lower() not in ("cseq", "via")
     ] + [("Via", "SIP/2.0/UDP 127.0.0.2:5090;branch=z9hG4bK-re1;rport"), ("CSeq", "3 INVITE"),
          ("Contact", "<sip:caller@127.0.0.2:5090>"), ("Content-Type", "application/sdp")], SDP)
     caller.send(reinvite)
-    await network.settle()
-    hook.failing.add(1)
-    hook.gates[1].set()
-    await network.settle()
+    network.pump()
+    hook.release(1, fail=True)
+    network.pump()
     assert [r.status for r in caller.responses() if r.cseq.number == 3 and r.status > 100] == [500]
     assert caller.requests("BYE") and device.requests("BYE")
     assert not engine.active
 
 
-async def test_the_call_ends_while_the_backend_thinks_the_caller_gets_487() -> None:
-    network, engine, hook, device, caller, _, b_invite = await setup()
+def test_the_call_ends_while_the_backend_thinks_the_caller_gets_487() -> None:
+    network, engine, hook, device, caller, _, b_invite = setup()
     respond(device, b_invite, 200)
-    await network.settle()
+    network.pump()
     # The callee hangs up before the backend answered: nothing more is relayed to it.
     ack = device.requests("ACK")[0]
     bye = Request("BYE", str(ack.from_.uri), [
@@ -182,20 +177,21 @@ async def test_the_call_ends_while_the_backend_thinks_the_caller_gets_487() -> N
         ("To", ack.headers.get("from") or ""), ("Call-ID", ack.call_id), ("CSeq", "1 BYE"),
     ])
     device.send(bye)
-    await network.settle()
-    hook.gates[0].set()
-    await network.settle()
+    network.pump()
+    hook.release(0)
+    network.pump()
     assert statuses(caller) == [487]
     assert not engine.active
 
 
-async def test_immediate_backend_takes_no_task_and_no_await() -> None:
-    network, _engine, _hook, device, caller, _, b_invite = await setup(immediate=True)
+def test_an_immediate_port_is_served_within_the_same_drain() -> None:
+    """The built-in relay answers at once: the 183 and the 200 reach the caller in the drain
+    that took them from the callee, with no loop turn and no task (there is no loop here)."""
+    network, _engine, hook, device, caller, _, b_invite = setup(immediate=True)
     respond(device, b_invite, 183)
     respond(device, b_invite, 200)
-    tasks = len(asyncio.all_tasks())
-    network.pump()  # synchronously: no loop turn between the responses and the relay
+    network.pump()
     assert statuses(caller) == [183, 200]
-    assert len(asyncio.all_tasks()) == tasks
+    assert not hook.pending
     assert all(r.status not in (183, 200) or b"10.9.9." in r.body for r in caller.responses())
     assert isinstance(caller.responses()[0], Response)

@@ -5,8 +5,15 @@ from __future__ import annotations
 import pytest
 
 from b2bua.config import config_from_text
-from b2bua.sip.message import Response
-from b2bua.testing.memory import Agent, MemoryNetwork, ack_and_bye, build_b2bua, caller_invite
+from b2bua.sip.message import Request, Response
+from b2bua.testing.memory import (
+    Agent,
+    MemoryNetwork,
+    ack_and_bye,
+    build_b2bua,
+    caller_invite,
+    start_media,
+)
 
 TRUNK = ("127.0.0.2", 5090)
 
@@ -27,7 +34,7 @@ def config(devices: int, decline: str = "all") -> str:
 
 async def setup(devices: int, behaviours: list[str], decline: str = "all"):
     network = MemoryNetwork()
-    engine = await build_b2bua(config_from_text(config(devices, decline)), network)
+    engine = build_b2bua(config_from_text(config(devices, decline)), network)
     agents = [Agent(network, ("127.0.0.1", 5071 + i), b) for i, b in enumerate(behaviours)]
     caller = Agent(network, TRUNK, "caller")
     return network, engine, agents, caller
@@ -80,7 +87,7 @@ async def test_a_2xx_retransmitted_after_the_call_is_over_gets_the_same_ack_agai
     invite = caller_invite("100", TRUNK)
     caller.send(invite)
     await network.settle()
-    (call,) = engine.active
+    (call,) = engine.active.values()
     call_ref = weakref.ref(call)
     del call
     ok = next(r for r in caller.responses() if r.status == 200)
@@ -101,7 +108,7 @@ async def test_a_2xx_retransmitted_after_the_call_is_over_gets_the_same_ack_agai
     await network.settle()
     acks = winner.requests("ACK")
     assert len(acks) == 2 and bytes(acks[1]) == first_ack
-    assert engine.reack_by_tx  # until the transaction ends (Timer M)
+    assert engine.engine.reacks  # until the transaction ends (Timer M)
 
 
 async def test_b_legs_are_new_dialogs_without_the_callers_topology() -> None:
@@ -201,7 +208,10 @@ async def test_in_dialog_requests_cross_to_the_other_leg(method: str) -> None:
     assert any(r.status == 200 and r.cseq.method == method for r in caller.responses())
 
 
-async def test_reinvite_glare_gets_491() -> None:
+async def test_a_second_reinvite_before_the_first_is_answered_gets_500_with_retry_after() -> None:
+    """RFC 3261 §14.2: "A UAS that receives a second INVITE before it sends the final response
+    to a first INVITE with a lower CSeq sequence number on the same dialog MUST return a 500
+    (Server Internal Error) response and MUST include a Retry-After header field"."""
     network, engine, (dev,), caller = await setup(1, ["answer"])
     invite = caller_invite("100", TRUNK)
     caller.send(invite)
@@ -215,7 +225,43 @@ async def test_reinvite_glare_gets_491() -> None:
     await network.settle()
     caller.send(in_dialog(invite, ok, "INVITE", 3, invite.body, "application/sdp"))
     await network.settle()
-    assert any(r.status == 491 and r.cseq.number == 3 for r in caller.responses())
+    (refused,) = [r for r in caller.responses() if r.cseq.number == 3 and r.status >= 200]
+    assert refused.status == 500 and refused.headers.get("retry-after")
+    assert len(engine.active) == 1
+
+
+async def test_reinvite_glare_gets_491() -> None:
+    """§14.2: "A UAS that receives an INVITE on a dialog while an INVITE it had sent on that
+    dialog is in progress MUST return a 491 (Request Pending) response": the callee's re-INVITE
+    meets the caller's, relayed to it and not answered yet."""
+    network, engine, (dev,), caller = await setup(1, ["answer"])
+    invite = caller_invite("100", TRUNK)
+    caller.send(invite)
+    await network.settle()
+    ok = next(r for r in caller.responses() if r.status == 200)
+    ack, _ = ack_and_bye(invite, ok, TRUNK)
+    caller.send(ack)
+    await network.settle()
+    dev.receive = lambda message: dev.received.append(message)  # swallow: no answer
+    caller.send(in_dialog(invite, ok, "INVITE", 2, invite.body, "application/sdp"))
+    await network.settle()
+    (relayed,) = [m for m in dev.requests("INVITE") if m.to.tag]
+    (b_invite,) = [m for m in dev.requests("INVITE") if not m.to.tag]
+    glare = Request("INVITE", b_invite.contacts[0].uri, [
+        ("Via", f"SIP/2.0/UDP {dev.address[0]}:{dev.address[1]};branch=z9hG4bK-glare"),
+        ("Max-Forwards", "70"),
+        ("From", relayed.headers.get("to") or ""),
+        ("To", relayed.headers.get("from") or ""),
+        ("Call-ID", relayed.call_id),
+        ("CSeq", "7 INVITE"),
+        ("Contact", f"<sip:ua@{dev.address[0]}:{dev.address[1]}>"),
+        ("Content-Type", "application/sdp"),
+    ], invite.body)
+    dev.send(glare)
+    await network.settle()
+    (answer,) = [m for m in dev.received
+                 if isinstance(m, Response) and m.cseq.number == 7 and m.status >= 200]
+    assert answer.status == 491
     assert len(engine.active) == 1
 
 
@@ -261,8 +307,10 @@ async def test_a_call_that_is_over_leaves_no_reference_cycle(flow: str) -> None:
     behaviours = {"busy": ["busy", "busy"], "declined": ["decline", "lose"],
                   "cancelled": ["lose", "lose", "lose"]}.get(flow, ["answer", "lose", "lose"])
     network = MemoryNetwork()
-    engine = await build_b2bua(config_from_text(config(len(behaviours))), network,
-                               media=flow == "anchored")
+    engine = build_b2bua(config_from_text(config(len(behaviours))), network,
+                         media=flow == "anchored")
+    if flow == "anchored":
+        await start_media(engine)
     for i, b in enumerate(behaviours):
         Agent(network, ("127.0.0.1", 5071 + i), b)
     caller = Agent(network, TRUNK, "caller")
@@ -290,9 +338,8 @@ async def test_a_call_that_is_over_leaves_no_reference_cycle(flow: str) -> None:
             await network.settle()
         assert not engine.active
         # Every transaction's last timer (Timers D, J, K...) runs out.
-        stack = network.stack
-        stack.layer.handle_deadline(asyncio.get_running_loop().time() + 3600)
-        stack.flush()
+        stack = engine.stack
+        stack.handle_deadline(asyncio.get_running_loop().time() + 3600)
         await network.settle()
         assert stack.layer.transaction_count == 0
         caller.received.clear()

@@ -17,8 +17,8 @@ from b2bua import tokens
 from b2bua.registrar import SqliteLocationStore
 from b2bua.sip.flow import Flow
 from b2bua.sip.message import Request, Response, parse_message
-from b2bua.stack import owner_of
 from b2bua.store import open_database
+from b2bua.transport.ingress import owner_of
 from b2bua.workers import (
     BINDINGS,
     HERE,
