@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from b2bua.config import Config, ConfigError, load_config
-from b2bua.tokens import TokenSource, set_worker, worker_prefix
+from b2bua.tokens import TokenSource, worker_prefix
 from b2bua.transport.base import ListenSpec
 from b2bua.workers import (
     AUTH_FAILED,
@@ -101,8 +101,6 @@ def cmd_run(args: argparse.Namespace) -> int:
                     "--log-level", args.log_level]
     else:
         http = None  # the first worker serves HTTP
-    if role is not None:
-        set_worker(role.index)
     raise_open_files_limit()
     try:
         import uvloop

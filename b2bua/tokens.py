@@ -1,8 +1,9 @@
 """Random identifiers for SIP (tags, branches, Call-IDs): unique and unguessable enough, cheap.
 
 RFC 3261 asks for globally unique Call-IDs and at least 32 random bits in tags (§19.3). A
-generator seeded from the OS once per process gives that without a system call per token
-(`secrets` costs one `getrandom` each: measurable at thousands of messages per second).
+generator seeded from the OS once gives that without a system call per token (`secrets` costs
+one `getrandom` each: measurable at thousands of messages per second). The server makes one
+`TokenSource` at start and passes it to every layer that needs tokens; tests pass a seeded one.
 
 With several worker processes (`[server] workers`), every token a worker makes starts with a
 letter that names it (`g` for worker 0, `h` for 1...): never a hex digit, so it cannot be
@@ -49,31 +50,8 @@ def worker_prefix(index: int | None) -> str:
     return chr(_FIRST + index)
 
 
-_default = TokenSource()
-_prefix = ""  # the worker's letter when there are several workers
 _FIRST = ord("g")
 MAX_WORKERS = 16  # letters g..v
-
-
-def token(nbytes: int = 8) -> str:
-    """A random hex token from the process-wide source (after the worker's letter, if any)."""
-    return _prefix + _default.hex(nbytes)
-
-
-def tag() -> str:
-    """A From/To tag (RFC 3261 §19.3: at least 32 random bits; we use 40)."""
-    return _prefix + _default.hex(5)
-
-
-def set_worker(index: int | None) -> None:
-    """Mark this process's tokens as worker `index`'s (None: a single process, no mark)."""
-    global _prefix
-    if index is None:
-        _prefix = ""
-        return
-    if not 0 <= index < MAX_WORKERS:
-        raise ValueError(f"worker index {index} out of 0..{MAX_WORKERS - 1}")
-    _prefix = chr(_FIRST + index)
 
 
 def worker_of(text: str | None) -> int | None:
@@ -83,13 +61,3 @@ def worker_of(text: str | None) -> int | None:
         return None
     index = ord(text[0]) - _FIRST
     return index if 0 <= index < MAX_WORKERS else None
-
-
-def reseed_after_fork() -> None:
-    """A forked child must not repeat its parent's tokens."""
-    global _default
-    _default = TokenSource()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=reseed_after_fork)

@@ -296,7 +296,7 @@ class Trunk(ConfigModel):
     caller_id: PhoneNumber | None = None
     prefixes: tuple[DialPrefix, ...] = ()  # () takes every outbound number
     options_ping: Annotated[StrictInt, Field(ge=0, le=3600)] = 0  # seconds; 0 disables
-    number_format: Literal["national", "e164"] = "national"
+    number_format: Literal["national", "e164"] = "e164"
     media_encryption: MediaEncryption = "optional"
 
 

@@ -54,14 +54,6 @@ class InviteState(Enum):
     OUTGOING = "OUTGOING"  # our re-INVITE waits for the peer's final response
 
 
-# Kept for callers that compare with the old string constants.
-EARLY = DialogState.EARLY
-CONFIRMED = DialogState.CONFIRMED
-TERMINATED = DialogState.TERMINATED
-
-TARGET_REFRESH = frozenset({"INVITE", "UPDATE", "SUBSCRIBE", "NOTIFY", "REFER"})
-
-
 class Dialog:
     __slots__ = (
         "call_id",
@@ -200,9 +192,6 @@ class Dialog:
             return
         if contacts:
             self.remote_target = contacts[0].uri
-
-    # kept under its former name
-    update_target = refresh_target
 
     # -- what goes out ---------------------------------------------------------------------
     def next_cseq(self) -> int:

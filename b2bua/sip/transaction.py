@@ -34,7 +34,6 @@ and branches and tags come from the `random_token` callable given to the constru
 
 from __future__ import annotations
 
-import ipaddress
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -43,8 +42,6 @@ from typing import ClassVar, TypeVar
 
 from b2bua.sip.errors import SipParseError
 from b2bua.sip.flow import Flow
-from b2bua.sip.grammar import split_list
-from b2bua.sip.headers import Via
 from b2bua.sip.message import Request, Response, make_response, parse_message
 from b2bua.sip.timers import RETRANSMIT_TIMERS, Timer, TimerConfig, TimerEntry, TimerHeap
 
@@ -76,7 +73,6 @@ __all__ = [
     "Transition",
     "TransitionHook",
     "TransportFailed",
-    "add_received",
     "make_ack",
     "make_cancel",
 ]
@@ -565,58 +561,6 @@ def make_cancel(invite: Request) -> Request:
     fields.append(("Call-ID", invite.headers.get("call-id") or ""))
     fields.append(("CSeq", f"{invite.cseq.number} CANCEL"))
     return Request("CANCEL", invite.request_uri_text, fields)
-
-
-def _same_address(via_host: str, source: str) -> bool:
-    host = via_host[1:-1] if via_host.startswith("[") else via_host
-    if host == source:
-        return True  # the common case, without parsing addresses
-    try:
-        return ipaddress.ip_address(host) == ipaddress.ip_address(source)
-    except ValueError:
-        return False  # a domain name in sent-by always differs from the source address
-
-
-def add_received(request: Request, flow: Flow) -> bool:
-    """Stamp the top Via with where the request really came from (RFC 3261 §18.2.1, RFC 3581 §4).
-
-    Adds `received=<flow.host>` when sent-by is not that address (or when `rport` was asked for),
-    and fills a valueless `rport` with `flow.port`. Only the top Via value changes; every other
-    Via value keeps its text. Returns whether anything changed. Raises SipParseError on a broken
-    top Via.
-    """
-    first_field = split_list(request.headers.get("via") or "")
-    if not first_field:
-        raise SipParseError("Missing Via header")
-    via = request.via  # parsed once, cached on the message
-    params = dict(via.params)
-    changed = False
-    # RFC 3581 §4: "If this Via header field value contains an "rport" parameter with no value,
-    # it MUST set the value of the parameter to the source port of the request."
-    wants_rport = "rport" in params and not params["rport"]
-    if wants_rport:
-        params["rport"] = str(flow.port)
-        changed = True
-    # RFC 3261 §18.2.1: "If the host portion of the "sent-by" parameter contains a domain name,
-    # or if it contains an IP address that differs from the packet source address, the server
-    # MUST add a "received" parameter to that Via header field value." RFC 3581 §4: with rport,
-    # the server "MUST insert a "received" parameter containing the source IP address that the
-    # request came from, even if it is identical to the value of the "sent-by" component."
-    if (wants_rport or not _same_address(via.host, flow.host)) and params.get(
-        "received"
-    ) != flow.host:
-        params["received"] = flow.host
-        changed = True
-    if not changed:
-        return False
-    parsed = request.vias
-    stamped = Via(via.transport, via.host, via.port, params)
-    # Headers.set leaves one Via header where the first one was: the new top value, then every
-    # other value (the rest of the first header, then the other Via headers) as written.
-    others = [*first_field[1:], *request.headers.get_all("via")[1:]]
-    request.headers.set("Via", ", ".join([str(stamped), *others]))
-    request.headers.store("via", [stamped, *parsed[1:]])  # what set() invalidated, still valid
-    return True
 
 
 # -- matching keys -----------------------------------------------------------------------------

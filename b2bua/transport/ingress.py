@@ -17,11 +17,14 @@ The stack behind the front door is single-process: it never sees another worker'
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from typing import Protocol
 
 from b2bua.sip.errors import SipParseError
 from b2bua.sip.flow import Flow
+from b2bua.sip.grammar import split_list
+from b2bua.sip.headers import Via
 from b2bua.sip.message import (
     Request,
     Response,
@@ -32,7 +35,7 @@ from b2bua.sip.message import (
     parse_message,
     validate_request,
 )
-from b2bua.sip.transaction import MAGIC_COOKIE, add_received
+from b2bua.sip.transaction import MAGIC_COOKIE
 from b2bua.tokens import TokenSource, worker_of
 from b2bua.workers import HERE, Channel, call_id_owner
 from b2bua.workers import route as route_datagram
@@ -128,6 +131,58 @@ class Ingress:
                                  headers=headers)
         assert self.transports is not None
         self.transports.send(bytes(response), flow)
+
+
+def _same_address(via_host: str, source: str) -> bool:
+    host = via_host[1:-1] if via_host.startswith("[") else via_host
+    if host == source:
+        return True  # the common case, without parsing addresses
+    try:
+        return ipaddress.ip_address(host) == ipaddress.ip_address(source)
+    except ValueError:
+        return False  # a domain name in sent-by always differs from the source address
+
+
+def add_received(request: Request, flow: Flow) -> bool:
+    """Stamp the top Via with where the request really came from (RFC 3261 §18.2.1, RFC 3581 §4).
+
+    Adds `received=<flow.host>` when sent-by is not that address (or when `rport` was asked for),
+    and fills a valueless `rport` with `flow.port`. Only the top Via value changes; every other
+    Via value keeps its text. Returns whether anything changed. Raises SipParseError on a broken
+    top Via.
+    """
+    first_field = split_list(request.headers.get("via") or "")
+    if not first_field:
+        raise SipParseError("Missing Via header")
+    via = request.via  # parsed once, cached on the message
+    params = dict(via.params)
+    changed = False
+    # RFC 3581 §4: "If this Via header field value contains an "rport" parameter with no value,
+    # it MUST set the value of the parameter to the source port of the request."
+    wants_rport = "rport" in params and not params["rport"]
+    if wants_rport:
+        params["rport"] = str(flow.port)
+        changed = True
+    # RFC 3261 §18.2.1: "If the host portion of the "sent-by" parameter contains a domain name,
+    # or if it contains an IP address that differs from the packet source address, the server
+    # MUST add a "received" parameter to that Via header field value." RFC 3581 §4: with rport,
+    # the server "MUST insert a "received" parameter containing the source IP address that the
+    # request came from, even if it is identical to the value of the "sent-by" component."
+    if (wants_rport or not _same_address(via.host, flow.host)) and params.get(
+        "received"
+    ) != flow.host:
+        params["received"] = flow.host
+        changed = True
+    if not changed:
+        return False
+    parsed = request.vias
+    stamped = Via(via.transport, via.host, via.port, params)
+    # Headers.set leaves one Via header where the first one was: the new top value, then every
+    # other value (the rest of the first header, then the other Via headers) as written.
+    others = [*first_field[1:], *request.headers.get_all("via")[1:]]
+    request.headers.set("Via", ", ".join([str(stamped), *others]))
+    request.headers.store("via", [stamped, *parsed[1:]])  # what set() invalidated, still valid
+    return True
 
 
 def owner_of(msg: Request | Response, count: int) -> int:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import socket
 import string
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -37,27 +36,24 @@ from b2bua.workers import (
 from tests.unit.test_registrar import T0, Phone, make_registrar
 
 
-@pytest.fixture
-def worker() -> Iterator[None]:
-    yield
-    tokens.set_worker(None)
-
-
 @pytest.mark.parametrize("index", [0, 1, 7, tokens.MAX_WORKERS - 1])
-def test_every_token_of_a_worker_carries_its_mark(worker: None, index: int) -> None:
-    tokens.set_worker(index)
-    for made in (tokens.token(), tokens.token(12), tokens.tag()):
+def test_every_token_of_a_worker_carries_its_mark(index: int) -> None:
+    source = tokens.TokenSource(prefix=tokens.worker_prefix(index))
+    for made in (source.token(), source.token(12), source.tag()):
         assert tokens.worker_of(made) == index
         assert made[0] not in string.hexdigits
         assert all(c in string.hexdigits for c in made[1:])
 
 
-def test_a_single_process_marks_nothing(worker: None) -> None:
-    tokens.set_worker(3)
-    tokens.set_worker(None)
-    made = tokens.tag()
+def test_a_single_process_marks_nothing() -> None:
+    made = tokens.TokenSource(prefix=tokens.worker_prefix(None)).tag()
     assert len(made) == 10 and all(c in string.hexdigits for c in made)
     assert tokens.worker_of(made) is None
+
+
+def test_a_seeded_source_repeats_itself_and_two_unseeded_ones_differ() -> None:
+    assert tokens.TokenSource(b"x").token() == tokens.TokenSource(b"x").token()
+    assert tokens.TokenSource().token(16) != tokens.TokenSource().token(16)
 
 
 @given(st.text(max_size=12))
@@ -71,7 +67,7 @@ def test_foreign_text_names_a_worker_only_with_a_mark_letter(text: str) -> None:
 
 def test_a_worker_index_out_of_range_is_refused() -> None:
     with pytest.raises(ValueError):
-        tokens.set_worker(tokens.MAX_WORKERS)
+        tokens.worker_prefix(tokens.MAX_WORKERS)
 
 
 @given(
