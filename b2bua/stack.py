@@ -122,8 +122,9 @@ class SipStack:
     # -- in --------------------------------------------------------------------------------
     def receive(self, message: Request | Response, flow: Flow) -> None:
         """A parsed message that passed the front door's checks."""
-        self.layer.receive(message, flow, self.now())
-        self.flush()
+        now = self.now()
+        self.layer.receive(message, flow, now)
+        self.flush(now)
 
     def connection_lost(self, flow: Flow) -> None:
         """A connection closed or could not be opened: its transactions fail, then the TU
@@ -141,34 +142,37 @@ class SipStack:
         self.flush()
 
     # -- the drain -------------------------------------------------------------------------
-    def flush(self) -> None:
+    def flush(self, now: float | None = None) -> None:
         """Deliver the layer's events, execute the commands, re-arm the timer."""
         if self._draining:
             return  # the outer flush will pick up what was just added
         self._draining = True
         try:
-            self._drain()
+            self._drain(self.now() if now is None else now)
         finally:
             self._draining = False
         self._rearm()
 
-    def _drain(self) -> None:
+    def _drain(self, now: float) -> None:
+        """One drain runs at one instant: what it runs takes microseconds, and every timer it
+        starts is measured from the same `now`."""
         layer = self.layer
         transports = self.transports
         tu = self.tu
         outbox = self.outbox
         inbox = self.inbox
+        execute = self._execute
         assert transports is not None and tu is not None
         while True:
             for data, flow in layer.datagrams_to_send():
                 transports.send(data, flow)
             if outbox:
-                self._execute(outbox.popleft())
+                execute(outbox.popleft(), now)
                 continue
             event = layer.next_event()
             if event is not None:
                 try:
-                    tu.on_event(event, self.now())
+                    tu.on_event(event, now)
                 except Exception:  # a task boundary: one bad call must not stop the stack
                     log.exception("transaction user failed on %s", type(event).__name__)
                 continue
@@ -177,23 +181,23 @@ class SipStack:
                 calls = self.calls
                 if calls is not None:
                     try:
-                        calls.handle(posted, self.now())
+                        calls.handle(posted, now)
                     except Exception:  # a task boundary, as above
                         log.exception("call engine failed on %s", type(posted).__name__)
                 continue
             break
 
-    def _execute(self, command: Command) -> None:
+    def _execute(self, command: Command, now: float) -> None:
         self.commands += 1
         kind = type(command)
         layer = self.layer
         if kind is SendRequest:
             assert isinstance(command, SendRequest)
-            tx = layer.send_request(command.request, command.flow, self.now())
+            tx = layer.send_request(command.request, command.flow, now)
             tx.context = command.owner
         elif kind is Respond:
             assert isinstance(command, Respond)
-            layer.send_response(command.transaction, command.response, self.now())
+            layer.send_response(command.transaction, command.response, now)
         elif kind is SendBytes:
             assert isinstance(command, SendBytes)
             assert self.transports is not None
@@ -230,7 +234,7 @@ class SipStack:
         """Serve every deadline due at `now`, then drain."""
         for source in self.clocked:
             source.handle_deadline(now)
-        self.flush()
+        self.flush(now)
 
     def _rearm(self) -> None:
         """Arm the loop's timer `TIMER_SLACK` after the earliest deadline: every deadline that

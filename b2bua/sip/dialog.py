@@ -247,26 +247,45 @@ class Answer(Enum):
 class ClientInvite:
     """The UAC side of one INVITE we sent: its early dialogs, one per To tag, the dialogs its
     2xx responses confirmed, and the bytes of the ACK each of those got (a retransmitted 2xx
-    gets the same ACK again)."""
+    gets the same ACK again).
 
-    __slots__ = ("_acks", "confirmed", "dialogs", "request")
+    An early dialog is kept as the first provisional response that made it, and becomes a
+    `Dialog` when something needs it (`early`): most early dialogs of a forked call only ever
+    ring, and are over when another phone answers."""
+
+    __slots__ = ("_acks", "_early", "confirmed", "dialogs", "request")
 
     def __init__(self, request: Request) -> None:
         self.request = request
-        self.dialogs: dict[str, Dialog] = {}  # To tag -> dialog (early or confirmed)
+        self.dialogs: dict[str, Dialog] = {}  # To tag -> dialog (confirmed, or early in use)
         self.confirmed: Dialog | None = None  # the first dialog a 2xx confirmed
+        self._early: dict[str, Response] = {}  # To tag -> the 1xx that made its early dialog
         self._acks: dict[str, bytes] = {}
 
-    def provisional(self, response: Response) -> Dialog | None:
-        """A 1xx: the early dialog of its To tag (made by the first 1xx with that tag), or None
-        when it carries no tag (§12.1.2: only a response with a To tag makes a dialog)."""
+    def provisional(self, response: Response) -> None:
+        """A 1xx with a To tag makes the early dialog of that tag (§12.1.2: a response without
+        one makes none; 100 never does)."""
+        if response.status == 100:
+            return
         tag = response.to.tag
-        if not tag or response.status == 100:
-            return None
+        if tag and tag not in self._early and tag not in self.dialogs:
+            self._early[tag] = response
+
+    @property
+    def early_tags(self) -> list[str]:
+        """The To tags of the early dialogs, in the order they appeared."""
+        return [t for t in self._early if t not in self.dialogs] + [
+            t for t, d in self.dialogs.items() if d.state is DialogState.EARLY]
+
+    def early(self, tag: str) -> Dialog | None:
+        """The early dialog of `tag`, made now if it was only a provisional response so far."""
         dialog = self.dialogs.get(tag)
         if dialog is None:
+            response = self._early.pop(tag, None)
+            if response is None:
+                return None
             dialog = self.dialogs[tag] = Dialog.as_uac(self.request, response)
-        return dialog
+        return dialog if dialog.state is DialogState.EARLY else None
 
     def answered(self, response: Response) -> tuple[Answer, Dialog]:
         """A 2xx: which of the three cases it is, and the dialog it confirms."""
@@ -274,6 +293,7 @@ class ClientInvite:
         dialog = self.dialogs.get(tag)
         if dialog is not None and dialog.state is DialogState.CONFIRMED:
             return Answer.RETRANSMISSION, dialog
+        self._early.pop(tag, None)
         if dialog is None:
             dialog = self.dialogs[tag] = Dialog.as_uac(self.request, response)
         else:
