@@ -217,7 +217,7 @@ def for_our_realm(mutated: str) -> bool:
 @pytest.mark.parametrize("method", ["REGISTER", "INVITE"])
 async def test_bad_credentials_are_counted_and_answered(method: str, errors: Errors) -> None:
     network = MemoryNetwork()
-    harness = Harness(network, await build_b2bua(config_from_text(CONFIG), network))
+    harness = Harness(network, build_b2bua(config_from_text(CONFIG), network))
     registrar = harness.registrar
     header = "Authorization" if method == "REGISTER" else "Proxy-Authorization"
 
@@ -271,7 +271,7 @@ INVITE_HEADERS = ("To", "From", "Contact", "User-Agent", "Call-ID", "Via", "Max-
 @pytest.mark.parametrize("method", ["REGISTER", "INVITE"])
 async def test_every_header_gets_a_clean_answer(method: str, errors: Errors) -> None:
     network = MemoryNetwork()
-    harness = Harness(network, await build_b2bua(config_from_text(CONFIG), network))
+    harness = Harness(network, build_b2bua(config_from_text(CONFIG), network))
     names = REGISTER_HEADERS if method == "REGISTER" else INVITE_HEADERS
     header = "Authorization" if method == "REGISTER" else "Proxy-Authorization"
     statuses = REGISTER_STATUSES if method == "REGISTER" else INVITE_STATUSES | {200}
