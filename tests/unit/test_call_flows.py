@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from b2bua.calls.records import CallRecorder
 from b2bua.commands import AppKind, MediaLocalOffer
 from b2bua.config import config_from_text
 from b2bua.sip.message import Request, Response
@@ -118,13 +119,10 @@ class Triangle:
 
     def records(self) -> list[dict[str, Any]]:
         recorder = self.b2bua.stack.recorder
-        assert recorder is not None
-        recorder.flush()  # type: ignore[attr-defined]
-        rows = self.b2bua.db.execute(
-            "SELECT outcome, answered_by, trace, ended_by FROM call_records ORDER BY id"
-        ).fetchall()
-        return [{"outcome": r[0], "answered_by": r[1], "trace": r[2], "ended_by": r[3]}
-                for r in rows]
+        assert isinstance(recorder, CallRecorder)
+        recorder.flush()
+        return [{"outcome": r.outcome, "answered_by": r.answered_by, "trace": r.trace,
+                 "ended_by": r.ended_by} for r in reversed(recorder.last(100))]
 
     def assert_quiet(self) -> None:
         """Nothing is left: no call, branch, relay, dialog or transaction, no phone in a call."""
