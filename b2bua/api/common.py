@@ -5,6 +5,7 @@ transaction)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import time
@@ -51,7 +52,7 @@ class Issue:
 
     code: str
     field: str
-    params: Mapping[str, Any] = field(default_factory=dict)
+    params: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     literal: str | None = None
 
     def to_json(self, lang: Lang) -> dict[str, str]:
@@ -215,7 +216,8 @@ class Dashboard:
         )
         if config is None:
             raise rejected(SettingsRejected(issues, user_scope(raw, extension)))
-        return config
+        valid: Config = config
+        return valid
 
     def now(self) -> float:
         return self.clock()
@@ -242,7 +244,7 @@ SESSION_KEY = web.RequestKey("dashboard_session", SessionInfo)
 
 
 def session_of(request: web.Request) -> SessionInfo:
-    info = request.get(SESSION_KEY)
+    info: SessionInfo | None = request.get(SESSION_KEY)
     if info is None:
         raise ApiError(401, "unauthenticated", msg("sign_in"))
     return info
@@ -295,8 +297,9 @@ def request_lang(request: web.Request) -> Lang:
     """The language of the answer: `?lang=`, else `Accept-Language`, else the signed-in user's
     `language`, else the server's (docs/api.md, Languages)."""
     chosen = request.query.get("lang")
-    if chosen in LANGUAGES:
-        return chosen  # type: ignore[return-value]
+    for lang in LANGUAGES:
+        if chosen == lang:
+            return lang
     negotiated = negotiate(request.headers.get("Accept-Language"))
     if negotiated is not None:
         return negotiated

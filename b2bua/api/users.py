@@ -272,7 +272,9 @@ def _devices_json(board: Dashboard, ext: str) -> list[dict[str, Any]]:
     user = _user(board, ext)
     now = board.now()
     registrar = board.server.registrar
-    report = device_report(_OneUser(user), registrar.bindings(ext), now)[0]["devices"]
+    report: list[dict[str, Any]] = device_report(
+        _OneUser(user), registrar.bindings(ext), now
+    )[0]["devices"]
     tz = ZoneInfo(user.tz)
     for row in report:
         expires_in = row.get("expires_in")

@@ -9,6 +9,7 @@ import sys
 from typing import Literal
 
 from b2bua.config import Config, ConfigError, User
+from b2bua.config.messages import render
 from b2bua.settings import Effective, load_effective
 
 Lang = Literal["fr", "en"]
@@ -21,8 +22,13 @@ def load(args: argparse.Namespace, command: str) -> Effective | None:
     try:
         effective = load_effective(args.config)
     except ConfigError as exc:
+        french = getattr(args, "lang", None) == "fr"
         for issue in exc.issues:
-            print(issue, file=sys.stderr)
+            if french:
+                reason = render(issue.code, issue.params, "fr")
+                print(f"{issue.file}:{issue.line}: {issue.field}: {reason}", file=sys.stderr)
+            else:
+                print(issue, file=sys.stderr)
         return None
     except OSError as exc:
         print(f"{args.config}: {exc.strerror or exc}", file=sys.stderr)

@@ -50,6 +50,30 @@ def test_check_errors(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> Non
     assert all(re.match(r"^\S+:\d+: \S+: .+$", line) for line in err.splitlines())
 
 
+def test_check_in_french(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(
+        '[server]\ndomain = "d"\n\n[[users]]\nextension = "1001"\nname = "A"\nsecret = "s"\n'
+        'ring_timeout = 0\n  [users.schedule]\n  [[users.schedule.hours]]\n'
+        '  start = "09:00"\n  end = "25:00"\n  days = ["mon"]\n',
+        encoding="utf-8",
+    )
+    code, out, err = run(capsys, "check", "--config", str(bad), "--lang", "fr")
+    assert (code, out) == (1, "")
+    assert err.splitlines() == [
+        f"{bad}:8: users[0].ring_timeout: au moins 1 (reçu : 0)",
+        f"{bad}:12: users[0].schedule.hours[0].end: « 25:00 » : l'heure 25 n'existe pas (00 à 23)",
+    ]
+    bad.write_text(bad.read_text(encoding="utf-8").replace("ring_timeout = 0\n", "")
+                   .replace('"25:00"', '"08:00"'), encoding="utf-8")
+    code, out, err = run(capsys, "check", "--config", str(bad), "--lang", "fr")
+    assert code == 0, err
+    assert (
+        f"  {bad}:11: users[0].schedule.hours[0].end: Cette plage passe minuit "
+        "(09:00 -> 08:00 le lendemain) : est-ce voulu ?"
+    ) in out
+
+
 def test_check_prints_warnings(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     cfg = tmp_path / "w.toml"
     cfg.write_text(
