@@ -68,6 +68,11 @@ _NOTES: tuple[tuple[re.Pattern[str], str, tuple[str, ...]], ...] = (
     (re.compile(r"^media failure$"), "media_failure", ()),
     (re.compile(r"^no trunk configured$"), "no_trunk", ()),
     (re.compile(r"^(.+) unavailable$"), "destination_unavailable", ("what",)),
+    (re.compile(r"^voicemail of (\S+)$"), "to_voicemail", ("extension",)),
+    (re.compile(r"^announcement (.+)$"), "to_announcement", ("message",)),
+    (re.compile(r"^bounce to (.+)$"), "bounce_to", ("number",)),
+    (re.compile(r"^bounce not answered: voicemail$"), "bounce_unanswered", ()),
+    (re.compile(r"^media: (.+)$"), "media_problem", ("reason",)),
 )
 
 

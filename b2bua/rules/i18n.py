@@ -281,6 +281,11 @@ _EN: dict[str, _Render] = {
     "media_failure": lambda p: "media failure",
     "no_trunk": lambda p: "no trunk configured",
     "destination_unavailable": lambda p: f"{p['what']} unavailable",
+    "to_voicemail": lambda p: f"voicemail of {p['extension']}",
+    "to_announcement": lambda p: f"announcement {p['message']}",
+    "bounce_to": lambda p: f"bounce to {p['number']}",
+    "bounce_unanswered": lambda p: "bounce not answered: voicemail",
+    "media_problem": lambda p: f"media: {p['reason']}",
     "note": lambda p: str(p["text"]),
 }
 
@@ -361,6 +366,11 @@ _FR: dict[str, _Render] = {
     "media_failure": lambda p: "échec du média",
     "no_trunk": lambda p: "aucun opérateur (trunk) configuré",
     "destination_unavailable": lambda p: f"{p['what']} indisponible",
+    "to_voicemail": lambda p: f"messagerie vocale de {p['extension']}",
+    "to_announcement": lambda p: f"annonce « {p['message']} »",
+    "bounce_to": lambda p: f"appel transféré avec annonce vers {p['number']}",
+    "bounce_unanswered": lambda p: "pas de réponse après l'annonce : messagerie vocale",
+    "media_problem": lambda p: f"problème de média : {p['reason']}",
     "note": lambda p: str(p["text"]),
 }
 

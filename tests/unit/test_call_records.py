@@ -42,6 +42,8 @@ ENGINE_NOTES = [
     "busy by rule", "no such number", "external destination without a number", "no device",
     "no device responded", "declined", "every device busy", "every branch failed (486,480)",
     "every branch failed", "media failure", "no trunk configured", "announcement unavailable",
+    "voicemail of 1002", "announcement absence", "bounce to 0611111111",
+    "bounce not answered: voicemail", "media: no RTP for 60 s",
 ]  # fmt: skip
 
 
