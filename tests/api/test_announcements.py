@@ -153,4 +153,4 @@ def test_a_real_call_hears_the_users_own_absence_message(server, tmp_path):
     assert result.ok, result.describe()
     assert time.monotonic() - t0 > 7.5  # our 8 s message played, then our BYE
     record = call_records(server)[0]
-    assert "announcement absence.1001" in str(record), record
+    assert {"code": "to_announcement", "params": {"message": "absence.1001"}} in record["steps"]

@@ -296,10 +296,11 @@ def carrier(workdir: Path, port: int, scenario: str = "uas_answer", pause_ms: in
 
 
 def call_records(server: RunningServer, last: int = 20) -> list[dict[str, object]]:
-    """The server's latest call records, newest first, as `b2bua calls --json` prints them."""
+    """The server's latest call records, newest first, as `b2bua calls --json` prints them
+    (explanations in English: the tests compare them with the call engine's notes)."""
     out = subprocess.run(
         [sys.executable, "-m", "b2bua", "calls", "--config", str(server.config), "--last",
-         str(last), "--json"],
+         str(last), "--json", "--lang", "en"],
         capture_output=True, text=True, check=True,
     ).stdout
     records: list[dict[str, object]] = json.loads(out)
