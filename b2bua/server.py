@@ -160,6 +160,7 @@ class Server:
         self._channel_socks = channel_socks or []  # the first worker's: every worker's
         self.channel: Channel | None = None
         self.supervisor: Supervisor | None = None
+        self.push: Any = None  # b2bua.push.service.PushService, when [push] has a provider
         self.settings: Any = None  # b2bua.settings.SettingsStore, set by attach_settings
         self._peers_counters: dict[int, dict[str, int]] = {}  # other workers' last report
         self._settings_revision = -1
@@ -221,6 +222,7 @@ class Server:
                          time.time, self.mwi)
         self.stack.attach(self.transports, self.core, self.calls, self.calls)
         self.stack.recorder = self.recorder
+        self._start_push(config)
         await self._start_media(data_dir)
         from b2bua.settings import attach_settings
 
@@ -247,6 +249,24 @@ class Server:
             "b2bua up: domain %s, %d users, %d bindings loaded",
             config.server.domain, len(config.users), len(self.registrar),
         )
+
+    def _start_push(self, config: Config) -> None:
+        """Push notifications and fork-late (docs/push.md), when [push] has a provider."""
+        from b2bua.push.settings import PushSettings, build_service
+        from b2bua.push.waker import Waker, push_sender
+
+        settings = PushSettings.from_config(getattr(config, "push", None))
+        self.push = build_service(settings, Path(config.source).resolve().parent)
+        if self.push is None:
+            return
+        waker = Waker(self.registrar, lambda command: None, settings.wait)
+        waker.send = push_sender(self.push, waker)
+        self.calls.waker = waker
+        # A binding on a new flow reaches the engine through the stack's inbox: within the
+        # drain of the REGISTER that made it, or in a drain of its own (another worker's).
+        self.registrar.on_binding_appeared = self.stack.post
+        log.info("push notifications: %s (a woken device is awaited %g s)",
+                 ", ".join(settings.providers), settings.wait)
 
     async def _start_media(self, data_dir: Path) -> None:
         """Anchored RTP: every call's media goes through our ports (see docs/media.md)."""
@@ -348,6 +368,12 @@ class Server:
         }
         for name, value in self.calls.counters.items():
             out[f"calls_total:{name}"] = value
+        if self.push is not None:
+            out.update(self.push.counters)
+        waker = self.calls.waker
+        if waker is not None:
+            for name, value in waker.counters.items():
+                out[f"push_fork_total:{name}"] = value
         return out
 
     def totals(self) -> dict[str, int]:
@@ -488,6 +514,8 @@ class Server:
             channel.close()
         if self.http_runner is not None:
             await self.http_runner.cleanup()
+        if self.push is not None:
+            await self.push.aclose()
         await self.transports.close()
         if getattr(self, "rtpengine", None) is not None:
             await self.rtpengine.close()

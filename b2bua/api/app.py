@@ -156,6 +156,16 @@ def build_app(
             if name.startswith("calls_total:"):
                 kind = name.partition(":")[2]
                 lines.append(f'b2bua_calls_total{{kind="{kind}"}} {value}')
+            elif name.startswith("push_sent_total:"):
+                provider = name.partition(":")[2]
+                lines.append(f'b2bua_push_sent_total{{provider="{provider}"}} {value}')
+            elif name.startswith("push_results_total:"):
+                _, provider, outcome = name.split(":", 2)
+                lines.append(f'b2bua_push_results_total{{provider="{provider}",'
+                             f'outcome="{outcome}"}} {value}')
+            elif name.startswith("push_fork_total:"):
+                kind = name.partition(":")[2]
+                lines.append(f'b2bua_push_fork_total{{kind="{kind}"}} {value}')
         return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
 
     openapi_text = json.dumps(build_openapi(), ensure_ascii=False)

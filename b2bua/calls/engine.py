@@ -42,7 +42,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from b2bua.addressing import Local
 from b2bua.calls.directory import Directory, Trunk, normalize_number, to_e164
@@ -91,6 +91,7 @@ from b2bua.commands import (
     SendRequest,
     WriteRecord,
 )
+from b2bua.registrar.location import BindingAppeared
 from b2bua.registrar.model import AuthResult
 from b2bua.rules.model import Destination
 from b2bua.sip.dialog import Answer, ClientInvite, Dialog, DialogRegistry, DialogState, InviteState
@@ -109,6 +110,10 @@ from b2bua.sip.transaction import (
 )
 from b2bua.sip.uri import SipUri
 from b2bua.tokens import TokenSource
+
+if TYPE_CHECKING:
+    from b2bua.push.fork import RingDevice
+    from b2bua.push.waker import Waker
 
 log = logging.getLogger(__name__)
 
@@ -192,6 +197,16 @@ def best_response(statuses: list[int]) -> int:
     return 480 if best == 503 else best
 
 
+# Why a ring stopped, as the push that ends a woken iOS device's call says it.
+_PUSH_REASONS = {
+    CallInput.ANSWERED: "answered_elsewhere",
+    CallInput.CANCELLED: "cancelled",
+    CallInput.RING_TIMEOUT: "timeout",
+    CallInput.NO_ANSWER: "timeout",
+    CallInput.REJECTED: "timeout",
+    CallInput.DECLINED: "declined",
+}
+
 CallActionFn = Callable[["CallEngine", Call, Any], None]
 BranchActionFn = Callable[["CallEngine", Branch, Any], None]
 
@@ -238,6 +253,9 @@ class CallEngine:
             "cancelled": 0,
             "branches": 0,
         }
+        # Fork-late (b2bua.push.waker): devices woken by push join a ringing call. Set by the
+        # server when [push] has a provider.
+        self.waker: Waker | None = None
         self._handlers: dict[type, Callable[[Any], None]] = {
             InviteReceived: self._invite,
             InDialogRequest: self._in_dialog,
@@ -250,6 +268,7 @@ class CallEngine:
             RtpTimedOut: self._rtp_timed_out,
             DtmfReceived: self._dtmf,
             HangUp: self._hang_up,
+            BindingAppeared: self._binding_appeared,
         }
 
     # ================================================================ the sans-IO interface
@@ -284,7 +303,13 @@ class CallEngine:
             self.relays.pop(key, None)
 
     def next_deadline(self) -> float | None:
-        return self._heap.next_deadline()
+        deadline = self._heap.next_deadline()
+        waker = self.waker
+        if waker is not None and (wake := waker.next_deadline()) is not None:
+            # The waker keeps wall-clock time (that of bindings), the heap the stack's clock.
+            local = self._now + (wake - self.wall_clock())
+            deadline = local if deadline is None else min(deadline, local)
+        return deadline
 
     def handle_deadline(self, now: float) -> None:
         self._now = now
@@ -301,6 +326,11 @@ class CallEngine:
                 branch = self.branches.get(key)
                 if branch is not None:
                     self._branch_input(branch, BranchInput.GIVE_UP, None)
+        if self.waker is not None:
+            for waited in self.waker.handle_deadline(self.wall_clock()):
+                call = self.calls.get(str(waited))
+                if call is not None and call.state is CallState.RINGING:
+                    self._wait_over(call)
 
     def knows_dialog(self, call_id: str, local_tag: str) -> bool:
         """Whether an in-dialog request names one of our calls' dialogs."""
@@ -313,6 +343,11 @@ class CallEngine:
             self.ignored_inputs += 1
             log.debug("call %s: %s ignored in %s", call.key, what.value, call.state.value)
             return
+        if call.state is CallState.RINGING and transition.target is not CallState.RINGING and (
+                self.waker is not None):
+            # The devices still being woken for this ring are told it is over (iOS).
+            self.waker.call_over(call.key, _PUSH_REASONS.get(what, "cancelled"),
+                                 self.wall_clock())
         call.state = transition.target
         if transition.outcome is not None and call.outcome is None:
             call.outcome = transition.outcome
@@ -549,7 +584,8 @@ class CallEngine:
 
     def _ring(self, call: Call, extensions: list[str], diverted_from: str | None = None) -> None:
         targets = self._targets(extensions)
-        if not targets:
+        woken = self._wake(call, extensions)
+        if not targets and not woken:
             log.info("call %s: no reachable device for %s", call.key, ",".join(extensions))
             call.notes.append("no device registered")
             self._route_no_answer(call, "no device")
@@ -558,6 +594,68 @@ class CallEngine:
         extra = self._diversion(call, diverted_from) if diverted_from else []
         call.plan = Plan(targets, timeout, extra)
         self._call_input(call, CallInput.ROUTE_DEVICES)
+        if woken and call.state is CallState.RINGING and not call.provisional_sent:
+            # Devices are being woken: the caller hears ringback meanwhile.
+            call.provisional_sent = 180
+            self._respond_caller(call, 180, headers=[("Allow", ALLOW)])
+
+    def _wake(self, call: Call, extensions: list[str]) -> int:
+        """Push to the extensions' devices that must be woken (b2bua.push.fork); each push
+        announces the Call-ID of the INVITE that device will get."""
+        waker = self.waker
+        if waker is None:
+            return 0
+        ids = call.push_ids
+
+        def call_id(binding: Any) -> str:
+            known = ids.get(binding.key)
+            if known is None:
+                known = ids[binding.key] = self.tokens.token(12)
+            return known
+
+        now = self.wall_clock()
+        woken = 0
+        for ext in extensions:
+            woken += waker.call_ringing(call.key, ext, call_id, call.caller or "anonymous",
+                                        call.caller_name or "", now)
+        if woken:
+            call.notes.append(f"{woken} device(s) woken by push")
+        return woken
+
+    def _binding_appeared(self, event: BindingAppeared) -> None:
+        """A binding registered from a new flow (the registrar): a device woken by push joins
+        the calls that wait for it."""
+        waker = self.waker
+        if waker is None:
+            return
+        for waiting, ring in waker.binding_appeared(event, self.wall_clock()):
+            call = self.calls.get(str(waiting))
+            if call is not None:
+                self._call_input(call, CallInput.DEVICE_WOKEN, ring)
+
+    def _add_branch(self, call: Call, ctx: Any) -> None:
+        """ADD_BRANCH: ring a device woken by push, on its new flow, with the Call-ID its push
+        announced."""
+        ring: RingDevice = ctx
+        binding = ring.binding
+        plan = call.plan
+        assert plan is not None
+        if any(b.target.device_key == binding.key and b.state in RINGING_BRANCHES
+               for b in call.branches):
+            return  # already ringing there
+        uri, flow = self.location.target_for(binding)
+        target = Target(uri, flow, self._device_label(binding.aor, binding), binding.aor,
+                        f"<sip:{binding.aor}@{self.directory.domain}>", binding.key)
+        call.notes.append(f"{target.label} woke up")
+        self._start_branch(call, target, plan, ring.call_id)
+
+    def _wait_over(self, call: Call) -> None:
+        """No device is awaited any more: a call whose branches all failed (or that had none)
+        fails now."""
+        if not call.branches:
+            self._call_input(call, CallInput.NO_ANSWER, "no device woke up")
+        elif all(b.state is BranchState.FAILED for b in call.branches):
+            self._every_branch_failed(call, call.branches[-1])
 
     def _targets(self, extensions: list[str]) -> list[Target]:
         now = self.wall_clock()
@@ -654,9 +752,12 @@ class CallEngine:
             call.ring_timer = self._heap.schedule(self._now + plan.ring_timeout,
                                                   (_Timer.RING, call.key))
 
-    def _start_branch(self, call: Call, target: Target, plan: Plan) -> None:
+    def _start_branch(self, call: Call, target: Target, plan: Plan,
+                      call_id: str | None = None) -> None:
         via, key = self._via(target.flow)
-        invite = self._branch_invite(call, target, via, plan)
+        if call_id is None and target.device_key is not None:
+            call_id = call.push_ids.get(target.device_key)  # a device also pushed to (iOS)
+        invite = self._branch_invite(call, target, via, plan, call_id)
         branch = Branch(key, call.key, target, invite, ClientInvite(invite))
         call.branches.append(branch)
         self.branches[key] = branch
@@ -672,7 +773,8 @@ class CallEngine:
         host = self.local.hostport(flow) if user == "anonymous" else self.directory.domain
         return f"{shown}<sip:{user}@{host}>"
 
-    def _branch_invite(self, call: Call, target: Target, via: str, plan: Plan) -> Request:
+    def _branch_invite(self, call: Call, target: Target, via: str, plan: Plan,
+                       call_id: str | None = None) -> Request:
         inherited = call.branch_headers
         if inherited is None:  # what every branch takes from A's INVITE, read once per call
             a = call.a_request
@@ -686,7 +788,7 @@ class CallEngine:
             inherited[0],
             ("From", f"{self._identity(call, flow, plan.private)};tag={self.tokens.tag()}"),
             ("To", target.to),
-            ("Call-ID", self.tokens.token(12)),
+            ("Call-ID", call_id or self.tokens.token(12)),
             ("CSeq", "1 INVITE"),
             ("Contact", self._contact(flow)),
             ("Allow", ALLOW),
@@ -822,6 +924,11 @@ class CallEngine:
             return
         if any(b.state is not BranchState.FAILED for b in call.branches):
             return
+        if self.waker is not None and self.waker.awaiting(call.key):
+            return  # a device woken by push may still join (fork-late)
+        self._every_branch_failed(call, branch)
+
+    def _every_branch_failed(self, call: Call, branch: Branch) -> None:
         statuses = [b.status or 500 for b in call.branches]
         if all(s == 408 for s in statuses):
             self._call_input(call, CallInput.NO_ANSWER, "no device responded")
@@ -1471,6 +1578,7 @@ class CallEngine:
         CallAction.BYE_CALLEE: _bye_callee,
         CallAction.BYE_ALL: _bye_all,
         CallAction.END: _end,
+        CallAction.ADD_BRANCH: _add_branch,
     }
     _BRANCH_ACTIONS: ClassVar[dict[BranchAction, BranchActionFn]] = {
         BranchAction.REPORT_EARLY: _report_early,

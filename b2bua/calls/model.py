@@ -157,3 +157,5 @@ class Call:
     steps: deque[Step] = field(default_factory=deque)
     ring_timer: object | None = None  # its TimerEntry on the engine's heap
     branch_headers: list[tuple[str, str]] | None = None  # what every branch takes from A
+    # Call-IDs announced by push to devices being woken (by binding key): their branches use them.
+    push_ids: dict[str, str] = field(default_factory=dict)

@@ -59,6 +59,7 @@ class CallInput(Enum):
     RTP_TIMEOUT = "RTP_TIMEOUT"
     APP_DONE = "APP_DONE"
     HANGUP = "HANGUP"
+    DEVICE_WOKEN = "DEVICE_WOKEN"  # a device woken by push registered again (fork-late)
 
 
 class CallAction(Enum):
@@ -91,6 +92,7 @@ class CallAction(Enum):
     BYE_CALLEE = "BYE_CALLEE"
     BYE_ALL = "BYE_ALL"
     END = "END"  # close media, write the call record, forget the call
+    ADD_BRANCH = "ADD_BRANCH"  # ring one more device: one woken by push (fork-late)
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +127,8 @@ CALL_TABLE: dict[tuple[CallState, CallInput], Transition] = {
     (_S.ROUTING, _I.REFUSED): _end(_A.RESPOND_REFUSAL),
     # -- ringing ----------------------------------------------------------------------------
     (_S.RINGING, _I.EARLY): Transition(_S.RINGING, (_A.RELAY_EARLY,)),
+    # RFC 8599 §6: a UA woken by a push registers; the proxy then forwards the request to it.
+    (_S.RINGING, _I.DEVICE_WOKEN): Transition(_S.RINGING, (_A.ADD_BRANCH,)),
     # The first 2xx wins; every other branch is cancelled with RFC 3326's Reason.
     (_S.RINGING, _I.ANSWERED): Transition(
         _S.CONNECTING, (_A.STOP_RING_TIMER, _A.CANCEL_ELSEWHERE, _A.ANSWER_CALLER)

@@ -107,6 +107,10 @@ class Waker:
             self._emit(ended)
             self._drop(call, aor)
 
+    def awaiting(self, call: Hashable) -> bool:
+        """Whether `call` still waits for a woken device (it must not fail before)."""
+        return any(c == call and fork.waiting for (c, _), fork in self._forks.items())
+
     def next_deadline(self) -> float | None:
         heap = self._heap
         while heap:
@@ -117,8 +121,10 @@ class Waker:
             heapq.heappop(heap)
         return None
 
-    def handle_deadline(self, now: float) -> None:
+    def handle_deadline(self, now: float) -> list[Hashable]:
+        """The waits that ran out; returns the calls that no longer wait for any device."""
         heap = self._heap
+        done: list[Hashable] = []
         while heap and heap[0][0] <= now:
             _, _, call, aor = heapq.heappop(heap)
             fork = self._forks.get((call, aor))
@@ -130,6 +136,9 @@ class Waker:
             self.counters["ended_notices"] += len(ended)
             self._emit(ended)
             self._drop_if_done(call, fork)
+            if not self.awaiting(call) and call not in done:
+                done.append(call)
+        return done
 
     def push_result(self, command: WakeDevice, report: PushReport) -> None:
         """A push's outcome, for the device card; a dead token loses its push data."""

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from b2bua.push.model import PushTarget
 from b2bua.registrar.digest import answer_challenge
 from b2bua.sip.framing import StreamFramer
-from b2bua.sip.message import Request, Response, parse_message
+from b2bua.sip.message import Request, Response, make_response, parse_message
 
 _ids = itertools.count(1)
 
@@ -106,6 +106,10 @@ class PushPhone:
     def send(self, data: bytes) -> None:
         assert self._writer is not None
         self._writer.write(data)
+
+    def respond(self, request: Request, status: int, to_tag: str | None = None) -> None:
+        """Answer a request received on the current connection (no body)."""
+        self.send(bytes(make_response(request, status, to_tag=to_tag)))
 
     def _register_request(self, expires: int, extra: Sequence[tuple[str, str]] = ()) -> bytes:
         self.cseq += 1
