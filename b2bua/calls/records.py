@@ -73,6 +73,9 @@ _NOTES: tuple[tuple[re.Pattern[str], str, tuple[str, ...]], ...] = (
     (re.compile(r"^bounce to (.+)$"), "bounce_to", ("number",)),
     (re.compile(r"^bounce not answered: voicemail$"), "bounce_unanswered", ()),
     (re.compile(r"^media: (.+)$"), "media_problem", ("reason",)),
+    (re.compile(r"^([0-9]+) device\(s\) woken by push$"), "woken_by_push", ("count",)),
+    (re.compile(r"^no device woke up$"), "none_woke_up", ()),
+    (re.compile(r"^(.+) woke up$"), "woke_up", ("device",)),
 )
 
 

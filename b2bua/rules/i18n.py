@@ -286,6 +286,9 @@ _EN: dict[str, _Render] = {
     "bounce_to": lambda p: f"bounce to {p['number']}",
     "bounce_unanswered": lambda p: "bounce not answered: voicemail",
     "media_problem": lambda p: f"media: {p['reason']}",
+    "woken_by_push": lambda p: f"{p['count']} device(s) woken by push",
+    "woke_up": lambda p: f"{p['device']} woke up",
+    "none_woke_up": lambda p: "no device woke up",
     "note": lambda p: str(p["text"]),
 }
 
@@ -371,6 +374,9 @@ _FR: dict[str, _Render] = {
     "bounce_to": lambda p: f"appel transféré avec annonce vers {p['number']}",
     "bounce_unanswered": lambda p: "pas de réponse après l'annonce : messagerie vocale",
     "media_problem": lambda p: f"problème de média : {p['reason']}",
+    "woken_by_push": lambda p: f"{p['count']} appareil(s) réveillé(s) par notification",
+    "woke_up": lambda p: f"{p['device']} s'est réveillé",
+    "none_woke_up": lambda p: "aucun appareil ne s'est réveillé",
     "note": lambda p: str(p["text"]),
 }
 
