@@ -30,11 +30,19 @@ because it is the same machinery.
 
 The layer never reads a clock and never draws random numbers: `now` is an argument everywhere,
 and branches and tags come from the `random_token` callable given to the constructor.
+
+Memory is bounded. A transaction that only absorbs retransmissions (COMPLETED, CONFIRMED) keeps
+bytes, not parsed messages, and at most `max_waiting` of them are kept: beyond that the oldest
+ends early (counted in `evicted`), which costs nothing unless a retransmission of its request
+or final response comes later than usual. A transaction in ACCEPTED (RFC 6026) is never ended
+early: it belongs to a dialog. At most `max_transactions` live at once; a new request beyond
+that gets a stateless 503 with Retry-After (counted in `refused`): "a server MAY generate a 503
+... if it is overloaded" (RFC 3261 §21.5.4 reads "temporarily overloaded").
 """
 
 from __future__ import annotations
 
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -99,6 +107,10 @@ _NO_TIMERS: tuple[Timer, ...] = ()  # what a transition starting no timer has du
 _WAITING = frozenset(
     {State.COMPLETED, State.CONFIRMED, State.ACCEPTED, State.TERMINATED}
 )
+# Defaults of the caps (see the module docstring; `[overload]` in the configuration sets them).
+MAX_WAITING = 4_096
+MAX_TRANSACTIONS = 65_536
+RETRY_AFTER = 5  # seconds, in the 503 of a request refused for lack of room
 
 
 class Input(Enum):
@@ -153,6 +165,16 @@ class Machine(Enum):
     NON_INVITE_CLIENT = "NON_INVITE_CLIENT"
     INVITE_SERVER = "INVITE_SERVER"
     NON_INVITE_SERVER = "NON_INVITE_SERVER"
+
+
+# Waiting states that may end early when too many transactions wait: they only absorb
+# retransmissions (of the request, or of a 3xx-6xx and its ACK). Not ACCEPTED.
+_EVICTABLE: dict[Machine, frozenset[State]] = {
+    Machine.INVITE_CLIENT: frozenset({State.COMPLETED}),
+    Machine.NON_INVITE_CLIENT: frozenset({State.COMPLETED}),
+    Machine.INVITE_SERVER: frozenset({State.COMPLETED, State.CONFIRMED}),
+    Machine.NON_INVITE_SERVER: frozenset({State.COMPLETED}),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -610,7 +632,8 @@ class TransactionLayer:
     `retransmissions_absorbed` (duplicates that stopped here), `timeouts` (B, F, H, and
     `AckTimedOut`), `merged_482` (merged requests answered 482), `stray_responses` (matched no
     transaction, discarded), `ignored_inputs` (no transition for the state), `dropped_malformed`
-    (a header needed for matching did not parse).
+    (a header needed for matching did not parse), `evicted` (waiting transactions ended early,
+    over `max_waiting`), `refused` (new requests answered 503, over `max_transactions`).
     """
 
     def __init__(
@@ -620,7 +643,11 @@ class TransactionLayer:
         random_token: Callable[[], str],
         send_trying: bool = True,
         on_transition: TransitionHook | None = None,
+        max_waiting: int = MAX_WAITING,
+        max_transactions: int = MAX_TRANSACTIONS,
     ) -> None:
+        if max_waiting < 1 or max_transactions < 1:
+            raise ValueError("the transaction caps must be at least 1")
         self.timers = timers if timers is not None else TimerConfig()
         # What `TimerConfig.duration` gives each timer that does not back off, per reliability
         # (None: the timer does not run there); the retransmission timers are asked each time.
@@ -639,6 +666,10 @@ class TransactionLayer:
         self._servers: dict[tuple[object, ...], ServerTransaction] = {}
         self._merge: dict[tuple[object, ...], ServerTransaction] = {}
         self._acks: dict[tuple[str, int], _AckWait] = {}
+        # Transactions in an evictable waiting state, oldest first.
+        self._waiting: OrderedDict[Transaction, None] = OrderedDict()
+        self.max_waiting = max_waiting
+        self.max_transactions = max_transactions
         self._heap: TimerHeap[_Payload] = TimerHeap()
         self._events: deque[Event] = deque()
         self._out: list[tuple[bytes, Flow]] = []
@@ -649,6 +680,8 @@ class TransactionLayer:
         self.stray_responses = 0
         self.ignored_inputs = 0
         self.dropped_malformed = 0
+        self.evicted = 0
+        self.refused = 0
 
     # -- randomness ------------------------------------------------------------------------
     def new_branch(self) -> str:
@@ -671,6 +704,11 @@ class TransactionLayer:
     def transaction_count(self) -> int:
         """Live client and server transactions."""
         return len(self._clients) + len(self._servers)
+
+    @property
+    def waiting_count(self) -> int:
+        """Transactions that only absorb retransmissions (the ones `max_waiting` bounds)."""
+        return len(self._waiting)
 
     @property
     def pending_2xx(self) -> int:
@@ -761,6 +799,9 @@ class TransactionLayer:
             # transaction."
             self._answer_merged(request, flow, key, now)
             return
+        if not self._room():
+            self._refuse(request, flow)
+            return
         machine = Machine.INVITE_SERVER if method == "INVITE" else Machine.NON_INVITE_SERVER
         tx = ServerTransaction(machine, request, flow, request.via.branch or "", key)
         self._servers[key] = tx
@@ -774,6 +815,31 @@ class TransactionLayer:
             self._start(tx, now, cancelled=invite)
         else:
             self._start(tx, now)
+
+    def _room(self) -> bool:
+        """Whether one more transaction fits (a waiting one ends early to make room)."""
+        if len(self._servers) + len(self._clients) < self.max_transactions:
+            return True
+        return self._evict_oldest()
+
+    def _refuse(self, request: Request, flow: Flow) -> None:
+        """No room for a new server transaction: a stateless 503 (RFC 3261 §21.5.4, with
+        Retry-After, §20.33)."""
+        self.refused += 1
+        response = make_response(
+            request, 503, to_tag=self.new_tag(), headers=[("Retry-After", str(RETRY_AFTER))]
+        )
+        self._out.append((bytes(response), flow))
+
+    def _evict_oldest(self) -> bool:
+        """End the transaction that has waited longest; False when none waits."""
+        if not self._waiting:
+            return False
+        tx, _ = self._waiting.popitem(last=False)
+        self.evicted += 1
+        tx.state = State.TERMINATED
+        self._terminated(tx)
+        return True
 
     def _answer_merged(
         self, request: Request, flow: Flow, key: tuple[object, ...], now: float
@@ -912,6 +978,10 @@ class TransactionLayer:
             # keeps bytes, not parsed messages, so that thousands of waiting transactions weigh
             # little on memory.
             tx.release()
+            if tx.state in _EVICTABLE[tx.machine] and tx not in self._waiting:
+                self._waiting[tx] = None
+                if len(self._waiting) > self.max_waiting:
+                    self._evict_oldest()
         if tx.state is State.TERMINATED:
             self._terminated(tx)
         for timer in zero:
@@ -1064,6 +1134,7 @@ class TransactionLayer:
         for entry in tx._timers.values():
             self._heap.cancel(entry)
         tx._timers.clear()
+        self._waiting.pop(tx, None)
         if isinstance(tx, ClientTransaction):
             if self._clients.get(tx.key) is tx:
                 del self._clients[tx.key]

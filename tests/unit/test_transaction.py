@@ -806,3 +806,95 @@ def test_client_transaction_classes() -> None:
     assert isinstance(tx, ClientTransaction) and tx.is_client and not tx.is_invite
     assert repr(tx) == "<client REGISTER z9hG4bKbranch1 TRYING>"
     assert TransactionTimedOut(tx).transaction is tx
+
+
+# -- bounded memory -------------------------------------------------------------------------------
+
+
+_options = itertools.count(1)
+
+
+def _answered_options(
+    layer: TransactionLayer, n: int, clock: FakeClock, txs: list[ServerTransaction] | None = None
+) -> list[Request]:
+    """`n` OPTIONS, each answered 200 by the TU (so each waits in COMPLETED for Timer J)."""
+    requests = []
+    for _ in range(n):
+        i = next(_options)
+        req = request("OPTIONS", branch=f"z9hG4bKopt{i}", call_id=f"opt-{i}")
+        layer.receive(req, UDP, clock.now())
+        (received,) = [e for e in events(layer) if isinstance(e, RequestReceived)]
+        assert received.transaction is not None
+        layer.send_response(received.transaction, reply(req, 200), clock.now())
+        if txs is not None:
+            txs.append(received.transaction)
+        requests.append(req)
+        clock.advance(0.01)
+    layer.datagrams_to_send()
+    return requests
+
+
+def test_waiting_transactions_are_capped_oldest_first() -> None:
+    layer, clock = new_layer(max_waiting=3)
+    reqs = _answered_options(layer, 5, clock)
+    assert layer.waiting_count == 3 and layer.transaction_count == 3
+    assert layer.evicted == 2
+    # The two oldest ended early: their retransmissions start new transactions (the TU sees
+    # them again), while the others' are absorbed and answered with the kept 200.
+    layer.receive(wire(reqs[0]), UDP, clock.now())
+    assert [type(e) for e in events(layer)][-1:] == [RequestReceived]
+    layer.receive(wire(reqs[4]), UDP, clock.now())
+    assert [r.status for r in sent(layer) if isinstance(r, Response)] == [200]
+    assert not [e for e in events(layer) if isinstance(e, RequestReceived)]
+
+
+def test_an_evicted_transaction_is_reported_terminated() -> None:
+    layer, clock = new_layer(max_waiting=1)
+    txs: list[ServerTransaction] = []
+    _answered_options(layer, 1, clock, txs)
+    events(layer)
+    _answered_options(layer, 1, clock, txs)
+    terminated = [e.transaction for e in events(layer) if isinstance(e, TransactionTerminated)]
+    assert terminated == [txs[0]] and txs[0].state is State.TERMINATED
+    assert txs[1].state is State.COMPLETED
+
+
+def test_accepted_invites_are_never_evicted() -> None:
+    layer, clock = new_layer(max_waiting=1)
+    invite = request("INVITE", branch="z9hG4bKinv", call_id="inv")
+    layer.receive(invite, UDP, clock.now())
+    (received,) = [e for e in events(layer) if isinstance(e, RequestReceived)]
+    assert received.transaction is not None
+    layer.send_2xx(received.transaction, reply(invite, 200), clock.now())
+    _answered_options(layer, 3, clock)
+    assert received.transaction.state is State.ACCEPTED
+    assert layer.pending_2xx == 1
+
+
+def test_no_room_gets_a_stateless_503_with_retry_after() -> None:
+    layer, _ = new_layer(max_transactions=2)
+    for i in range(2):  # two requests the TU has not answered yet: nothing can end early
+        layer.receive(request("OPTIONS", branch=f"z9hG4bKbusy{i}", call_id=f"busy-{i}"), UDP, 0.0)
+    events(layer)
+    layer.receive(request("OPTIONS", branch="z9hG4bKmore", call_id="more"), UDP, 0.0)
+    (answer,) = sent(layer)
+    assert isinstance(answer, Response) and answer.status == 503
+    assert answer.headers.get("Retry-After") == "5"
+    assert layer.refused == 1 and layer.transaction_count == 2
+    assert not [e for e in events(layer) if isinstance(e, RequestReceived)]
+
+
+def test_with_no_room_a_waiting_transaction_makes_way() -> None:
+    layer, clock = new_layer(max_transactions=2)
+    _answered_options(layer, 2, clock)
+    layer.receive(request("OPTIONS", branch="z9hG4bKnew", call_id="new"), UDP, clock.now())
+    assert [type(e) for e in events(layer)] == [TransactionTerminated, RequestReceived]
+    assert layer.evicted == 1 and layer.refused == 0
+
+
+def test_waiting_ends_normally_and_leaves_nothing_behind() -> None:
+    layer, clock = new_layer()
+    _answered_options(layer, 3, clock)
+    assert layer.waiting_count == 3
+    ladder(layer, clock)
+    assert layer.waiting_count == 0 and layer.transaction_count == 0 and layer.evicted == 0
