@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ctypes
 import gc
 import json
 import logging
@@ -23,8 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from b2bua.config import Config, ConfigError, load_config
+from b2bua.sip.headers import clear_caches
 from b2bua.tokens import TokenSource, worker_prefix
 from b2bua.transport.base import ListenSpec
+from b2bua.transport.guard import GuardedReceiver, GuardSettings
 from b2bua.workers import (
     AUTH_FAILED,
     BINDINGS,
@@ -51,6 +54,7 @@ TEST_NOW_ENV = "B2BUA_TEST_NOW"
 COLLECT_WHEN_QUIET_EVERY = 600.0
 QUIET_TRANSACTIONS = 200
 COLLECT_AFTER_GROWTH = 20_000_000
+LOAD_SAMPLE_INTERVAL = 0.1  # seconds between two samples of the loop's load
 # Open files `b2bua run` asks for (see `raise_open_files_limit`): room for 4,096 warm RTP port
 # pairs (media.engine.WARM_PAIRS) within three quarters of it, and for everything else.
 OPEN_FILES = 65_536
@@ -197,15 +201,22 @@ class Server:
         self.rulebook = RuleBook(compile_rules(config))
         tokens = self.tokens = TokenSource(
             prefix=worker_prefix(self.role.index if self.role is not None else None))
-        self.layer = TransactionLayer(TimerConfig(), random_token=lambda: tokens.token(8))
+        overload = config.overload
+        self.layer = TransactionLayer(
+            TimerConfig(), random_token=lambda: tokens.token(8),
+            max_waiting=overload.max_waiting_transactions,
+            max_transactions=overload.max_transactions,
+        )
         self.stack = SipStack(self.layer)
         self.ingress = Ingress(self.stack, tokens)
+        self.guard = GuardedReceiver(self.ingress, guard_settings(config), time.monotonic)
         self.recorder = CallRecorder(self.db, batch_delay=0.1)
         self.directory = Directory(config)
         server_ssl = None
         if config.server.tls_cert and config.server.tls_key:
             server_ssl = server_context(Path(config.server.tls_cert), Path(config.server.tls_key))
-        self.transports = TransportManager(self.ingress, server_ssl, client_context(verify=False))
+        self.transports = TransportManager(self.guard, server_ssl, client_context(verify=False))
+        self.guard.send = self.transports.send
         self.transports.shared = self.role is not None
         self.transports.primary = self.primary
         self.ingress.transports = self.transports
@@ -245,6 +256,7 @@ class Server:
             self.supervisor = Supervisor(self.role, argv, self._channel_socks)
             self.supervisor.start()
         self._tasks.append(asyncio.get_running_loop().create_task(self._housekeeping()))
+        self._tasks.append(asyncio.get_running_loop().create_task(self._watch_load()))
         log.info(
             "b2bua up: domain %s, %d users, %d bindings loaded",
             config.server.domain, len(config.users), len(self.registrar),
@@ -374,6 +386,27 @@ class Server:
         if waker is not None:
             for name, value in waker.counters.items():
                 out[f"push_fork_total:{name}"] = value
+        # Names starting with b2bua_ go to /metrics as they are (summed over the workers).
+        layer = self.layer
+        out.update({
+            "b2bua_sip_transactions": layer.transaction_count,
+            "b2bua_sip_transactions_waiting": layer.waiting_count,
+            "b2bua_sip_transactions_evicted_total": layer.evicted,
+            "b2bua_sip_transactions_refused_total": layer.refused,
+            "b2bua_sip_2xx_awaiting_ack": layer.pending_2xx,
+            "b2bua_sip_dialogs": len(self.calls.legs),
+            "b2bua_media_sessions": len(self.media.sessions),
+            "b2bua_media_port_pairs_free": self.media.free_ports,
+            "b2bua_auth_failures_total": self.registrar.counters["auth_failed"],
+            "b2bua_auth_malformed_total": self.registrar.counters["auth_malformed"],
+            "b2bua_lockouts_total": self.registrar.counters["lockouts"],
+            "b2bua_process_resident_memory_bytes": resident_memory(),
+            "b2bua_overloaded": int(self.guard.overload.overloaded),
+            "b2bua_loop_busy_percent": round(self.guard.overload.busy * 100),
+            "b2bua_loop_lag_ms": round(self.guard.overload.lag * 1000),
+        })
+        for name, value in self.guard.counters().items():
+            out[f"b2bua_{name}"] = value
         return out
 
     def totals(self) -> dict[str, int]:
@@ -461,15 +494,49 @@ class Server:
         self.http_runner = runner
         log.info("dashboard and API on http://%s", address)
 
+    async def _watch_load(self) -> None:
+        """Tell the overload guard, ten times a second, how busy the loop was (its thread's
+        CPU time over the wall time) and how late this task's own timer fired."""
+        loop = asyncio.get_running_loop()
+        overload = self.guard.overload
+        wall, cpu = time.monotonic(), time.thread_time()
+        while True:
+            planned = loop.time() + LOAD_SAMPLE_INTERVAL
+            await asyncio.sleep(LOAD_SAMPLE_INTERVAL)
+            lag = max(0.0, loop.time() - planned)
+            now_wall, now_cpu = time.monotonic(), time.thread_time()
+            busy = min(1.0, (now_cpu - cpu) / max(now_wall - wall, 1e-6))
+            wall, cpu = now_wall, now_cpu
+            overload.sample(busy, lag, now_wall)
+
+    def _release_memory_after_flood(self, policy: ReleasePolicy, now: float) -> None:
+        """When the server is quiet again after its memory grew (a flood), hand the memory
+        back to the system (see `release_memory` and `ReleasePolicy`)."""
+        quiet = self.layer.transaction_count < QUIET_TRANSACTIONS
+        before = resident_memory()
+        if not policy.due(now, before, quiet):
+            return
+        release_memory()
+        after = resident_memory()
+        policy.released(now, after)
+        log.info("memory handed back after a burst: %.0f MB -> %.0f MB in %.0f ms",
+                 before / 1e6, after / 1e6, (time.monotonic() - now) * 1000)
+
     async def _housekeeping(self) -> None:
         """Expire bindings, ping NATed devices: once a second is plenty for both. Collect
         cyclic garbage when it costs little, or when something leaks (see `serve`)."""
         ticks = 0
         collected = time.monotonic()
+        release = ReleasePolicy()
         while True:
             await asyncio.sleep(1.0)
             ticks += 1
             started = time.monotonic()
+            for line in self.guard.report(started):
+                log.warning("%s", line)
+            if ticks % 5 == 0:
+                self.guard.limiter.sweep(started)
+            self._release_memory_after_flood(release, started)
             grown = gc.get_count()[0]
             quiet = self.layer.transaction_count < QUIET_TRANSACTIONS
             if grown > COLLECT_AFTER_GROWTH or (
@@ -524,6 +591,87 @@ class Server:
         self.recorder.flush()
         self.db.close()
         log.info("b2bua stopped")
+
+
+def guard_settings(config: Config) -> GuardSettings:
+    """The overload guard's settings from `[overload]`; the trunks' `inbound_from` networks
+    are trusted (a carrier may send more than a phone would)."""
+    o = config.overload
+    trusted = tuple(o.trusted) + tuple(n for t in config.trunks for n in t.inbound_from)
+    return GuardSettings(
+        source_rate=o.source_rate, block_seconds=float(o.block_seconds), action=o.action,
+        trusted=trusted, busy=o.loop_busy_percent / 100, lag=o.loop_lag_ms / 1000,
+        retry_after=o.retry_after,
+    )
+
+
+class ReleasePolicy:
+    """When to hand memory back to the system (sans-IO: time and RSS are arguments).
+
+    The first quiet moment sets a baseline. When the server is quiet and its RSS has grown
+    `growth` bytes above the baseline, memory is released, then `follow_ups` more times
+    `spacing` seconds apart (what a flood left with a longer life, such as the registrar's
+    failure windows, ends later); the RSS after the last one is the new baseline, so memory
+    that stays in use (more registrations, say) does not cause a release every time."""
+
+    def __init__(self, growth: int = 16 << 20, follow_ups: int = 3, spacing: float = 20.0) -> None:
+        self.growth = growth
+        self.follow_ups = follow_ups
+        self.spacing = spacing
+        self.baseline: int | None = None
+        self._left = 0
+        self._next = 0.0
+
+    def due(self, now: float, rss: int, quiet: bool) -> bool:
+        if not quiet:
+            return False
+        if self.baseline is None:
+            self.baseline = rss
+            return False
+        if self._left:
+            return now >= self._next
+        return rss >= self.baseline + self.growth
+
+    def released(self, now: float, rss: int) -> None:
+        self._left = self.follow_ups if self._left == 0 else self._left - 1
+        self._next = now + self.spacing
+        if self._left == 0:
+            self.baseline = rss
+
+
+def resident_memory() -> int:
+    """This process's resident set size in bytes (0 where /proc is missing)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def release_memory() -> None:
+    """Give memory freed after a flood back to the system. Python's small-object allocator
+    returns an arena (1 MiB) only when nothing in it lives any more: a few long-lived objects
+    made during the flood (entries of the parse caches, free lists of tuples and floats) keep
+    dozens of them. So the parse caches are emptied, a full collection clears the free lists,
+    and glibc's `malloc_trim` returns the free pages of its heaps (messages' bytes live there).
+    Meant for a quiet server: the collection walks every tracked object."""
+    clear_caches()
+    gc.collect()
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
+
+
+def _malloc_trim() -> Callable[[int], int] | None:
+    try:
+        libc = ctypes.CDLL(None)
+        fn: Callable[[int], int] = libc.malloc_trim
+    except (OSError, AttributeError):  # not glibc
+        return None
+    return fn
+
+
+# Looked up at start-up: what a first use would load after a flood would land in its memory.
+_MALLOC_TRIM = _malloc_trim()
 
 
 def media_address(listen: list[ListenSpec]) -> str:

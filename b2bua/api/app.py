@@ -166,6 +166,8 @@ def build_app(
             elif name.startswith("push_fork_total:"):
                 kind = name.partition(":")[2]
                 lines.append(f'b2bua_push_fork_total{{kind="{kind}"}} {value}')
+            elif name.startswith("b2bua_"):  # transactions, dialogs, memory, overload guard
+                lines.append(f"{name} {value}")
         return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
 
     openapi_text = json.dumps(build_openapi(), ensure_ascii=False)

@@ -177,6 +177,21 @@ class Registrar(ConfigModel):
     lockout_seconds: Seconds = 300
 
 
+class Overload(ConfigModel):
+    """Overload protection (docs/overload.md): request rates per source address, new calls
+    refused while the event loop is too busy, caps on the transactions kept."""
+
+    source_rate: Annotated[StrictInt, Field(ge=1, le=1_000_000)] = 500  # requests/s per address
+    block_seconds: Seconds = 10
+    action: Literal["drop", "reject"] = "drop"  # what a blocked source's requests get
+    trusted: tuple[Network, ...] = ()  # never limited (trunks' inbound_from are added)
+    loop_busy_percent: Annotated[StrictInt, Field(ge=10, le=100)] = 90
+    loop_lag_ms: Annotated[StrictInt, Field(ge=10, le=60_000)] = 100
+    retry_after: Seconds = 5
+    max_waiting_transactions: Annotated[StrictInt, Field(ge=100, le=10_000_000)] = 4_096
+    max_transactions: Annotated[StrictInt, Field(ge=100, le=10_000_000)] = 65_536
+
+
 class Media(ConfigModel):
     rtp_ports: PortRangeField = PortRange(first=20000, last=29999)
     rtp_timeout: Seconds = 60
@@ -384,6 +399,7 @@ class Config(ConfigModel):
 
     server: Server
     registrar: Registrar = Field(default_factory=Registrar)
+    overload: Overload = Field(default_factory=Overload)
     media: Media = Field(default_factory=Media)
     push: Push = Field(default_factory=Push)
     trunks: tuple[Trunk, ...] = ()

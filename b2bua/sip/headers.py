@@ -226,6 +226,13 @@ def _parsed_once(cache: dict[str, _Parsed], text: str, parse: Callable[[str], _P
     return value
 
 
+def clear_caches() -> None:
+    """Forget every parsed text. The caches fill again from the next messages; emptying them
+    after a flood lets the allocator give back the memory their entries held on to."""
+    _NAME_ADDR_CACHE.clear()
+    _VIA_CACHE.clear()
+
+
 # Parsed addresses by their text: a dialog's From and To come back in every message of it.
 # NameAddr objects are not changed once made (with_params makes a new one; the URI parsed on
 # demand is the same for every holder), so they can be shared.
