@@ -6,12 +6,13 @@ from __future__ import annotations
 import itertools
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from b2bua.registrar.digest import answer_challenge
 from b2bua.sip.message import Response, parse_message
-from b2bua.testing.server import RunningServer
+from b2bua.testing.server import RunningServer, running_server
 
 _n = itertools.count(1)
 
@@ -116,3 +117,54 @@ def test_supported_lists_our_extensions(server: RunningServer, attacker: socket.
     answer = exchange(attacker, text, server.sip)
     assert answer.status == 200
     assert answer.headers.get("Supported") == "outbound, path, timer"
+
+
+def _metrics(server: RunningServer) -> dict[str, float]:
+    import urllib.request
+
+    with urllib.request.urlopen(server.http_base + "/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    out = {}
+    for line in text.splitlines():
+        name, _, value = line.rpartition(" ")
+        out[name] = float(value)
+    return out
+
+
+@pytest.mark.parametrize("action", ["drop", "reject"])
+def test_a_flooding_source_is_blocked_and_others_are_served(
+    tmp_path: Path, sipp_required: None, attacker: socket.socket, action: str
+) -> None:
+    from tests.integration.conftest import make_config
+
+    config = make_config(tmp_path, extra=f'\n[overload]\nsource_rate = 20\naction = "{action}"\n')
+    with running_server(config) as server:
+        for _ in range(100):
+            attacker.sendto(request(attacker, "OPTIONS", "sip:pbx.test", to="sip:pbx.test")
+                            .encode(), server.sip)
+        answers: list[Response] = []
+        attacker.settimeout(1.0)
+        try:
+            while True:
+                msg = parse_message(attacker.recvfrom(65535)[0])
+                assert isinstance(msg, Response)
+                answers.append(msg)
+        except TimeoutError:
+            pass
+        statuses = sorted(a.status for a in answers)
+        refused = 10 if action == "reject" else 0  # REJECTS_PER_WINDOW
+        assert statuses == [200] * 20 + [503] * refused, statuses
+        assert all(a.headers.get("Retry-After") for a in answers if a.status == 503)
+        # Another source is served meanwhile.
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as other:
+            other.bind(("127.0.0.1", 0))
+            other.settimeout(3.0)
+            ok = exchange(other, request(other, "OPTIONS", "sip:pbx.test", to="sip:pbx.test"),
+                          server.sip)
+            assert ok.status == 200
+        metrics = _metrics(server)
+        assert metrics["b2bua_sources_blocked_total"] == 1
+        assert metrics["b2bua_requests_rejected_over_rate_total"] == refused
+        assert metrics["b2bua_requests_dropped_over_rate_total"] == 80 - refused
+    log = server.log()
+    assert log.count("source 127.0.0.3 sent more than 20 requests in a second") == 1
