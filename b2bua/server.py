@@ -394,7 +394,7 @@ class Server:
             "b2bua_sip_transactions_evicted_total": layer.evicted,
             "b2bua_sip_transactions_refused_total": layer.refused,
             "b2bua_sip_2xx_awaiting_ack": layer.pending_2xx,
-            "b2bua_sip_dialogs": len(self.calls.legs),
+            "b2bua_sip_dialogs": len(self.calls.dialogs),
             "b2bua_media_sessions": len(self.media.sessions),
             "b2bua_media_port_pairs_free": self.media.free_ports,
             "b2bua_auth_failures_total": self.registrar.counters["auth_failed"],
