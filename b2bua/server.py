@@ -209,7 +209,8 @@ class Server:
         )
         self.stack = SipStack(self.layer)
         self.ingress = Ingress(self.stack, tokens)
-        self.guard = GuardedReceiver(self.ingress, guard_settings(config), time.monotonic)
+        self.guard = GuardedReceiver(self.ingress, guard_settings(config), time.monotonic,
+                                     tokens.tag)
         self.recorder = CallRecorder(self.db, batch_delay=0.1)
         self.directory = Directory(config)
         server_ssl = None

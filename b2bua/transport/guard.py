@@ -42,7 +42,6 @@ from dataclasses import dataclass, field
 from b2bua.sip.errors import SipParseError
 from b2bua.sip.flow import Flow
 from b2bua.sip.message import Request, make_response, parse_message
-from b2bua.tokens import token
 from b2bua.transport.base import Receiver
 
 log = logging.getLogger(__name__)
@@ -297,16 +296,19 @@ def is_new_invite(data: bytes) -> bool:
 
 class GuardedReceiver:
     """The transports' receiver, in front of the stack: per-source limits and the overload
-    guard, then `inner.message_received`. `send(data, flow)` answers what is refused."""
+    guard, then `inner.message_received`. `send(data, flow)` answers what is refused, with a
+    To tag from `new_tag()`."""
 
     def __init__(
         self,
         inner: Receiver,
         settings: GuardSettings,
         clock: Callable[[], float],
+        new_tag: Callable[[], str],
         send: Callable[[bytes, Flow], None] | None = None,
     ) -> None:
         self.inner = inner
+        self.new_tag = new_tag
         self.settings = settings
         self.limiter = SourceLimiter(settings)
         self.overload = OverloadGuard(settings)
@@ -342,7 +344,7 @@ class GuardedReceiver:
             request.via  # noqa: B018 - where the answer goes
         except SipParseError:
             return
-        response = make_response(request, 503, to_tag=token(6),
+        response = make_response(request, 503, to_tag=self.new_tag(),
                                  headers=[("Retry-After", str(retry_after))])
         self.send(bytes(response), flow)
 

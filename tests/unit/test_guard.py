@@ -213,7 +213,7 @@ def _receiver(**kwargs: object) -> tuple[GuardedReceiver, Inner, list[Response],
         assert isinstance(msg, Response)
         answers.append(msg)
 
-    receiver = GuardedReceiver(inner, settings(**kwargs), lambda: now[0], sent)
+    receiver = GuardedReceiver(inner, settings(**kwargs), lambda: now[0], lambda: "gtag", sent)
     return receiver, inner, answers, now
 
 
