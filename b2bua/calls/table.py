@@ -127,7 +127,7 @@ CALL_TABLE: dict[tuple[CallState, CallInput], Transition] = {
     (_S.ROUTING, _I.REFUSED): _end(_A.RESPOND_REFUSAL),
     # -- ringing ----------------------------------------------------------------------------
     (_S.RINGING, _I.EARLY): Transition(_S.RINGING, (_A.RELAY_EARLY,)),
-    # RFC 8599 §6: a UA woken by a push registers; the proxy then forwards the request to it.
+    # RFC 8599: a UA woken by a push registers again; the proxy then forwards the request to it.
     (_S.RINGING, _I.DEVICE_WOKEN): Transition(_S.RINGING, (_A.ADD_BRANCH,)),
     # The first 2xx wins; every other branch is cancelled with RFC 3326's Reason.
     (_S.RINGING, _I.ANSWERED): Transition(

@@ -13,7 +13,7 @@ the push is tried once more.
 The pure half (`apns_request`, `apns_result`, `apns_topic`) builds the request and reads the
 answer; `ApnsClient` is the thin asyncio shell around an `httpx` HTTP/2 client.
 
-RFC 8599 §12 (APNs): `pn-prid` is the device token and `pn-param` the Apple Team ID, a dot, and
+RFC 8599 (APNs): `pn-prid` is the device token and `pn-param` the Apple Team ID, a dot, and
 the topic (the app's bundle ID; `.voip` at the end for PushKit VoIP pushes). Linphone-style
 parameters name several services at the end (`TEAMID.org.example.app.voip&remote`) and give one
 token per service in `pn-prid` (`TOKEN1:voip&TOKEN2:remote`): the VoIP one is used.
@@ -71,7 +71,7 @@ class ApnsTopic:
 
 
 def apns_topic(param: str) -> ApnsTopic:
-    """Read an APNs `pn-param` (RFC 8599 §12): `TEAMID.bundle.id[.services]`. ValueError when it
+    """Read an APNs `pn-param` (RFC 8599): `TEAMID.bundle.id[.services]`. ValueError when it
     names no topic."""
     team, dot, rest = param.partition(".")
     if not dot or not team or not rest:

@@ -16,7 +16,7 @@ only high priority messages wake an app in Doze, and `android.ttl` drops a push 
 any more (the call stopped waiting). Errors are `google.rpc.Status` JSON; the FCM error code sits
 in `details[].errorCode` (`UNREGISTERED`, `INVALID_ARGUMENT`, `QUOTA_EXCEEDED`...).
 
-RFC 8599 §13 (FCM): `pn-prid` is the registration token, `pn-param` the project ID. The message is
+RFC 8599 (FCM): `pn-prid` is the registration token, `pn-param` the project ID. The message is
 sent to the service account's project, which is the one the token was issued for (apps often put
 their numeric sender ID in `pn-param`, which the v1 API does not take).
 """
@@ -119,8 +119,8 @@ def fcm_result(status: int, body: bytes) -> PushResult:
     if code == "UNREGISTERED" or status == 404:
         return PushResult(Outcome.INVALID_TOKEN, status, code)
     if code == "INVALID_ARGUMENT" and (token_field or "registration token" in message.lower()):
-        # Google: INVALID_ARGUMENT "can also be thrown in cases of issues in the message
-        # payload", so it marks the token dead only when the error points at the token.
+        # Google's documentation warns that INVALID_ARGUMENT also reports faults in the message
+        # itself, so it marks the token dead only when the error points at the token.
         return PushResult(Outcome.INVALID_TOKEN, status, code)
     if status in (429, 401) or status >= 500:
         return PushResult(Outcome.FAILED, status, code)

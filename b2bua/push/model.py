@@ -17,7 +17,7 @@ APNS = "apns"
 FCM = "fcm"
 PROVIDERS = (APNS, FCM)
 
-# RFC 8599 §4.1: pn-prid, pn-param and pn-provider are URI parameters (pvalue characters); a
+# RFC 8599: pn-prid, pn-param and pn-provider are URI parameters (pvalue characters); a
 # device token, an FCM registration token or an APNs topic stays far below these sizes.
 MAX_PRID = 4096
 MAX_PARAM = 256
@@ -36,7 +36,7 @@ class PushParamError(ValueError):
 class PushTarget:
     """Where to push: the PNS (`pn-provider`), the device's address at that PNS (`pn-prid`) and
     the provider-specific parameter (`pn-param`: for APNs the Team ID and the topic, for FCM the
-    project ID), as RFC 8599 §4.1 names them."""
+    project ID), as RFC 8599 names them."""
 
     provider: str
     prid: str
@@ -47,10 +47,10 @@ class PushTarget:
         """The target a Contact URI designates, None when it has no `pn-provider` or no
         `pn-prid`.
 
-        RFC 8599 §4.1.1: "the SIP UA MUST include the following SIP URI parameters in the SIP
-        Contact header field URI of the REGISTER request: pn-provider, pn-param (if required by
-        the specific PNS), and pn-prid." A `pn-provider` alone asks which services the registrar
-        supports (its answer's Feature-Caps say) but gives nothing to push to."""
+        RFC 8599: a UA that wants push notifications puts `pn-provider`, `pn-prid` and (when
+        its PNS needs one) `pn-param` in the Contact URI of its REGISTER. A `pn-provider`
+        alone gives nothing to push to (the answer's Feature-Caps still say what is
+        supported)."""
         provider = params.get("pn-provider")
         if provider is None:
             return None

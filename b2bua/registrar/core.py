@@ -1,4 +1,4 @@
-"""The registrar: REGISTER processing (RFC 3261 §10.3, RFC 5626 §6, RFC 8599 §5) and digest
+"""The registrar: REGISTER processing (RFC 3261 §10.3, RFC 5626 §6, RFC 8599) and digest
 authentication, in front of the location service (b2bua.registrar.location) and the brute-force
 lockout (b2bua.registrar.lockout).
 
@@ -101,7 +101,7 @@ def _path_has_ob(value: str) -> bool:
 
 
 def _push_target(uri: SipUri) -> PushTarget | None:
-    """RFC 8599 §4.1.1: the `pn-*` URI parameters of a Contact (percent-escapes undone)."""
+    """RFC 8599: the `pn-*` URI parameters of a Contact (percent-escapes undone)."""
     params = {name: unquote(v) if (v := uri.params.get(name)) is not None else None
               for name in _PN_PARAMS}
     return PushTarget.from_uri_params(params)
@@ -436,8 +436,8 @@ class Registrar:
                 except PushParamError as exc:
                     return self._reply(request, 400, exc.reason)
                 if push is not None and push.provider not in s.push_providers:
-                    # RFC 8599 §5.6: a proxy that does not support the PNS "MUST reject the
-                    # REGISTER request with a 555 (Push Notification Service Not Supported)".
+                    # RFC 8599 defines 555 (Push Notification Service Not Supported) for a
+                    # REGISTER naming a push notification service the proxy does not support.
                     self.counters["push_refused"] += 1
                     return self._reply(request, 555, "Push Notification Service Not Supported",
                                        headers=[self._feature_caps()])
@@ -562,8 +562,8 @@ class Registrar:
         return q
 
     def _feature_caps(self) -> tuple[str, str]:
-        # RFC 8599 §5.6: the proxy "MUST insert a Feature-Caps header field with a 'sip.pns'
-        # feature-capability indicator" naming the push notification services it supports.
+        # RFC 8599: the proxy names the push notification services it supports in the
+        # 'sip.pns' feature-capability indicator of a Feature-Caps header field.
         return ("Feature-Caps", f'*;+sip.pns="{",".join(self.settings.push_providers)}"')
 
     def _ok(
