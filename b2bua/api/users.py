@@ -25,7 +25,6 @@ from b2bua.api.common import (
     invalid,
     iso,
     msg,
-    own_lang,
     parse_model,
     request_lang,
     require_admin,
@@ -620,10 +619,7 @@ async def calls(request: web.Request) -> web.Response:
         limit = 50
     user = _user(board, ext)
     tz = ZoneInfo(user.tz)
-    # The history is the user's: their language unless the request names one (?lang=).
-    lang: Lang = request.query.get("lang") or own_lang(request)  # type: ignore[assignment]
-    if lang not in ("fr", "en"):
-        lang = request_lang(request)
+    lang = request_lang(request)  # ?lang=, the dashboard's language, else the user's
     records = board.server.recorder.last(limit, ext)
     out = []
     for r in records:
