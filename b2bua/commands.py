@@ -130,13 +130,15 @@ class MediaLocalOffer:
 
 @dataclass(frozen=True, slots=True)
 class MediaPlay:
-    """`leg` hears a prompt (by name, in `language`) instead of the other leg, looped."""
+    """`leg` hears a prompt (by name, in `language`) or a music class (`music`) instead of the
+    other leg, looped."""
 
     call: str
     leg: str
     prompt: str
     extension: str
     language: str | None
+    music: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +155,7 @@ class AppKind(Enum):
     VOICEMAIL = "voicemail"
     ANNOUNCEMENT = "announcement"
     UNAVAILABLE = "unavailable"  # "user unavailable", then voicemail (a bounce not answered)
+    GOODBYE = "goodbye"  # "user unavailable", then the call ends (a transfer that failed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +168,7 @@ class MediaRunApp:
     caller: str
     message: str | None = None  # the announcement's name
     language: str | None = None
+    leg: str = "a"  # whom it talks to (the caller, or a transferee on the callee's side)
 
 
 @dataclass(frozen=True, slots=True)

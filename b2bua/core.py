@@ -16,8 +16,9 @@ from collections.abc import Callable
 from typing import Protocol
 
 from b2bua.addressing import Local
-from b2bua.calls.engine import ALLOW, CallEngine
+from b2bua.calls.engine import CallEngine
 from b2bua.calls.events import AckNeverCame, CallerCancelled, InDialogRequest, InviteReceived
+from b2bua.calls.model import ALLOW
 from b2bua.calls.mwi import MessageWaiting
 from b2bua.commands import Outbox, Respond, SendRequest
 from b2bua.registrar.model import Binding
@@ -43,7 +44,7 @@ KNOWN_METHODS = frozenset(
         "SUBSCRIBE", "NOTIFY", "REFER", "MESSAGE", "PUBLISH",
     }
 )
-IN_DIALOG_RELAYED = frozenset({"BYE", "INVITE", "UPDATE", "INFO", "OPTIONS", "ACK"})
+IN_DIALOG_RELAYED = frozenset({"BYE", "INVITE", "UPDATE", "INFO", "OPTIONS", "ACK", "REFER"})
 ACCEPT = "application/sdp"
 SUPPORTED = ", ".join(SUPPORTED_OPTION_TAGS)
 
@@ -142,6 +143,12 @@ class Core:
             status = 405 if known else 481
             headers = [("Allow", ALLOW)] if known else []
             self._respond(tx, make_response(request, status, headers=headers))
+            return
+        if method == "REFER":
+            # RFC 3515 §2.4.2: a REFER outside a dialog would create one; we only act on a
+            # REFER within a call (a transfer), so say so.
+            self._respond(tx, make_response(request, 403, "REFER outside a dialog",
+                                            to_tag=self.tokens.tag()))
             return
         if method in ("BYE", "PRACK", "UPDATE", "INFO"):
             # These only exist inside a dialog; none matched (§12.2.2).

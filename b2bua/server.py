@@ -176,7 +176,8 @@ class Server:
     async def start(self) -> None:
         from b2bua.addressing import Local
         from b2bua.calls.directory import Directory
-        from b2bua.calls.engine import CallEngine, MediaMode
+        from b2bua.calls.engine import CallEngine
+        from b2bua.calls.model import MediaMode
         from b2bua.calls.mwi import MessageWaiting
         from b2bua.calls.records import CallRecorder
         from b2bua.core import Core

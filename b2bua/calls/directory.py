@@ -37,6 +37,8 @@ class Directory:
         server = config.server
         self.domain: str = server.domain
         self.country_code: str = str(getattr(server, "country_code", "") or "")
+        self.pickup_prefix: str = str(getattr(server, "pickup_prefix", "**"))
+        self.group_pickup: str = str(getattr(server, "group_pickup", "*8"))
         self.users: dict[str, Any] = {u.extension: u for u in config.users}
         self.system: dict[str, Any] = {s.extension: s for s in getattr(config, "system_extensions", [])}
         self.trunks: list[Trunk] = []

@@ -59,7 +59,19 @@ from b2bua.calls.events import (
     RtpTimedOut,
     SdpReady,
 )
-from b2bua.calls.model import AppPlan, Branch, Call, Leg, Plan, Relay, Step, StepKind, Target
+from b2bua.calls.model import (
+    ALLOW,
+    AppPlan,
+    Branch,
+    Call,
+    Leg,
+    MediaMode,
+    Plan,
+    Relay,
+    Step,
+    StepKind,
+    Target,
+)
 from b2bua.calls.ports import Location, Rules
 from b2bua.calls.records import CallRecord
 from b2bua.calls.table import (
@@ -73,6 +85,7 @@ from b2bua.calls.table import (
     CallInput,
     CallState,
 )
+from b2bua.calls.transfer import Transfers
 from b2bua.commands import (
     Abandon,
     AppKind,
@@ -117,7 +130,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, UPDATE, SUBSCRIBE"
 COMPLETED_ELSEWHERE = 'SIP;cause=200;text="Call completed elsewhere"'
 BUSY_EVERYWHERE = 'SIP;cause=600;text="Busy Everywhere"'
 DEFAULT_RING_TIMEOUT = 30.0
@@ -137,18 +149,10 @@ _RELAYED_REQUEST_HEADERS = (
 _RELAYED_RESPONSE_HEADERS = ("content-type", "session-expires", "require", "reason", "retry-after")
 # What every branch's INVITE takes from the caller's.
 _INHERITED = ("supported", "session-expires", "min-se", "content-type", "content-disposition")
+# Where a branch's first 2xx is the call's answer (elsewhere it comes too late).
+_RINGING_STATES = frozenset({CallState.RINGING, CallState.BOUNCING, CallState.TRANSFERRING})
 _OUTCOME_OF_STATUS = {486: "busy", 600: "busy", 603: "declined", 480: "no_answer",
                       408: "no_answer"}
-
-
-class MediaMode(Enum):
-    """What the engine may ask of the media port."""
-
-    __hash__ = object.__hash__
-
-    NONE = "none"  # no media port: media destinations are answered 480
-    DIRECT = "direct"  # RTP flows between the phones; media destinations are served
-    ANCHORED = "anchored"  # every call's RTP goes through the media port
 
 
 class _Timer(Enum):
@@ -156,6 +160,7 @@ class _Timer(Enum):
 
     RING = "RING"  # a call's ring timeout
     GIVE_UP = "GIVE_UP"  # 64*T1 after a branch's CANCEL
+    RELEASE = "RELEASE"  # a transferor's dialog, when it has not ended it itself
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,6 +251,7 @@ class CallEngine:
         self._ticket = 0
         self._now = 0.0
         self.ignored_inputs = 0
+        self.transfers = Transfers(self)
         self.counters: dict[str, int] = {
             "calls": 0,
             "answered": 0,
@@ -322,15 +328,23 @@ class CallEngine:
                     log.info("call %s: no answer within the ring timeout", call.key)
                     call.notes.append("ring timeout")
                     self._call_input(call, CallInput.RING_TIMEOUT)
-            else:
+            elif kind is _Timer.GIVE_UP:
                 branch = self.branches.get(key)
                 if branch is not None:
                     self._branch_input(branch, BranchInput.GIVE_UP, None)
+            else:
+                call = self.calls.get(key)
+                if call is not None:
+                    self.transfers.end_transferor(call)
         if self.waker is not None:
             for waited in self.waker.handle_deadline(self.wall_clock()):
                 call = self.calls.get(str(waited))
                 if call is not None and call.state is CallState.RINGING:
                     self._wait_over(call)
+
+    def arm_release(self, call: Call, seconds: float) -> None:
+        """End a transferor's dialog in `seconds` unless it ends it itself."""
+        self._heap.schedule(self._now + seconds, (_Timer.RELEASE, call.key))
 
     def knows_dialog(self, call_id: str, local_tag: str) -> bool:
         """Whether an in-dialog request names one of our calls' dialogs."""
@@ -435,6 +449,12 @@ class CallEngine:
                 return
         else:
             assert caller_ext is not None
+            if dialled[0] in "*#" and self.transfers.pickup(tx, request, flow, caller_ext,
+                                                            dialled):
+                return
+            if "replaces" in request.headers:
+                self.transfers.invite_with_replaces(tx, request, flow)
+                return
             caller = caller_ext
             user = directory.user(caller_ext)
             caller_name = getattr(user, "name", None) if user else request.from_.display_name
@@ -738,7 +758,7 @@ class CallEngine:
                         "480", call.key, why, dest.kind)
             self._refuse(call, 480, why, outcome="no_answer")
             return
-        self._go(call, call.callee, dest)
+        self._go(call, call.routed or call.callee, dest)
 
     # ================================================================ ringing
     def _start_ringing(self, call: Call, _ctx: Any) -> None:
@@ -764,6 +784,10 @@ class CallEngine:
         self.counters["branches"] += 1
         self._send(invite, target.flow, owned=True)
 
+    def _shown(self, number: str, name: str | None) -> str:
+        shown = f'"{name}" ' if name else ""
+        return f"{shown}<sip:{number or 'anonymous'}@{self.directory.domain}>"
+
     def _identity(self, call: Call, flow: Flow, private: bool) -> str:
         if private:
             return '"Anonymous" <sip:anonymous@anonymous.invalid>'
@@ -783,10 +807,12 @@ class CallEngine:
                 *((name, value) for name in _INHERITED for value in a.headers.get_all(name)),
             ]
         flow = target.flow
+        identity = (self._identity(call, flow, plan.private) if plan.caller is None
+                    else self._shown(*plan.caller))
         headers: list[tuple[str, str]] = [
             ("Via", via),
             inherited[0],
-            ("From", f"{self._identity(call, flow, plan.private)};tag={self.tokens.tag()}"),
+            ("From", f"{identity};tag={self.tokens.tag()}"),
             ("To", target.to),
             ("Call-ID", call_id or self.tokens.token(12)),
             ("CSeq", "1 INVITE"),
@@ -835,6 +861,8 @@ class CallEngine:
             if 200 <= response.status < 300:
                 self._late_2xx(reack, response)
             return
+        if self.transfers.reinvite_response(key, response):
+            return
         relay = self.relays.get(key)
         if relay is not None and response.status >= 200:
             del self.relays[key]
@@ -862,8 +890,7 @@ class CallEngine:
             branch.dialog = dialog
             if kind is Answer.FIRST:
                 call = self.calls.get(branch.call)
-                wanted = call is not None and call.state in (CallState.RINGING,
-                                                             CallState.BOUNCING)
+                wanted = call is not None and call.state in _RINGING_STATES
                 self._branch_input(branch, BranchInput.ANSWER if wanted
                                    else BranchInput.LATE_ANSWER, response)
             elif kind is Answer.RETRANSMISSION:
@@ -883,6 +910,8 @@ class CallEngine:
             branch.status = 408
             log.info("call %s: branch %s %s", branch.call, branch.target.label, why)
             self._branch_input(branch, BranchInput.TIMEOUT, None)
+            return
+        if self.transfers.reinvite_failed(key):
             return
         relay = self.relays.pop(key, None)
         if relay is not None:
@@ -904,10 +933,18 @@ class CallEngine:
         call = self.calls.get(branch.call)
         assert call is not None and branch.dialog is not None
         call.winner = branch
-        call.answered_at = self.wall_clock()
-        call.answered_by = branch.target.label or branch.target.extension
-        self.counters["answered"] += 1
-        call.b_leg = Leg("b", branch.dialog, branch.target.flow)
+        transfer = call.transfer
+        if transfer is not None:  # a transfer's target takes the transferor's place
+            leg = Leg(transfer.side, branch.dialog, branch.target.flow)
+            if transfer.side == "a":
+                call.a_leg = leg
+            else:
+                call.b_leg = leg
+        else:
+            call.answered_at = self.wall_clock()
+            call.answered_by = branch.target.label or branch.target.extension
+            self.counters["answered"] += 1
+            call.b_leg = Leg("b", branch.dialog, branch.target.flow)
         self.dialogs.add(branch.dialog, call)
         self._call_input(call, CallInput.ANSWERED, response)
 
@@ -1095,11 +1132,12 @@ class CallEngine:
             call.notes.append(f"voicemail of {ext}")
             call.outcome = "voicemail"
             self.outbox.append(MediaRunApp(call.key, AppKind.VOICEMAIL, ext, call.caller,
-                                           language=language))
+                                           language=language, leg=call.transferee_leg))
         elif call.app is AppPlan.ANNOUNCEMENT:
             call.notes.append(f"announcement {call.app_message}")
             self.outbox.append(MediaRunApp(call.key, AppKind.ANNOUNCEMENT, ext, call.caller,
-                                           message=call.app_message, language=language))
+                                           message=call.app_message, language=language,
+                                           leg=call.transferee_leg))
         else:
             call.notes.append(f"bounce to {call.bounce_number}")
             self.outbox.append(MediaPlay(call.key, "a", "locate", ext, language))
@@ -1128,7 +1166,7 @@ class CallEngine:
         branch = call.winner
         assert branch is not None
         log.info("call %s: bounce answered by %s", call.key, branch.target.extension)
-        self._queue(call, Step(StepKind.BOUNCE_ACK, 0, response=ctx), ctx.body, "b",
+        self._queue(call, Step(StepKind.JOIN, 0, response=ctx), ctx.body, "b",
                     SdpKind.ANSWER)
 
     def _run_unavailable(self, call: Call, _ctx: Any) -> None:
@@ -1136,7 +1174,8 @@ class CallEngine:
         call.outcome = "voicemail"
         user = self.directory.user(call.app_extension)
         self.outbox.append(MediaRunApp(call.key, AppKind.UNAVAILABLE, call.app_extension,
-                                       call.caller, language=getattr(user, "language", None)))
+                                       call.caller, language=getattr(user, "language", None),
+                                       leg=call.transferee_leg))
 
     # ================================================================ final responses, BYEs
     def _respond_487(self, call: Call, _ctx: Any) -> None:
@@ -1178,7 +1217,8 @@ class CallEngine:
         self._bye(other, headers)
 
     def _bye_caller(self, call: Call, _ctx: Any) -> None:
-        self._bye(call.a_leg)
+        """The party we answered ourselves (the caller, or a transferee)."""
+        self._bye(self._leg(call, call.transferee_leg))
 
     def _bye_callee(self, call: Call, _ctx: Any) -> None:
         self._bye(call.b_leg)
@@ -1200,6 +1240,7 @@ class CallEngine:
         for leg in (call.a_leg, call.b_leg):
             if leg is not None:
                 self.dialogs.remove(leg.dialog)
+        self.transfers.end_transferor(call)
         if self.media is not MediaMode.NONE:
             self.outbox.append(MediaClose(call.key))
         self.outbox.append(WriteRecord(self._record(call)))
@@ -1285,10 +1326,16 @@ class CallEngine:
             self._send_late_ack(call, step)
         elif kind is StepKind.LOCAL_REPLY:
             self._send_local_reply(call, step)
+        elif kind is StepKind.REINVITE:
+            self.transfers.send_reinvite(call, step)
+        elif kind is StepKind.REBRIDGED:
+            self._call_input(call, CallInput.REBRIDGED, step)
         else:
-            self._send_bounce_ack(call, step)
+            self._send_join_ack(call, step)
 
-    def _send_bounce_ack(self, call: Call, step: Step) -> None:
+    def _send_join_ack(self, call: Call, step: Step) -> None:
+        """The winner's 2xx ACKed once media took its answer; the party that waited (the
+        bounced caller, a transferee) hears it instead of the prompt or music."""
         branch = call.winner
         if branch is None or branch.dialog is None:
             return
@@ -1296,7 +1343,7 @@ class CallEngine:
         data = bytes(branch.client.ack(branch.dialog, via))
         branch.client.remember_ack(branch.dialog, data)
         self.outbox.append(SendBytes(data, branch.target.flow))
-        self.outbox.append(MediaResume(call.key, "a"))
+        self.outbox.append(MediaResume(call.key, call.transferee_leg))
 
     # ================================================================ media events
     def _media_failed(self, event: MediaFailed) -> None:
@@ -1377,10 +1424,18 @@ class CallEngine:
                 self._respond(event.transaction, make_response(request, 481))
             return
         dialog, call = found
-        leg = call.a_leg if call.a_leg is not None and dialog is call.a_leg.dialog else call.b_leg
-        assert leg is not None
-        other = call.b_leg if leg is call.a_leg else call.a_leg
         tx = event.transaction
+        leg = self._leg_of(call, dialog)
+        if leg is None:  # a transferor's dialog, out of the bridge since its REFER
+            transfer = call.transfer
+            if transfer is not None and transfer.transferor is not None and \
+                    transfer.transferor.dialog is dialog and tx is not None and method != "ACK":
+                if dialog.check_request(request) is None:
+                    self.transfers.transferor_request(call, transfer.transferor, tx, request)
+                else:
+                    self._respond(tx, make_response(request, 500, "CSeq out of order"))
+            return
+        other = call.b_leg if leg is call.a_leg else call.a_leg
         if method == "ACK" or tx is None:
             if other is not None and other.ack_due is not None:
                 self._queue(call, Step(StepKind.ACK, 0, request=request, leg=other.name),
@@ -1390,6 +1445,9 @@ class CallEngine:
         if problem is not None:
             headers = [("Retry-After", "1")] if problem[0] == 500 and method == "INVITE" else []
             self._respond(tx, make_response(request, problem[0], problem[1], headers=headers))
+            return
+        if method == "REFER":
+            self.transfers.refer(call, leg, tx, request)
             return
         if method == "BYE":
             what = CallInput.BYE_CALLER if leg.name == "a" else CallInput.BYE_CALLEE
@@ -1424,6 +1482,14 @@ class CallEngine:
 
     def _leg(self, call: Call, name: str) -> Leg | None:
         return call.a_leg if name == "a" else call.b_leg
+
+    @staticmethod
+    def _leg_of(call: Call, dialog: Dialog) -> Leg | None:
+        """The bridged leg `dialog` is, if any."""
+        for leg in (call.a_leg, call.b_leg):
+            if leg is not None and leg.dialog is dialog:
+                return leg
+        return None
 
     def _send_relayed_request(self, call: Call, step: Step) -> None:
         relay = step.relay
@@ -1546,7 +1612,7 @@ class CallEngine:
             if step.body:
                 headers.append(("Content-Type", "application/sdp"))
         self._respond(relay.server_tx, make_response(request, 200, headers=headers,
-                                                     body=step.body))
+                                                     body=step.body, to_tag=step.tag or None))
 
     # ================================================================ dispatch tables
     _CALL_ACTIONS: ClassVar[dict[CallAction, CallActionFn]] = {
@@ -1579,6 +1645,38 @@ class CallEngine:
         CallAction.BYE_ALL: _bye_all,
         CallAction.END: _end,
         CallAction.ADD_BRANCH: _add_branch,
+        CallAction.DETACH_TRANSFEROR: lambda self, call, ctx: self.transfers.detach_transferor(
+            call, ctx),
+        CallAction.HOLD_TRANSFEREE: lambda self, call, ctx: self.transfers.hold_transferee(
+            call, ctx),
+        CallAction.ROUTE_TRANSFER: lambda self, call, ctx: self.transfers.route_transfer(
+            call, ctx),
+        CallAction.TRANSFER_OFFER: lambda self, call, ctx: self.transfers.transfer_offer(
+            call, ctx),
+        CallAction.DIAL_TRANSFER: lambda self, call, ctx: self.transfers.dial_transfer(
+            call, ctx),
+        CallAction.NOTIFY_PROGRESS: lambda self, call, ctx: self.transfers.notify_progress(
+            call, ctx),
+        CallAction.NOTIFY_SUCCESS: lambda self, call, ctx: self.transfers.notify_success(
+            call, ctx),
+        CallAction.NOTIFY_FAILURE: lambda self, call, ctx: self.transfers.notify_failure(
+            call, ctx),
+        CallAction.BRIDGE_TRANSFER: lambda self, call, ctx: self.transfers.bridge_transfer(
+            call, ctx),
+        CallAction.RELEASE_TRANSFEROR: lambda self, call, ctx: self.transfers.release_transferor(
+            call, ctx),
+        CallAction.TRANSFER_NO_ANSWER: lambda self, call, ctx: self.transfers.transfer_no_answer(
+            call, ctx),
+        CallAction.TRANSFER_FAILED: lambda self, call, ctx: self.transfers.transfer_failed(
+            call, ctx),
+        CallAction.REATTACH: lambda self, call, ctx: self.transfers.reattach(call, ctx),
+        CallAction.RUN_GOODBYE: lambda self, call, ctx: self.transfers.run_goodbye(call, ctx),
+        CallAction.ATTENDED_REBRIDGE: lambda self, call, ctx: self.transfers.attended_rebridge(
+            call, ctx),
+        CallAction.FINISH_REBRIDGE: lambda self, call, ctx: self.transfers.finish_rebridge(
+            call, ctx),
+        CallAction.PICKUP: lambda self, call, ctx: self.transfers.picked_up(call, ctx),
+        CallAction.REPLACE_LEG: lambda self, call, ctx: self.transfers.replace_leg(call, ctx),
     }
     _BRANCH_ACTIONS: ClassVar[dict[BranchAction, BranchActionFn]] = {
         BranchAction.REPORT_EARLY: _report_early,

@@ -46,6 +46,20 @@ class Plan:
     extra_headers: list[tuple[str, str]] = field(default_factory=list)
     private: bool = False  # presented as an anonymous caller (a bounce)
     trunk: Trunk | None = None
+    caller: tuple[str, str | None] | None = None  # who the branches show, if not the caller
+
+
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, UPDATE, SUBSCRIBE, REFER"
+
+
+class MediaMode(Enum):
+    """What the engine may ask of the media port."""
+
+    __hash__ = object.__hash__
+
+    NONE = "none"  # no media port: media destinations are answered 480
+    DIRECT = "direct"  # RTP flows between the phones; media destinations are served
+    ANCHORED = "anchored"  # every call's RTP goes through the media port
 
 
 class AppPlan(Enum):
@@ -83,6 +97,25 @@ class Leg:
 
 
 @dataclass(eq=False, slots=True)
+class Transfer:
+    """A transfer in progress (RFC 3515): who asked, who is transferred, to whom.
+
+    The transferor's leg leaves the bridge when the REFER is accepted (`transferor`), but its
+    dialog lives on for the NOTIFYs of the implicit subscription, until it hangs up or we end
+    it once the transfer is over (RFC 5589)."""
+
+    transferor: Leg | None  # None once its dialog is over
+    side: str  # the slot ("a" or "b") the transferor left, where the target goes
+    target: str  # what Refer-To named (an extension, a number)
+    by: str  # the transferor's number (Referred-By, the record)
+    event_id: int  # the REFER's CSeq: `Event: refer;id=N` of the NOTIFYs
+    notify: bool = True  # false with `Refer-Sub: false` (RFC 4488): no NOTIFY
+    referred_by: str = ""  # the Referred-By header the target's INVITE carries (RFC 3892)
+    notified_final: bool = False
+    replaces: tuple[str, Leg] | None = None  # an attended transfer: the other call, its party
+
+
+@dataclass(eq=False, slots=True)
 class Relay:
     """An in-dialog request relayed from one leg to the other, waiting for its answer."""
 
@@ -105,7 +138,9 @@ class StepKind(Enum):
     RELAY_RESPONSE = "RELAY_RESPONSE"  # its response back
     ACK = "ACK"  # the ACK that carries a late offer's answer
     LOCAL_REPLY = "LOCAL_REPLY"  # our own answer to a request on a leg only media talks to
-    BOUNCE_ACK = "BOUNCE_ACK"  # the ACK of a bounce's 2xx, once media took its answer
+    JOIN = "JOIN"  # the ACK of a 2xx whose answer media took: the waiting leg hears it
+    REINVITE = "REINVITE"  # our re-INVITE with our own offer (an attended transfer)
+    REBRIDGED = "REBRIDGED"  # its answer taken (gives REBRIDGED)
 
 
 @dataclass(eq=False, slots=True)
@@ -118,6 +153,7 @@ class Step:
     relay: Relay | None = None
     leg: str = ""
     headers: list[tuple[str, str]] = field(default_factory=list)
+    tag: str = ""  # the To tag of a response that makes a dialog
 
 
 @dataclass(eq=False, slots=True, weakref_slot=True)
@@ -156,6 +192,9 @@ class Call:
     digits: list[tuple[str, str]] = field(default_factory=list)  # (leg, DTMF digit)
     steps: deque[Step] = field(default_factory=deque)
     ring_timer: object | None = None  # its TimerEntry on the engine's heap
+    transfer: Transfer | None = None
+    transferee_leg: str = "a"  # whom the media applications talk to
+    routed: str = ""  # the extension whose rules route the call now (a transfer's target)
     branch_headers: list[tuple[str, str]] | None = None  # what every branch takes from A
     # Call-IDs announced by push to devices being woken (by binding key): their branches use them.
     push_ids: dict[str, str] = field(default_factory=dict)

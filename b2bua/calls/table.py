@@ -32,6 +32,9 @@ class CallState(Enum):
     ANSWERING = "ANSWERING"  # we answer the caller ourselves; the 200 waits for our SDP
     MEDIA = "MEDIA"  # answered by us: voicemail, an announcement, a bounce's prompt
     BOUNCING = "BOUNCING"  # answered by us, the caller hears "please wait", a number rings
+    TRANSFER_ROUTING = "TRANSFER_ROUTING"  # passing: where a transfer's target takes the call
+    TRANSFERRING = "TRANSFERRING"  # the transferee hears music while the target rings
+    REBRIDGING = "REBRIDGING"  # an attended transfer: the other call's party is re-INVITEd to us
     ENDED = "ENDED"
 
 
@@ -60,6 +63,13 @@ class CallInput(Enum):
     APP_DONE = "APP_DONE"
     HANGUP = "HANGUP"
     DEVICE_WOKEN = "DEVICE_WOKEN"  # a device woken by push registered again (fork-late)
+    REFERRED = "REFERRED"  # a blind transfer (REFER) was accepted
+    REFERRED_ATTENDED = "REFERRED_ATTENDED"  # a REFER with Replaces: join another call's party
+    REBRIDGED = "REBRIDGED"  # that party's re-INVITE was answered and its SDP taken
+    RESUMED = "RESUMED"  # the transfer failed and the transferor is still there
+    GIVE_UP = "GIVE_UP"  # the transfer failed and the transferor is gone
+    PICKED_UP = "PICKED_UP"  # a device dialled the pickup code for this ringing call
+    REPLACED = "REPLACED"  # an INVITE with Replaces takes one of the legs (RFC 3891)
 
 
 class CallAction(Enum):
@@ -93,6 +103,25 @@ class CallAction(Enum):
     BYE_ALL = "BYE_ALL"
     END = "END"  # close media, write the call record, forget the call
     ADD_BRANCH = "ADD_BRANCH"  # ring one more device: one woken by push (fork-late)
+    # transfer (RFC 3515, 3891, 3892, 5589) and pickup
+    DETACH_TRANSFEROR = "DETACH_TRANSFEROR"  # the transferor leaves the bridge (its dialog lives)
+    HOLD_TRANSFEREE = "HOLD_TRANSFEREE"  # the transferee hears the target's hold music
+    ROUTE_TRANSFER = "ROUTE_TRANSFER"  # the target's rules decide
+    TRANSFER_OFFER = "TRANSFER_OFFER"  # our offer for the target, then OFFER_READY
+    DIAL_TRANSFER = "DIAL_TRANSFER"  # the target's branches
+    NOTIFY_PROGRESS = "NOTIFY_PROGRESS"  # sipfrag 180 to the transferor
+    NOTIFY_SUCCESS = "NOTIFY_SUCCESS"  # sipfrag 200, the subscription ends
+    NOTIFY_FAILURE = "NOTIFY_FAILURE"  # sipfrag with the failure, the subscription ends
+    BRIDGE_TRANSFER = "BRIDGE_TRANSFER"  # the target's answer: it takes the transferor's place
+    RELEASE_TRANSFEROR = "RELEASE_TRANSFEROR"  # the transferor's dialog ends (BYE, RFC 5589)
+    TRANSFER_NO_ANSWER = "TRANSFER_NO_ANSWER"  # the target's no-answer destination
+    TRANSFER_FAILED = "TRANSFER_FAILED"  # RESUMED or GIVE_UP
+    REATTACH = "REATTACH"  # the transferor is bridged again
+    RUN_GOODBYE = "RUN_GOODBYE"  # "unavailable", then the call ends
+    ATTENDED_REBRIDGE = "ATTENDED_REBRIDGE"  # take the other call's party, re-INVITE it
+    FINISH_REBRIDGE = "FINISH_REBRIDGE"  # its answer taken: the transferee hears it
+    PICKUP = "PICKUP"  # the picker's leg takes the callee's place
+    REPLACE_LEG = "REPLACE_LEG"  # the new device takes the replaced dialog's place
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,6 +237,90 @@ CALL_TABLE: dict[tuple[CallState, CallInput], Transition] = {
     (_S.BOUNCING, _I.HANGUP): _end(
         _A.STOP_RING_TIMER, _A.CANCEL_SILENTLY, _A.BYE_CALLER, outcome=_FAILED
     ),
+    # -- transfer (RFC 3515): the REFER was answered 202 and NOTIFY 100 Trying went -----------
+    (_S.ANSWERED, _I.REFERRED): Transition(
+        _S.TRANSFER_ROUTING, (_A.DETACH_TRANSFEROR, _A.HOLD_TRANSFEREE, _A.ROUTE_TRANSFER)
+    ),
+    (_S.TRANSFER_ROUTING, _I.ROUTE_DEVICES): Transition(_S.TRANSFERRING, (_A.TRANSFER_OFFER,)),
+    (_S.TRANSFER_ROUTING, _I.ROUTE_HERE): Transition(
+        _S.MEDIA, (_A.NOTIFY_SUCCESS, _A.RELEASE_TRANSFEROR, _A.START_APP)
+    ),
+    (_S.TRANSFER_ROUTING, _I.REFUSED): Transition(_S.TRANSFER_ROUTING, (_A.TRANSFER_FAILED,)),
+    (_S.TRANSFER_ROUTING, _I.RESUMED): Transition(_S.ANSWERED, (_A.REATTACH,)),
+    (_S.TRANSFER_ROUTING, _I.GIVE_UP): Transition(_S.MEDIA, (_A.RUN_GOODBYE,)),
+    (_S.TRANSFER_ROUTING, _I.BYE_CALLER): _end(_A.ANSWER_BYE, _A.NOTIFY_FAILURE,
+                                                _A.RELEASE_TRANSFEROR),
+    (_S.TRANSFER_ROUTING, _I.BYE_CALLEE): _end(_A.ANSWER_BYE, _A.NOTIFY_FAILURE,
+                                                _A.RELEASE_TRANSFEROR),
+    (_S.TRANSFERRING, _I.OFFER_READY): Transition(_S.TRANSFERRING, (_A.DIAL_TRANSFER,)),
+    (_S.TRANSFERRING, _I.EARLY): Transition(_S.TRANSFERRING, (_A.NOTIFY_PROGRESS,)),
+    # The target answers: it takes the transferor's place, whose dialog then ends (RFC 5589).
+    (_S.TRANSFERRING, _I.ANSWERED): Transition(_S.ANSWERED, (
+        _A.STOP_RING_TIMER, _A.CANCEL_ELSEWHERE, _A.BRIDGE_TRANSFER, _A.NOTIFY_SUCCESS,
+        _A.RELEASE_TRANSFEROR,
+    )),
+    # Not answered: the target's no-answer destination takes the transferee, never silence.
+    (_S.TRANSFERRING, _I.RING_TIMEOUT): Transition(
+        _S.TRANSFER_ROUTING, (_A.CANCEL_SILENTLY, _A.TRANSFER_NO_ANSWER)
+    ),
+    (_S.TRANSFERRING, _I.DECLINED): Transition(_S.TRANSFER_ROUTING, (
+        _A.STOP_RING_TIMER, _A.CANCEL_BUSY_EVERYWHERE, _A.TRANSFER_NO_ANSWER,
+    )),
+    (_S.TRANSFERRING, _I.REJECTED): Transition(
+        _S.TRANSFER_ROUTING, (_A.STOP_RING_TIMER, _A.TRANSFER_NO_ANSWER)
+    ),
+    (_S.TRANSFERRING, _I.NO_ANSWER): Transition(
+        _S.TRANSFER_ROUTING, (_A.STOP_RING_TIMER, _A.TRANSFER_NO_ANSWER)
+    ),
+    (_S.TRANSFERRING, _I.REFUSED): Transition(_S.TRANSFER_ROUTING, (_A.TRANSFER_FAILED,)),
+    (_S.TRANSFERRING, _I.BYE_CALLER): _end(
+        _A.ANSWER_BYE, _A.STOP_RING_TIMER, _A.CANCEL_SILENTLY, _A.NOTIFY_FAILURE,
+        _A.RELEASE_TRANSFEROR,
+    ),
+    (_S.TRANSFERRING, _I.BYE_CALLEE): _end(
+        _A.ANSWER_BYE, _A.STOP_RING_TIMER, _A.CANCEL_SILENTLY, _A.NOTIFY_FAILURE,
+        _A.RELEASE_TRANSFEROR,
+    ),
+    (_S.TRANSFERRING, _I.ACK_TIMEOUT): _end(
+        _A.STOP_RING_TIMER, _A.CANCEL_SILENTLY, _A.RELEASE_TRANSFEROR, _A.BYE_ALL,
+        outcome=_FAILED,
+    ),
+    (_S.TRANSFERRING, _I.MEDIA_FAILED): _end(
+        _A.STOP_RING_TIMER, _A.CANCEL_SILENTLY, _A.NOTIFY_FAILURE, _A.RELEASE_TRANSFEROR,
+        _A.BYE_ALL, outcome=_FAILED,
+    ),
+    (_S.TRANSFERRING, _I.HANGUP): _end(
+        _A.STOP_RING_TIMER, _A.CANCEL_SILENTLY, _A.NOTIFY_FAILURE, _A.RELEASE_TRANSFEROR,
+        _A.BYE_ALL, outcome=_FAILED,
+    ),
+    # -- attended transfer: REFER with Replaces (RFC 3891) names another call of ours --------
+    (_S.ANSWERED, _I.REFERRED_ATTENDED): Transition(
+        _S.REBRIDGING, (_A.DETACH_TRANSFEROR, _A.HOLD_TRANSFEREE, _A.ATTENDED_REBRIDGE)
+    ),
+    (_S.REBRIDGING, _I.REBRIDGED): Transition(
+        _S.ANSWERED, (_A.FINISH_REBRIDGE, _A.NOTIFY_SUCCESS, _A.RELEASE_TRANSFEROR)
+    ),
+    (_S.REBRIDGING, _I.LEG_FAILED): _end(
+        _A.NOTIFY_FAILURE, _A.RELEASE_TRANSFEROR, _A.BYE_ALL, outcome=_FAILED
+    ),
+    (_S.REBRIDGING, _I.MEDIA_FAILED): _end(
+        _A.NOTIFY_FAILURE, _A.RELEASE_TRANSFEROR, _A.BYE_ALL, outcome=_FAILED
+    ),
+    (_S.REBRIDGING, _I.BYE_CALLER): _end(
+        _A.ANSWER_BYE, _A.BYE_OTHER, _A.NOTIFY_FAILURE, _A.RELEASE_TRANSFEROR
+    ),
+    (_S.REBRIDGING, _I.BYE_CALLEE): _end(
+        _A.ANSWER_BYE, _A.BYE_OTHER, _A.NOTIFY_FAILURE, _A.RELEASE_TRANSFEROR
+    ),
+    (_S.REBRIDGING, _I.HANGUP): _end(
+        _A.NOTIFY_FAILURE, _A.RELEASE_TRANSFEROR, _A.BYE_ALL, outcome=_FAILED
+    ),
+    # -- pickup: a device dialled **EXT (or the group code) while this call rang -------------
+    (_S.RINGING, _I.PICKED_UP): Transition(
+        _S.CONNECTING, (_A.STOP_RING_TIMER, _A.CANCEL_ELSEWHERE, _A.PICKUP)
+    ),
+    # -- RFC 3891: a new INVITE replaces one of the legs of a bridged call -------------------
+    (_S.ANSWERED, _I.REPLACED): Transition(_S.ANSWERED, (_A.REPLACE_LEG,)),
 }
 
 

@@ -140,6 +140,9 @@ def _empty_is_none(value: Any) -> Any:
     return None if value == "" else value
 
 
+FeatureCode = Annotated[StrictStr, Field(pattern=r"^[*#][*#0-9]{0,5}$")]
+
+
 class Server(ConfigModel):
     domain: NonEmptyStr
     listen: Annotated[tuple[ListenField, ...], Field(min_length=1)] = (
@@ -160,6 +163,10 @@ class Server(ConfigModel):
     language: Literal["fr", "en"] = "fr"
     # Worker processes sharing the SIP addresses, one event loop each (docs/workers.md).
     workers: Annotated[StrictInt, Field(ge=1, le=16)] = 1
+    # Feature codes a device dials: **1001 takes a call ringing on 1001; *8 one ringing on a
+    # member of a ring group of the caller's.
+    pickup_prefix: FeatureCode = "**"
+    group_pickup: FeatureCode = "*8"
 
 
 Seconds = Annotated[StrictInt, Field(ge=1, le=86400 * 7)]

@@ -348,6 +348,13 @@ class DialogRegistry(Generic[T]):
     def knows(self, call_id: str, local_tag: str) -> bool:
         return (call_id, local_tag) in self._dialogs
 
+    def match_ids(self, call_id: str, local_tag: str, remote_tag: str) -> tuple[Dialog, T] | None:
+        """The dialog of these identifiers (a Replaces header names one so, RFC 3891 §3)."""
+        found = self._dialogs.get((call_id, local_tag))
+        if found is None or found[0].remote_tag != remote_tag:
+            return None
+        return found
+
     def match(self, request: Request) -> tuple[Dialog, T] | None:
         """The dialog an in-dialog request belongs to (Call-ID, To tag, From tag), or None."""
         to_tag = request.to.tag

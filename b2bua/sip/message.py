@@ -142,7 +142,7 @@ _OTHER_VERSION_VIA = re.compile(r"[ \t]*SIP[ \t]*/[ \t]*[0-9]+\.[0-9]+[ \t]*/", 
 # registrar. `timer`: Session-Expires and Min-SE cross between the legs of a call, and so do
 # the refreshes (re-INVITE, UPDATE). A REGISTER is checked again by the registrar against the
 # tags it implements itself.
-SUPPORTED_OPTION_TAGS: Final = ("outbound", "path", "timer")
+SUPPORTED_OPTION_TAGS: Final = ("outbound", "path", "timer", "replaces", "norefersub")
 _METHODS = frozenset(
     "INVITE ACK BYE CANCEL OPTIONS REGISTER PRACK SUBSCRIBE NOTIFY PUBLISH INFO REFER MESSAGE "
     "UPDATE".split()

@@ -248,7 +248,7 @@ def build_b2bua(config: Any, network: MemoryNetwork,
 
     from b2bua.addressing import Local
     from b2bua.calls.directory import Directory
-    from b2bua.calls.engine import MediaMode
+    from b2bua.calls.model import MediaMode
     from b2bua.calls.mwi import MessageWaiting
     from b2bua.calls.records import CallRecorder
     from b2bua.registrar import build_registrar
@@ -321,6 +321,7 @@ class Phone:
     ended: set[tuple[str, str]] = field(default_factory=set)  # ... ended by a BYE
     answer_in_dialog: bool = True
     sent: list[Request] = field(default_factory=list)
+    cseqs: dict[str, int] = field(default_factory=dict)  # Call-ID -> our last in-dialog CSeq
 
     def __post_init__(self) -> None:
         self.network.agents[self.address] = self
@@ -393,23 +394,97 @@ class Phone:
     def responses(self) -> list[Response]:
         return [m for m in self.received if isinstance(m, Response)]
 
+    def _next_cseq(self, call_id: str, cseq: int | None) -> int:
+        number = cseq if cseq is not None else self.cseqs.get(call_id, 0) + 1
+        self.cseqs[call_id] = max(number, self.cseqs.get(call_id, 0))
+        return number
+
     def hang_up(self, invite: Request | None = None, tag: str | None = None) -> None:
         """BYE on the dialog our 2xx to `invite` made (we are its UAS)."""
         invite = invite or self.invites[-1]
         tag = tag or self.tag
-        host, port = self.address
-        contacts = invite.contacts
-        target = contacts[0].uri if contacts else invite.from_.uri
-        self.send(Request("BYE", target, [
-            ("Via", f"SIP/2.0/UDP {host}:{port};branch=z9hG4bK-{secrets.token_hex(6)}"),
-            ("Max-Forwards", "70"),
-            ("From", f"{invite.headers.get('to')};tag={tag}"),
-            ("To", invite.headers.get("from") or ""),
-            ("Call-ID", invite.call_id),
-            ("CSeq", "1 BYE"),
-        ]))
+        self.in_dialog("BYE", invite, tag)
         self.ended.add((invite.call_id, tag))
 
     def open_dialogs(self) -> set[tuple[str, str]]:
         """Dialogs our 2xx made that nobody ended."""
         return self.answered - self.ended
+
+    def in_dialog(self, method: str, invite: Request | None = None, tag: str | None = None,
+                  headers: list[tuple[str, str]] | None = None, body: bytes = b"",
+                  cseq: int | None = None) -> Request:
+        """A request on the dialog our 2xx to `invite` made (we are its UAS); CSeq: the next
+        of ours on that dialog unless given."""
+        invite = invite or self.invites[-1]
+        tag = tag or self.tag
+        cseq = self._next_cseq(invite.call_id, cseq)
+        host, port = self.address
+        contacts = invite.contacts
+        target = contacts[0].uri if contacts else invite.from_.uri
+        request = Request(method, target, [
+            ("Via", f"SIP/2.0/UDP {host}:{port};branch=z9hG4bK-{secrets.token_hex(6)}"),
+            ("Max-Forwards", "70"),
+            ("From", f"{invite.headers.get('to')};tag={tag}"),
+            ("To", invite.headers.get("from") or ""),
+            ("Call-ID", invite.call_id),
+            ("CSeq", f"{cseq} {method}"),
+            ("Contact", f"<sip:ua@{host}:{port}>"),
+            *(headers or []),
+        ], body)
+        self.send(request)
+        return request
+
+    def call(self, to: str, username: str, password: str,
+             headers: list[tuple[str, str]] | None = None, body: bytes = SDP,
+             domain: str = "pbx.test") -> Request:
+        """An INVITE from this phone as a device: sent, challenged (407), sent again with its
+        credentials. Returns the INVITE that carried them (the network is pumped)."""
+        from b2bua.trunks.digest import Credentials, authorization, choose_challenges
+
+        host, port = self.address
+        call_id = f"dev-{secrets.token_hex(6)}"
+        uri = f"sip:{to}@{B2BUA[0]}:{B2BUA[1]}"
+
+        def invite(cseq: int, extra: list[tuple[str, str]]) -> Request:
+            return Request("INVITE", uri, [
+                ("Via", f"SIP/2.0/UDP {host}:{port};branch=z9hG4bK-{secrets.token_hex(6)}"),
+                ("Max-Forwards", "70"),
+                ("From", f"<sip:{username}@{domain}>;tag={self.tag}"),
+                ("To", f"<sip:{to}@{domain}>"),
+                ("Call-ID", call_id),
+                ("CSeq", f"{cseq} INVITE"),
+                ("Contact", f"<sip:{username}@{host}:{port}>"),
+                ("Content-Type", "application/sdp"),
+                *(headers or []), *extra,
+            ], body)
+
+        self.send(invite(1, []))
+        self.network.pump()
+        challenge = next(r for r in self.responses()
+                         if r.call_id == call_id and r.status == 407)
+        (chosen,) = choose_challenges([], challenge.headers.get_all("proxy-authenticate"))
+        name, value = authorization(chosen, Credentials(username, password), "INVITE", uri,
+                                    secrets.token_hex(4))
+        second = invite(2, [(name, value)])
+        self.send(second)
+        self.network.pump()
+        return second
+
+    def ack_2xx(self, invite: Request) -> None:
+        """ACK the 2xx this phone received for `invite` (we are its UAC)."""
+        ok = next(r for r in self.responses()
+                  if r.call_id == invite.call_id and r.status == 200
+                  and r.cseq.method == "INVITE")
+        host, port = self.address
+        target = ok.contacts[0].uri if ok.contacts else invite.request_uri
+        self.send(Request("ACK", target, [
+            ("Via", f"SIP/2.0/UDP {host}:{port};branch=z9hG4bK-{secrets.token_hex(6)}"),
+            ("Max-Forwards", "70"),
+            ("From", invite.headers.get("from") or ""),
+            ("To", ok.headers.get("to") or ""),
+            ("Call-ID", invite.call_id),
+            ("CSeq", f"{invite.cseq.number} ACK"),
+        ]))
+        mine = (invite.call_id, invite.from_.tag or "")  # a dialog is ours by our own tag
+        self.answered.add(mine)
+        self.confirmed.add(mine)

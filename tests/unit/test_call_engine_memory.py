@@ -265,7 +265,7 @@ async def test_reinvite_glare_gets_491() -> None:
     assert len(engine.active) == 1
 
 
-async def test_refer_inside_a_call_is_not_allowed_and_outside_is_481() -> None:
+async def test_a_refer_without_anchored_media_is_refused_and_a_stray_refer_is_481() -> None:
     network, engine, _agents, caller = await setup(1, ["answer"])
     invite = caller_invite("100", TRUNK)
     caller.send(invite)
@@ -277,7 +277,8 @@ async def test_refer_inside_a_call_is_not_allowed_and_outside_is_481() -> None:
     refer.headers.add("Refer-To", "<sip:200@pbx.test>")
     caller.send(refer)
     await network.settle()
-    assert any(r.status == 405 and r.cseq.method == "REFER" for r in caller.responses())
+    (refused,) = [r for r in caller.responses() if r.cseq.method == "REFER"]
+    assert refused.status == 403 and refused.reason == "Transfer needs anchored media"
     assert len(engine.active) == 1  # the call goes on
     stray = in_dialog(invite, ok, "REFER", 3)
     stray.headers.set("Call-ID", "no-such-call")

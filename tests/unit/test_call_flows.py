@@ -31,7 +31,8 @@ BUSY_EVERYWHERE = 'SIP;cause=600;text="Busy Everywhere"'
 WALL = 1_780_000_000.0  # a fixed wall clock: records and rules
 
 
-def config(decline: str = "all", no_answer: str = '{ kind = "voicemail" }') -> str:
+def config(decline: str = "all", no_answer: str = '{ kind = "voicemail" }',
+           dave_no_answer: str = '{ kind = "voicemail" }') -> str:
     devices = "".join(
         f'[[users.devices]]\ntype = "sip"\nlabel = "d{i}"\n'
         f'contact = "sip:100@127.0.0.1:{5071 + i}"\n' for i in range(3))
@@ -44,6 +45,11 @@ def config(decline: str = "all", no_answer: str = '{ kind = "voicemail" }') -> s
         'mobile = "0622222222"\nforward = { kind = "mobile", bounce = true }\n'
         '[[users]]\nextension = "102"\nname = "Carol"\nsecret = "s"\n'
         'no_answer = { kind = "voicemail" }\n'
+        '[[users]]\nextension = "103"\nname = "Dave"\nsecret = "s103"\nring_timeout = 10\n'
+        f'no_answer = {dave_no_answer}\n'
+        '[[users.devices]]\ntype = "sip"\nlabel = "desk"\ncontact = "sip:103@127.0.0.1:5081"\n'
+        '[[system_extensions]]\nextension = "800"\nname = "Accueil"\nkind = "ring_group"\n'
+        'members = ["100", "103"]\n'
     )
 
 

@@ -15,19 +15,23 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 
 from b2bua.calls.table import RINGING_BRANCHES, BranchState, CallState
 from b2bua.sip.message import Response
+from b2bua.testing.memory import Phone
 from tests.unit.test_call_flows import CALLER, Triangle, ack_and_bye, config
 
-PHONE = st.integers(min_value=0, max_value=2)
+PHONE = st.integers(min_value=0, max_value=3)  # phone 3 is Dave, the transfer target
 
 
 class CallMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.t = Triangle(config())
+        self.dave = Phone(self.t.network, ("127.0.0.1", 5081))  # extension 103: a target
+        self.t.phones.append(self.dave)  # checked like the others at the end
         self.acked = False
         self.hung_up = False
         self.invited_at = 0.0
-        self.spoke = [False, False, False]
+        self.spoke = [False, False, False, False]
+        self.invited: dict[int, float] = {}
         self.answered_at: dict[int, float] = {}
 
     @initialize()
@@ -41,7 +45,8 @@ class CallMachine(RuleBasedStateMachine):
         phone = self.t.phones[i]
         if not phone.invites or phone.invites[-1].call_id in phone.finals:
             return False
-        if not self.spoke[i] and self.t.clock.now() - self.invited_at >= 32.0:
+        invited = self.invited.setdefault(i, self.invited_at if i < 3 else self.t.clock.now())
+        if not self.spoke[i] and self.t.clock.now() - invited >= 32.0:
             return False
         self.spoke[i] = True
         return True
@@ -89,6 +94,18 @@ class CallMachine(RuleBasedStateMachine):
             if (call_id, phone.tag) in phone.confirmed and (call_id, phone.tag) not in phone.ended:
                 phone.hang_up()
                 self.t.pump()
+
+    @rule(i=st.integers(min_value=0, max_value=2), blind=st.booleans())
+    def transfer_to_dave(self, i: int, blind: bool) -> None:
+        """The phone in the call refers it to extension 103 (or to nobody we know)."""
+        phone = self.t.phones[i]
+        if not phone.invites:
+            return
+        call_id = phone.invites[-1].call_id
+        if (call_id, phone.tag) in phone.confirmed and (call_id, phone.tag) not in phone.ended:
+            phone.in_dialog("REFER", headers=[
+                ("Refer-To", "<sip:103@pbx.test>" if blind else "<sip:nobody@pbx.test>")])
+            self.t.pump()
 
     @rule()
     def caller_cancels(self) -> None:
