@@ -328,7 +328,12 @@ class SessionCore:
         parsed = taken if isinstance(taken, SessionDescription) else SessionDescription.parse(sdp)
         ai = first_audio(parsed)
         offered = codecs(parsed, ai) if ai is not None else []
-        chosen = [c for c in offered if c.name in CODECS][:1]
+        # The codec the other leg uses first, when offered: the relay does not transcode (a
+        # picked-up call is answered on both sides by us).
+        peer = self.peer[leg].playback
+        usable = [c for c in offered if c.name in CODECS]
+        usable.sort(key=lambda c: peer is None or c.name != peer[0])
+        chosen = usable[:1]
         if not chosen:
             raise MediaError("no common codec: the offer has neither PCMU nor PCMA")
         chosen += [c for c in offered if c.name == "TELEPHONE-EVENT" and c.clock_rate == 8000][:1]

@@ -303,9 +303,13 @@ class MediaBridge:
         if not isinstance(session, MediaSession) or session.closed:
             return
         try:
-            sound = (self.library.locate_prompt(command.extension, command.language)
-                     if command.prompt == "locate"
-                     else self.library.prompt(command.prompt, command.language))
+            sound: Sound | str
+            if command.music:
+                sound = self._hold_music(command.prompt)
+            elif command.prompt == "locate":
+                sound = self.library.locate_prompt(command.extension, command.language)
+            else:
+                sound = self.library.prompt(command.prompt, command.language)
             session.play(command.leg, sound, loop=True)  # type: ignore[arg-type]
         except MediaError as exc:
             log.warning("call %s: cannot play %s: %s", command.call, command.prompt, exc)
@@ -328,18 +332,20 @@ class MediaBridge:
             session = self.sessions.get(call)
             if not isinstance(session, MediaSession) or session.closed:
                 return  # the call is over
+            leg: Any = command.leg
             if command.app is AppKind.VOICEMAIL:
-                outcome = await self._voicemail(session, command.extension, command.caller,
+                outcome = await self._voicemail(session, leg, command.extension, command.caller,
                                                 command.language)
             elif command.app is AppKind.ANNOUNCEMENT:
-                await session.play_once("a", command.message or "")
+                await session.play_once(leg, command.message or "")
                 outcome = None
-            else:
+            else:  # UNAVAILABLE (then voicemail) or GOODBYE (then the end)
                 outcome = None
-                if await session.play_once("a", self.library.prompt("unavailable",
-                                                                     command.language)):
-                    outcome = await self._voicemail(session, command.extension, command.caller,
-                                                    command.language)
+                unavailable = self.library.prompt("unavailable", command.language)
+                if await session.play_once(leg, unavailable) and \
+                        command.app is AppKind.UNAVAILABLE:
+                    outcome = await self._voicemail(session, leg, command.extension,
+                                                    command.caller, command.language)
         except MediaError as exc:
             if not session_closed(self.sessions.get(call)):
                 log.warning("call %s: media destination failed: %s", call, exc)
@@ -351,13 +357,13 @@ class MediaBridge:
             return
         self.post(AppFinished(call, outcome))
 
-    async def _voicemail(self, session: MediaSession, box: str, caller: str,
+    async def _voicemail(self, session: MediaSession, leg: Any, box: str, caller: str,
                          language: str | None) -> str:
         """Greeting, beep, then the caller's message until hang-up, silence or the limit."""
         greeting = self._greeting(box, language)
-        if not await session.play_once("a", greeting) or session.closed:
+        if not await session.play_once(leg, greeting) or session.closed:
             return "voicemail"
-        if not await session.play_once("a", self.library.prompt("beep", language)):
+        if not await session.play_once(leg, self.library.prompt("beep", language)):
             return "voicemail"
         from b2bua.settings import add_voicemail, voicemail_dir
 
@@ -366,7 +372,7 @@ class MediaBridge:
         name = time.strftime("%Y%m%d-%H%M%S") + f"-{secrets.token_hex(3)}.wav"
         started = time.time()
         recording = session.record(
-            "a", folder / name, max_seconds=self.voicemail_max_seconds,
+            leg, folder / name, max_seconds=self.voicemail_max_seconds,
             silence_seconds=VOICEMAIL_SILENCE_SECONDS,
         )
         result = await recording.result()

@@ -4,14 +4,11 @@ subscribed to its voicebox, gets a message-waiting NOTIFY."""
 
 from __future__ import annotations
 
-import itertools
-import math
 import sqlite3
-import struct
 import time
-import wave
 from pathlib import Path
 
+from b2bua.testing.audio import dominant_frequency, make_tone
 from b2bua.testing.baresip import start_baresip
 from b2bua.testing.net import free_port
 from b2bua.testing.server import start_server
@@ -21,33 +18,6 @@ from tests.integration.flows import call_records
 
 TONE_HZ = 440
 TONE_SECONDS = 12
-
-
-def make_tone(path: Path, seconds: float, hz: int) -> None:
-    rate = 8000
-    frames = b"".join(
-        struct.pack("<h", int(12000 * math.sin(2 * math.pi * hz * n / rate)))
-        for n in range(int(seconds * rate))
-    )
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(frames)
-
-
-def dominant_frequency(path: Path) -> tuple[float, float]:
-    """(seconds of audio above a noise floor, zero-crossing frequency of that audio)."""
-    with wave.open(str(path)) as w:
-        rate = w.getframerate()
-        data = w.readframes(w.getnframes())
-    samples = struct.unpack(f"<{len(data) // 2}h", data)
-    voiced = [samples[i:i + 160] for i in range(0, len(samples), 160)]
-    voiced = [f for f in voiced if max(abs(x) for x in f) > 2000]
-    flat = [x for f in voiced for x in f]
-    crossings = sum(1 for a, b in itertools.pairwise(flat) if (a < 0) != (b < 0))
-    seconds = len(flat) / rate
-    return seconds, (crossings / 2 / seconds if seconds else 0.0)
 
 
 def test_voicemail_records_what_the_caller_says(tmp_path: Path) -> None:
