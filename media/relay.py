@@ -571,7 +571,11 @@ class SessionCore:
                 leg.dropped += 1
                 return None
         if source != leg.latched:
-            if leg.latched is not None and now - leg.last_rx < self.relatch_after:
+            # Symmetric RTP: latch to where the leg's RTP comes from (a NAT's address). A
+            # packet from the very address its SDP names always takes the latch: after a
+            # transfer, the party the SDP now describes wins over one still sending.
+            if source != leg.sdp_address and leg.latched is not None and \
+                    now - leg.last_rx < self.relatch_after:
                 leg.dropped += 1
                 return None
             leg.latched = source

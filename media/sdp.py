@@ -581,6 +581,17 @@ def first_audio(sdp: SessionDescription) -> int | None:
     return None
 
 
+def holds(body: bytes) -> bool:
+    """Whether an SDP body (an offer) puts the call on hold; False when it is no SDP."""
+    quick = AudioSdp.scan(body)
+    if quick is not None:
+        return quick.is_hold
+    try:
+        return is_hold(SessionDescription.parse(body))
+    except SdpError:
+        return False
+
+
 def is_hold(sdp: SessionDescription, index: int | None = None) -> bool:
     """True if the offer puts media section `index` (default: the first active audio one) on
     hold: a=sendonly, a=inactive, or the RFC 2543 style c=0.0.0.0."""

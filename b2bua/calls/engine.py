@@ -123,6 +123,7 @@ from b2bua.sip.transaction import (
 )
 from b2bua.sip.uri import SipUri
 from b2bua.tokens import TokenSource
+from media.sdp import holds
 
 if TYPE_CHECKING:
     from b2bua.push.fork import RingDevice
@@ -1330,6 +1331,10 @@ class CallEngine:
             self.transfers.send_reinvite(call, step)
         elif kind is StepKind.REBRIDGED:
             self._call_input(call, CallInput.REBRIDGED, step)
+        elif kind is StepKind.UNHELD:
+            leg = self._leg(call, step.leg)
+            if leg is not None:
+                leg.held = False
         else:
             self._send_join_ack(call, step)
 
@@ -1344,6 +1349,7 @@ class CallEngine:
         branch.client.remember_ack(branch.dialog, data)
         self.outbox.append(SendBytes(data, branch.target.flow))
         self.outbox.append(MediaResume(call.key, call.transferee_leg))
+        self.transfers.unhold(call)
 
     # ================================================================ media events
     def _media_failed(self, event: MediaFailed) -> None:
@@ -1460,6 +1466,8 @@ class CallEngine:
             # Only our media talks to this leg (voicemail, an announcement, a bounce ringing).
             self._answer_media_only(call, leg, tx, request)
             return
+        if method in ("INVITE", "UPDATE") and request.body:
+            other.held = holds(request.body)
         if method == "INVITE":
             dialog.invite = InviteState.INCOMING
             other.dialog.invite = InviteState.OUTGOING

@@ -94,6 +94,7 @@ class Leg:
     dialog: Dialog
     flow: Flow
     ack_due: Request | None = None  # an ACK that waits for the other leg's ACK (late offer)
+    held: bool = False  # the last offer it got from us put it on hold
 
 
 @dataclass(eq=False, slots=True)
@@ -141,6 +142,7 @@ class StepKind(Enum):
     JOIN = "JOIN"  # the ACK of a 2xx whose answer media took: the waiting leg hears it
     REINVITE = "REINVITE"  # our re-INVITE with our own offer (an attended transfer)
     REBRIDGED = "REBRIDGED"  # its answer taken (gives REBRIDGED)
+    UNHELD = "UNHELD"  # the answer to our re-INVITE that took a transferee off hold, taken
 
 
 @dataclass(eq=False, slots=True)
@@ -154,6 +156,7 @@ class Step:
     leg: str = ""
     headers: list[tuple[str, str]] = field(default_factory=list)
     tag: str = ""  # the To tag of a response that makes a dialog
+    rebridge: bool = False  # a REINVITE that brings another call's party (else: an unhold)
 
 
 @dataclass(eq=False, slots=True, weakref_slot=True)

@@ -119,7 +119,8 @@ class Transfers:
 
     def __init__(self, engine: CallEngine) -> None:
         self.engine = engine
-        self.reinvites: dict[str, tuple[str, str]] = {}  # branch -> (call, leg) we re-INVITE
+        # Our re-INVITEs, by branch: (call, leg, whether it brings another call's party in).
+        self.reinvites: dict[str, tuple[str, str, bool]] = {}
         self.counters = {"transfers": 0, "pickups": 0}
 
     # ================================================================ REFER
@@ -456,10 +457,22 @@ class Transfers:
         call.notes.append(f"attended transfer to {who}")
         other.outcome = "answered"
         e._call_input(other, CallInput.HANGUP)  # the transferor's leg there is ended
+        self._reinvite(call, leg, rebridge=True)
+
+    def _reinvite(self, call: Call, leg: Leg, rebridge: bool) -> None:
+        """Re-INVITE `leg` with our own offer for its side of the media session."""
+        e = self.engine
         leg.dialog.invite = InviteState.OUTGOING
         ticket = e._ticket_for()
-        call.steps.append(Step(StepKind.REINVITE, ticket, leg=side))
-        e.outbox.append(MediaLocalOffer(call.key, ticket, side))
+        call.steps.append(Step(StepKind.REINVITE, ticket, leg=leg.name, rebridge=rebridge))
+        e.outbox.append(MediaLocalOffer(call.key, ticket, leg.name))
+
+    def unhold(self, call: Call) -> None:
+        """The transfer is done: a transferee the transferor had put on hold is re-INVITEd
+        with our own offer, sendrecv, so that it talks to the target (RFC 5589 §7.1)."""
+        leg = self.engine._leg(call, call.transferee_leg)
+        if leg is not None and leg.held and leg.dialog.invite is InviteState.IDLE:
+            self._reinvite(call, leg, rebridge=False)
 
     def send_reinvite(self, call: Call, step: Step) -> None:
         """The re-INVITE that brings the party's media to our side of this call."""
@@ -471,7 +484,7 @@ class Transfers:
             ("Contact", e._contact(leg.flow)), ("Allow", ALLOW),
             ("Content-Type", "application/sdp"),
         ], step.body)
-        self.reinvites[key] = (call.key, step.leg)
+        self.reinvites[key] = (call.key, step.leg, step.rebridge)
         e.outbox.append(SendRequest(request, leg.flow, e))
 
     def reinvite_response(self, key: str, response: Response) -> bool:
@@ -488,15 +501,18 @@ class Transfers:
         if call is None or leg is None:
             return True
         leg.dialog.invite = InviteState.IDLE
+        rebridge = found[2]
         if response.status >= 300:
             call.notes.append(f"re-INVITE refused ({response.status})")
-            e._call_input(call, CallInput.LEG_FAILED)
+            if rebridge:
+                e._call_input(call, CallInput.LEG_FAILED)
             return True
         leg.dialog.refresh_target(response)
         via, _ = e._via(leg.flow)
         ack = leg.dialog.request("ACK", via, cseq=response.cseq.number)
         e.outbox.append(SendBytes(bytes(ack), leg.flow))
-        e._queue(call, Step(StepKind.REBRIDGED, 0, response=response), response.body, found[1],
+        kind = StepKind.REBRIDGED if rebridge else StepKind.UNHELD
+        e._queue(call, Step(kind, 0, response=response, leg=found[1]), response.body, found[1],
                  SdpKind.ANSWER)
         return True
 
@@ -505,13 +521,14 @@ class Transfers:
         if found is None:
             return False
         call = self.engine.calls.get(found[0])
-        if call is not None:
+        if call is not None and found[2]:
             call.notes.append("re-INVITE not answered")
             self.engine._call_input(call, CallInput.LEG_FAILED)
         return True
 
     def finish_rebridge(self, call: Call, _ctx: Any) -> None:
         self.engine.outbox.append(MediaResume(call.key, call.transferee_leg))
+        self.unhold(call)
 
     # ================================================================ pickup
     def pickup(self, tx: ServerTransaction, request: Request, flow: Flow, picker: str,

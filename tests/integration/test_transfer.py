@@ -155,3 +155,46 @@ def test_bad_refers_over_the_wire_get_clear_answers_and_the_call_stays(
         assert r.ok, r.describe()  # the callee's call ended with the caller's BYE
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("scenario", ["blind", "attended"])
+def test_pjsua2_transfers_bridge_the_caller_to_the_target(
+    tmp_path: Path, scenario: str
+) -> None:
+    """pjsua2 phones: `xfer` (blind) and `xferReplaces` (attended, after a consultation call
+    with the caller on hold). The caller (440 Hz) and the target (880 Hz) hear each other."""
+    import json
+    import subprocess
+    import sys
+
+    pytest.importorskip("pjsua2")
+    server = start_server(make_config(tmp_path, extra=THIRD))
+    try:
+        work = tmp_path / "pjsua"
+        work.mkdir()
+        for ext, hz in (("1001", 600), ("1002", 880), ("1003", 440)):
+            make_tone(work / f"tone-{ext}.wav", 30, hz)
+        done = subprocess.run(
+            [sys.executable, "-m", "b2bua.testing.pjsua", scenario, str(server.sip_port),
+             str(work)], capture_output=True, text=True, timeout=90)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        result = json.loads(done.stdout.strip().splitlines()[-1])
+        assert result["registered"], result
+
+        def made(path: Path) -> int:  # heard-EXT-CALL-N.wav: N counts the recorders made
+            return int(path.stem.rsplit("-", 1)[1])
+
+        heard_by_caller = sorted(work.glob("heard-1003-*.wav"), key=made)
+        heard_by_target = sorted(work.glob("heard-1002-*.wav"), key=made)
+        assert heard_by_caller and heard_by_target, result
+        seconds, hz = dominant_frequency(heard_by_caller[-1], last=3)
+        assert seconds > 1.5 and abs(hz - 880) < 20, (seconds, hz, result)
+        seconds, hz = dominant_frequency(heard_by_target[-1], last=3)
+        assert seconds > 1.5 and abs(hz - 440) < 20, (seconds, hz, result)
+        time.sleep(1)
+        records = call_records(server, 5)
+        first = next(r for r in records if r["callee"] == "1001" and r["caller"] == "1003")
+        assert any("transfer" in line for line in first["trace"]), first
+        assert all(s == "DISCONNECTED" for s in result["states"]["1001"]), result
+    finally:
+        server.stop()

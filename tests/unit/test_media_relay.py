@@ -101,6 +101,21 @@ def test_relay_before_and_after_latching() -> None:
     assert a.latched == ("10.7.7.7", 2)
 
 
+def test_a_packet_from_the_sdp_address_takes_the_latch_from_another_source() -> None:
+    """After a transfer the new party's SDP names its address; the party that left may still
+    send for a while: the new one wins the latch, and the old one is dropped."""
+    c = connected()
+    b = c.legs["b"]
+    old = ("198.51.100.77", 7000)
+    assert c.receive_rtp(b, rtp(1, ssrc=9), old, T0) is not None  # the one that leaves
+    c.answer("b", phone_sdp("198.51.100.30", 5500, version=2), T0 + 1)  # the new party
+    assert c.receive_rtp(b, rtp(2, ssrc=9), old, T0 + 1.01) is not None  # nothing latched yet
+    assert c.receive_rtp(b, rtp(1, ssrc=3), ("198.51.100.30", 5500), T0 + 1.02) is not None
+    assert b.latched == ("198.51.100.30", 5500)
+    assert c.receive_rtp(b, rtp(3, ssrc=9), old, T0 + 1.03) is None  # the old one is dropped
+    assert b.latched == ("198.51.100.30", 5500)
+
+
 def test_relayed_packet_is_rewritten_for_the_destination_leg() -> None:
     c = connected()
     out = c.receive_rtp(c.legs["a"], rtp(500, 8000, ssrc=0x55), A, T0)

@@ -315,3 +315,26 @@ def test_a_refer_outside_a_dialog_is_403() -> None:
     t.pump()
     (answer,) = t.dave.responses()
     assert answer.status == 403 and answer.reason == "REFER outside a dialog"
+
+
+def test_a_transferee_put_on_hold_first_is_taken_off_hold_once_transferred() -> None:
+    """Desk phones hold the call before they transfer it: the caller's last SDP from us says
+    sendonly. Once the target answers, the caller is re-INVITEd with our own offer."""
+    from b2bua.testing.memory import SDP
+
+    t = Transfer()
+    t.connected()
+    hold = SDP.replace(b"a=sendrecv", b"a=sendonly")
+    t.phones[0].in_dialog("INVITE", headers=[("Content-Type", "application/sdp")], body=hold)
+    t.pump()
+    (relayed,) = [r for r in t.caller.requests("INVITE") if r.to.tag]
+    assert b"a=sendonly" in relayed.body
+    t.refer("<sip:103@pbx.test>")
+    t.dave.respond(200)
+    t.pump()
+    unhold = [r for r in t.caller.requests("INVITE") if r.to.tag][-1]
+    assert unhold is not relayed and b"10.9.9.99" in unhold.body and b"sendonly" not in unhold.body
+    assert [a for a in t.caller.requests("ACK") if a.cseq.number == unhold.cseq.number]
+    t.caller_hangs_up()
+    assert t.dave.requests("BYE")
+    t.assert_quiet()
