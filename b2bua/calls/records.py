@@ -76,6 +76,12 @@ _NOTES: tuple[tuple[re.Pattern[str], str, tuple[str, ...]], ...] = (
     (re.compile(r"^([0-9]+) device\(s\) woken by push$"), "woken_by_push", ("count",)),
     (re.compile(r"^no device woke up$"), "none_woke_up", ()),
     (re.compile(r"^(.+) woke up$"), "woke_up", ("device",)),
+    (re.compile(r"^transferred by (\S+) to (\S+)$"), "transferred", ("by", "to")),
+    (re.compile(r"^transfer answered by (.+)$"), "transfer_answered", ("by",)),
+    (re.compile(r"^transfer failed: (.+)$"), "transfer_failed", ("why",)),
+    (re.compile(r"^picked up by (\S+)$"), "picked_up", ("by",)),
+    (re.compile(r"^attended transfer to (.+)$"), "attended_transfer", ("to",)),
+    (re.compile(r"^transferred by (\S+): joined call (\S+)$"), "joined_call", ("by", "call")),
 )
 
 

@@ -307,7 +307,6 @@ class Transfers:
         except KeyError:
             e._ring(call, [target])
             return
-        call.notes.append(f"{target}: {decision.destination.describe()} ({decision.rule})")
         destination = decision.destination
         if destination.bounce:  # the transferee is connected already: no "please wait"
             destination = dataclasses.replace(destination, bounce=False)

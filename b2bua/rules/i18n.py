@@ -289,6 +289,12 @@ _EN: dict[str, _Render] = {
     "woken_by_push": lambda p: f"{p['count']} device(s) woken by push",
     "woke_up": lambda p: f"{p['device']} woke up",
     "none_woke_up": lambda p: "no device woke up",
+    "transferred": lambda p: f"transferred by {p['by']} to {p['to']}",
+    "transfer_answered": lambda p: f"transfer answered by {p['by']}",
+    "transfer_failed": lambda p: f"transfer failed: {p['why']}",
+    "picked_up": lambda p: f"picked up by {p['by']}",
+    "attended_transfer": lambda p: f"attended transfer to {p['to']}",
+    "joined_call": lambda p: f"transferred by {p['by']}: joined call {p['call']}",
     "note": lambda p: str(p["text"]),
 }
 
@@ -377,6 +383,12 @@ _FR: dict[str, _Render] = {
     "woken_by_push": lambda p: f"{p['count']} appareil(s) réveillé(s) par notification",
     "woke_up": lambda p: f"{p['device']} s'est réveillé",
     "none_woke_up": lambda p: "aucun appareil ne s'est réveillé",
+    "transferred": lambda p: f"transféré par {p['by']} vers {p['to']}",
+    "transfer_answered": lambda p: f"transfert pris par {p['by']}",
+    "transfer_failed": lambda p: f"transfert échoué : {p['why']}",
+    "picked_up": lambda p: f"intercepté par {p['by']}",
+    "attended_transfer": lambda p: f"transfert supervisé vers {p['to']}",
+    "joined_call": lambda p: f"transféré par {p['by']} : rejoint l'appel {p['call']}",
     "note": lambda p: str(p["text"]),
 }
 
