@@ -539,31 +539,16 @@ async def trace(request: web.Request) -> web.Response:
 def week_json(
     table: Any, ext: str, caller: str, monday: date, lang: str = "en"
 ) -> dict[str, Any]:
-    from b2bua.rules import local_instant
     from b2bua.rules.week import sample_week
 
     week = sample_week(table, ext, caller, monday)
-    tz = table.zone(ext)
     index = {id(o): i for i, o in enumerate(week.outcomes)}
     outcomes: list[dict[str, Any]] = []
     for o in week.outcomes:
-        destination = None
-        for d, row in enumerate(week.cells):
-            for h, cell in enumerate(row):
-                if cell is o and destination is None:
-                    start = datetime.combine(week.days[d], datetime.min.time()) + timedelta(
-                        minutes=30 * h
-                    )
-                    for m in range(30):
-                        dec = table.decide(ext, caller, local_instant(start + timedelta(minutes=m), tz))
-                        if (dec.rule, dec.rule_name, dec.destination.describe()) == (
-                            o.rule, o.rule_name, o.destination
-                        ):
-                            destination = dec.destination.to_config_dict()
-                            break
+        destination = o.target.to_config_dict() if o.target is not None else None
         outcomes.append({
             "rule": o.rule, "rule_name": o.rule_name,
-            "description": describe(destination, lang) if destination else o.destination,
+            "description": describe(o.target, lang) if o.target is not None else o.destination,
             "destination": destination, "color": o.color,
         })  # fmt: skip
     return {
@@ -606,7 +591,7 @@ async def week_svg(request: web.Request) -> web.Response:
     caller = _caller(request)
     monday = _monday(request, board, table.zone(ext))
     svg = await board.worker.run(worker.week_svg, board.config, ext,
-                                 "" if caller == "*" else caller, monday)
+                                 "" if caller == "*" else caller, monday, request_lang(request))
     return web.Response(text=svg, content_type="image/svg+xml")
 
 

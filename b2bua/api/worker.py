@@ -74,8 +74,10 @@ def week(
     return week_json(compile_rules(config), extension, caller, monday, lang)
 
 
-def week_svg(config: Config, extension: str, caller: str, monday: date) -> str:
+def week_svg(
+    config: Config, extension: str, caller: str, monday: date, lang: str = "en"
+) -> str:
     from b2bua.rules import compile_rules
     from b2bua.rules.week import render_svg, sample_week
 
-    return render_svg(sample_week(compile_rules(config), extension, caller, monday))
+    return render_svg(sample_week(compile_rules(config), extension, caller, monday), lang)

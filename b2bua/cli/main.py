@@ -87,6 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--start", metavar="DATE",
                    help="first day (YYYY-MM-DD or DD/MM/YYYY, default: this Monday)")
     p.add_argument("--out", metavar="FILE", help="also save the timeline as .svg or .png")
+    p.add_argument("--lang", choices=["fr", "en"], default="en",
+                   help="language of the labels and destinations (default: en)")
 
     p = add("ics-export", "Write a user's exceptional periods to an iCalendar (.ics) file.")
     p.add_argument("ext", metavar="EXT")

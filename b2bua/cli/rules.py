@@ -127,14 +127,15 @@ def cmd_week(args: argparse.Namespace) -> int:
         first = _this_monday(table, args.ext)
     caller = "" if args.caller == "*" else args.caller
     week = sample_week(table, args.ext, caller, first)
-    sys.stdout.write(render_text(week))
+    lang = getattr(args, "lang", None) or "en"
+    sys.stdout.write(render_text(week, lang))
     if args.out:
         out = Path(args.out)
         suffix = out.suffix.lower()
         if suffix == ".svg":
-            out.write_text(render_svg(week), encoding="utf-8")
+            out.write_text(render_svg(week, lang), encoding="utf-8")
         elif suffix == ".png":
-            problem = _write_png(render_svg(week), out)
+            problem = _write_png(render_svg(week, lang), out)
             if problem is not None:
                 return fail("week", problem)
         else:

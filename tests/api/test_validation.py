@@ -404,3 +404,18 @@ def test_any_change_is_saved_or_refused_with_codes(
         return
     assert body["issues"] and all(i["code"] != "invalid" for i in body["issues"]), body
     assert not any(word in json.dumps(body) for word in LIBRARY), body
+
+
+def test_the_week_speaks_the_requests_language(sessions: dict[str, Api]) -> None:
+    api = sessions["1001"]
+    fr = api.get(U1 + "/week?start=05/01/2026", headers={"Accept-Language": "fr"}).json()
+    en = api.get(U1 + "/week?start=2026-01-05", headers={"Accept-Language": "en"}).json()
+    assert fr["cells"] == en["cells"] and fr["days"][0] == "2026-01-05"
+    assert [o["destination"] for o in fr["outcomes"]] == [o["destination"] for o in en["outcomes"]]
+    described = {o["rule"]: (o["description"]) for o in fr["outcomes"]}
+    assert described["office_hours"] == "tous les appareils sonnent"
+    assert {o["rule"]: o["description"] for o in en["outcomes"]}["office_hours"] == (
+        "ring all devices"
+    )
+    svg = api.get(U1 + "/week.svg?start=2026-01-05&lang=fr").text
+    assert "Semaine du 05/01/2026" in svg and "heures d&#x27;ouverture" in svg

@@ -201,6 +201,23 @@ def test_week_text_and_svg(capsys: pytest.CaptureFixture[str], tmp_path: Path) -
     assert len(root.findall("{http://www.w3.org/2000/svg}rect")) > 7 * 48
 
 
+def test_week_in_french(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    svg = tmp_path / "semaine.svg"
+    code, out, _ = run(capsys, "week", "--config", DEFAULT, "1001", "--start", "23/03/2026",
+                       "--lang", "fr", "--out", str(svg))  # fmt: skip
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0] == "Semaine du 23/03/2026 pour 1001, appels de n'importe quel appelant " \
+        "(Europe/Paris)"
+    grid = {line[:9]: line[11:] for line in lines if re.match(r"^\w{3} \d\d/\d\d  ", line)}
+    assert grid["lun 23/03"] == "V" * 17 + "D" * 8 + "VV" + "D" * 8 + "V" * 13
+    assert "  V  messagerie vocale [hors horaires]" in lines
+    assert "  D  tous les appareils sonnent [heures d'ouverture]" in lines
+    assert "  lun 23/03 08:30  D tous les appareils sonnent [heures d'ouverture]" in lines
+    assert "cette demi-heure n'existe pas (passage à l'heure d'été)" in out
+    assert "Semaine du 23/03/2026 : appels pour 1001" in svg.read_text(encoding="utf-8")
+
+
 def test_week_caller_exception(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(
         capsys, "week", "--config", DEFAULT, "1001", "--from", "0612345678", "--start", "2026-06-29"
