@@ -91,6 +91,10 @@ class MediaOpen:
     offer: bytes
     music: str  # the callee's hold music class
     source: str  # where the caller's SIP comes from (NAT detection)
+    # The caller's `media_encryption` (docs/trunks.md) when it is not "optional", and whether
+    # some callee may need an SRTP offer: MediaOpened then carries one in `secure_offer`.
+    encryption: str = "optional"
+    secure_offer: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +176,16 @@ class MediaRunApp:
 
 
 @dataclass(frozen=True, slots=True)
+class MediaEncrypt:
+    """From now on, `leg`'s SDP follows `mode` ("sdes", "optional", "none"): the leg a
+    branch answered on is that device's or trunk's (docs/trunks.md). No answer."""
+
+    call: str
+    leg: str
+    mode: str
+
+
+@dataclass(frozen=True, slots=True)
 class MediaClose:
     """The call is over: release its media."""
 
@@ -188,10 +202,11 @@ class WriteRecord:
 
 Command = (
     SendRequest | Respond | SendBytes | Abandon | MediaOpen | MediaRewrite | MediaLocalAnswer
-    | MediaLocalOffer | MediaPlay | MediaResume | MediaRunApp | MediaClose | WriteRecord
+    | MediaLocalOffer | MediaPlay | MediaResume | MediaRunApp | MediaEncrypt | MediaClose
+    | WriteRecord
 )
 MEDIA_COMMANDS = (MediaOpen, MediaRewrite, MediaLocalAnswer, MediaLocalOffer, MediaPlay,
-                  MediaResume, MediaRunApp, MediaClose)
+                  MediaResume, MediaRunApp, MediaEncrypt, MediaClose)
 
 
 class Outbox(deque[Command]):

@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import ctypes
 import gc
+import ipaddress
 import json
 import logging
 import os
@@ -180,6 +181,7 @@ class Server:
         from b2bua.calls.model import MediaMode
         from b2bua.calls.mwi import MessageWaiting
         from b2bua.calls.records import CallRecorder
+        from b2bua.calls.trunking import make_trunks
         from b2bua.core import Core
         from b2bua.registrar import build_registrar
         from b2bua.rules import RuleBook, compile_rules
@@ -189,6 +191,8 @@ class Server:
         from b2bua.transport.ingress import Ingress
         from b2bua.transport.manager import TransportManager
         from b2bua.transport.tls import client_context, server_context
+        from b2bua.trunks.agent import TrunkAgent
+        from b2bua.trunks.store import TrunkStatusStore
 
         config = self.config
         data_dir = Path(config.server.data_dir)
@@ -217,23 +221,30 @@ class Server:
         server_ssl = None
         if config.server.tls_cert and config.server.tls_key:
             server_ssl = server_context(Path(config.server.tls_cert), Path(config.server.tls_key))
-        self.transports = TransportManager(self.guard, server_ssl, client_context(verify=False))
+        # The TLS peers we connect to (trunks, gateways, static contacts) are verified against
+        # `tls_ca`, or the system's store when it is not set.
+        tls_ca = Path(config.server.tls_ca) if config.server.tls_ca else None
+        self.transports = TransportManager(self.guard, server_ssl, client_context(cafile=tls_ca))
         self.guard.send = self.transports.send
         self.transports.shared = self.role is not None
         self.transports.primary = self.primary
         self.ingress.transports = self.transports
         local = Local(self.transports, tokens)
         outbox = self.stack.outbox
+        self.trunks = make_trunks(self.directory.trunk_specs, local, tokens, config.server.domain)
+        self.trunk_status = TrunkStatusStore(self.db) if self.primary else None
+        self.trunk_agent = TrunkAgent(self.trunks, outbox, local, self.save_trunk_status)
         self.calls = CallEngine(
             outbox, local, self.directory, self.registrar, self.rulebook, tokens, time.time,
             rules_clock=self.rules_clock,
             media=MediaMode.ANCHORED if config.media.anchor else MediaMode.DIRECT,
+            trunks=self.trunks,
         )
         self.mwi = MessageWaiting(outbox, local, self.registrar, config.server.domain,
                                   self._voicemail_counts)
         self.core = Core(outbox, local, self.registrar, self.calls, config.server.domain,
                          time.time, self.mwi)
-        self.stack.attach(self.transports, self.core, self.calls, self.calls)
+        self.stack.attach(self.transports, self.core, self.calls, self.calls, self.trunk_agent)
         self.stack.recorder = self.recorder
         self._start_push(config)
         await self._start_media(data_dir)
@@ -252,6 +263,11 @@ class Server:
             bound.append(ListenSpec(spec.transport, address.host, address.port))
         if self.http:
             await self._start_http(self.http)
+        if self.primary:  # one process registers to the trunks and pings them
+            await self._resolve_trunks()
+            self.trunk_agent.start(self.stack.now())
+            self.stack.flush()
+            self.save_trunk_status()
         if self.role is not None and self.primary:
             # The others bind the very addresses bound here (a port 0 became a real one).
             argv = [*self._argv, *(f"--listen={spec}" for spec in bound)]
@@ -281,6 +297,33 @@ class Server:
         self.registrar.on_binding_appeared = self.stack.post
         log.info("push notifications: %s (a woken device is awaited %g s)",
                  ", ".join(settings.providers), settings.wait)
+
+    async def _resolve_trunks(self) -> None:
+        """The addresses of trunks named by host name, looked up without blocking the loop
+        (UDP and TCP trunks are then reached at that address; a TLS trunk's connection looks
+        its name up itself, to verify the certificate against it)."""
+        loop = asyncio.get_running_loop()
+        for spec in self.trunks.order:
+            if spec.transport == "tls" or _is_address(spec.host):
+                continue
+            try:
+                infos = await asyncio.wait_for(
+                    loop.getaddrinfo(spec.host, spec.target_port, type=socket.SOCK_DGRAM), 5.0)
+            except (OSError, TimeoutError) as exc:
+                log.warning("trunk %s: cannot resolve %s: %s", spec.name, spec.host, exc)
+                continue
+            if infos:
+                self.trunks.addresses[spec.name] = str(infos[0][4][0])
+
+    def save_trunk_status(self) -> None:
+        """Store the trunks' status for `b2bua trunks` and the dashboard: written when it
+        changed, and every 30 s at least (b2bua.trunks.store)."""
+        if self.trunk_status is None:
+            return
+        try:
+            self.trunk_status.save(self.trunks.status(), time.time())
+        except Exception:  # the database is busy or gone: the next tick tries again
+            log.exception("cannot store the trunks' status")
 
     async def _start_media(self, data_dir: Path) -> None:
         """Anchored RTP: every call's media goes through our ports (see docs/media.md)."""
@@ -475,6 +518,8 @@ class Server:
         self.registrar.set_users(users_from_config(config))
         self.rulebook.swap(table)
         self.calls.directory = directory
+        self.trunk_agent.reconfigure(directory.trunk_specs, self.stack.now())
+        self.stack.flush()
         self.config = config
         log.info("configuration applied live: %d users", len(config.users))
         if self.primary and self.channel is not None:
@@ -556,6 +601,7 @@ class Server:
                     for binding in self.registrar.keepalive_due(now):
                         self.core.send_keepalive(binding)
                     self.stack.flush()
+                    self.save_trunk_status()
                 if self.supervisor is not None:
                     self.supervisor.check()
                 if self.role is not None and not self.primary:
@@ -570,6 +616,24 @@ class Server:
             except Exception:  # a task boundary: log and keep serving
                 log.exception("housekeeping failed")
 
+    async def _unregister_trunks(self, wait: float = 2.0) -> None:
+        """Remove our registrations at the trunks (Expires: 0) and give the carriers `wait`
+        seconds at most to confirm, so that they stop sending calls to a server that is gone."""
+        if not self.primary or not hasattr(self, "trunk_agent"):
+            return
+        self.trunk_agent.stop(self.stack.now())
+        self.stack.flush()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        while self.trunk_agent.unregistering and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        if self.trunk_status is not None:
+            try:
+                self.trunk_status.clear()  # `b2bua trunks`: no server running
+            except Exception:
+                log.exception("cannot clear the trunks' status")
+            self.trunk_status = None
+
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
@@ -583,6 +647,7 @@ class Server:
             channel.close()
         if self.http_runner is not None:
             await self.http_runner.cleanup()
+        await self._unregister_trunks()
         if self.push is not None:
             await self.push.aclose()
         await self.transports.close()
@@ -674,6 +739,14 @@ def _malloc_trim() -> Callable[[int], int] | None:
 
 # Looked up at start-up: what a first use would load after a flood would land in its memory.
 _MALLOC_TRIM = _malloc_trim()
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def media_address(listen: list[ListenSpec]) -> str:

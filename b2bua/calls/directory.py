@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from b2bua.rules.numbers import normalize_number
+from b2bua.sip.flow import Flow
+from b2bua.trunks.model import TrunkSpec
 
 __all__ = ["Directory", "Trunk", "normalize_number", "to_e164"]
 
@@ -42,6 +44,11 @@ class Directory:
         self.users: dict[str, Any] = {u.extension: u for u in config.users}
         self.system: dict[str, Any] = {s.extension: s for s in getattr(config, "system_extensions", [])}
         self.trunks: list[Trunk] = []
+        self.trunk_specs = tuple(TrunkSpec.from_config(t) for t in getattr(config, "trunks", ()))
+        # Whether any leg may have to speak SRTP, or refuse it (b2bua.calls.trunking).
+        self.srtp_configured = any(s.media_encryption != "optional" for s in self.trunk_specs) or any(
+            getattr(d, "media_encryption", "optional") != "optional"
+            for u in self.users.values() for d in getattr(u, "devices", ()))
         self._source_cache: dict[str, Trunk | None] = {}
         for t in getattr(config, "trunks", []):
             host, port = t.address.host, t.address.port
@@ -79,3 +86,26 @@ class Directory:
 
     def user(self, ext: str) -> Any | None:
         return self.users.get(ext)
+
+    def device_encryption(self, ext: str, device: int | None) -> str:
+        """The `media_encryption` of device number `device` of extension `ext`."""
+        if not self.srtp_configured or device is None:
+            return "optional"
+        devices = getattr(self.users.get(ext), "devices", ())
+        if 0 <= device < len(devices):
+            return str(getattr(devices[device], "media_encryption", "optional"))
+        return "optional"
+
+    def caller_encryption(self, ext: str, flow: Flow, location: Any, now: float) -> str:
+        """The `media_encryption` of the device of `ext` that calls from `flow`: the device
+        of the binding on that flow, else the one mode all the user's devices share."""
+        devices = getattr(self.users.get(ext), "devices", ())
+        modes = {str(getattr(d, "media_encryption", "optional")) for d in devices}
+        if len(modes) <= 1:
+            return modes.pop() if modes else "optional"
+        for binding in location.lookup(ext, now):
+            bound = binding.flow
+            if bound.host == flow.host and (bound.port == flow.port or (
+                    bound.connection_id is not None and bound.connection_id == flow.connection_id)):
+                return self.device_encryption(ext, binding.device)
+        return "optional"

@@ -45,7 +45,7 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from b2bua.addressing import Local
-from b2bua.calls.directory import Directory, Trunk, normalize_number, to_e164
+from b2bua.calls.directory import Directory, Trunk, normalize_number
 from b2bua.calls.events import (
     AckNeverCame,
     AppFinished,
@@ -86,13 +86,13 @@ from b2bua.calls.table import (
     CallState,
 )
 from b2bua.calls.transfer import Transfers
+from b2bua.calls.trunking import NO_FREE_LINE, Trunking, make_trunks
 from b2bua.commands import (
     Abandon,
     AppKind,
     MediaClose,
     MediaLocalAnswer,
     MediaLocalOffer,
-    MediaOpen,
     MediaPlay,
     MediaResume,
     MediaRewrite,
@@ -123,6 +123,7 @@ from b2bua.sip.transaction import (
 )
 from b2bua.sip.uri import SipUri
 from b2bua.tokens import TokenSource
+from b2bua.trunks.service import Trunks
 from media.sdp import holds
 
 if TYPE_CHECKING:
@@ -230,6 +231,7 @@ class CallEngine:
         rules_clock: Callable[[], float] | None = None,
         media: MediaMode = MediaMode.NONE,
         timers: TimerConfig | None = None,
+        trunks: Trunks | None = None,
     ) -> None:
         self.outbox = outbox
         self.local = local
@@ -241,6 +243,9 @@ class CallEngine:
         self.rules_clock = rules_clock or wall_clock  # the instant rules decide at
         self.media = media
         self.timers = timers or TimerConfig()
+        # Calls through trunks: choice, lines, challenges, failover (b2bua.calls.trunking).
+        self.trunking = Trunking(trunks if trunks is not None else make_trunks(
+            directory.trunk_specs, local, tokens, directory.domain))
         self.calls: dict[str, Call] = {}
         self.branches: dict[str, Branch] = {}  # by the Via branch of their INVITE
         self.relays: dict[str, Relay] = {}  # by the Via branch of the relayed request
@@ -438,6 +443,7 @@ class CallEngine:
         directory = self.directory
         did: str | None = None
         if trunk is not None:
+            dialled = self.trunking.dialled(request, trunk, dialled, directory.country_code)
             caller = self._presented_number(request)
             caller_name = request.from_.display_name
             number = normalize_number(dialled, directory.country_code)
@@ -476,10 +482,13 @@ class CallEngine:
         tx.context = call.key  # its CANCEL and the caller's missing ACK find the call
         self.counters["calls"] += 1
         self.calls[call.key] = call
+        if trunk is not None and not self.trunking.take_inbound_line(call):
+            call.state = CallState.ROUTING
+            self._refuse(call, 486, NO_FREE_LINE)
+            return
         if self.media is MediaMode.ANCHORED:
             call.state = CallState.ANCHORING
-            self.outbox.append(MediaOpen(call.key, request.body, self._music_of(callee),
-                                         flow.host))
+            self.outbox.append(self.trunking.media_open(self, call, flow))
             return
         call.b_offer = request.body
         call.state = CallState.ROUTING
@@ -490,6 +499,9 @@ class CallEngine:
         return str(getattr(user, "hold_music", None) or "default")
 
     def _trunk_caller(self, request: Request, flow: Flow) -> Trunk | None:
+        trunk = self.trunking.by_line(self.directory, request)  # sent to our registered Contact
+        if trunk is not None:
+            return trunk
         trunk = self.directory.trunk_for_source(flow.host)
         if trunk is None:
             return None
@@ -519,6 +531,7 @@ class CallEngine:
         call = self.calls.get(event.call)
         if call is not None:
             call.b_offer = event.offer
+            self.trunking.media_opened(call, event)
             self._call_input(call, CallInput.ANCHORED)
 
     # ================================================================ routing
@@ -691,7 +704,9 @@ class CallEngine:
                     continue
                 seen.add(key)
                 targets.append(Target(uri, flow, self._device_label(ext, binding), ext,
-                                      f"<sip:{ext}@{domain}>", binding.key))
+                                      f"<sip:{ext}@{domain}>", binding.key,
+                                      encryption=self.directory.device_encryption(
+                                          ext, binding.device)))
         return targets
 
     def _device_label(self, ext: str, binding: Any) -> str:
@@ -706,30 +721,20 @@ class CallEngine:
     def _route_external(self, call: Call, number: str, diverted_from: str | None,
                         private: bool = False, ring_timeout: float | None = None) -> None:
         plan = self._external_plan(call, number, diverted_from, private, ring_timeout)
-        if plan is None:
-            self._refuse(call, 503, "no trunk configured")
+        if not isinstance(plan, Plan):  # why no trunk takes the call
+            if plan == NO_FREE_LINE and diverted_from is not None:
+                call.notes.append(plan)  # a forward: the user's no-answer destination
+                self._route_no_answer(call, plan)
+                return
+            self._refuse(call, 503, plan)
             return
         call.plan = plan
         self._call_input(call, CallInput.ROUTE_DEVICES)
 
     def _external_plan(self, call: Call, number: str, diverted_from: str | None,
-                       private: bool, ring_timeout: float | None) -> Plan | None:
-        trunk = self.directory.outbound_trunk()
-        if trunk is None:
-            return None
-        cc = self.directory.country_code
-        dialled = (to_e164(number, cc) if trunk.number_format == "e164"
-                   else normalize_number(number, cc))
-        hostport = f"[{trunk.host}]" if ":" in trunk.host else trunk.host
-        uri = SipUri(hostport, user=dialled, port=trunk.port)
-        flow = Flow("udp", trunk.host, trunk.port)
-        extra = self._diversion(call, diverted_from) if diverted_from else []
-        if private:
-            extra += [("Privacy", "id"),
-                      ("P-Asserted-Identity", f"<sip:{call.caller}@{self.directory.domain}>")]
-        target = Target(uri, flow, f"trunk {trunk.name}", dialled,
-                        f"<sip:{dialled}@{hostport}:{trunk.port}>")
-        return Plan([target], ring_timeout, extra, private, trunk)
+                       private: bool, ring_timeout: float | None) -> Plan | str:
+        """A plan through the trunks (b2bua.calls.trunking), or why there is none."""
+        return self.trunking.plan(self, call, number, diverted_from, private, ring_timeout)
 
     def _diversion(self, call: Call, ext: str) -> list[tuple[str, str]]:
         """RFC 5806 Diversion and RFC 7044 History-Info for a forwarded call."""
@@ -808,8 +813,10 @@ class CallEngine:
                 *((name, value) for name in _INHERITED for value in a.headers.get_all(name)),
             ]
         flow = target.flow
-        identity = (self._identity(call, flow, plan.private) if plan.caller is None
-                    else self._shown(*plan.caller))
+        # A transfer shows its transferee; a call through a trunk the number the trunk
+        # presents (b2bua.calls.trunking); else the caller.
+        identity = (self._shown(*plan.caller) if plan.caller is not None
+                    else target.identity or self._identity(call, flow, plan.private))
         headers: list[tuple[str, str]] = [
             ("Via", via),
             inherited[0],
@@ -821,10 +828,12 @@ class CallEngine:
             ("Allow", ALLOW),
             *inherited[1:],
             *plan.extra_headers,
+            *target.headers,
         ]
         if call.b_offer and not any(h[0] == "content-type" for h in inherited):
             headers.append(("Content-Type", "application/sdp"))
-        return Request("INVITE", target.request_uri, headers, call.b_offer)
+        return Request("INVITE", target.request_uri, headers,
+                       self.trunking.offer_for(call, target))
 
     def _stop_ring_timer(self, call: Call, _ctx: Any) -> None:
         entry = call.ring_timer
@@ -903,14 +912,16 @@ class CallEngine:
             return
         branch.status = status
         branch.reason = response.headers.get("reason") or ""
-        self._branch_input(branch, BranchInput.REJECT, response)
+        self._branch_input(branch, BranchInput.REJECT if branch.target.trunk is None
+                           else self.trunking.final_input(self, branch, response), response)
 
     def _transaction_failed(self, key: str, why: str) -> None:
         branch = self.branches.get(key)
         if branch is not None:
             branch.status = 408
             log.info("call %s: branch %s %s", branch.call, branch.target.label, why)
-            self._branch_input(branch, BranchInput.TIMEOUT, None)
+            self._branch_input(branch, BranchInput.TIMEOUT if branch.target.trunk is None
+                               else self.trunking.failed_input(self, branch, why), None)
             return
         if self.transfers.reinvite_failed(key):
             return
@@ -947,6 +958,7 @@ class CallEngine:
             self.counters["answered"] += 1
             call.b_leg = Leg("b", branch.dialog, branch.target.flow)
         self.dialogs.add(branch.dialog, call)
+        self.trunking.won(self, call, branch)
         self._call_input(call, CallInput.ANSWERED, response)
 
     def _report_failure(self, branch: Branch, response: Any) -> None:
@@ -1153,9 +1165,9 @@ class CallEngine:
         timeout = float(getattr(call.user, "ring_timeout", 0) or 0) or DEFAULT_RING_TIMEOUT
         number = call.bounce_number or ""
         plan = self._external_plan(call, number, call.app_extension, True, timeout)
-        if plan is None:
-            call.notes.append("no trunk configured")
-            self._call_input(call, CallInput.REJECTED, Refusal(503, "no trunk configured"))
+        if not isinstance(plan, Plan):
+            call.notes.append(plan)
+            self._call_input(call, CallInput.REJECTED, Refusal(503, plan))
             return
         call.plan = plan
         self._start_ringing(call, None)
@@ -1231,6 +1243,7 @@ class CallEngine:
     def _end(self, call: Call, _ctx: Any) -> None:
         """END: close media, write the record, forget the call."""
         self._stop_ring_timer(call, None)
+        self.trunking.call_ended(call)  # its trunk lines
         for step in call.steps:  # requests still waiting for media get their answer
             relay = step.relay
             if relay is not None:
@@ -1696,6 +1709,11 @@ class CallEngine:
         BranchAction.RE_ACK: _re_ack,
         BranchAction.BYE_DIALOG: _bye_dialog,
         BranchAction.ABANDON: _abandon,
+        # -- trunk branches (b2bua.calls.trunking) --
+        BranchAction.ANSWER_CHALLENGE: lambda self, branch, response:
+            self.trunking.answer_challenge(self, branch, response),
+        BranchAction.FAIL_OVER: lambda self, branch, response:
+            self.trunking.fail_over(self, branch, response),
     }
 
 

@@ -64,6 +64,7 @@ class MediaOpened:
 
     call: str
     offer: bytes
+    secure_offer: bytes = b""  # the same offer in SRTP (MediaOpen.secure_offer), or nothing
 
 
 @dataclass(frozen=True, slots=True)

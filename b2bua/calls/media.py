@@ -51,6 +51,7 @@ from b2bua.commands import (
     AppKind,
     Command,
     MediaClose,
+    MediaEncrypt,
     MediaLocalAnswer,
     MediaLocalOffer,
     MediaOpen,
@@ -77,6 +78,10 @@ async def _settled(tasks: list[asyncio.Task[None]]) -> None:
 
 
 def _open_failure_status(exc: MediaError) -> int:
+    """The caller's final response: the error's own status when it has one (488 for an SRTP
+    offer we refuse, docs/trunks.md), else 488 for an SDP we cannot use, 503 otherwise."""
+    if exc.status is not None:
+        return exc.status
     text = str(exc)
     return 488 if "SDP" in text or "codec" in text else 503
 
@@ -177,6 +182,10 @@ class MediaBridge:
                 session.resume(command.leg)  # type: ignore[arg-type]
         elif isinstance(command, MediaRunApp):
             self._spawn(self._run_app(command))
+        elif isinstance(command, MediaEncrypt):
+            session = self.sessions.get(command.call)
+            if isinstance(session, MediaSession) and not session.closed:
+                session.set_encryption(command.leg, command.mode)  # type: ignore[arg-type]
         elif isinstance(command, MediaClose):
             self._close(command.call)
 
@@ -200,15 +209,20 @@ class MediaBridge:
         return session
 
     def _open(self, command: MediaOpen) -> None:
+        secure = b""
         try:
             session = self._builtin_session(command.call)
             session.hold_music = self._hold_music(command.music)
+            if command.encryption != "optional":
+                session.set_encryption("a", command.encryption)  # type: ignore[arg-type]
             offer = session.offer("a", command.offer) if command.offer else b""
+            if offer and command.secure_offer:
+                secure = _secure_offer(session, command.offer)
         except MediaError as exc:
             self._close(command.call)
             self.post(MediaFailed(command.call, _open_failure_status(exc), str(exc)))
             return
-        self.post(MediaOpened(command.call, offer))
+        self.post(MediaOpened(command.call, offer, secure))
 
     def _rewrite(self, command: MediaRewrite) -> None:
         session = self.sessions.get(command.call)
@@ -220,6 +234,11 @@ class MediaBridge:
                 else:
                     body = session.answer(command.leg, body) or body  # type: ignore[arg-type]
             except MediaError as exc:
+                if exc.status is not None:  # refused, not merely unreadable: the call fails
+                    log.info("call %s: SDP from leg %s refused: %s", command.call, command.leg,
+                             exc)
+                    self.post(MediaFailed(command.call, exc.status, str(exc), command.ticket))
+                    return
                 log.info("call %s: SDP from leg %s not usable: %s", command.call, command.leg,
                          exc)
         self.post(SdpReady(command.call, command.ticket, body))
@@ -392,6 +411,18 @@ class MediaBridge:
             except (MediaError, OSError, ValueError) as exc:
                 log.warning("greeting of %s unreadable (%s): the default one plays", box, exc)
         return self.library.prompt("voicemail_greeting", language)
+
+
+def _secure_offer(session: MediaSession, offer: bytes) -> bytes:
+    """The caller's offer as an SRTP callee gets it, beside the plain one just made: our key
+    for leg b, RTP/SAVP. Leg b keeps its "optional" mode, so a plain answer (from a branch that
+    got the plain offer) and an SRTP answer to this one are both taken; the branch that wins
+    sets the leg's own mode (MediaEncrypt) before its answer is read."""
+    session.set_encryption("b", "sdes")
+    try:
+        return session.offer("a", offer)
+    finally:
+        session.set_encryption("b", "optional")
 
 
 def session_closed(session: Session | None) -> bool:

@@ -35,6 +35,12 @@ class Target:
     extension: str
     to: str  # the To header value
     device_key: str | None = None
+    # Trunks and SRTP (b2bua.calls.trunking): the trunk it goes to, the callee's
+    # media_encryption, the From it presents and headers of its own (P-Asserted-Identity).
+    trunk: str | None = None
+    encryption: str = "optional"
+    identity: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(eq=False, slots=True)

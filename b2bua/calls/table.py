@@ -352,6 +352,10 @@ class BranchInput(Enum):
     TIMEOUT = "TIMEOUT"  # Timer B, or the transport failed
     CANCEL = "CANCEL"  # the call wants this branch to stop ringing
     GIVE_UP = "GIVE_UP"  # 64*T1 after our CANCEL, still no final response
+    # -- trunk branches (b2bua.calls.trunking) --
+    CHALLENGED = "CHALLENGED"  # a 401/407 we answer with the trunk's credentials
+    AUTH_REFUSED = "AUTH_REFUSED"  # a challenge again after our credentials, or unanswerable
+    TRUNK_FAILED = "TRUNK_FAILED"  # 503, 408, Timer B or a transport failure
 
 
 class BranchAction(Enum):
@@ -366,6 +370,9 @@ class BranchAction(Enum):
     RE_ACK = "RE_ACK"  # the same ACK bytes again
     BYE_DIALOG = "BYE_DIALOG"  # end the dialog that 2xx made
     ABANDON = "ABANDON"
+    # -- trunk branches (b2bua.calls.trunking) --
+    ANSWER_CHALLENGE = "ANSWER_CHALLENGE"  # the INVITE again, with credentials
+    FAIL_OVER = "FAIL_OVER"  # the next trunk, or REPORT_FAILURE when none is left
 
 
 @dataclass(frozen=True, slots=True)
@@ -419,6 +426,35 @@ BRANCH_TABLE: dict[tuple[BranchState, BranchInput], BranchTransition] = {
     (_B.ENDING, _BI.ANSWER_AGAIN): BranchTransition(_B.ENDING, (_BA.RE_ACK,)),
     (_B.ENDING, _BI.EXTRA_ANSWER): _ACK_AND_BYE,
 }
+
+# -- trunk branches (b2bua.calls.trunking) -----------------------------------------------------
+# RFC 3261 §22.2: "When a UAC resubmits a request with its credentials after receiving a 401
+# (Unauthorized) or 407 (Proxy Authentication Required) response, it MUST increment the CSeq
+# header field value as it would normally when sending an updated request." The branch rings
+# on with a new INVITE client transaction (CALLING again: RFC 3261 §9.1 forbids a CANCEL until
+# that transaction hears a provisional). A challenge again to the credentials we just sent
+# means they were refused (RFC 7235 §3.1: "If the request included authentication
+# credentials, then the 401 response indicates that authorization has been refused for those
+# credentials"): the branch fails (AUTH_REFUSED), as does a challenge we cannot answer.
+# A trunk that cannot take the call (503, 408, no response, transport failure) hands it to the
+# next trunk (FAIL_OVER), a new branch; a branch already being cancelled just ends.
+_ANSWER_CHALLENGE = BranchTransition(_B.CALLING, (_BA.ANSWER_CHALLENGE,))
+_AUTH_REFUSED = BranchTransition(_B.FAILED, (_BA.REPORT_FAILURE,))
+_FAIL_OVER = BranchTransition(_B.FAILED, (_BA.FAIL_OVER,))
+BRANCH_TABLE.update({
+    (_B.CALLING, _BI.CHALLENGED): _ANSWER_CHALLENGE,
+    (_B.PROCEEDING, _BI.CHALLENGED): _ANSWER_CHALLENGE,
+    (_B.CANCEL_PENDING, _BI.CHALLENGED): BranchTransition(_B.FAILED),
+    (_B.CANCELLING, _BI.CHALLENGED): BranchTransition(_B.FAILED),
+    (_B.CALLING, _BI.AUTH_REFUSED): _AUTH_REFUSED,
+    (_B.PROCEEDING, _BI.AUTH_REFUSED): _AUTH_REFUSED,
+    (_B.CANCEL_PENDING, _BI.AUTH_REFUSED): BranchTransition(_B.FAILED),
+    (_B.CANCELLING, _BI.AUTH_REFUSED): BranchTransition(_B.FAILED),
+    (_B.CALLING, _BI.TRUNK_FAILED): _FAIL_OVER,
+    (_B.PROCEEDING, _BI.TRUNK_FAILED): _FAIL_OVER,
+    (_B.CANCEL_PENDING, _BI.TRUNK_FAILED): BranchTransition(_B.FAILED),
+    (_B.CANCELLING, _BI.TRUNK_FAILED): BranchTransition(_B.FAILED),
+})
 
 # Branches that still ring (a CANCEL is due to them when the call stops ringing).
 RINGING_BRANCHES = frozenset({_B.CALLING, _B.PROCEEDING})

@@ -201,6 +201,12 @@ class B2bua:
     network: MemoryNetwork | None = None
     bridge: Any = None  # the media port (b2bua.calls.media.MediaBridge), with media=True
     tokens: TokenSource = field(default_factory=TokenSource)
+    trunks: Any = None  # b2bua.trunks.agent.TrunkAgent (started by the test: `start_trunks`)
+
+    def start_trunks(self) -> None:
+        """Register to the trunks and start their pings, as `b2bua run` does after start-up."""
+        self.trunks.start(self.stack.now())
+        self.stack.flush()
 
     @property
     def counters(self) -> dict[str, int]:
@@ -251,10 +257,12 @@ def build_b2bua(config: Any, network: MemoryNetwork,
     from b2bua.calls.model import MediaMode
     from b2bua.calls.mwi import MessageWaiting
     from b2bua.calls.records import CallRecorder
+    from b2bua.calls.trunking import make_trunks
     from b2bua.registrar import build_registrar
     from b2bua.rules import RuleBook, compile_rules
     from b2bua.sip.transaction import TimerConfig, TransactionLayer
     from b2bua.store import open_database
+    from b2bua.trunks.agent import TrunkAgent
 
     directory = data_dir or tempfile.mkdtemp(prefix="b2bua-mem-")
     db = open_database(directory)
@@ -267,15 +275,20 @@ def build_b2bua(config: Any, network: MemoryNetwork,
     local = Local(network, tokens)
     mode = MediaMode.NONE if media is None or media is False else (
         MediaMode.ANCHORED if getattr(media, "anchor", True) else MediaMode.DIRECT)
-    engine = CallEngine(stack.outbox, local, Directory(config), registrar,
-                        RuleBook(compile_rules(config)), tokens, wall_clock, media=mode)
+    directory_ = Directory(config)
+    trunks = make_trunks(directory_.trunk_specs, local, tokens, config.server.domain)
+    agent = TrunkAgent(trunks, stack.outbox, local)
+    engine = CallEngine(stack.outbox, local, directory_, registrar,
+                        RuleBook(compile_rules(config)), tokens, wall_clock, media=mode,
+                        trunks=trunks)
     mwi = MessageWaiting(stack.outbox, local, registrar, config.server.domain,
                          lambda box: (0, 0), wall_clock)
     core = Core(stack.outbox, local, registrar, engine, config.server.domain, wall_clock, mwi)
-    stack.attach(network, core, engine, engine)
+    stack.attach(network, core, engine, engine, agent)
     stack.recorder = CallRecorder(db)
     network.ingress = ingress
-    b2bua = B2bua(stack, ingress, engine, core, registrar, db, clock, network, tokens=tokens)
+    b2bua = B2bua(stack, ingress, engine, core, registrar, db, clock, network, tokens=tokens,
+                  trunks=agent)
     if media is True:
         from pathlib import Path
 

@@ -33,6 +33,7 @@ class StreamConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.flow: Flow | None = None
         self.pings = 0
+        self.aliases: list[tuple[str, str, int]] = []  # other (transport, host, port) keys
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
@@ -87,10 +88,19 @@ class ConnectionPool:
         self.by_id[conn.id] = conn
         self.by_remote[(conn.kind, conn.flow.host, conn.flow.port)] = conn
 
+    def alias(self, conn: StreamConnection, host: str, port: int) -> None:
+        """`conn` also reaches `host`:`port` (a host name it was opened to)."""
+        key = (conn.kind, host, port)
+        if conn.flow is not None and key != (conn.kind, conn.flow.host, conn.flow.port):
+            self.by_remote[key] = conn
+            conn.aliases.append(key)
+
     def remove(self, conn: StreamConnection) -> None:
         self.by_id.pop(conn.id, None)
+        keys = list(conn.aliases)
         if conn.flow is not None:
-            key = (conn.kind, conn.flow.host, conn.flow.port)
+            keys.append((conn.kind, conn.flow.host, conn.flow.port))
+        for key in keys:
             if self.by_remote.get(key) is conn:
                 del self.by_remote[key]
 
@@ -169,6 +179,8 @@ class StreamTransport:
             self._pending.pop(key, None)
             self.receiver.connection_lost(flow)
             return
+        assert isinstance(conn, StreamConnection)
+        self.pool.alias(conn, flow.host, flow.port)
         for data in self._pending.pop(key, []):
             conn.write(data)
 

@@ -26,6 +26,15 @@ class Lines:
         self.limit = limit
         self._calls: dict[str, Direction] = {}
 
+    @classmethod
+    def carried(cls, limit: int, old: Lines | None) -> Lines:
+        """New lines with limit `limit` that keep the calls `old` holds (a configuration
+        change never drops a call's line, even when the calls now exceed the new limit)."""
+        lines = cls(limit)
+        if old is not None:
+            lines._calls = dict(old._calls)
+        return lines
+
     def acquire(self, call_id: str, direction: Direction) -> bool:
         """Take a line for `call_id`; False when every line is busy ("no free line")."""
         if call_id in self._calls:

@@ -204,6 +204,11 @@ class Registration:
     def next_attempt(self) -> float | None:
         return self._send_at
 
+    @property
+    def pending(self) -> bool:
+        """A REGISTER is out, waiting for its outcome."""
+        return self._pending is not None
+
     # ---- transitions --------------------------------------------------------------------
 
     def _send(

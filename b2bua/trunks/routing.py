@@ -52,15 +52,17 @@ def candidates(
     *,
     is_up: Callable[[str], bool],
     has_free_line: Callable[[str], bool],
+    canonical: str | None = None,
 ) -> Candidates:
-    """The trunks whose `prefixes` take `number`, in configuration order, up ones first; a trunk
-    that is down comes after every trunk that is up (its OPTIONS may be blocked while calls go
-    through), and a trunk whose lines are all busy is left out."""
+    """The trunks whose `prefixes` take `number` (as dialled, or in its `canonical` form), in
+    configuration order, up ones first; a trunk that is down comes after every trunk that is up
+    (its OPTIONS may be blocked while calls go through), and a trunk whose lines are all busy is
+    left out."""
     up: list[TrunkSpec] = []
     down: list[TrunkSpec] = []
     busy: list[str] = []
     for trunk in trunks:
-        if not trunk.takes(number):
+        if not trunk.takes(number) and not (canonical and trunk.takes(canonical)):
             continue
         if not has_free_line(trunk.name):
             busy.append(trunk.name)

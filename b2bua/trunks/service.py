@@ -13,6 +13,11 @@ An inbound call is recognised as coming from a trunk by the Contact we registere
 Contact carries a `line` parameter unique to the trunk (the carrier's registrar sends calls to
 that URI, parameters included), and `by_request_uri` finds the trunk from it, or from the user
 part when only one registering trunk has that username.
+
+Our Contact at a trunk is asked of `contact_for` when the trunks start (the shell knows its
+listening addresses only then). `reconfigure` installs new specs live: a trunk whose spec did
+not change keeps its registration, pings and lines; a removed trunk is unregistered; a new or
+changed one starts afresh (its lines in use are carried over).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from b2bua.sip.flow import Flow
 from b2bua.sip.message import Response
 from b2bua.trunks.health import OptionsPing
 from b2bua.trunks.lines import Direction, Lines
@@ -81,37 +87,97 @@ class Trunks:
         names = [s.name for s in specs]
         if len(set(names)) != len(names):
             raise ValueError("trunk names must be unique")
+        self.contact_for = contact_for
+        self.from_uri = from_uri
+        self.random_token = random_token
+        self.random_fraction = random_fraction
+        self.base_backoff = base_backoff
+        self.max_backoff = max_backoff
         self.specs = {s.name: s for s in specs}
         self.order = tuple(specs)
         self.lines = {s.name: Lines(s.lines) for s in specs}
         self.registrations: dict[str, Registration] = {}
         self.pings: dict[str, OptionsPing] = {}
         self._contacts: dict[str, str] = {}
+        self._leaving: list[Registration] = []  # removed trunks, unregistering
+        # The address a trunk's host name resolved to (the shell resolves them without
+        # blocking); a trunk without one is reached at its `host` as configured.
+        self.addresses: dict[str, str] = {}
+        self.started = False
         for spec in specs:
-            if spec.register and spec.username:
-                contact = f"<{contact_for(spec)};line={line_token(spec)}>"
-                self._contacts[spec.name] = contact
-                self.registrations[spec.name] = Registration(
-                    spec, contact=contact, random_token=random_token,
-                    random_fraction=random_fraction, base_backoff=base_backoff,
-                    max_backoff=max_backoff,
-                )
-            self.pings[spec.name] = OptionsPing(spec, from_uri=from_uri, random_token=random_token)
+            self._add(spec)
+
+    def _add(self, spec: TrunkSpec) -> None:
+        if spec.register and spec.username:
+            self.registrations[spec.name] = Registration(
+                spec, contact="", random_token=self.random_token,
+                random_fraction=self.random_fraction, base_backoff=self.base_backoff,
+                max_backoff=self.max_backoff,
+            )
+        self.pings[spec.name] = OptionsPing(spec, from_uri=self.from_uri,
+                                            random_token=self.random_token)
 
     # ---- the life cycle -----------------------------------------------------------------
 
     def start(self, now: float) -> None:
-        for registration in self.registrations.values():
-            registration.start(now)
+        self.started = True
+        for name, registration in self.registrations.items():
+            self._start_registration(name, registration, now)
         for ping in self.pings.values():
             ping.start(now)
 
+    def _start_registration(self, name: str, registration: Registration, now: float) -> None:
+        contact = self.contact(name)
+        if contact is not None:
+            registration.contact = contact
+        registration.start(now)
+
     def stop(self, now: float) -> None:
         """Unregister (the REGISTERs with Expires: 0 are in `take_requests`) and stop pinging."""
+        self.started = False
         for registration in self.registrations.values():
             registration.stop(now)
         for ping in self.pings.values():
             ping.stop()
+
+    @property
+    def unregistering(self) -> bool:
+        """An un-REGISTER is still waiting for its outcome (see `stop`)."""
+        return any(r.pending for r in self.registrations.values())
+
+    def reconfigure(self, specs: Sequence[TrunkSpec], now: float) -> None:
+        """Install new trunk specs live (see the module docstring)."""
+        names = [s.name for s in specs]
+        if len(set(names)) != len(names):
+            raise ValueError("trunk names must be unique")
+        new = {s.name: s for s in specs}
+        for name, old in self.specs.items():
+            if new.get(name) == old:
+                continue
+            registration = self.registrations.pop(name, None)
+            if registration is not None and name not in new:
+                registration.stop(now)  # its un-REGISTER goes out with the next requests
+                self._leaving.append(registration)
+            self.pings.pop(name).stop()
+            self._contacts.pop(name, None)
+        lines = self.lines
+        self.lines = {}
+        for spec in specs:
+            held = lines.get(spec.name)
+            if held is not None and spec.lines == held.limit:
+                self.lines[spec.name] = held
+            else:
+                self.lines[spec.name] = Lines.carried(spec.lines, held)
+            if self.specs.get(spec.name) == spec:
+                continue
+            self._add(spec)
+            if self.started:
+                registration = self.registrations.get(spec.name)
+                if registration is not None:
+                    self._start_registration(spec.name, registration, now)
+                self.pings[spec.name].start(now)
+        self.specs = new
+        self.order = tuple(specs)
 
     # ---- inputs -------------------------------------------------------------------------
 
@@ -133,13 +199,17 @@ class Trunks:
 
     def _machine(self, trunk: str, purpose: Purpose) -> Registration | OptionsPing | None:
         if purpose == "register":
-            return self.registrations.get(trunk)
+            return self.registrations.get(trunk) or next(
+                (r for r in self._leaving if r.trunk.name == trunk), None)
         return self.pings.get(trunk)
 
     # ---- outputs ------------------------------------------------------------------------
 
     def take_requests(self) -> list[OutgoingRequest]:
         out: list[OutgoingRequest] = []
+        for registration in self._leaving:
+            out += registration.take_requests()
+        self._leaving = [r for r in self._leaving if r.pending]
         for registration in self.registrations.values():
             out += registration.take_requests()
         for ping in self.pings.values():
@@ -177,9 +247,11 @@ class Trunks:
     def has_free_line(self, name: str) -> bool:
         return self.lines[name].free != 0
 
-    def route(self, number: str) -> Candidates:
-        """The trunks to try for an outbound `number`, in order."""
-        return candidates(number, self.order, is_up=self.is_up, has_free_line=self.has_free_line)
+    def route(self, number: str, canonical: str | None = None) -> Candidates:
+        """The trunks to try for an outbound `number` (as dialled; its `canonical` form is
+        matched against the prefixes too), in order."""
+        return candidates(number, self.order, is_up=self.is_up, has_free_line=self.has_free_line,
+                          canonical=canonical)
 
     def acquire_line(self, name: str, call_id: str, direction: Direction) -> bool:
         return self.lines[name].acquire(call_id, direction)
@@ -187,9 +259,32 @@ class Trunks:
     def release_line(self, name: str, call_id: str) -> bool:
         return self.lines[name].release(call_id)
 
+    def flow(self, name: str) -> Flow:
+        """Where requests to trunk `name` go. Over TLS the host name stays (the connection
+        resolves it and verifies the certificate against it)."""
+        spec = self.specs[name]
+        host = spec.host if spec.transport == "tls" else self.addresses.get(name, spec.host)
+        return Flow(spec.transport, host, spec.target_port)
+
     def contact(self, name: str) -> str | None:
-        """Our registered Contact at trunk `name` (with its `line` parameter)."""
-        return self._contacts.get(name)
+        """Our Contact at registering trunk `name` (with its `line` parameter)."""
+        contact = self._contacts.get(name)
+        if contact is None and name in self.registrations:
+            spec = self.specs[name]
+            contact = self._contacts[name] = f"<{self.contact_for(spec)};line={line_token(spec)}>"
+        return contact
+
+    def call_succeeded(self, name: str) -> None:
+        """A call through trunk `name` got an answer from it (health, see OptionsPing)."""
+        ping = self.pings.get(name)
+        if ping is not None:
+            ping.call_succeeded()
+
+    def call_failed(self, name: str, reason: str) -> None:
+        """A call through trunk `name` timed out, met a transport failure or a 503."""
+        ping = self.pings.get(name)
+        if ping is not None:
+            ping.call_failed(reason)
 
     def by_request_uri(self, user: str | None, params: dict[str, str | None]) -> TrunkSpec | None:
         """The registering trunk an inbound request was sent to, from its Request-URI."""

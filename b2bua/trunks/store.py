@@ -60,6 +60,13 @@ class TrunkStatusStore:
         self._written_at = now
         return True
 
+    def clear(self) -> None:
+        """No server reports any more (it stopped): `b2bua trunks` says so at once."""
+        with transaction(self.conn) as conn:
+            conn.execute("DELETE FROM trunk_status")
+        self._last = {}
+        self._written_at = float("-inf")
+
     def load(self, now: float) -> dict[str, TrunkStatus]:
         """The rows written less than `STALE_AFTER` seconds before `now` (wall clock)."""
         try:
