@@ -394,6 +394,9 @@ class CallEngine:
         hdrs = headers if headers is not None else []
         if 100 < status < 300:
             hdrs.append(("Contact", self._contact(call.a_flow)))
+            # §12.1.1: the UAS "MUST copy all Record-Route header field values from the
+            # request into the response" that establishes a dialog (a carrier's proxy).
+            hdrs.extend(("Record-Route", v) for v in call.a_request.headers.get_all("record-route"))
         self.outbox.append(Respond(call.a_tx, make_response(
             call.a_request, status, reason, to_tag=call.a_tag, headers=hdrs, body=body)))
 

@@ -280,6 +280,12 @@ _EN: dict[str, _Render] = {
     + (f" ({p['statuses']})" if p.get("statuses") else ""),
     "media_failure": lambda p: "media failure",
     "no_trunk": lambda p: "no trunk configured",
+    "no_free_line": lambda p: "no free line",
+    "no_trunk_for_number": lambda p: "no trunk takes this number",
+    "trunk_failover": lambda p: f"trunk {p['trunk']}: {p['what']}, trying trunk {p['next']}",
+    "trunk_failed": lambda p: f"trunk {p['trunk']}: {p['what']}, no other trunk",
+    "trunk_auth_refused": lambda p: (
+        f"trunk {p['trunk']} refused our credentials ({p['response']})"),
     "destination_unavailable": lambda p: f"{p['what']} unavailable",
     "to_voicemail": lambda p: f"voicemail of {p['extension']}",
     "to_announcement": lambda p: f"announcement {p['message']}",
@@ -374,6 +380,13 @@ _FR: dict[str, _Render] = {
     + (f" ({p['statuses']})" if p.get("statuses") else ""),
     "media_failure": lambda p: "échec du média",
     "no_trunk": lambda p: "aucun opérateur (trunk) configuré",
+    "no_free_line": lambda p: "aucune ligne libre",
+    "no_trunk_for_number": lambda p: "aucun opérateur ne prend ce numéro",
+    "trunk_failover": lambda p: (
+        f"opérateur {p['trunk']} : {p['what']}, essai par l'opérateur {p['next']}"),
+    "trunk_failed": lambda p: f"opérateur {p['trunk']} : {p['what']}, aucun autre opérateur",
+    "trunk_auth_refused": lambda p: (
+        f"l'opérateur {p['trunk']} a refusé nos identifiants ({p['response']})"),
     "destination_unavailable": lambda p: f"{p['what']} indisponible",
     "to_voicemail": lambda p: f"messagerie vocale de {p['extension']}",
     "to_announcement": lambda p: f"annonce « {p['message']} »",

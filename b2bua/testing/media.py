@@ -30,6 +30,7 @@ LOCAL_SDP = (
     b"m=audio 30000 RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\n"
     b"a=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n"
 )
+SECURE_LINE = b"a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:" + b"A" * 40 + b"\r\n"
 
 
 class ScriptedMedia:
@@ -54,7 +55,11 @@ class ScriptedMedia:
         post = self._post
         if isinstance(command, MediaOpen):
             self.open.add(command.call)
-            post(MediaOpened(command.call, command.offer.replace(b"127.0.0.1", b"10.9.9.0")))
+            offer = command.offer.replace(b"127.0.0.1", b"10.9.9.0")
+            secure = b""
+            if command.secure_offer and offer:  # the relay's SRTP form of it, in shape
+                secure = offer.replace(b"RTP/AVP", b"RTP/SAVP") + SECURE_LINE
+            post(MediaOpened(command.call, offer, secure))
         elif isinstance(command, MediaRewrite | MediaLocalAnswer | MediaLocalOffer):
             step = len(self.steps)
             kind = command.kind.value if isinstance(command, MediaRewrite) else "local"
