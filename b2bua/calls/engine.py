@@ -446,7 +446,7 @@ class CallEngine:
         directory = self.directory
         did: str | None = None
         if trunk is not None:
-            dialled = self.trunking.dialled(request, trunk, dialled, directory.country_code)
+            dialled = self.trunking.dialled(request, dialled)
             caller = self._presented_number(request)
             caller_name = request.from_.display_name
             number = normalize_number(dialled, directory.country_code)

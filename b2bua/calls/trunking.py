@@ -37,6 +37,7 @@ from b2bua.calls.model import Branch, Call, Plan, Target
 from b2bua.calls.table import BranchInput, CallState
 from b2bua.commands import MediaEncrypt, MediaOpen
 from b2bua.sip.dialog import ClientInvite
+from b2bua.sip.errors import SipParseError
 from b2bua.sip.flow import Flow
 from b2bua.sip.message import Request, Response
 from b2bua.sip.uri import SipUri
@@ -87,6 +88,7 @@ class TrunkCall:
     remaining: list[TrunkSpec] = field(default_factory=list)  # trunks still to try
     extra: list[tuple[str, str]] = field(default_factory=list)  # the plan's headers
     secure_offer: bytes = b""  # the offer in SRTP, for a callee that must have it
+    failure: str = ""  # why the last trunk branch failed without a response
 
 
 class Trunking:
@@ -111,18 +113,18 @@ class Trunking:
                 return _trunk_named(directory, name)
         return None
 
-    def dialled(self, request: Request, trunk: Trunk, dialled: str, country_code: str) -> str:
+    def dialled(self, request: Request, dialled: str) -> str:
         """The number a trunk's caller dialled: a carrier that sends to our registered Contact
-        (whose user part is our account name) names the DID in the To header."""
+        (whose user part is our account name) names the number dialled in the To header."""
         uri = request.request_uri
         if not isinstance(uri, SipUri) or not uri.params.get("line"):
             return dialled
         try:
             to = request.to.uri
-        except Exception:  # a To we cannot read: the Request-URI's user stands
+        except SipParseError:  # a To we cannot read: the Request-URI's user stands
             return dialled
         user = to.user_unescaped if isinstance(to, SipUri) else None
-        if user and normalize_number(user, country_code) in trunk.did:
+        if user and user.lstrip("+").isdigit():
             return user
         return dialled
 
@@ -262,6 +264,9 @@ class Trunking:
         name = branch.target.trunk
         assert name is not None
         self.trunks.call_failed(name, f"INVITE {why}")
+        state = self.calls.get(branch.call)
+        if state is not None:
+            state.failure = "transport failure" if "transport" in why else "no response"
         return BranchInput.TRUNK_FAILED
 
     def _challenge_input(self, engine: CallEngine, branch: Branch, response: Response,
@@ -346,9 +351,9 @@ class Trunking:
         if call is None or branch not in call.branches:
             return
         name = branch.target.trunk
-        what = (f"{response.status} {response.reason}" if isinstance(response, Response)
-                else "no response")
         state = self.calls.get(call.key)
+        what = (f"{response.status} {response.reason}" if isinstance(response, Response)
+                else (state.failure if state is not None and state.failure else "no response"))
         spec = None
         if state is not None and call.state in (CallState.RINGING, CallState.BOUNCING):
             spec = self._next_trunk(call, state)

@@ -7,9 +7,10 @@ It behaves as carriers do towards a PBX:
   with the `auth` module); right credentials bind the Contact in memory (`usrloc`), a wrong
   password gets 403 Forbidden;
 - an INVITE from the PBX must carry proxy credentials (407 challenge) and is then relayed to
-  `public`, the "public network" (a SIPp UAS in tests), with Record-Route;
-- an INVITE from `public` is relayed to the Contact the PBX registered for its Request-URI
-  user (404 when there is none);
+  `public`, the "public network" (a SIPp UAS in tests), with Record-Route (or refused with
+  `refuse_calls`);
+- an INVITE from `public` (or from any port of `callers_from`, when given) is relayed to the
+  Contact the PBX registered for its Request-URI user (404 when there is none);
 - OPTIONS to Kamailio itself are answered 200.
 
 The script lives in a temporary directory; Kamailio runs in the foreground (-DD -E), logging to
@@ -97,7 +98,7 @@ request_route {{
         sl_send_reply("200", "OK");
         exit;
     }}
-    if ($si == "{public_host}" && $sp == {public_port}) {{
+    if ($si == "{callers_host}" && ({callers_port} == 0 || $sp == {callers_port})) {{
         # From the public network: to the PBX's registered Contact.
         if (!lookup("location")) {{
             sl_send_reply("404", "Not Found");
@@ -142,7 +143,7 @@ request_route {{
             exit;
         }}
         consume_credentials();
-        record_route();
+{refuse}        record_route();
         $du = "sip:{public_host}:{public_port}";
         t_relay();
         exit;
@@ -211,9 +212,15 @@ def start_kamailio(
     min_expires: int = 10,
     debug: int = 2,
     timeout: float = 15.0,
+    callers_from: str | None = None,
+    refuse_calls: int | None = None,
 ) -> RunningKamailio:
     """Start the carrier stand-in in the foreground on `host`:`port` (a free one by default);
-    returns once it answers OPTIONS. `public` is where it relays the PBX's calls."""
+    returns once it answers OPTIONS. `public` is where it relays the PBX's calls, and where
+    calls for the PBX come from; with `callers_from`, calls for the PBX come from any port of
+    that address instead (several callers at once). With `refuse_calls` (503, say), the carrier
+    answers our authenticated INVITEs that status itself, as an overloaded carrier does (a proxy
+    never relays a 503 from downstream: RFC 3261 §16.7 turns it into 500)."""
     if KAMAILIO is None:
         raise RuntimeError("kamailio is not installed (Debian package kamailio); "
                            "run scripts/setup --test")
@@ -227,6 +234,9 @@ def start_kamailio(
         debug=debug, host=host, port=port, realm=realm, modules=modules_path(),
         secret="b2bua-test-secret-0123456789", algorithm=algorithm, min_expires=min_expires,
         public_host=public[0], public_port=public[1], username=username, password=password,
+        callers_host=callers_from or public[0], callers_port=0 if callers_from else public[1],
+        refuse=(f'        sl_send_reply("{refuse_calls}", "Service Unavailable");\n        exit;\n'
+                if refuse_calls else ""),
         qop="1" if qop else "0",
     )
     config = workdir / "kamailio.cfg"
