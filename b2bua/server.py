@@ -662,9 +662,12 @@ class Server:
 
 def guard_settings(config: Config) -> GuardSettings:
     """The overload guard's settings from `[overload]`; the trunks' `inbound_from` networks
-    are trusted (a carrier may send more than a phone would)."""
+    and the trunks' own addresses are trusted (a carrier may send more than a phone would)."""
     o = config.overload
     trusted = tuple(o.trusted) + tuple(n for t in config.trunks for n in t.inbound_from)
+    trusted += tuple(ipaddress.ip_network(t.address.host.strip("[]")) for t in config.trunks
+                     if _is_address(t.address.host.strip("[]")))
+    trusted = tuple(dict.fromkeys(trusted))
     return GuardSettings(
         source_rate=o.source_rate, block_seconds=float(o.block_seconds), action=o.action,
         trusted=trusted, busy=o.loop_busy_percent / 100, lag=o.loop_lag_ms / 1000,
