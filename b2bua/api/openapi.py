@@ -10,7 +10,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel
 
-from b2bua.api import announcements, auth, media, users
+from b2bua.api import announcements, auth, media, trunks, users
 from b2bua.config import User
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -86,6 +86,8 @@ ROUTES: tuple[Route, ...] = (
     Route("PATCH", UE + "/voicemail/{id}", media.patch_voicemail, "Mark a message read or unread",
           body=media.VoicemailPatch),
     Route("DELETE", UE + "/voicemail/{id}", media.delete_voicemail, "Delete a message"),
+    Route("GET", "/api/trunks", trunks.list_trunks, "Trunks: registration, health and lines in "
+          "use, as `b2bua trunks --json` shows them", "admin"),
     Route("GET", "/api/music", media.list_music, "Hold-music classes (shipped and uploaded)"),
     Route("POST", "/api/music", media.upload_music, "Upload a file as a hold-music class "
           "(multipart: name, file); converted before the answer", "admin", "multipart/form-data"),

@@ -241,7 +241,7 @@ class Registrar:
                             username=name,
                             key=f"static:{index}",
                             contact=device.contact,
-                            flow=static_flow(uri),
+                            flow=static_flow(uri, device.transport),
                             expires_at=math.inf,
                             call_id="",
                             cseq=0,

@@ -95,8 +95,10 @@ def contact_is_natted(contact: SipUri, flow: Flow) -> bool:
     return contact_ip != source_ip
 
 
-def static_flow(uri: SipUri) -> Flow:
-    transport = uri.transport or ("tls" if uri.scheme == "sips" else "udp")
+def static_flow(uri: SipUri, transport_default: str = "udp") -> Flow:
+    """Where a static contact is reached: its URI's transport parameter, TLS for `sips:`,
+    else the device's configured `transport`."""
+    transport = uri.transport or ("tls" if uri.scheme == "sips" else transport_default)
     port = uri.port or (5061 if transport == "tls" else 5060)
     return Flow(transport, uri.host_for_socket, port)
 

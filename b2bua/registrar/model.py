@@ -85,6 +85,7 @@ class DeviceSpec:
     label: str
     username: str | None = None
     contact: str | None = None
+    transport: str = "udp"  # how a static contact without a transport parameter is reached
 
     @property
     def static(self) -> bool:
@@ -113,6 +114,7 @@ def users_from_config(config: Any) -> list[UserAccount]:
                 label=str(d.label),
                 username=getattr(d, "username", None),
                 contact=getattr(d, "contact", None),
+                transport=str(getattr(d, "transport", "udp") or "udp"),
             )
             for d in getattr(user, "devices", ())
         )

@@ -23,15 +23,18 @@ def client_context(verify: bool = True, cafile: Path | None = None) -> ssl.SSLCo
     return ctx
 
 
-def make_self_signed(directory: Path, common_name: str = "localhost") -> tuple[Path, Path]:
-    """Write `cert.pem` and `key.pem` (RSA 2048, 1 day) into `directory` with openssl."""
+def make_self_signed(directory: Path, common_name: str = "localhost",
+                     addresses: tuple[str, ...] = ("127.0.0.1",)) -> tuple[Path, Path]:
+    """Write `cert.pem` and `key.pem` (RSA 2048, 1 day) into `directory` with openssl, for
+    `common_name` and the IP `addresses`."""
     openssl = shutil.which("openssl")
     if openssl is None:
         raise RuntimeError("openssl is needed to make a self-signed certificate")
     cert, key = directory / "cert.pem", directory / "key.pem"
     subprocess.run(
         [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-subj", f"/CN={common_name}", "-addext", f"subjectAltName=DNS:{common_name},IP:127.0.0.1",
+         "-subj", f"/CN={common_name}", "-addext", "subjectAltName=" + ",".join(
+             [f"DNS:{common_name}", *(f"IP:{a}" for a in addresses)]),
          "-keyout", str(key), "-out", str(cert)],
         check=True, capture_output=True,
     )

@@ -62,6 +62,13 @@ def test_admin_signs_in_and_lists_every_user(server):
     assert exts == ["1001", "1002", "1003"]
 
 
+def test_admin_sees_the_trunks_and_their_lines(server):
+    rows = signed_in(server, "admin").get("/api/trunks").json()["trunks"]
+    assert rows == [{"name": "carrier", "registered": None, "up": True, "lines": 0,
+                     "lines_in_use": 0, "last_error": None}]
+    assert signed_in(server, "1002").get("/api/trunks").status == 403
+
+
 def test_a_change_is_validated_stored_and_followed_by_the_next_decision(server):
     api = signed_in(server, "1002")
     before = api.get("/api/users/1002/trace?caller=0611223344&at=2026-01-07T10:00").json()

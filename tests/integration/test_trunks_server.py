@@ -26,6 +26,7 @@ from b2bua.testing.kamailio import RunningKamailio, start_kamailio
 from b2bua.testing.net import free_port
 from b2bua.testing.server import RunningServer, start_server, write_config
 from b2bua.testing.sipp import SippResult, finish, run_sipp, start_sipp
+from tests.api.helpers import ADMIN_PASSWORD, signed_in
 from tests.integration.flows import SCENARIOS, call_records, device, uac_auth_call, uac_expect
 
 pytestmark = pytest.mark.integration
@@ -278,7 +279,8 @@ def test_carrier_1_down_moves_the_call_to_carrier_2(
 def test_a_two_line_trunk_refuses_the_third_call_and_frees_a_line_when_a_call_ends(
         tmp_path: Path, carriers: tuple[Carrier, Carrier], sipp_required: None) -> None:
     one, two = carriers
-    server = start_server(config(tmp_path, one, two, lines=2))
+    server = start_server(config(tmp_path, one, two, lines=2),
+                          env={"B2BUA_ADMIN_PASSWORD": ADMIN_PASSWORD})
     try:
         wait_for(lambda: registered(server, "carrier1"), what="registration")
         phone = device(server, "uas_answer", "1001", "secret1001", tmp_path / "phone", calls=3)
@@ -286,6 +288,9 @@ def test_a_two_line_trunk_refuses_the_third_call_and_frees_a_line_when_a_call_en
                                 tmp_path / "first-two", calls=2, hold_ms=6000)
         wait_for(lambda: trunk_rows(server)["carrier1"]["lines_in_use"] == 2, timeout=5,
                  what="two lines in use")
+        dashboard = signed_in(server, "admin").get("/api/trunks").json()["trunks"]
+        assert [(r["name"], r["lines"], r["lines_in_use"]) for r in dashboard] == [
+            ("carrier1", 2, 2), ("carrier2", 0, 0)]
         third = public_call(one, uac_expect(486), tmp_path / "third")
         done(third, tmp_path / "third")
         (refused, *_) = call_records(server)

@@ -293,6 +293,16 @@ const MESSAGES = {
     "vm.delete.of": "Supprimer le message de {caller}",
     "vm.listen.of": "Message de {caller}",
 
+    "trunks.title": "Opérateurs (trunks)",
+    "trunks.name": "Opérateur",
+    "trunks.state": "État",
+    "trunks.up": "en service",
+    "trunks.down": "hors service",
+    "trunks.registered": "Enregistré",
+    "trunks.lines": "Lignes occupées",
+    "trunks.unlimited": "illimité",
+    "trunks.error": "Dernière erreur",
+
     "users.title": "Utilisateurs",
     "users.manage": "Gérer",
     "users.manage.of": "Gérer le poste {ext}",
@@ -647,6 +657,16 @@ const MESSAGES = {
     "vm.new": "new",
     "vm.delete.of": "Delete the message from {caller}",
     "vm.listen.of": "Message from {caller}",
+
+    "trunks.title": "Trunks",
+    "trunks.name": "Trunk",
+    "trunks.state": "State",
+    "trunks.up": "up",
+    "trunks.down": "down",
+    "trunks.registered": "Registered",
+    "trunks.lines": "Lines in use",
+    "trunks.unlimited": "unlimited",
+    "trunks.error": "Last error",
 
     "users.title": "Users",
     "users.manage": "Manage",

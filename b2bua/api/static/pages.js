@@ -789,9 +789,27 @@ async function renderAccount(main) {
   main.append(el);
 }
 
+async function trunksTable() {
+  const data = await api("GET", "/api/trunks");
+  if (!data.trunks.length) return null;
+  const cols = ["trunks.name", "trunks.state", "trunks.registered", "trunks.lines", "trunks.error"];
+  return h("section", { class: "card", "aria-labelledby": "trunks-title", "data-test": "trunks" },
+    h("h2", { id: "trunks-title" }, t("trunks.title")),
+    h("table", { class: "users" },
+      h("thead", {}, h("tr", {}, cols.map((key) => h("th", { scope: "col" }, t(key))))),
+      h("tbody", {}, data.trunks.map((r) => h("tr", { "data-test": "trunk-" + r.name },
+        h("td", { "data-label": t("trunks.name") }, r.name),
+        h("td", { "data-label": t("trunks.state") }, t(r.up ? "trunks.up" : "trunks.down")),
+        h("td", { "data-label": t("trunks.registered") }, r.registered === null ? "—" : t(r.registered ? "yes" : "no")),
+        h("td", { "data-label": t("trunks.lines"), "data-test": "trunk-lines" },
+          r.lines_in_use + " / " + (r.lines || t("trunks.unlimited"))),
+        h("td", { "data-label": t("trunks.error") }, r.last_error || ""))))));
+}
+
 async function renderUsers(main) {
   pageTitle(main, "users.title");
   const data = await api("GET", "/api/users");
+  const trunks = await trunksTable();
   main.append(h("table", { class: "users", "data-test": "users" }, h("caption", { class: "visually-hidden" }, t("users.title")),
     h("thead", {}, h("tr", {}, [t("extension"), t("users.name"), t("users.devices"), ""].map((x, i) => h("th", { scope: "col" }, x || h("span", { class: "visually-hidden" }, t("edit")))))),
     h("tbody", {}, data.users.map((u) => h("tr", { "data-test": "user-" + u.extension },
@@ -831,6 +849,7 @@ async function renderUsers(main) {
   } }, h("h2", { id: "create-title" }, t("users.create")), h("div", { class: "row" }, ew, nw, sw), form.bar);
   watch(el, form);
   main.append(el);
+  if (trunks) main.append(trunks);
 }
 
 function passwordSetter(main, ext) {
