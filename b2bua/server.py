@@ -282,6 +282,9 @@ class Server:
 
     def _start_push(self, config: Config) -> None:
         """Push notifications and fork-late (docs/push.md), when [push] has a provider."""
+        push = getattr(config, "push", None)
+        if push is None or (push.apns is None and push.fcm is None):
+            return  # no provider: the HTTP/2 and JWT clients are not loaded (8 MB of memory)
         from b2bua.push.settings import PushSettings, build_service
         from b2bua.push.waker import Waker, push_sender
 
