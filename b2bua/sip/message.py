@@ -140,8 +140,9 @@ _OTHER_VERSION_VIA = re.compile(r"[ \t]*SIP[ \t]*/[ \t]*[0-9]+\.[0-9]+[ \t]*/", 
 # Option tags this element supports (RFC 3261 §19.2), listed in `Supported` and checked against
 # a request's `Require` (§8.2.2.3). `outbound` and `path`: RFC 5626 and RFC 3327 at the
 # registrar. `timer`: Session-Expires and Min-SE cross between the legs of a call, and so do
-# the refreshes (re-INVITE, UPDATE). A REGISTER is checked again by the registrar against the
-# tags it implements itself.
+# the refreshes (re-INVITE, UPDATE). `replaces` and `norefersub`: attended transfer and pickup
+# (RFC 3891), REFER without its implicit subscription (RFC 4488). A REGISTER is checked again
+# by the registrar against the tags it implements itself.
 SUPPORTED_OPTION_TAGS: Final = ("outbound", "path", "timer", "replaces", "norefersub")
 _METHODS = frozenset(
     "INVITE ACK BYE CANCEL OPTIONS REGISTER PRACK SUBSCRIBE NOTIFY PUBLISH INFO REFER MESSAGE "
