@@ -239,6 +239,7 @@ class Server:
             rules_clock=self.rules_clock,
             media=MediaMode.ANCHORED if config.media.anchor else MediaMode.DIRECT,
             trunks=self.trunks,
+            session_expires=config.server.session_expires, min_se=config.server.min_se,
         )
         self.mwi = MessageWaiting(outbox, local, self.registrar, config.server.domain,
                                   self._voicemail_counts)

@@ -85,6 +85,7 @@ from b2bua.calls.table import (
     CallInput,
     CallState,
 )
+from b2bua.calls.timers import DEFAULT_INTERVAL, MIN_SE, SessionTimers, allows_update
 from b2bua.calls.transfer import Transfers
 from b2bua.calls.trunking import NO_FREE_LINE, Trunking, make_trunks
 from b2bua.commands import (
@@ -139,8 +140,6 @@ DEFAULT_RING_TIMEOUT = 30.0
 # Headers that cross from one leg to the other with a request or its response.
 _RELAYED_REQUEST_HEADERS = (
     "content-type",
-    "session-expires",
-    "min-se",
     "reason",
     "event",
     "info-package",
@@ -148,9 +147,9 @@ _RELAYED_REQUEST_HEADERS = (
     "accept",
     "content-disposition",
 )
-_RELAYED_RESPONSE_HEADERS = ("content-type", "session-expires", "require", "reason", "retry-after")
+_RELAYED_RESPONSE_HEADERS = ("content-type", "reason", "retry-after")
 # What every branch's INVITE takes from the caller's.
-_INHERITED = ("supported", "session-expires", "min-se", "content-type", "content-disposition")
+_INHERITED = ("supported", "content-type", "content-disposition")
 # Where a branch's first 2xx is the call's answer (elsewhere it comes too late).
 _RINGING_STATES = frozenset({CallState.RINGING, CallState.BOUNCING, CallState.TRANSFERRING})
 _OUTCOME_OF_STATUS = {486: "busy", 600: "busy", 603: "declined", 480: "no_answer",
@@ -163,6 +162,7 @@ class _Timer(Enum):
     RING = "RING"  # a call's ring timeout
     GIVE_UP = "GIVE_UP"  # 64*T1 after a branch's CANCEL
     RELEASE = "RELEASE"  # a transferor's dialog, when it has not ended it itself
+    SESSION = "SESSION"  # a leg's session timer (RFC 4028): refresh it, or it expired
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,6 +232,8 @@ class CallEngine:
         media: MediaMode = MediaMode.NONE,
         timers: TimerConfig | None = None,
         trunks: Trunks | None = None,
+        session_expires: int = DEFAULT_INTERVAL,
+        min_se: int = MIN_SE,
     ) -> None:
         self.outbox = outbox
         self.local = local
@@ -258,6 +260,7 @@ class CallEngine:
         self._now = 0.0
         self.ignored_inputs = 0
         self.transfers = Transfers(self)
+        self.session_timers = SessionTimers(self, session_expires, min_se)
         self.counters: dict[str, int] = {
             "calls": 0,
             "answered": 0,
@@ -338,6 +341,11 @@ class CallEngine:
                 branch = self.branches.get(key)
                 if branch is not None:
                     self._branch_input(branch, BranchInput.GIVE_UP, None)
+            elif kind is _Timer.SESSION:
+                call_key, _, leg = key.rpartition(":")
+                call = self.calls.get(call_key)
+                if call is not None:
+                    self.session_timers.due(call, leg)
             else:
                 call = self.calls.get(key)
                 if call is not None:
@@ -347,6 +355,13 @@ class CallEngine:
                 call = self.calls.get(str(waited))
                 if call is not None and call.state is CallState.RINGING:
                     self._wait_over(call)
+
+    def arm_session_timer(self, call: Call, leg: str, seconds: float) -> TimerEntry[Any]:
+        """A leg's session timer, due in `seconds`."""
+        return self._heap.schedule(self._now + seconds, (_Timer.SESSION, f"{call.key}:{leg}"))
+
+    def cancel_timer(self, entry: TimerEntry[Any]) -> None:
+        self._heap.cancel(entry)
 
     def arm_release(self, call: Call, seconds: float) -> None:
         """End a transferor's dialog in `seconds` unless it ends it itself."""
@@ -442,6 +457,10 @@ class CallEngine:
         dialled = uri.user_unescaped if isinstance(uri, SipUri) else None
         if not dialled:
             self._respond(tx, make_response(request, 404, to_tag=self.tokens.tag()))
+            return
+        too_small = self.session_timers.too_small(request)
+        if too_small is not None:
+            self._respond(tx, too_small)
             return
         directory = self.directory
         did: str | None = None
@@ -830,6 +849,7 @@ class CallEngine:
             ("Contact", self._contact(flow)),
             ("Allow", ALLOW),
             *inherited[1:],
+            *self.session_timers.invite_headers,
             *plan.extra_headers,
             *target.headers,
         ]
@@ -875,6 +895,8 @@ class CallEngine:
                 self._late_2xx(reack, response)
             return
         if self.transfers.reinvite_response(key, response):
+            return
+        if self.session_timers.response(key, response):
             return
         relay = self.relays.get(key)
         if relay is not None and response.status >= 200:
@@ -926,7 +948,7 @@ class CallEngine:
             self._branch_input(branch, BranchInput.TIMEOUT if branch.target.trunk is None
                                else self.trunking.failed_input(self, branch, why), None)
             return
-        if self.transfers.reinvite_failed(key):
+        if self.transfers.reinvite_failed(key) or self.session_timers.failed(key):
             return
         relay = self.relays.pop(key, None)
         if relay is not None:
@@ -959,7 +981,11 @@ class CallEngine:
             call.answered_at = self.wall_clock()
             call.answered_by = branch.target.label or branch.target.extension
             self.counters["answered"] += 1
-            call.b_leg = Leg("b", branch.dialog, branch.target.flow)
+            leg = call.b_leg = Leg("b", branch.dialog, branch.target.flow)
+        if isinstance(response, Response):
+            leg.last_sdp = call.b_offer
+            leg.allows_update = allows_update(response)
+            self.session_timers.branch_answered(call, leg, response)
         self.dialogs.add(branch.dialog, call)
         self.trunking.won(self, call, branch)
         self._call_input(call, CallInput.ANSWERED, response)
@@ -1126,12 +1152,14 @@ class CallEngine:
         call.a_leg = Leg("a", dialog, call.a_flow)
         self.dialogs.add(dialog, call)
         headers: list[tuple[str, str]] = [("Allow", ALLOW)]
+        call.a_leg.last_sdp = ctx.body
+        call.a_leg.allows_update = allows_update(call.a_request)
+        headers += self.session_timers.answer_headers(call, call.a_leg)
         response = ctx.response
         if response is not None:
-            for name in ("content-type", "session-expires", "require"):
-                value = response.headers.get(name)
-                if value:
-                    headers.append((name, value))
+            value = response.headers.get("content-type")
+            if value:
+                headers.append(("content-type", value))
             log.info("call %s answered by %s", call.key, call.answered_by)
         else:
             headers.append(("Content-Type", "application/sdp"))
@@ -1258,6 +1286,7 @@ class CallEngine:
             if leg is not None:
                 self.dialogs.remove(leg.dialog)
         self.transfers.end_transferor(call)
+        self.session_timers.cancel(call)
         if self.media is not MediaMode.NONE:
             self.outbox.append(MediaClose(call.key))
         self.outbox.append(WriteRecord(self._record(call)))
@@ -1494,6 +1523,7 @@ class CallEngine:
                    for value in request.headers.get_all(name)]
         if method in ("INVITE", "UPDATE"):
             headers.append(("Contact", self._contact(other.flow)))
+            headers += self.session_timers.request_headers(other)
         if method == "INVITE":
             headers.append(("Allow", ALLOW))
         relay = Relay(call.key, leg.name, other.name, tx, request)
@@ -1548,6 +1578,10 @@ class CallEngine:
             headers.append(("Contact", self._contact(from_leg.flow)))
             if to_leg is not None and status >= 200:
                 to_leg.dialog.refresh_target(response)
+            if status >= 200:
+                headers += self.session_timers.response_headers(from_leg)
+                self.session_timers.refreshed(call, from_leg)
+                self.session_timers.refreshed(call, to_leg)
         step = Step(StepKind.RELAY_RESPONSE, 0, response=response, relay=relay,
                     headers=headers)
         if sdp and response.body:

@@ -101,6 +101,11 @@ class Leg:
     flow: Flow
     ack_due: Request | None = None  # an ACK that waits for the other leg's ACK (late offer)
     held: bool = False  # the last offer it got from us put it on hold
+    last_sdp: bytes = b""  # the SDP it last got from us (a re-INVITE refresh sends it again)
+    allows_update: bool = False  # its Allow lists UPDATE (refreshes use it)
+    session_interval: int = 0  # RFC 4028 on this leg: seconds, 0 when none
+    we_refresh: bool = False  # we are this leg's refresher
+    session_timer: object | None = None  # its TimerEntry on the engine's heap
 
 
 @dataclass(eq=False, slots=True)

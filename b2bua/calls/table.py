@@ -70,6 +70,7 @@ class CallInput(Enum):
     GIVE_UP = "GIVE_UP"  # the transfer failed and the transferor is gone
     PICKED_UP = "PICKED_UP"  # a device dialled the pickup code for this ringing call
     REPLACED = "REPLACED"  # an INVITE with Replaces takes one of the legs (RFC 3891)
+    SESSION_EXPIRED = "SESSION_EXPIRED"  # a leg's session timer ran out (RFC 4028 §10)
 
 
 class CallAction(Enum):
@@ -319,6 +320,17 @@ CALL_TABLE: dict[tuple[CallState, CallInput], Transition] = {
     (_S.RINGING, _I.PICKED_UP): Transition(
         _S.CONNECTING, (_A.STOP_RING_TIMER, _A.CANCEL_ELSEWHERE, _A.PICKUP)
     ),
+    # -- RFC 4028 §10: "the UA ... SHOULD send a BYE" when the session expires ----------------
+    (_S.ANSWERED, _I.SESSION_EXPIRED): _end(_A.BYE_ALL),
+    (_S.MEDIA, _I.SESSION_EXPIRED): _end(_A.BYE_CALLER),
+    (_S.BOUNCING, _I.SESSION_EXPIRED): _end(_A.STOP_RING_TIMER, _A.CANCEL_SILENTLY,
+                                            _A.BYE_CALLER),
+    (_S.TRANSFERRING, _I.SESSION_EXPIRED): _end(
+        _A.STOP_RING_TIMER, _A.CANCEL_SILENTLY, _A.NOTIFY_FAILURE, _A.RELEASE_TRANSFEROR,
+        _A.BYE_ALL,
+    ),
+    (_S.REBRIDGING, _I.SESSION_EXPIRED): _end(_A.NOTIFY_FAILURE, _A.RELEASE_TRANSFEROR,
+                                              _A.BYE_ALL),
     # -- RFC 3891: a new INVITE replaces one of the legs of a bridged call -------------------
     (_S.ANSWERED, _I.REPLACED): Transition(_S.ANSWERED, (_A.REPLACE_LEG,)),
 }

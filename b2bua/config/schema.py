@@ -167,6 +167,9 @@ class Server(ConfigModel):
     # member of a ring group of the caller's.
     pickup_prefix: FeatureCode = "**"
     group_pickup: FeatureCode = "*8"
+    # RFC 4028 session timers on every leg: the interval we ask for (0: none) and our Min-SE.
+    session_expires: Annotated[StrictInt, Field(ge=0, le=86400)] = 1800
+    min_se: Annotated[StrictInt, Field(ge=90, le=86400)] = 90
 
 
 Seconds = Annotated[StrictInt, Field(ge=1, le=86400 * 7)]
