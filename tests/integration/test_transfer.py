@@ -53,6 +53,23 @@ def registered(server: RunningServer, *extensions: str, timeout: float = 10) -> 
     pytest.fail(f"not registered: {extensions}")
 
 
+def active_calls(server: RunningServer) -> int:
+    import json
+    import urllib.request
+
+    with urllib.request.urlopen(server.http_base + "/health", timeout=5) as answer:
+        return int(json.loads(answer.read())["active_calls"])
+
+
+def wait_for(condition: object, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():  # type: ignore[operator]
+            return
+        time.sleep(0.2)
+    pytest.fail(f"timed out waiting for {what}")
+
+
 def recording(phone: Baresip, kind: str) -> Path:
     """What a baresip dumped: `dec` (what it heard) or `enc` (what it sent)."""
     found = [p for p in phone.recordings() if p.name.endswith(f"-{kind}.wav")]
@@ -79,14 +96,15 @@ def test_blind_transfer_from_a_softphone_bridges_the_caller_to_the_target(
         phones += [transferor, target]
         registered(server, "1001", "1002")
         caller = start_baresip(tmp_path / "c1003", "1003", "secret1003", server.sip,
-                               domain="pbx.test", seconds=14, audio=tones["1003"], answer=False,
+                               domain="pbx.test", seconds=18, audio=tones["1003"], answer=False,
                                dial=f"sip:1001@127.0.0.1:{server.sip_port}",
                                rtp_ports=(30300, 30399))
         phones.append(caller)
-        time.sleep(4)  # 1001 answers; the caller and 1001 talk
+        wait_for(lambda: active_calls(server) == 1, 10, "the caller's call to 1001")
+        time.sleep(2)  # the caller and 1001 talk
         reply = transferor.command("transfer", "sip:1002@pbx.test")
         assert reply.get("ok") is not False, reply
-        out = caller.wait(30)  # the caller talks to 1002 until its -t runs out
+        out = caller.wait(40)  # the caller talks to 1002 until its -t runs out
         seconds, hz = dominant_frequency(recording(caller, "dec"), last=4)
         assert seconds > 2 and abs(hz - 880) < 20, (seconds, hz, out[-2000:])
         seconds, hz = dominant_frequency(recording(target, "dec"), last=4)
