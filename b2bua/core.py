@@ -81,6 +81,9 @@ class Core:
         self.domain = domain
         self.mwi = mwi
         self.options_pings: dict[str, Binding] = {}  # keep-alive OPTIONS (by branch) -> binding
+        # With a store across the network (b2bua.pgstore): REGISTERs go there instead, and
+        # their response is sent once the commit is done.
+        self.register_later: Callable[[ServerTransaction, Request, Flow], None] | None = None
 
     # -- events from the transaction layer -------------------------------------------------
     def on_event(self, event: object, now: float) -> None:
@@ -124,6 +127,9 @@ class Core:
             self.calls.handle(InDialogRequest(tx, request, flow), now)
             return
         if method == "REGISTER":
+            if self.register_later is not None:
+                self.register_later(tx, request, flow)
+                return
             self._respond(tx, self.registrar.handle_register(request, flow, self.wall_clock()))
             return
         if method == "OPTIONS":

@@ -167,6 +167,7 @@ class Server:
         self.supervisor: Supervisor | None = None
         self.push: Any = None  # b2bua.push.service.PushService, when [push] has a provider
         self.settings: Any = None  # b2bua.settings.SettingsStore, set by attach_settings
+        self.cluster: Any = None  # b2bua.pgstore.node.ClusterNode with [store] url
         self._peers_counters: dict[int, dict[str, int]] = {}  # other workers' last report
         self._settings_revision = -1
         self._settings_task: asyncio.Task[None] | None = None
@@ -197,12 +198,21 @@ class Server:
         config = self.config
         data_dir = Path(config.server.data_dir)
         data_dir.mkdir(parents=True, exist_ok=True)
-        self.db = open_database(data_dir)
         self.rules_clock = wall_clock_from_env()
-        self.registrar = build_registrar(
-            config, self.db, now=time.time(), local_addresses=[s.host for s in self.listen],
-            connections_survived=not self.primary,
-        )
+        if config.store.url:
+            # Several nodes over PostgreSQL (docs/cluster.md): SQLite is the node's local copy.
+            from b2bua.pgstore.node import ClusterNode
+
+            self.cluster = ClusterNode(self)
+            self.db = await self.cluster.open()
+            self.registrar = await self.cluster.build_registrar(
+                config, time.time(), [s.host for s in self.listen])
+        else:
+            self.db = open_database(data_dir)
+            self.registrar = build_registrar(
+                config, self.db, now=time.time(), local_addresses=[s.host for s in self.listen],
+                connections_survived=not self.primary,
+            )
         self.rulebook = RuleBook(compile_rules(config))
         tokens = self.tokens = TokenSource(
             prefix=worker_prefix(self.role.index if self.role is not None else None))
@@ -255,6 +265,8 @@ class Server:
         self._settings_revision = self.settings.revision()
         if self.role is not None:
             self._start_channel(self.role)
+        if self.cluster is not None:
+            self.cluster.attach()
         bound: list[ListenSpec] = []
         for spec in self.listen:
             if not self.primary and spec.transport != "udp":
@@ -537,6 +549,8 @@ class Server:
         from b2bua.api.app import build_app
 
         app = build_app(self)
+        if self.cluster is not None:
+            app.middlewares.append(self.cluster.http_middleware())
         host, _, port = address.rpartition(":")
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
@@ -660,6 +674,8 @@ class Server:
         if getattr(self, "media", None) is not None:
             await self.media.close()
         self.recorder.flush()
+        if self.cluster is not None:
+            await self.cluster.close()
         self.db.close()
         log.info("b2bua stopped")
 

@@ -271,6 +271,10 @@ class CallEngine:
         # Fork-late (b2bua.push.waker): devices woken by push join a ringing call. Set by the
         # server when [push] has a provider.
         self.waker: Waker | None = None
+        # The dialog journal of a node in a cluster (b2bua.pgstore.journal): told when a call
+        # is answered (both legs confirmed) and when it ends.
+        self.on_answered: Callable[[Call], None] | None = None
+        self.on_ended: Callable[[Call], None] | None = None
         self._handlers: dict[type, Callable[[Any], None]] = {
             InviteReceived: self._invite,
             InDialogRequest: self._in_dialog,
@@ -1166,6 +1170,8 @@ class CallEngine:
             if call.answered_at is None:
                 call.answered_at = self.wall_clock()
         self._respond_caller(call, 200, None, headers, ctx.body)
+        if self.on_answered is not None and call.b_leg is not None:
+            self.on_answered(call)
 
     def _start_app(self, call: Call, _ctx: Any) -> None:
         """START_APP: what a call we answered ourselves does now."""
@@ -1290,6 +1296,8 @@ class CallEngine:
         if self.media is not MediaMode.NONE:
             self.outbox.append(MediaClose(call.key))
         self.outbox.append(WriteRecord(self._record(call)))
+        if self.on_ended is not None and call.a_leg is not None:
+            self.on_ended(call)
         self.calls.pop(call.key, None)
         for branch in call.branches:
             if branch.state in (BranchState.ANSWERED, BranchState.ENDING):

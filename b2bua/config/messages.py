@@ -308,6 +308,10 @@ MESSAGES: dict[str, dict[Lang, Template]] = {
     "required_to_register": _both(
         "required when register = true", "obligatoire quand register = true"
     ),
+    "invalid_store_url": _both(
+        "{value!r} is not a PostgreSQL URL (postgresql://user:password@host:port/database)",
+        "« {value} » n'est pas une URL PostgreSQL (postgresql://utilisateur:mot-de-passe@hôte:port/base)",
+    ),
     "invalid_dial_prefix": _both(
         "{value!r} is not a dialling prefix (digits, * and #, a leading +)",
         "« {value} » n'est pas un préfixe de numérotation (chiffres, * et #, un + au début)",

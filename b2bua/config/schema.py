@@ -291,6 +291,23 @@ class Push(ConfigModel):
     fcm: PushFcm | None = None
 
 
+def _store_url(value: str) -> str:
+    scheme, sep, rest = value.partition("://")
+    if not sep or scheme not in ("postgresql", "postgres") or not rest:
+        raise Problem("invalid_store_url", value=value)
+    return value
+
+
+class Store(ConfigModel):
+    """`[store]`: where settings, bindings and call records live (docs/cluster.md). Without
+    `url`, SQLite in `data_dir`; with a PostgreSQL URL, shared by every node."""
+
+    url: Annotated[StrictStr, AfterValidator(_store_url)] | None = None
+    # This node's name in the cluster (its dialog journal and liveness): unique per node,
+    # stable across restarts. Default: the host name and the first SIP port.
+    node: Annotated[StrictStr, Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")] | None = None
+
+
 Transport = Literal["udp", "tcp", "tls"]
 MediaEncryption = Literal["sdes", "optional", "none"]
 
@@ -412,6 +429,7 @@ class Config(ConfigModel):
     overload: Overload = Field(default_factory=Overload)
     media: Media = Field(default_factory=Media)
     push: Push = Field(default_factory=Push)
+    store: Store = Field(default_factory=Store)
     trunks: tuple[Trunk, ...] = ()
     music: tuple[Music, ...] = ()
     announcements: tuple[Announcement, ...] = ()

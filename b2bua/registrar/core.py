@@ -276,6 +276,13 @@ class Registrar:
         the store, with that extension's device claims. Returns the count loaded."""
         return self.location.reload(extension, now, self._served)
 
+    def install(
+        self, extension: str, rows: Iterable[Binding], claims: Iterable[DeviceClaim], now: float
+    ) -> int:
+        """`extension`'s bindings and claims as read back from a shared store (another node
+        changed them, b2bua.pgstore): they replace what this process holds."""
+        return self.location.install(extension, rows, claims, now, self._served)
+
     # ---------------------------------------------------------------------------------------
     # REGISTER
     def handle_register(self, request: Request, flow: Flow, now: float) -> Response:

@@ -185,6 +185,19 @@ class LocationService:
             self.counters["store_errors"] += 1
             log.error("location store: could not reload %s: %s", extension, exc)
             return 0
+        return self.install(extension, rows, claims, now, keep)
+
+    def install(
+        self,
+        extension: str,
+        rows: Iterable[Binding],
+        claims: Iterable[DeviceClaim],
+        now: float,
+        keep: Callable[[Binding], bool],
+    ) -> int:
+        """Replace `extension`'s bindings and device claims with `rows` and `claims`, as read
+        back from the store (`reload`, or a shared store's change notice read asynchronously,
+        b2bua.pgstore). Returns the count loaded."""
         before = dict(self._bindings.get(extension, {}))
         for b in before.values():
             self._remove(b)
@@ -208,22 +221,25 @@ class LocationService:
     def write(
         self,
         upserts: Iterable[Binding] = (),
-        deletes: Iterable[tuple[str, str]] = (),
+        removed: Iterable[Binding] = (),
         *,
         what: str = "",
         notify: bool = True,
     ) -> bool:
         """Commit housekeeping changes (not a REGISTER's: those are committed before they are
-        applied). A failure is logged and counted; memory goes on regardless."""
-        ups, dels = list(upserts), list(deletes)
+        applied): `upserts` changed in place, `removed` gone. The store is given the bindings
+        themselves, so a store shared by several nodes can leave alone a row that another
+        node has registered again meanwhile (`LocationStore.housekeep`). A failure is logged
+        and counted; memory goes on regardless."""
+        ups, gone = list(upserts), list(removed)
         try:
-            self._store.apply(ups, dels)
+            self._store.housekeep(ups, gone)
         except StoreError as exc:
             self.counters["store_errors"] += 1
             log.error("location store%s: %s", f" ({what})" if what else "", exc)
             return False
         if notify and self.on_change is not None:
-            for extension in {b.aor for b in ups} | {aor for aor, _ in dels}:
+            for extension in {b.aor for b in ups} | {b.aor for b in gone}:
                 self.on_change(extension)
         return True
 
@@ -394,7 +410,7 @@ class LocationService:
                 removed.extend(self._bindings[aor].values())
         if removed:
             # Every worker expires bindings itself: no notice to the others.
-            self.write([], [(b.aor, b.key) for b in removed], what="expired bindings", notify=False)
+            self.write([], removed, what="expired bindings", notify=False)
             for b in removed:
                 self._remove(b)
                 log.info("%s: binding %s removed (%s)", b.aor, b.contact,
@@ -458,7 +474,7 @@ class LocationService:
             else:
                 gone.append(b)
         if kept or gone:
-            self.write(kept, [(b.aor, b.key) for b in gone], what="connection closed")
+            self.write(kept, gone, what="connection closed")
         for b in gone:
             self._remove(b)
         return affected

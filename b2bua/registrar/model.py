@@ -243,6 +243,13 @@ class LocationStore(Protocol):
 
     def load_claims(self) -> Iterable[DeviceClaim]: ...
 
+    def housekeep(self, updated: Sequence[Binding], removed: Sequence[Binding]) -> None:
+        """Commit what housekeeping changed (keep-alive results, push results, expiry, closed
+        connections): `updated` bindings changed in place, `removed` ones gone. A store shared
+        by several nodes applies each only to the row as this process knew it (same Call-ID
+        and CSeq), never over a newer registration; raises StoreError or queues the work."""
+        ...
+
 
 class MemoryLocationStore:
     """A LocationStore in a dict: for tests and benchmarks (nothing survives the process)."""
@@ -288,6 +295,9 @@ class MemoryLocationStore:
 
     def load_claims(self) -> Iterable[DeviceClaim]:
         return list(self.claims.values())
+
+    def housekeep(self, updated: Sequence[Binding], removed: Sequence[Binding]) -> None:
+        self.apply(updated, [(b.aor, b.key) for b in removed])
 
 
 def _copy(b: Binding) -> Binding:

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Protocol
 
 from b2bua.registrar.core import Registrar
@@ -47,21 +48,28 @@ class RegisterShell:
         """Process one REGISTER; the response is final (the commit, if any, is done)."""
         to_uri = request.to.uri
         key = (to_uri.user_unescaped or "") if isinstance(to_uri, SipUri) else ""
+        async with self.locked(key):
+            outcome = self.registrar.begin_register(request, flow, self.clock())
+            if isinstance(outcome, Response):
+                return outcome
+            error: str | None = None
+            try:
+                await self.store.commit(outcome.batch)
+            except StoreError as exc:
+                error = str(exc) or "store error"
+            return self.registrar.finish_register(outcome, error, self.clock())
+
+    @asynccontextmanager
+    async def locked(self, key: str) -> AsyncIterator[None]:
+        """Hold the lock of To user `key`: no REGISTER of it is between its two halves
+        meanwhile (also taken to install bindings another node changed)."""
         lock, users = self._locks.get(key, (None, 0))
         if lock is None:
             lock = asyncio.Lock()
         self._locks[key] = (lock, users + 1)
         try:
             async with lock:
-                outcome = self.registrar.begin_register(request, flow, self.clock())
-                if isinstance(outcome, Response):
-                    return outcome
-                error: str | None = None
-                try:
-                    await self.store.commit(outcome.batch)
-                except StoreError as exc:
-                    error = str(exc) or "store error"
-                return self.registrar.finish_register(outcome, error, self.clock())
+                yield
         finally:
             lock, users = self._locks[key]
             if users == 1:

@@ -190,6 +190,31 @@ class SqliteLocationStore:
         except sqlite3.Error as exc:
             raise StoreError(str(exc)) from exc
 
+    def housekeep(self, updated: Sequence[Binding], removed: Sequence[Binding]) -> None:
+        """Each change applies only to the row as this process knew it (same Call-ID and
+        CSeq): a worker that expires or marks a binding unreachable leaves alone a binding that
+        another worker registered again meanwhile."""
+        if not updated and not removed:
+            return
+        try:
+            with transaction(self.conn):
+                if removed:
+                    self.conn.executemany(
+                        "DELETE FROM registrar_bindings WHERE aor = ? AND key = ? AND call_id = ?"
+                        " AND cseq = ?", [(b.aor, b.key, b.call_id, b.cseq) for b in removed])
+                if updated:
+                    self.conn.executemany(
+                        "UPDATE registrar_bindings SET reachable = ?, unreachable_since = ?,"
+                        " last_seen = ?, pn_provider = ?, pn_prid = ?, pn_param = ?,"
+                        " last_push_at = ?, last_push_result = ? WHERE aor = ? AND key = ?"
+                        " AND call_id = ? AND cseq = ?",
+                        [(int(b.reachable), b.unreachable_since, b.last_seen,
+                          p.provider if (p := b.push) else None, p.prid if p else None,
+                          p.param if p else None, b.last_push_at, b.last_push_result,
+                          b.aor, b.key, b.call_id, b.cseq) for b in updated])
+        except sqlite3.Error as exc:
+            raise StoreError(str(exc)) from exc
+
     def load_claims(self) -> Iterable[DeviceClaim]:
         try:
             rows = self.conn.execute(

@@ -1,0 +1,110 @@
+"""Two `b2bua run` nodes over one real PostgreSQL (no edge here: see test_edge.py): a binding
+registered on one node rings on a call that arrives on the other; a setting saved through one
+node's API decides the other's next call; a session opened on one node works on the other."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from b2bua.testing.server import RunningServer, start_server, write_config
+from tests.api.helpers import Api
+from tests.integration.flows import SCENARIOS, call, device, uac_expect
+
+ADMIN = "admin-secret"
+CONFIG = """
+[server]
+domain = "pbx.test"
+listen = ["udp:127.0.0.1:5060"]
+data_dir = "shared"
+timezone = "Europe/Paris"
+auth_algorithms = ["MD5"]
+
+[registrar]
+keepalive_interval = 0
+
+[store]
+url = "{url}"
+
+[[trunks]]
+name = "carrier"
+address = "127.0.0.2:5080"
+inbound_from = ["127.0.0.2/32"]
+did = {{ "0442930600" = "1001" }}
+
+[[users]]
+extension = "1001"
+name = "Alice Martin"
+secret = "secret1001"
+ring_timeout = 20
+
+  [[users.devices]]
+  type = "sip"
+  label = "Bureau"
+"""
+UAC_CALL = (SCENARIOS / "uac_call.xml").read_text()
+
+
+@pytest.fixture
+def nodes(pg_url: str, tmp_path: Path) -> Iterator[list[RunningServer]]:
+    config = write_config(tmp_path, CONFIG.format(url=pg_url))
+    started: list[RunningServer] = []
+    try:
+        for _ in range(2):
+            started.append(start_server(config, transports=("udp",),
+                                        env={"B2BUA_ADMIN_PASSWORD": ADMIN}))
+        yield started
+    finally:
+        for node in started:
+            node.stop()
+
+
+def wait_until(check: Callable[[], bool], timeout: float = 5.0) -> float:
+    """Seconds it took `check` to hold (fails the test after `timeout`)."""
+    start = time.monotonic()
+    while not check():
+        if time.monotonic() - start > timeout:
+            pytest.fail("condition not met in time")
+        time.sleep(0.02)
+    return time.monotonic() - start
+
+
+def test_registered_on_one_node_called_through_the_other(nodes: list[RunningServer],
+                                                         tmp_path: Path) -> None:
+    a, b = nodes
+    phone = device(a, "uas_answer", "1001", "secret1001", tmp_path / "phone", pause_ms=500)
+    time.sleep(0.5)  # the notice and read-back take milliseconds; be generous
+    result = call(b, UAC_CALL, tmp_path / "carrier")
+    assert result.ok, result.describe() + "\n--- node b ---\n" + b.log()[-4000:]
+    assert phone.result().ok
+
+
+def test_a_setting_saved_on_a_decides_the_next_call_on_b(nodes: list[RunningServer],
+                                                          tmp_path: Path) -> None:
+    a, b = nodes
+    api = Api(a.http_base)
+    assert api.login("admin", ADMIN).status == 200
+    # No device registered: voicemail answers (the default no-answer destination).
+    before = call(b, UAC_CALL, tmp_path / "before")
+    assert before.ok, before.describe()
+    saved = time.monotonic()
+    r = api.patch("/api/users/1001", {"forward": {"kind": "busy"}})
+    assert r.status == 200, r
+    # B applies it within a second: its next call is refused busy.
+    took = wait_until(lambda: "settings of revision" in b.log(), timeout=1.0)
+    after = call(b, uac_expect(486), tmp_path / "after")
+    assert after.ok, after.describe() + "\n--- node b ---\n" + b.log()[-3000:]
+    assert took < 1.0 and time.monotonic() - saved < 10
+
+
+def test_a_dashboard_session_opened_on_one_node_works_on_the_other(
+        nodes: list[RunningServer]) -> None:
+    a, b = nodes
+    api = Api(a.http_base)
+    assert api.login("admin", ADMIN).status == 200
+    other = Api(b.http_base, cookies=dict(api.cookies), csrf=api.csrf)
+    wait_until(lambda: other.get("/api/session").status == 200, timeout=2.0)
+    assert other.get("/api/users/1001").status == 200
