@@ -52,6 +52,9 @@ class TrunkAgent:
         self.on_change = on_change
         self.pending: dict[str, tuple[str, Purpose]] = {}  # Via branch -> (trunk, purpose)
         self.sent = 0
+        # The trunks' next deadline, as of their last input: every input comes through here,
+        # and the stack asks for it after each of its drains (thousands per second).
+        self._deadline: float | None = None
 
     # ---- the life cycle -----------------------------------------------------------------
 
@@ -77,10 +80,10 @@ class TrunkAgent:
     # ---- the stack's clocked interface ------------------------------------------------------
 
     def next_deadline(self) -> float | None:
-        return self.trunks.next_deadline()
+        return self._deadline
 
     def handle_deadline(self, now: float) -> None:
-        deadline = self.trunks.next_deadline()
+        deadline = self._deadline
         if deadline is not None and deadline <= now:
             self.trunks.handle_deadline(now)
             self._flush()
@@ -120,6 +123,7 @@ class TrunkAgent:
             self.pending[branch] = (out.trunk, out.purpose)
             self.sent += 1
             self.outbox.append(SendRequest(out.request, flow, self))
+        self._deadline = trunks.next_deadline()
         events = trunks.take_events()
         for event in events:
             log.log(event.level, "trunk %s: %s", event.trunk, event.message)

@@ -143,7 +143,7 @@ class Trunks:
     @property
     def unregistering(self) -> bool:
         """An un-REGISTER is still waiting for its outcome (see `stop`)."""
-        return any(r.pending for r in self.registrations.values())
+        return any(r.pending for r in (*self.registrations.values(), *self._leaving))
 
     def reconfigure(self, specs: Sequence[TrunkSpec], now: float) -> None:
         """Install new trunk specs live (see the module docstring)."""

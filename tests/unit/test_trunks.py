@@ -507,3 +507,29 @@ def test_spec_from_config_like_object() -> None:
     assert spec.uri("u") == "sip:u@[::1]:5070;transport=tls"
     Cfg.address = "sip.example"
     assert TrunkSpec.from_config(Cfg()).target_port == 5061
+
+
+def test_reconfigure_keeps_unchanged_trunks_and_unregisters_removed_ones() -> None:
+    t = trunks()
+    t.start(0)
+    (register,) = [r for r in t.take_requests() if r.purpose == "register"]
+    t.handle_response("main", "register", reply(register.request, 200, ("Expires", "600")), 0)
+    registration = t.registrations["main"]
+    assert t.acquire_line("main", "c1", "inbound") and t.acquire_line("backup", "c2", "outbound")
+    specs = list(t.order)
+    # Unchanged: the same registration, its binding and lines kept; nothing is sent.
+    t.reconfigure(specs, 10)
+    assert t.registrations["main"] is registration and registration.registered
+    assert t.take_requests() == [] and t.lines["main"].holds("c1")
+    # "main" removed, "backup" with fewer lines: main is unregistered, backup keeps its call.
+    smaller = TrunkSpec("backup", "127.0.0.3", 5080, prefixes=("0",), lines=1,
+                        caller_id="0442930600")
+    t.reconfigure([smaller, specs[2]], 20)
+    (bye,) = t.take_requests()
+    assert bye.trunk == "main" and bye.request.headers.get("expires") == "0"
+    assert "main" not in t.specs and t.unregistering
+    t.handle_response("main", "register", reply(bye.request, 200), 20)
+    assert not t.unregistering and not registration.registered
+    assert t.lines["backup"].holds("c2") and t.lines["backup"].limit == 1
+    assert not t.has_free_line("backup")
+    assert [s.name for s in t.route("0612345678").trunks] == []
