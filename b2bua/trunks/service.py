@@ -225,9 +225,15 @@ class Trunks:
         return out
 
     def next_deadline(self) -> float | None:
-        times = [m.next_deadline() for m in self._machines()]
-        present = [t for t in times if t is not None]
-        return min(present) if present else None
+        """The earliest deadline of the registrations and pings (asked at every drain of the
+        stack: a plain loop, no list built)."""
+        earliest: float | None = None
+        for machines in (self.registrations, self.pings):
+            for machine in machines.values():
+                when = machine.next_deadline()
+                if when is not None and (earliest is None or when < earliest):
+                    earliest = when
+        return earliest
 
     def _machines(self) -> Iterable[Registration | OptionsPing]:
         yield from self.registrations.values()
