@@ -450,6 +450,11 @@ def test_admin_guide(browser: Any, server: RunningServer, tmp_path: Path, lang: 
     # dashboard password; delete it.
     d.go("users")
     d.check_page("users")
+    # The trunks, live, below the users: the test's carrier, no call, no line cap.
+    trunk = page.locator("[data-test=trunks] [data-test=trunk-carrier]")
+    assert trunk.locator("[data-test=trunk-lines]").inner_text() == d.t("0 / illimité",
+                                                                       "0 / unlimited")
+    assert d.t("en service", "up") in trunk.inner_text()
     page.fill("[data-test=new-ext]", "12 34")
     page.fill("[data-test=new-name]", "Denise Roux")
     page.fill("[data-test=new-secret]", "court")
