@@ -241,7 +241,8 @@ class Server:
         self.ingress.transports = self.transports
         local = Local(self.transports, tokens)
         outbox = self.stack.outbox
-        self.trunks = make_trunks(self.directory.trunk_specs, local, tokens, config.server.domain)
+        self.trunks = make_trunks(self.directory.trunk_specs, local, tokens, config.server.domain,
+                                  source_for=interface_towards)
         self.trunk_status = TrunkStatusStore(self.db) if self.primary else None
         self.trunk_agent = TrunkAgent(self.trunks, outbox, local, self.save_trunk_status)
         self.calls = CallEngine(
@@ -762,6 +763,20 @@ def _malloc_trim() -> Callable[[int], int] | None:
 
 # Looked up at start-up: what a first use would load after a flood would land in its memory.
 _MALLOC_TRIM = _malloc_trim()
+
+
+def interface_towards(host: str) -> str | None:
+    """Our address on the interface that reaches IP address `host` (found by routing: a UDP
+    socket is connected, nothing is sent); None for a host name or no route."""
+    if not _is_address(host):
+        return None
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as s:
+            s.connect((host, 9))
+            return str(s.getsockname()[0])
+    except OSError:
+        return None
 
 
 def _is_address(host: str) -> bool:

@@ -29,6 +29,7 @@ END (`call_ended`: its lines are given back). State changes stay the tables' bus
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -65,15 +66,25 @@ MAX_CHALLENGES = 3  # stale nonces answered again, within reason
 
 
 def make_trunks(specs: tuple[TrunkSpec, ...], local: Local, tokens: TokenSource,
-                domain: str) -> Trunks:
-    """The server's `Trunks`: our Contact at a trunk is our address on the trunk's flow."""
+                domain: str, source_for: Callable[[str], str | None] | None = None) -> Trunks:
+    """The server's `Trunks`: our Contact at a trunk is our address on the trunk's flow. When
+    we listen on every interface (0.0.0.0, ::), `source_for(address)` names the interface
+    address that reaches the trunk: a carrier cannot send calls to 0.0.0.0."""
 
     def contact_for(spec: TrunkSpec) -> str:
-        flow = Flow(spec.transport, spec.host, spec.target_port)
-        return local.contact(flow, user=spec.username or "b2bua").strip("<>")
+        flow = trunks.flow(spec.name)
+        hostport = local.hostport(flow)
+        host, _, port = hostport.rpartition(":")
+        if host.strip("[]") in ("0.0.0.0", "::") and source_for is not None:
+            found = source_for(flow.host)
+            if found is not None:
+                hostport = f"[{found}]:{port}" if ":" in found else f"{found}:{port}"
+        transport = "" if spec.transport == "udp" else f";transport={spec.transport}"
+        return f"sip:{spec.username or 'b2bua'}@{hostport}{transport}"
 
-    return Trunks(specs, contact_for=contact_for, from_uri=f"sip:b2bua@{domain}",
-                  random_token=lambda: tokens.token(6))
+    trunks = Trunks(specs, contact_for=contact_for, from_uri=f"sip:b2bua@{domain}",
+                    random_token=lambda: tokens.token(6))
+    return trunks
 
 
 @dataclass(eq=False, slots=True)

@@ -24,6 +24,7 @@ from b2bua.registrar.digest import (
     compute_response,
     parse_credentials,
 )
+from b2bua.sip.flow import Flow
 from b2bua.sip.message import Request, Response, make_response
 from b2bua.testing.clock import FakeClock
 from b2bua.testing.media import ScriptedMedia
@@ -514,3 +515,47 @@ def test_every_call_gets_an_answer_and_gives_its_lines_back(calls: list[tuple[st
         for carrier in (o.main, o.backup):
             assert not carrier.open_dialogs(), calls
     o.assert_quiet()
+
+
+# -- addresses -----------------------------------------------------------------------------------
+
+
+def test_our_contact_names_a_real_interface_when_we_listen_on_every_one() -> None:
+    from b2bua.addressing import Local
+    from b2bua.calls.trunking import make_trunks
+    from b2bua.tokens import TokenSource
+    from b2bua.transport.manager import LocalAddress
+    from b2bua.trunks.model import TrunkSpec
+
+    class Everywhere:
+        def local_for(self, flow: Flow) -> LocalAddress:
+            return LocalAddress(flow.transport, "0.0.0.0", 5060)
+
+    asked: list[str] = []
+
+    def source_for(host: str) -> str | None:
+        asked.append(host)
+        return "192.0.2.7"
+
+    spec = TrunkSpec("c", "198.51.100.9", 5080, transport="tcp", username="0442930600",
+                     password="p", register=True)
+    trunks = make_trunks((spec,), Local(Everywhere(), TokenSource(b"x")), TokenSource(b"y"),
+                         "pbx.test", source_for=source_for)
+    assert trunks.contact("c") == \
+        f"<sip:0442930600@192.0.2.7:5060;transport=tcp;line={line_token(spec)}>"
+    assert asked == ["198.51.100.9"]
+
+
+def test_a_static_contact_is_reached_over_its_devices_transport() -> None:
+    from b2bua.registrar import users_from_config
+    from b2bua.registrar.location import static_flow
+    from b2bua.sip.uri import parse_sip_uri
+
+    text = config() + ('[[users.devices]]\ntype = "teams"\nlabel = "gw"\n'
+                       'contact = "sip:gw@127.0.0.4:5061"\ntransport = "tls"\n')
+    (user,) = [u for u in users_from_config(config_from_text(text)) if u.extension == "102"]
+    (device,) = user.devices
+    assert device.transport == "tls"
+    assert static_flow(parse_sip_uri("sip:gw@127.0.0.4:5061"), device.transport).transport == "tls"
+    assert static_flow(parse_sip_uri("sip:gw@127.0.0.4;transport=udp"), "tls").transport == "udp"
+    assert static_flow(parse_sip_uri("sips:gw@127.0.0.4"), "udp") == Flow("tls", "127.0.0.4", 5061)
