@@ -19,12 +19,12 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from b2bua.config import Config, ConfigError, load_config
+from b2bua.config import Announcement, Config, ConfigError, load_config
 from b2bua.sip.headers import clear_caches
 from b2bua.tokens import TokenSource, worker_prefix
 from b2bua.transport.base import ListenSpec
@@ -264,6 +264,8 @@ class Server:
 
         attach_settings(self)  # the TOML merged with the dashboard's stored settings
         self._settings_revision = self.settings.revision()
+        if self.primary:  # before any call can name them (the other workers start later)
+            await self._import_announcements(config.announcements)
         if self.role is not None:
             self._start_channel(self.role)
         if self.cluster is not None:
@@ -519,6 +521,37 @@ class Server:
             log.info("hold music %r ready", music.name)
         except Exception as exc:  # a task boundary: a bad file must not stop the server
             log.error("hold music %r: %s", music.name, exc)
+
+    async def _import_announcements(self, declared: Sequence[Announcement]) -> None:
+        """The configuration file's [[announcements]] into the sound library, where an
+        `announcement` destination finds them: each file decoded once by ffmpeg (again only
+        when it changed), as the language-neutral prompt of its name, which hides a shipped
+        prompt of that name. A file that cannot be read is logged and skipped, never fatal.
+        A prompt stored for an announcement the file no longer declares is removed (the shipped
+        one plays again), or made again from the dashboard's upload of that name."""
+        library = self.library
+        names = {a.name for a in declared}
+
+        async def one(name: str, file: Path, origin: str) -> None:
+            try:
+                sound = await library.ensure_prompt(name, file, origin)
+                log.info("announcement %r ready: %s (%.1f s)", name, file, sound.duration)
+            except Exception as exc:  # a bad file must not stop the server
+                log.error("announcement %r: cannot use %s: %s", name, file, exc)
+
+        await asyncio.gather(*(one(a.name, Path(a.file), "config") for a in declared))
+        uploads = {a.name: Path(a.file) for a in self.config.announcements if a.name not in names}
+        for name in library.prompts_from("config"):
+            if name in names:
+                continue
+            if name in uploads:
+                await one(name, uploads[name], "upload")
+                continue
+            try:
+                library.delete_prompt(name)
+                log.info("announcement %r is no longer in the configuration: removed", name)
+            except Exception as exc:  # logged; the next start tries again
+                log.error("announcement %r: cannot remove its old sound: %s", name, exc)
 
     def apply_config(self, config: Config, table: Any = None) -> None:
         """Install a new, already validated configuration live: the rule table (`table`, else

@@ -397,6 +397,38 @@ class SoundLibrary:
             pass
         return await self.import_music(name, sources)
 
+    async def ensure_prompt(self, name: str, source: Path | str, origin: str) -> Sound:
+        """The language-neutral prompt `name` decoded from file `source`, unless the stored one
+        was made from this very file (name and SHA-256) by the same `origin` already. `origin`
+        says who declared it ("config": the configuration file), kept in its manifest for
+        `prompts_from`."""
+        _check_name("prompt", name)
+        target = self.data_dir / "prompts" / "any" / name
+        wanted = {"sources": [await asyncio.to_thread(_source_info, source)], "origin": origin}
+        try:
+            if json.loads((target / "manifest.json").read_text()) == wanted:
+                return await asyncio.to_thread(_load_dir, name, target)
+        except (OSError, ValueError, MediaError):
+            pass
+        pcm = await self.decode(source)
+        stem = _stem(source, 0)
+        sound = await asyncio.to_thread(self._store, name, target, [pcm], [stem], wanted)
+        self._forget_prompt(name)
+        return sound
+
+    def prompts_from(self, origin: str) -> list[str]:
+        """The language-neutral prompts `ensure_prompt` stored for `origin`."""
+        base = self.data_dir / "prompts" / "any"
+        names = []
+        for directory in sorted(base.iterdir()) if base.is_dir() else ():
+            try:
+                manifest = json.loads((directory / "manifest.json").read_text())
+            except (OSError, ValueError):
+                continue
+            if isinstance(manifest, dict) and manifest.get("origin") == origin:
+                names.append(directory.name)
+        return names
+
     async def import_prompt(
         self, name: str, source: Path | str | bytes, language: str | None = None
     ) -> Sound:

@@ -44,11 +44,15 @@ def locate(effective: Effective, issue: ConfigIssue, lang: Lang = "en") -> str:
         for j, u in enumerate(base.users):
             if u.extension == user.extension:
                 return str(base.issue(("users", j, *rest), why))
-    if path[0] == "music" and len(path) >= 2 and isinstance(path[1], int):
-        if path[1] >= len(base.music):
+    if path[0] in ("music", "announcements") and len(path) >= 2 and isinstance(path[1], int):
+        # Past the file's own entries: an upload stored from the dashboard.
+        declared = base.music if path[0] == "music" else base.announcements
+        if path[1] >= len(declared):
             where = effective.database or "stored settings"
-            name = config.music[path[1]].name
-            return f"{where}: music {name!r}: {format_path(path[2:], first=1)}: {why}"
+            what, entries = (("music", config.music) if path[0] == "music"
+                             else ("announcement", config.announcements))
+            name = entries[path[1]].name
+            return f"{where}: {what} {name!r}: {format_path(path[2:], first=1)}: {why}"
     return str(base.issue(path, why))
 
 

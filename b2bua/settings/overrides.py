@@ -219,9 +219,11 @@ class SettingsStore:
         user's stored settings that no longer validate (the TOML changed under them) leave
         that user with the file's settings; if the rest still fails together, the file alone
         is used."""
+        from b2bua.settings.announcements import stored_announcements
+
         overrides = self.overrides()
         uploads = self.uploads()
-        if not overrides and not uploads:
+        if not overrides and not uploads and not stored_announcements(self.conn):
             return self.base, []
         try:
             return self.validate(self.merged_raw(overrides, uploads)), []

@@ -219,6 +219,28 @@ async def test_ensure_music_skips_unchanged_sources(
 
 
 @needs_ffmpeg
+async def test_ensure_prompt_decodes_a_declared_file_once(
+    uploads: dict[str, Path], tmp_path: Path
+) -> None:
+    lib = SoundLibrary(tmp_path, language="fr")
+    shipped = lib.prompt("absence", "en")
+    sound = await lib.ensure_prompt("absence", uploads["mp3"], "config")
+    assert lib.prompt("absence", "en").pcmu == sound.pcmu != shipped.pcmu
+    assert abs(dominant_freq(PCMU.decode(b"".join(sound.pcmu))) - 440) < 15
+    manifest = tmp_path / "prompts" / "any" / "absence" / "manifest.json"
+    before = manifest.stat().st_mtime_ns
+    again = await SoundLibrary(tmp_path).ensure_prompt("absence", uploads["mp3"], "config")
+    assert manifest.stat().st_mtime_ns == before and again.pcmu == sound.pcmu
+    await lib.ensure_prompt("promo", uploads["wav"], "upload")
+    assert lib.prompts_from("config") == ["absence"] and lib.prompts_from("upload") == ["promo"]
+    with pytest.raises(MediaError, match=r"notes\.txt: not a readable audio file"):
+        await lib.ensure_prompt("bad", uploads["text"], "config")
+    assert not (tmp_path / "prompts" / "any" / "bad").exists()
+    lib.delete_prompt("absence")
+    assert lib.prompt("absence", "en").pcmu == shipped.pcmu and lib.prompts_from("config") == []
+
+
+@needs_ffmpeg
 async def test_uploaded_prompt_hides_shipped_one(uploads: dict[str, Path], tmp_path: Path) -> None:
     lib = SoundLibrary(tmp_path, language="fr")
     shipped = lib.prompt("absence", "en")
