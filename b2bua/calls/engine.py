@@ -107,7 +107,9 @@ from b2bua.commands import (
 )
 from b2bua.registrar.location import BindingAppeared
 from b2bua.registrar.model import AuthResult
+from b2bua.rules.i18n import trace_lines
 from b2bua.rules.model import Destination
+from b2bua.rules.model import Step as Step_
 from b2bua.sip.dialog import Answer, ClientInvite, Dialog, DialogRegistry, DialogState, InviteState
 from b2bua.sip.errors import SipParseError
 from b2bua.sip.flow import Flow
@@ -418,6 +420,11 @@ class CallEngine:
             hdrs.extend(("Record-Route", v) for v in call.a_request.headers.get_all("record-route"))
         self.outbox.append(Respond(call.a_tx, make_response(
             call.a_request, status, reason, to_tag=call.a_tag, headers=hdrs, body=body)))
+
+    @staticmethod
+    def note(call: Call, code: str, /, **params: Any) -> None:
+        """A line of the call's record, as a step (worded in the reader's language)."""
+        call.notes.extend(trace_lines([Step_(code, params)]))
 
     def _via(self, flow: Flow) -> tuple[str, str]:
         return self.local.via(flow)
@@ -1435,7 +1442,7 @@ class CallEngine:
         call = self.calls.get(event.call)
         if call is not None:
             log.info("call %s: no RTP from leg %s: ending the call", call.key, event.leg)
-            call.notes.append(f"RTP timeout on leg {event.leg}")
+            self.note(call, "rtp_timeout", leg=event.leg)
             self._call_input(call, CallInput.RTP_TIMEOUT)
 
     def _dtmf(self, event: DtmfReceived) -> None:

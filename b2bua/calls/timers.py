@@ -259,7 +259,7 @@ class SessionTimers:
         log.info("call %s: session timer of leg %s: %s: ending the call", call.key, leg.name,
                  why)
         self.counters["expired"] += 1
-        call.notes.append(f"session expired on leg {leg.name}")
+        self.engine.note(call, "session_expired", leg=leg.name)
         self.engine._call_input(call, CallInput.SESSION_EXPIRED)
 
 

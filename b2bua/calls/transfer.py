@@ -271,7 +271,8 @@ class Transfers:
             if winner is not None:  # its INVITE's 2xx retransmissions keep their ACK
                 self.engine._keep_ack_only(winner)
                 call.winner = None
-        call.notes.append(f"transferred by {transfer.by} to {transfer.target}")
+        e = self.engine
+        e.note(call, "transferred", by=transfer.by, to=transfer.target)
 
     def hold_transferee(self, call: Call, ctx: Any) -> None:
         """HOLD_TRANSFEREE: the target's hold music while it rings (never silence)."""
@@ -340,7 +341,7 @@ class Transfers:
         transfer = call.transfer
         winner = call.winner
         assert transfer is not None and winner is not None
-        call.notes.append(f"transfer answered by {winner.target.label or winner.target.extension}")
+        e.note(call, "transfer_answered", by=winner.target.label or winner.target.extension)
         e._queue(call, Step(StepKind.JOIN, 0, response=ctx), ctx.body, transfer.side,
                  SdpKind.ANSWER)
 
@@ -402,7 +403,7 @@ class Transfers:
         transfer = call.transfer
         status = getattr(ctx, "status", 480)
         why = getattr(ctx, "why", "transfer failed")
-        call.notes.append(f"transfer failed: {why}")
+        e.note(call, "transfer_failed", why=why)
         self.notify_failure(call, ctx if hasattr(ctx, "status") else None)
         if transfer is not None and transfer.transferor is not None and \
                 transfer.transferor.dialog.state is not DialogState.TERMINATED:
@@ -452,8 +453,8 @@ class Transfers:
             call.b_leg = leg
         e.dialogs.add(leg.dialog, call)
         who = party.dialog.remote_uri
-        other.notes.append(f"transferred by {transfer.by}: joined call {call.key}")
-        call.notes.append(f"attended transfer to {who}")
+        e.note(other, "joined_call", by=transfer.by, call=call.key)
+        e.note(call, "attended_transfer", to=who)
         other.outcome = "answered"
         e._call_input(other, CallInput.HANGUP)  # the transferor's leg there is ended
         self._reinvite(call, leg, rebridge=True)
@@ -502,7 +503,7 @@ class Transfers:
         leg.dialog.invite = InviteState.IDLE
         rebridge = found[2]
         if response.status >= 300:
-            call.notes.append(f"re-INVITE refused ({response.status})")
+            e.note(call, "reinvite_refused", status=response.status)
             if rebridge:
                 e._call_input(call, CallInput.LEG_FAILED)
             return True
@@ -521,7 +522,7 @@ class Transfers:
             return False
         call = self.engine.calls.get(found[0])
         if call is not None and found[2]:
-            call.notes.append("re-INVITE not answered")
+            self.engine.note(call, "reinvite_unanswered")
             self.engine._call_input(call, CallInput.LEG_FAILED)
         return True
 
@@ -576,7 +577,7 @@ class Transfers:
         assert isinstance(ctx, Pickup)
         call.answered_at = e.wall_clock()
         call.answered_by = f"pickup by {ctx.picker}"
-        call.notes.append(f"picked up by {ctx.picker}")
+        e.note(call, "picked_up", by=ctx.picker)
         e.counters["answered"] += 1
         self._take_leg(call, "b", ctx.transaction, ctx.request, ctx.flow)
         ticket = e._ticket_for()
@@ -635,7 +636,7 @@ class Transfers:
         e = self.engine
         assert isinstance(ctx, Replacement)
         old = ctx.leg
-        call.notes.append(f"replaced: {old.dialog.remote_uri} by {ctx.request.from_.uri}")
+        e.note(call, "replaced", old=old.dialog.remote_uri, by=str(ctx.request.from_.uri))
         e._bye(old, [("Reason", 'SIP;cause=200;text="Call completed elsewhere"')])
         e.dialogs.remove(old.dialog)
         self._take_leg(call, old.name, ctx.transaction, ctx.request, ctx.flow)

@@ -301,6 +301,11 @@ _EN: dict[str, _Render] = {
     "picked_up": lambda p: f"picked up by {p['by']}",
     "attended_transfer": lambda p: f"attended transfer to {p['to']}",
     "joined_call": lambda p: f"transferred by {p['by']}: joined call {p['call']}",
+    "session_expired": lambda p: f"session expired on leg {p['leg']}",
+    "rtp_timeout": lambda p: f"RTP timeout on leg {p['leg']}",
+    "reinvite_refused": lambda p: f"re-INVITE refused ({p['status']})",
+    "reinvite_unanswered": lambda p: "re-INVITE not answered",
+    "replaced": lambda p: f"replaced: {p['old']} by {p['by']}",
     "note": lambda p: str(p["text"]),
 }
 
@@ -402,6 +407,13 @@ _FR: dict[str, _Render] = {
     "picked_up": lambda p: f"intercepté par {p['by']}",
     "attended_transfer": lambda p: f"transfert supervisé vers {p['to']}",
     "joined_call": lambda p: f"transféré par {p['by']} : rejoint l'appel {p['call']}",
+    "session_expired": lambda p: (
+        f"session expirée côté {'appelant' if p['leg'] == 'a' else 'appelé'}"),
+    "rtp_timeout": lambda p: (
+        f"plus de son (RTP) côté {'appelant' if p['leg'] == 'a' else 'appelé'}"),
+    "reinvite_refused": lambda p: f"re-INVITE refusé ({p['status']})",
+    "reinvite_unanswered": lambda p: "re-INVITE sans réponse",
+    "replaced": lambda p: f"remplacé : {p['old']} par {p['by']}",
     "note": lambda p: str(p["text"]),
 }
 
