@@ -269,6 +269,10 @@ class CallEngine:
             "failed": 0,
             "cancelled": 0,
             "branches": 0,
+            "transfers": 0,
+            "pickups": 0,
+            "session_refreshes": 0,
+            "sessions_expired": 0,
         }
         # Fork-late (b2bua.push.waker): devices woken by push join a ringing call. Set by the
         # server when [push] has a provider.

@@ -97,7 +97,6 @@ class SessionTimers:
         # 0: we neither ask for nor keep session timers; never below our own Min-SE.
         self.interval = max(interval, minimum) if interval else 0
         self.refreshes: dict[str, tuple[str, str]] = {}  # branch -> (call, leg) we refresh
-        self.counters = {"refreshes_sent": 0, "expired": 0}
         self.invite_headers: list[tuple[str, str]] = (
             [("Session-Expires", str(self.interval)), ("Min-SE", str(minimum))]
             if self.interval else [])
@@ -212,7 +211,7 @@ class SessionTimers:
             leg.dialog.invite = InviteState.OUTGOING
         request, key = e._in_dialog_request(leg, method, headers, body)
         self.refreshes[key] = (call.key, name)
-        self.counters["refreshes_sent"] += 1
+        e.counters["session_refreshes"] += 1
         e.outbox.append(SendRequest(request, leg.flow, e))
 
     def response(self, key: str, response: Response) -> bool:
@@ -258,7 +257,7 @@ class SessionTimers:
     def _expired(self, call: Call, leg: Leg, why: str) -> None:
         log.info("call %s: session timer of leg %s: %s: ending the call", call.key, leg.name,
                  why)
-        self.counters["expired"] += 1
+        self.engine.counters["sessions_expired"] += 1
         self.engine.note(call, "session_expired", leg=leg.name)
         self.engine._call_input(call, CallInput.SESSION_EXPIRED)
 

@@ -121,7 +121,6 @@ class Transfers:
         self.engine = engine
         # Our re-INVITEs, by branch: (call, leg, whether it brings another call's party in).
         self.reinvites: dict[str, tuple[str, str, bool]] = {}
-        self.counters = {"transfers": 0, "pickups": 0}
 
     # ================================================================ REFER
     def refer(self, call: Call, leg: Leg, tx: ServerTransaction, request: Request) -> None:
@@ -260,7 +259,7 @@ class Transfers:
         """DETACH_TRANSFEROR: the transferor leaves the bridge; its dialog stays ours."""
         transfer = call.transfer
         assert transfer is not None
-        self.counters["transfers"] += 1
+        self.engine.counters["transfers"] += 1
         if transfer.side == "a":
             call.a_leg = None
             call.transferee_leg = "b"
@@ -554,7 +553,7 @@ class Transfers:
             e._respond(tx, make_response(request, 488, to_tag=e.tokens.tag()))
             return True
         log.info("call %s: picked up by %s", call.key, picker)
-        self.counters["pickups"] += 1
+        e.counters["pickups"] += 1
         e._call_input(call, CallInput.PICKED_UP, Pickup(tx, request, flow, picker))
         return True
 
