@@ -1420,6 +1420,8 @@ class CallEngine:
         call = self.calls.get(event.call)
         if call is None:
             return
+        if event.status == 488 and event.ticket and self._refuse_one_offer(call, event):
+            return
         log.warning("call %s: the media backend failed (%s): ending the call", call.key,
                     event.reason)
         for step in call.steps:
@@ -1429,6 +1431,24 @@ class CallEngine:
                 self._clear_invite(call, relay)
         call.steps.clear()
         self._call_input(call, CallInput.MEDIA_FAILED, event)
+
+    def _refuse_one_offer(self, call: Call, event: MediaFailed) -> bool:
+        """An SDP our media refused (488: no codec, an unknown crypto suite) inside a call
+        that goes on: a re-INVITE or UPDATE gets 488 and is not relayed; a branch's 183 is
+        not relayed. False when the refused body is the one the call needs to connect."""
+        step = next((s for s in call.steps if s.ticket == event.ticket), None)
+        if step is None:
+            return False
+        relay = step.relay
+        if step.kind in (StepKind.RELAY_REQUEST, StepKind.LOCAL_REPLY) and relay is not None:
+            log.info("call %s: %s refused: %s", call.key, relay.request.method, event.reason)
+            self._respond(relay.server_tx, make_response(relay.request, 488))
+            self._clear_invite(call, relay)
+        elif step.kind is not StepKind.PROVISIONAL:
+            return False
+        call.steps.remove(step)
+        self._run_steps(call)
+        return True
 
     def _app_finished(self, event: AppFinished) -> None:
         call = self.calls.get(event.call)

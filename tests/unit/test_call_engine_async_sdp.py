@@ -195,3 +195,27 @@ def test_an_immediate_port_is_served_within_the_same_drain() -> None:
     assert not hook.pending
     assert all(r.status not in (183, 200) or b"10.9.9." in r.body for r in caller.responses())
     assert isinstance(caller.responses()[0], Response)
+
+
+def test_a_reinvite_whose_sdp_media_refuses_gets_488_and_the_call_goes_on() -> None:
+    network, engine, hook, device, caller, invite, b_invite = setup()
+    respond(device, b_invite, 200)
+    network.pump()
+    hook.release(0)
+    network.pump()
+    ok = next(r for r in caller.responses() if r.status == 200)
+    ack, _ = ack_and_bye(invite, ok, TRUNK)
+    caller.send(ack)
+    network.pump()
+    reinvite = Request("INVITE", ack.request_uri, [
+        (n, v) for n, v in ack.headers if n.lower() not in ("cseq", "via")
+    ] + [("Via", "SIP/2.0/UDP 127.0.0.2:5090;branch=z9hG4bK-re2;rport"), ("CSeq", "3 INVITE"),
+         ("Contact", "<sip:caller@127.0.0.2:5090>"), ("Content-Type", "application/sdp")], SDP)
+    caller.send(reinvite)
+    network.pump()
+    command = hook.pending.pop(1)
+    hook.post(MediaFailed(command.call, 488, "no crypto suite we know", command.ticket))
+    network.pump()
+    assert [r.status for r in caller.responses() if r.cseq.number == 3 and r.status > 100] == [488]
+    assert not caller.requests("BYE") and not device.requests("BYE")
+    assert len(engine.active) == 1  # the call goes on
