@@ -317,6 +317,9 @@ def _entries(board: Dashboard, uploads: list[AnnouncementUpload], language: str,
             duration = round(library.prompt(name, language).duration, 1)
         out.append({"name": name, "kind": "shipped", "label": None, "duration": duration})
     declared = {a.name for a in board.config.announcements} - {u.name for u in uploads}
+    if not admin:  # another user's own absence message, declared in the file, is not offered
+        declared = {n for n in declared if not (n.startswith("absence.") and n[8:] != owner
+                                                and board.config.user(n[8:]) is not None)}
     for name in sorted(declared - SHIPPED_PROMPTS):
         out.append({"name": name, "kind": "configured", "label": None, "duration": None})
     for u in uploads:

@@ -152,6 +152,12 @@ MESSAGES: dict[str, dict[Lang, Template]] = {
         "a QR code sets up a softphone: this device {why}",
         "un QR code configure un softphone : cet appareil {why_fr}",
     ),
+    "not_own_message": _both(
+        "“{name}” is the personal message of extension {owner}: choose your own absence message"
+        " or a shared announcement",
+        "« {name} » est le message personnel du poste {owner} : choisissez votre propre message"
+        " d'absence ou une annonce commune",
+    ),
     "invalid_rules": _both("the rules could not be compiled", "les règles n'ont pas pu être compilées"),
 }
 

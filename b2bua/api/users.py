@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import io
 import re
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
@@ -36,6 +37,7 @@ from b2bua.config import (
     SHIPPED_PROMPTS,
     WEEKDAYS,
     User,
+    format_path,
     french_dates,
     parse_day,
     parse_instant,
@@ -109,6 +111,51 @@ def french_dates_in(changes: dict[str, Any]) -> dict[str, Any]:
     return {**changes, "schedule": {**schedule, "exceptional": periods}}
 
 
+def _announcements_in(value: Any, path: tuple[str | int, ...] = ()
+                      ) -> Iterator[tuple[tuple[str | int, ...], str]]:
+    """(path, message) of every `announcement` destination inside `value`."""
+    if isinstance(value, dict):
+        if value.get("kind") == "announcement" and isinstance(value.get("message"), str):
+            yield (*path, "message"), value["message"]
+        for key, item in value.items():
+            yield from _announcements_in(item, (*path, str(key)))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _announcements_in(item, (*path, i))
+
+
+def personal_owner(board: Dashboard, name: str) -> str | None:
+    """The extension whose own message `name` is (`absence.EXT` of a user, or a message a user
+    stored), None for a shared announcement."""
+    from b2bua.settings.announcements import stored_announcements
+
+    for row in stored_announcements(board.store.conn):
+        if row.name == name and row.owner is not None:
+            return row.owner
+    prefix, dot, ext = name.partition(".")
+    if dot and prefix == "absence" and board.config.user(ext) is not None:
+        return ext
+    return None
+
+
+def _check_own_messages(request: web.Request, ext: str, changes: dict[str, Any]) -> None:
+    """A user's own absence message is theirs: another user may not choose it (an admin may).
+    A choice already in the user's settings (an admin's) is kept when the user saves."""
+    if account(request).role == "admin":
+        return
+    board = dashboard(request)
+    user = board.config.user(ext)
+    before = {m for _, m in _announcements_in(user_to_raw(user))} if user is not None else set()
+    issues = []
+    for path, name in _announcements_in(changes):
+        owner = personal_owner(board, name) if name not in before else None
+        if owner is not None and owner != ext:
+            issues.append(Issue("not_own_message", format_path(path, first=1),
+                                {"name": name, "owner": owner}))
+    if issues:
+        raise invalid(*issues)
+
+
 async def _save(request: web.Request, ext: str, changes: dict[str, Any] | None, *,
                 create: bool = False) -> None:
     board = dashboard(request)
@@ -117,6 +164,7 @@ async def _save(request: web.Request, ext: str, changes: dict[str, Any] | None, 
 
     if changes is not None:
         changes = french_dates_in(changes)
+        _check_own_messages(request, ext, changes)
 
     def build() -> tuple[dict[str, Any], Any]:
         return store.user_candidate(ext, changes, create=create)
@@ -622,6 +670,7 @@ async def calls(request: web.Request) -> web.Response:
 async def options(request: web.Request) -> web.Response:
     board = dashboard(request)
     config = board.config
+    admin = account(request).role == "admin"
     return web.json_response({
         "device_types": list(DEVICE_TYPES),
         "destination_kinds": ["devices", "voicemail", "extension", "mobile", "external",
@@ -629,7 +678,9 @@ async def options(request: web.Request) -> web.Response:
         "weekdays": list(WEEKDAYS),
         "max_exceptions": MAX_EXCEPTIONS,
         "music": sorted(SHIPPED_MUSIC | {m.name for m in config.music}),
-        "announcements": sorted(SHIPPED_PROMPTS | {a.name for a in config.announcements}),
+        "announcements": sorted(SHIPPED_PROMPTS | {
+            a.name for a in config.announcements
+            if admin or personal_owner(board, a.name) in (None, account(request).extension)}),
         "colleagues": [{"extension": u.extension, "name": u.name} for u in config.users],
         "system_extensions": [
             {"extension": s.extension, "name": s.name} for s in config.system_extensions

@@ -221,6 +221,9 @@ class _DestinationChecker:
         elif kind == "announcement":
             message = _str(value, "message")
             if message is not None and message not in SHIPPED_PROMPTS | self.prompts:
-                known = sorted(SHIPPED_PROMPTS | self.prompts)
+                # Other users' own absence messages (absence.EXT) are not offered.
+                known = sorted(n for n in SHIPPED_PROMPTS | self.prompts
+                               if not (n.startswith("absence.") and n[8:] in self.users
+                                       and n[8:] != self.own))
                 params = {"name": message, "known": known}
                 out.append(((*path, "message"), "unknown_announcement", params))

@@ -154,3 +154,36 @@ def test_a_real_call_hears_the_users_own_absence_message(server, tmp_path):
     assert time.monotonic() - t0 > 7.5  # our 8 s message played, then our BYE
     record = call_records(server)[0]
     assert {"code": "to_announcement", "params": {"message": "absence.1001"}} in record["steps"]
+
+
+@pytest.mark.parametrize("lang", ["fr", "en"])
+def test_a_users_own_message_is_chosen_by_them_and_admins_only(server, lang):
+    owner = signed_in(server, "1001")
+    assert _put(owner, "/api/users/1001/messages/absence", "absent.wav", tone_wav(0.5)).status == 200
+    mine = {"kind": "announcement", "message": "absence.1001"}
+    assert owner.patch("/api/users/1001", {"no_answer": mine}).status == 200
+    other = signed_in(server, "1002")
+    assert "absence.1001" not in other.get("/api/options").json()["announcements"]
+    r = other.patch("/api/users/1002", {"no_answer": {"kind": "voicemail"},
+                                        "exceptions": [{"callers": "06*", "destination": mine}]},
+                    headers={"Accept-Language": lang})
+    assert r.status == 422, r
+    [issue] = r.json()["issues"]
+    assert issue["code"] == "not_own_message"
+    assert issue["field"] == "exceptions[1].destination.message"
+    assert issue["message"] == {
+        "fr": "« absence.1001 » est le message personnel du poste 1001 : choisissez votre propre"
+              " message d'absence ou une annonce commune",
+        "en": "“absence.1001” is the personal message of extension 1001: choose your own absence"
+              " message or a shared announcement"}[lang]
+    assert r.json()["message"].startswith("exceptions[1].destination.message")
+    assert "absence.1001" not in str(other.get("/api/users/1002").json()["settings"])
+    # An admin may choose it for another user, whose later saves keep it; once it is gone
+    # from their rules, they cannot bring it back themselves.
+    admin = signed_in(server, "admin")
+    assert "absence.1001" in admin.get("/api/options").json()["announcements"]
+    assert admin.patch("/api/users/1002", {"no_answer": mine}).status == 200
+    assert other.patch("/api/users/1002", {"ring_timeout": 25, "no_answer": mine}).status == 200
+    assert other.patch("/api/users/1002", {"no_answer": {"kind": "voicemail"}}).status == 200
+    r = other.patch("/api/users/1002", {"forward": mine})
+    assert r.status == 422 and r.json()["issues"][0]["field"] == "forward.message", r
