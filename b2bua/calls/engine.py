@@ -716,7 +716,8 @@ class CallEngine:
             return  # already ringing there
         uri, flow = self.location.target_for(binding)
         target = Target(uri, flow, self._device_label(binding.aor, binding), binding.aor,
-                        f"<sip:{binding.aor}@{self.directory.domain}>", binding.key)
+                        f"<sip:{binding.aor}@{self.directory.domain}>", binding.key,
+                        route=tuple(binding.path))
         call.notes.append(f"{target.label} woke up")
         self._start_branch(call, target, plan, ring.call_id)
 
@@ -742,6 +743,7 @@ class CallEngine:
                 seen.add(key)
                 targets.append(Target(uri, flow, self._device_label(ext, binding), ext,
                                       f"<sip:{ext}@{domain}>", binding.key,
+                                      route=tuple(binding.path),
                                       encryption=self.directory.device_encryption(
                                           ext, binding.device)))
         return targets
@@ -867,6 +869,9 @@ class CallEngine:
             *self.session_timers.invite_headers,
             *plan.extra_headers,
             *target.headers,
+            # RFC 3327 (procedures at the home proxy): a request for a contact registered with
+            # a Path carries that Path as its preloaded Route set, in the order stored.
+            *(("Route", value) for value in target.route),
         ]
         if call.b_offer and not any(h[0] == "content-type" for h in inherited):
             headers.append(("Content-Type", "application/sdp"))
@@ -1041,6 +1046,8 @@ class CallEngine:
             ("To", invite.headers.get("to") or ""),
             ("Call-ID", invite.call_id),
             ("CSeq", f"{invite.cseq.number} CANCEL"),
+            # RFC 3261 §9.1: the CANCEL carries the Route header fields of the INVITE.
+            *(("Route", value) for value in invite.headers.get_all("route")),
         ]
         if branch.cancel_reason:
             headers.append(("Reason", branch.cancel_reason))

@@ -35,6 +35,8 @@ class Target:
     extension: str
     to: str  # the To header value
     device_key: str | None = None
+    # RFC 3327: the Path a device registered through (an edge proxy), sent as the Route set.
+    route: tuple[str, ...] = ()
     # Trunks and SRTP (b2bua.calls.trunking): the trunk it goes to, the callee's
     # media_encryption, the From it presents and headers of its own (P-Asserted-Identity).
     trunk: str | None = None

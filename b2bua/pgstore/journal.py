@@ -130,10 +130,12 @@ class DialogJournal:
                                           number)
             if not got:
                 continue
+            # Our own rows: only those of our previous life (before this start).
+            before = self._started if node == self.node else float("inf")
             try:
                 dead = await conn.fetch(
                     "DELETE FROM cluster_dialogs WHERE node = $1 AND at < $2"
-                    " RETURNING call_key, dialog", node, self._started)
+                    " RETURNING call_key, dialog", node, before)
             finally:
                 if node != self.node:
                     await conn.execute("SELECT pg_advisory_unlock($1, $2)", LIVE_LOCK, number)

@@ -39,7 +39,9 @@ from b2bua.registrar.model import (
     RegistrarSettings,
     StoreError,
 )
+from b2bua.sip.errors import SipParseError
 from b2bua.sip.flow import Flow
+from b2bua.sip.headers import parse_name_addr
 from b2bua.sip.uri import SipUri, parse_sip_uri
 
 log = logging.getLogger("b2bua.registrar")
@@ -504,7 +506,9 @@ class LocationService:
         if b.flow.connection_id is not None:
             self._by_connection.setdefault(b.flow.connection_id, set()).add((b.aor, b.key))
         interval = self.settings.keepalive_interval
-        if interval > 0 and b.flow.transport == "udp":
+        # A binding registered through an edge proxy (a Path) is kept alive by the edge, which
+        # holds the device's flow (RFC 5626 §5.2 puts keep-alives on the first hop).
+        if interval > 0 and b.flow.transport == "udp" and not b.path:
             offset: float = interval
             if spread:
                 # After a restart, spread the probes over one interval instead of a burst.
@@ -588,10 +592,32 @@ def _is_new_flow(old: Binding | None, new: Binding) -> bool:
     return old is None or old.flow != new.flow or not old.reachable
 
 
+def path_hop(path: tuple[str, ...], flow: Flow) -> Flow:
+    """Where a request to a binding registered with a Path goes: the first Path URI (RFC 3327:
+    the stored Path becomes the request's Route set, whose first entry is the next hop). The
+    REGISTER's own flow when that is the same address (its connection and local socket are
+    reused), else the hop's address from our own socket: another node of a cluster sends to
+    the edge that holds the device's flow, not to the socket the REGISTER reached."""
+    try:
+        hop = parse_name_addr(path[0]).uri
+    except (SipParseError, IndexError):
+        return flow
+    if not isinstance(hop, SipUri):
+        return flow
+    transport = hop.transport or ("tls" if hop.scheme == "sips" else "udp")
+    port = hop.port or (5061 if transport == "tls" else 5060)
+    host = hop.host_for_socket
+    if (host, port, transport) == (flow.host, flow.port, flow.transport):
+        return flow
+    return Flow(transport, host, port)
+
+
 def _target(binding: Binding) -> tuple[SipUri, Flow]:
     uri = parse_sip_uri(binding.contact)
     flow = binding.flow
-    if binding.static or binding.outbound or flow.reliable or binding.path:
+    if binding.path and not binding.static:
+        return uri, path_hop(binding.path, flow)
+    if binding.static or binding.outbound or flow.reliable:
         return uri, flow
     if contact_is_natted(uri, flow):
         return uri, flow
