@@ -32,9 +32,40 @@ function presence(d) {
     const agent = friendlyAgent(d.user_agent);
     return text + (agent ? " · " + agent : "");
   }
-  if (d.state === "unreachable") return t("lines.unreachable");
+  if (d.state === "unreachable") return asleep(d) ? t("lines.asleep") : t("lines.unreachable");
   if (d.state === "static") return t("lines.static");
   return t("lines.offline");
+}
+
+// Push notifications (RFC 8599; docs/push.md): a device whose connection is gone but that a
+// push wakes up is asleep, not unreachable.
+const PUSH_PROVIDERS = { apns: "APNs", fcm: "FCM" };
+
+function pushProvider(p) { return PUSH_PROVIDERS[String(p).toLowerCase()] || String(p).toUpperCase(); }
+
+function asleep(d) { return Boolean(d.push && d.push.provider); }
+
+// "invalid_token (410 Unregistered)" -> "invalid_token" (the rest is the service's detail).
+function pushOutcome(result) { return String(result || "").split(" ")[0]; }
+
+function pushLines(d) {
+  const p = d.push;
+  if (!p) return [];
+  const out = [];
+  const outcome = pushOutcome(p.last_push_result);
+  if (p.provider) {
+    out.push(h("p", { class: "push", "data-test": "device-push", "data-provider": p.provider },
+      t("lines.push.wake", { provider: pushProvider(p.provider) })));
+  } else if (outcome === "invalid_token") {
+    out.push(h("p", { class: "push stopped", "data-test": "device-push", "data-provider": "" }, t("lines.push.stopped")));
+  }
+  if (p.last_push_at) {
+    const key = "lines.push.result." + outcome;
+    const result = t(key) !== key ? t(key) : (p.last_push_result || "");
+    out.push(h("p", { class: "push-last", "data-test": "device-push-last", "data-result": outcome },
+      t("lines.push.last", { when: fmtDate(p.last_push_at), result })));
+  }
+  return out;
 }
 
 function deviceTypeSelect(value, testName) {
@@ -61,14 +92,16 @@ async function renderLines(main) {
     const el = h("article", { class: "card device type-" + d.type, "data-test": "device", "data-device": d.device, "aria-labelledby": nextId("dev") },
       h("div", { class: "device-head" }, h("span", { class: "device-icon" }, icon(d.type)),
         h("div", {}, title, h("span", { class: "device-type", "data-test": "device-type" }, t("type." + d.type)))),
-      h("p", { class: "presence " + d.state, "data-test": "device-state", "data-state": d.state }, presence(d)),
+      h("p", { class: "presence " + (d.state === "unreachable" && asleep(d) ? "asleep" : d.state), "data-test": "device-state", "data-state": d.state }, presence(d)),
+      pushLines(d),
       h("details", { class: "tech", "data-test": "device-tech" }, h("summary", {}, t("lines.technical")),
         h("dl", {},
           h("dt", {}, t("lines.tech.username")), h("dd", {}, d.username),
           d.source ? [h("dt", {}, t("lines.tech.address")), h("dd", { "data-test": "device-source" }, d.source)] : null,
           d.user_agent ? [h("dt", {}, t("lines.tech.agent")), h("dd", {}, d.user_agent)] : null,
           d.expires_at ? [h("dt", {}, t("lines.tech.expires")), h("dd", {}, fmtDate(d.expires_at))] : null,
-          d.contact ? [h("dt", {}, t("lines.tech.contact")), h("dd", {}, d.contact)] : null),
+          d.contact ? [h("dt", {}, t("lines.tech.contact")), h("dd", {}, d.contact)] : null,
+          d.push && d.push.last_push_result ? [h("dt", {}, t("lines.tech.push")), h("dd", { "data-test": "device-push-detail" }, d.push.last_push_result)] : null),
         d.source || d.contact ? null : h("p", { class: "hint" }, t("lines.tech.none"))),
       body, actions);
     title.id = el.getAttribute("aria-labelledby");
