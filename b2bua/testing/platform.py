@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -228,7 +229,13 @@ def cmd_up(args: argparse.Namespace) -> int:
         os.setsid()  # the platform outlives this command and its terminal's signals
     except OSError:
         pass
-    env = {"B2BUA_ADMIN_PASSWORD": args.admin_password} if args.admin_password else None
+    # One admin password for every node (each would make its own otherwise).
+    password = args.admin_password or secrets.token_urlsafe(12)
+    directory.mkdir(parents=True, exist_ok=True)
+    secret_file = directory / "admin-password"
+    secret_file.write_text(password + "\n")
+    secret_file.chmod(0o600)
+    env = {"B2BUA_ADMIN_PASSWORD": password}
     platform = up(directory, nodes=args.nodes, config=Path(args.config), env=env)
     record = {
         **platform.to_json(),
