@@ -256,7 +256,15 @@ class Server:
                                   self._voicemail_counts)
         self.core = Core(outbox, local, self.registrar, self.calls, config.server.domain,
                          time.time, self.mwi)
-        self.stack.attach(self.transports, self.core, self.calls, self.calls, self.trunk_agent)
+        from b2bua.registrar.timer import RegistrarTimer
+
+        # Bindings expire, and NATed devices are probed (by the first worker), at their own
+        # deadlines on the stack's timer.
+        self.registrar_timer = RegistrarTimer(
+            self.registrar, time.time, self.stack.now,
+            self.core.send_keepalive if self.primary else None)
+        self.stack.attach(self.transports, self.core, self.calls, self.calls, self.trunk_agent,
+                          self.registrar_timer)
         self.stack.recorder = self.recorder
         self._start_push(config)
         await self._start_media(data_dir)
@@ -491,6 +499,7 @@ class Server:
 
     def _bindings_changed(self, extension: str) -> None:
         self.registrar.reload(extension, time.time())
+        self.stack.flush()  # their deadlines may come sooner: the timer is armed again
 
     def _check_settings(self) -> None:
         """In workers other than the first: apply the stored settings when their revision
@@ -566,6 +575,7 @@ class Server:
             table = compile_rules(config)  # raises before anything is swapped
         directory = Directory(config)
         self.registrar.set_users(users_from_config(config))
+        self.stack.flush()  # the bindings of a user who is gone go at once (RegistrarTimer)
         self.rulebook.swap(table)
         self.calls.directory = directory
         self.trunk_agent.reconfigure(directory.trunk_specs, self.stack.now())
@@ -622,8 +632,9 @@ class Server:
                  before / 1e6, after / 1e6, (time.monotonic() - now) * 1000)
 
     async def _housekeeping(self) -> None:
-        """Expire bindings, ping NATed devices: once a second is plenty for both. Collect
-        cyclic garbage when it costs little, or when something leaks (see `serve`)."""
+        """Once a second: the overload guard's report, memory handed back after a flood, the
+        trunks' status, the workers. Collect cyclic garbage when it costs little, or when
+        something leaks (see `serve`). Bindings expire on the stack's timer (RegistrarTimer)."""
         ticks = 0
         collected = time.monotonic()
         release = ReleasePolicy()
@@ -647,12 +658,7 @@ class Server:
                     "cyclic garbage: %d objects found in %.2f s (%d more objects than at the "
                     "last collection)", found, collected - started, grown)
             try:
-                now = time.time()
-                self.registrar.handle_deadline(now)
-                if self.primary:  # one worker probes NATed devices
-                    for binding in self.registrar.keepalive_due(now):
-                        self.core.send_keepalive(binding)
-                    self.stack.flush()
+                if self.primary:
                     self.save_trunk_status()
                 if self.supervisor is not None:
                     self.supervisor.check()

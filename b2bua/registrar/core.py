@@ -845,6 +845,12 @@ class Registrar:
         a sweep is never due on its own)."""
         return self.location.next_deadline()
 
+    @property
+    def users_changed(self) -> bool:
+        """The served users changed since the last `handle_deadline`: a pass is due now (the
+        bindings of a user who is gone go)."""
+        return self._users_changed
+
     def handle_deadline(self, now: float) -> list[Binding]:
         """Remove expired bindings and unreachable ones past their grace (and those of users no
         longer configured); sweep the nonce-count and lockout tables. Returns the removed."""

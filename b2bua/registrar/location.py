@@ -379,12 +379,11 @@ class LocationService:
     def next_deadline(self) -> float | None:
         """When `expire` / `keepalive_due` next have something to do."""
         self._clean_tops()
-        times = []
-        if self._deadlines:
-            times.append(self._deadlines[0][0])
-        if self._keepalives:
-            times.append(self._keepalives[0][0])
-        return min(times) if times else None
+        deadlines, keepalives = self._deadlines, self._keepalives
+        if not deadlines:
+            return keepalives[0][0] if keepalives else None
+        first = deadlines[0][0]
+        return min(first, keepalives[0][0]) if keepalives else first
 
     def expire(self, now: float, gone_users: Callable[[str], bool] | None = None) -> list[Binding]:
         """Remove expired bindings, unreachable ones past their grace, and (with `gone_users`)

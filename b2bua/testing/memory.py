@@ -284,7 +284,10 @@ def build_b2bua(config: Any, network: MemoryNetwork,
     mwi = MessageWaiting(stack.outbox, local, registrar, config.server.domain,
                          lambda box: (0, 0), wall_clock)
     core = Core(stack.outbox, local, registrar, engine, config.server.domain, wall_clock, mwi)
-    stack.attach(network, core, engine, engine, agent)
+    from b2bua.registrar.timer import RegistrarTimer
+
+    registrar_timer = RegistrarTimer(registrar, wall_clock, stack.now, core.send_keepalive)
+    stack.attach(network, core, engine, engine, agent, registrar_timer)
     stack.recorder = CallRecorder(db)
     network.ingress = ingress
     b2bua = B2bua(stack, ingress, engine, core, registrar, db, clock, network, tokens=tokens,

@@ -106,6 +106,8 @@ class CallMachine(RuleBasedStateMachine):
             phone.in_dialog("REFER", headers=[
                 ("Refer-To", "<sip:103@pbx.test>" if blind else "<sip:nobody@pbx.test>")])
             self.t.pump()
+            if self.dave.invites and 3 not in self.invited:
+                self.invited[3] = self.t.clock.now()  # Dave's INVITE came now
 
     @rule()
     def caller_cancels(self) -> None:
