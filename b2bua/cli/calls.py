@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import sqlite3
+import sys
 from datetime import datetime
 from pathlib import Path
 
@@ -20,7 +21,19 @@ def cmd_calls(args: argparse.Namespace) -> int:
         return 1
     config = effective.config
     path = Path(config.server.data_dir) / "b2bua.sqlite"
-    if not path.exists():
+    if config.store.url:  # several nodes: the records are in PostgreSQL
+        from b2bua.pgstore.snapshot import snapshot
+
+        try:
+            db = snapshot(config.store.url)
+        except OSError as exc:
+            print(f"b2bua calls: {exc}", file=sys.stderr)
+            return 1
+        try:
+            records = CallRecorder(db).last(args.last)
+        finally:
+            db.close()
+    elif not path.exists():
         records = []
     else:
         db = sqlite3.connect(path)

@@ -32,6 +32,14 @@ from b2bua.store import open_database
 
 
 def _stored_bindings(config: Config) -> list[Binding]:
+    if config.store.url:  # several nodes: the bindings are in PostgreSQL
+        from b2bua.pgstore.snapshot import snapshot
+
+        conn = snapshot(config.store.url)
+        try:
+            return read_bindings(conn)
+        finally:
+            conn.close()
     try:
         conn = open_database(config.server.data_dir, readonly=True)
     except (FileNotFoundError, sqlite3.Error):
@@ -85,7 +93,12 @@ def cmd_devices(args: argparse.Namespace) -> int:
     if effective is None:
         return 1
     config = effective.config
-    report = device_report(config, _stored_bindings(config), time.time())
+    try:
+        bindings = _stored_bindings(config)
+    except OSError as exc:  # PostgreSQL cannot be read
+        print(f"b2bua devices: {exc}", file=sys.stderr)
+        return 1
+    report = device_report(config, bindings, time.time())
     if getattr(args, "json", False):
         print(json.dumps(report, indent=2, ensure_ascii=False))
     else:

@@ -53,7 +53,7 @@ def load_effective(path: str | Path) -> Effective:
         config, rejected = store.resolve()
         return Effective(
             base, config, store.overrides(), store.uploads(), rejected,
-            database_path(base.server.data_dir),
+            None if base.store.url else database_path(base.server.data_dir),
         )
     finally:
         store.conn.close()

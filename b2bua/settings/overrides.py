@@ -405,7 +405,17 @@ class Rejection:
 def open_store(config: Config, *, readonly: bool) -> SettingsStore | None:
     """The settings stored for `config`'s data directory, or None when there are none yet (no
     database, or, read-only, a database the server never created the tables in). Read-only
-    opening works next to a running server (WAL) and changes nothing."""
+    opening works next to a running server (WAL) and changes nothing. With `[store] url`, the
+    stored settings are read from PostgreSQL (b2bua.pgstore.snapshot; OSError when it cannot
+    be read), and are changed through a node's API only."""
+    url = getattr(getattr(config, "store", None), "url", None)
+    if url:
+        if not readonly:
+            raise OSError("with [store] url the stored settings are changed through a node's "
+                          "API (docs/cluster.md)")
+        from b2bua.pgstore.snapshot import snapshot
+
+        return SettingsStore(snapshot(url), config, migrate=False)
     try:
         conn = open_database(config.server.data_dir, readonly=readonly)
     except (FileNotFoundError, sqlite3.Error):

@@ -4,6 +4,9 @@ node's API decides the other's next call; a session opened on one node works on 
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -98,6 +101,34 @@ def test_a_setting_saved_on_a_decides_the_next_call_on_b(nodes: list[RunningServ
     after = call(b, uac_expect(486), tmp_path / "after")
     assert after.ok, after.describe() + "\n--- node b ---\n" + b.log()[-3000:]
     assert took < 1.0 and time.monotonic() - saved < 10
+
+
+def b2bua(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "b2bua", *args], capture_output=True,
+                          text=True, timeout=60, check=False)
+
+
+def test_the_command_line_reads_the_shared_store(nodes: list[RunningServer],
+                                                 tmp_path: Path) -> None:
+    a, b = nodes
+    config = str(a.config)
+    phone = device(a, "uas_answer", "1001", "secret1001", tmp_path / "phone", pause_ms=300)
+    assert call(b, UAC_CALL, tmp_path / "carrier").ok
+    assert phone.result().ok
+    api = Api(b.http_base)
+    assert api.login("admin", ADMIN).status == 200
+    assert api.patch("/api/users/1001", {"forward": {"kind": "busy"}}).status == 200
+    devices = json.loads(b2bua("devices", "--config", config, "--json").stdout)
+    (alice,) = [d for d in devices if d["extension"] == "1001"]
+    assert [d["state"] for d in alice["devices"]] == ["registered"]
+    def answered() -> list[str]:
+        records = b2bua("calls", "--config", config, "--last", "5", "--json", "--lang", "en")
+        assert records.returncode == 0, records.stderr
+        return [r["answered_by"] for r in json.loads(records.stdout)]
+
+    wait_until(lambda: answered() == ["Bureau (sip)"], timeout=3.0)  # written behind
+    trace = b2bua("trace", "--config", config, "--to", "1001", "--from", "0611223344", "--json")
+    assert json.loads(trace.stdout)["rule"] == "forward", trace.stdout + trace.stderr
 
 
 def test_a_dashboard_session_opened_on_one_node_works_on_the_other(
