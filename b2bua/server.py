@@ -263,8 +263,8 @@ class Server:
         self.registrar_timer = RegistrarTimer(
             self.registrar, time.time, self.stack.now,
             self.core.send_keepalive if self.primary else None)
-        self.stack.attach(self.transports, self.core, self.calls, self.calls, self.trunk_agent,
-                          self.registrar_timer)
+        self.stack.attach(self.transports, self.core, self.calls, self.calls,
+                          coarse=(self.trunk_agent, self.registrar_timer))
         self.stack.recorder = self.recorder
         self._start_push(config)
         await self._start_media(data_dir)
@@ -499,7 +499,8 @@ class Server:
 
     def _bindings_changed(self, extension: str) -> None:
         self.registrar.reload(extension, time.time())
-        self.stack.flush()  # their deadlines may come sooner: the timer is armed again
+        self.stack.poll_coarse()  # their deadlines may come sooner: the timer is armed again
+        self.stack.flush()
 
     def _check_settings(self) -> None:
         """In workers other than the first: apply the stored settings when their revision
@@ -575,7 +576,8 @@ class Server:
             table = compile_rules(config)  # raises before anything is swapped
         directory = Directory(config)
         self.registrar.set_users(users_from_config(config))
-        self.stack.flush()  # the bindings of a user who is gone go at once (RegistrarTimer)
+        self.stack.poll_coarse()  # the bindings of a user who is gone go at once
+        self.stack.flush()
         self.rulebook.swap(table)
         self.calls.directory = directory
         self.trunk_agent.reconfigure(directory.trunk_specs, self.stack.now())

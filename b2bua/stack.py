@@ -49,6 +49,9 @@ log = logging.getLogger(__name__)
 # How late a SIP timer may fire (RFC 3261's shortest, T1, is 500 ms): deadlines this close
 # together share one wake-up of the loop.
 TIMER_SLACK = 0.010
+# How often the coarse layers (the registrar's bindings, the trunks' registrations: deadlines
+# of seconds or more) are asked for their next deadline; the fine ones are asked at every drain.
+COARSE_POLL = 0.25
 
 
 class Sender(Protocol):
@@ -92,6 +95,9 @@ class SipStack:
         self.media: MediaPort | None = None
         self.recorder: Recorder | None = None
         self.clocked: list[Clocked] = [layer]
+        self.coarse: list[Clocked] = []
+        self._coarse_deadline: float | None = None
+        self._coarse_polled = float("-inf")
         self._loop: asyncio.AbstractEventLoop | None = None
         self._clock = clock
         self._timer: asyncio.TimerHandle | None = None
@@ -101,13 +107,17 @@ class SipStack:
         self.commands = 0
 
     def attach(self, transports: Sender, tu: TransactionUser, calls: EventHandler | None = None,
-               *clocked: Clocked) -> None:
+               *clocked: Clocked, coarse: tuple[Clocked, ...] = ()) -> None:
         """Wire the stack: where datagrams go, who hears the layer's events, who handles the
-        media port's answers, and which other layers keep deadlines."""
+        media port's answers, and which other layers keep deadlines: `clocked` asked at every
+        drain, `coarse` every COARSE_POLL seconds (their deadlines are seconds apart, and one
+        served a quarter of a second late is on time)."""
         self.transports = transports
         self.tu = tu
         self.calls = calls
         self.clocked = [self.layer, *clocked]
+        self.coarse = list(coarse)
+        self._coarse_polled = float("-inf")
         try:
             self._loop = asyncio.get_running_loop()
         except RuntimeError:
@@ -222,18 +232,51 @@ class SipStack:
 
     # -- the one timer ---------------------------------------------------------------------
     def next_deadline(self) -> float | None:
-        """The earliest deadline of every clocked layer."""
+        """The earliest deadline of every clocked layer (the coarse ones' as last asked, and
+        at the latest when they are to be asked again)."""
         earliest: float | None = None
         for source in self.clocked:
             deadline = source.next_deadline()
             if deadline is not None and (earliest is None or deadline < earliest):
                 earliest = deadline
+        if self.coarse:
+            coarse = self._coarse_next()
+            if earliest is None or coarse < earliest:
+                earliest = coarse
         return earliest
+
+    def _coarse_next(self) -> float:
+        """When the coarse layers need the stack next: their earliest deadline, or the time
+        to ask them again."""
+        polled = self._coarse_polled
+        clock = self._clock
+        now = clock() if clock is not None else polled
+        if now - polled >= COARSE_POLL:
+            polled = self._coarse_polled = now
+            earliest: float | None = None
+            for source in self.coarse:
+                deadline = source.next_deadline()
+                if deadline is not None and (earliest is None or deadline < earliest):
+                    earliest = deadline
+            self._coarse_deadline = earliest
+        again = polled + COARSE_POLL
+        deadline = self._coarse_deadline
+        return again if deadline is None or again < deadline else deadline
+
+    def poll_coarse(self) -> None:
+        """A coarse layer's deadline may have come sooner (users changed, bindings reloaded):
+        ask it at the next drain."""
+        self._coarse_polled = float("-inf")
 
     def handle_deadline(self, now: float) -> None:
         """Serve every deadline due at `now`, then drain."""
         for source in self.clocked:
             source.handle_deadline(now)
+        deadline = self._coarse_deadline
+        if self.coarse and deadline is not None and deadline <= now:
+            for source in self.coarse:
+                source.handle_deadline(now)
+            self._coarse_polled = float("-inf")
         self.flush(now)
 
     def _rearm(self) -> None:

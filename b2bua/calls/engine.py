@@ -418,7 +418,7 @@ class CallEngine:
                         headers: list[tuple[str, str]] | None = None, body: bytes = b"") -> None:
         hdrs = headers if headers is not None else []
         if 100 < status < 300:
-            hdrs.append(("Contact", self._contact(call.a_flow)))
+            hdrs.append(("Contact", self.local.contact(call.a_flow)))
             # §12.1.1: the UAS "MUST copy all Record-Route header field values from the
             # request into the response" that establishes a dialog (a carrier's proxy).
             hdrs.extend(("Record-Route", v) for v in call.a_request.headers.get_all("record-route"))
@@ -430,18 +430,12 @@ class CallEngine:
         """A line of the call's record, as a step (worded in the reader's language)."""
         call.notes.extend(trace_lines([Step_(code, params)]))
 
-    def _via(self, flow: Flow) -> tuple[str, str]:
-        return self.local.via(flow)
-
-    def _contact(self, flow: Flow) -> str:
-        return self.local.contact(flow)
-
     def _send(self, request: Request, flow: Flow, owned: bool = False) -> None:
         self.outbox.append(SendRequest(request, flow, self if owned else None))
 
     def _in_dialog_request(self, leg: Leg, method: str, headers: list[tuple[str, str]],
                            body: bytes = b"") -> tuple[Request, str]:
-        via, branch = self._via(leg.flow)
+        via, branch = self.local.via(leg.flow)
         return leg.dialog.request(method, via, headers=headers, body=body), branch
 
     def _bye(self, leg: Leg | None, headers: list[tuple[str, str]] | None = None) -> None:
@@ -819,7 +813,7 @@ class CallEngine:
 
     def _start_branch(self, call: Call, target: Target, plan: Plan,
                       call_id: str | None = None) -> None:
-        via, key = self._via(target.flow)
+        via, key = self.local.via(target.flow)
         if call_id is None and target.device_key is not None:
             call_id = call.push_ids.get(target.device_key)  # a device also pushed to (iOS)
         invite = self._branch_invite(call, target, via, plan, call_id)
@@ -863,7 +857,7 @@ class CallEngine:
             ("To", target.to),
             ("Call-ID", call_id or self.tokens.token(12)),
             ("CSeq", "1 INVITE"),
-            ("Contact", self._contact(flow)),
+            ("Contact", self.local.contact(flow)),
             ("Allow", ALLOW),
             *inherited[1:],
             *self.session_timers.invite_headers,
@@ -1060,7 +1054,7 @@ class CallEngine:
     def _ack(self, branch: Branch, _response: Any) -> None:
         dialog = branch.dialog
         assert dialog is not None
-        via, _ = self._via(branch.target.flow)
+        via, _ = self.local.via(branch.target.flow)
         data = bytes(branch.client.ack(dialog, via))
         branch.client.remember_ack(dialog, data)
         self.outbox.append(SendBytes(data, branch.target.flow))
@@ -1077,7 +1071,7 @@ class CallEngine:
         call = self.calls.get(branch.call)
         headers = ([("Reason", COMPLETED_ELSEWHERE)]
                    if call is not None and call.winner is not None else [])
-        via, _ = self._via(branch.target.flow)
+        via, _ = self.local.via(branch.target.flow)
         dialog.state = DialogState.TERMINATED
         self._send(dialog.request("BYE", via, headers=headers), branch.target.flow)
         if call is None:
@@ -1104,10 +1098,10 @@ class CallEngine:
             data = acks.get(tag)
             if data is None:
                 dialog = Dialog.from_2xx(response)
-                via, _ = self._via(flow)
+                via, _ = self.local.via(flow)
                 data = acks[tag] = bytes(dialog.request("ACK", via, cseq=dialog.local_cseq))
                 self.outbox.append(SendBytes(data, flow))
-                via, _ = self._via(flow)
+                via, _ = self.local.via(flow)
                 self._send(dialog.request("BYE", via), flow)
                 return
         except SipParseError:
@@ -1142,7 +1136,7 @@ class CallEngine:
         assert isinstance(ctx, Response)
         branch = call.winner
         assert branch is not None and branch.dialog is not None and call.b_leg is not None
-        via, _ = self._via(branch.target.flow)
+        via, _ = self.local.via(branch.target.flow)
         ack = branch.client.ack(branch.dialog, via)
         if call.a_request.body:
             data = bytes(ack)
@@ -1415,7 +1409,7 @@ class CallEngine:
         branch = call.winner
         if branch is None or branch.dialog is None:
             return
-        via, _ = self._via(branch.target.flow)
+        via, _ = self.local.via(branch.target.flow)
         data = bytes(branch.client.ack(branch.dialog, via))
         branch.client.remember_ack(branch.dialog, data)
         self.outbox.append(SendBytes(data, branch.target.flow))
@@ -1568,7 +1562,7 @@ class CallEngine:
         headers = [(name, value) for name in _RELAYED_REQUEST_HEADERS
                    for value in request.headers.get_all(name)]
         if method in ("INVITE", "UPDATE"):
-            headers.append(("Contact", self._contact(other.flow)))
+            headers.append(("Contact", self.local.contact(other.flow)))
             headers += self.session_timers.request_headers(other)
         if method == "INVITE":
             headers.append(("Allow", ALLOW))
@@ -1621,7 +1615,7 @@ class CallEngine:
                 headers.append((name, value))
         sdp = method in ("INVITE", "UPDATE") and 100 < status < 300
         if sdp and from_leg is not None:
-            headers.append(("Contact", self._contact(from_leg.flow)))
+            headers.append(("Contact", self.local.contact(from_leg.flow)))
             if to_leg is not None and status >= 200:
                 to_leg.dialog.refresh_target(response)
             if status >= 200:
@@ -1655,7 +1649,7 @@ class CallEngine:
         if request.method == "INVITE" and 200 <= status < 300:
             to_leg = self._leg(call, relay.to_leg)
             if to_leg is not None:
-                via, _ = self._via(to_leg.flow)
+                via, _ = self.local.via(to_leg.flow)
                 ack = to_leg.dialog.request("ACK", via, cseq=response.cseq.number)
                 if request.body:
                     self.outbox.append(SendBytes(bytes(ack), to_leg.flow))
@@ -1712,7 +1706,7 @@ class CallEngine:
         if request.method in ("INVITE", "UPDATE"):
             leg = self._leg(call, relay.from_leg)
             if leg is not None:
-                headers.append(("Contact", self._contact(leg.flow)))
+                headers.append(("Contact", self.local.contact(leg.flow)))
             if step.body:
                 headers.append(("Content-Type", "application/sdp"))
         self._respond(relay.server_tx, make_response(request, 200, headers=headers,

@@ -200,7 +200,7 @@ class SessionTimers:
                 DialogState.TERMINATED:
             self._arm(call, leg, leg.session_interval, True)  # an INVITE is under way: later
             return
-        headers = [("Contact", e._contact(leg.flow)), *self.request_headers(leg)]
+        headers = [("Contact", e.local.contact(leg.flow)), *self.request_headers(leg)]
         if leg.allows_update:
             method, body = "UPDATE", b""
         else:
@@ -230,7 +230,7 @@ class SessionTimers:
         if response.cseq.method == "INVITE":
             leg.dialog.invite = InviteState.IDLE
             if 200 <= response.status < 300:
-                via, _ = e._via(leg.flow)
+                via, _ = e.local.via(leg.flow)
                 ack = leg.dialog.request("ACK", via, cseq=response.cseq.number)
                 e.outbox.append(SendBytes(bytes(ack), leg.flow))
         if 200 <= response.status < 300:

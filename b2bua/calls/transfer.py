@@ -166,7 +166,7 @@ class Transfers:
             if joined is None:
                 e._respond(tx, make_response(request, 400, "Replaces names no call of ours"))
                 return
-        headers = [("Contact", e._contact(leg.flow))]
+        headers = [("Contact", e.local.contact(leg.flow))]
         if not subscribe:
             headers.append(("Refer-Sub", "false"))
         e._respond(tx, make_response(request, 202, headers=headers))
@@ -234,7 +234,7 @@ class Transfers:
         # RFC 3515 §2.4.6: the subscription a REFER made is named by the REFER's CSeq.
         event = f"refer;id={transfer.event_id}"
         request, _ = e._in_dialog_request(leg, "NOTIFY", [
-            ("Contact", e._contact(leg.flow)), ("Event", event),
+            ("Contact", e.local.contact(leg.flow)), ("Event", event),
             ("Subscription-State", state), ("Content-Type", SIPFRAG),
         ], sipfrag(status, reason))
         e._send(request, leg.flow)
@@ -480,7 +480,7 @@ class Transfers:
         if leg is None:
             return
         request, key = e._in_dialog_request(leg, "INVITE", [
-            ("Contact", e._contact(leg.flow)), ("Allow", ALLOW),
+            ("Contact", e.local.contact(leg.flow)), ("Allow", ALLOW),
             ("Content-Type", "application/sdp"),
         ], step.body)
         self.reinvites[key] = (call.key, step.leg, step.rebridge)
@@ -507,7 +507,7 @@ class Transfers:
                 e._call_input(call, CallInput.LEG_FAILED)
             return True
         leg.dialog.refresh_target(response)
-        via, _ = e._via(leg.flow)
+        via, _ = e.local.via(leg.flow)
         ack = leg.dialog.request("ACK", via, cseq=response.cseq.number)
         e.outbox.append(SendBytes(bytes(ack), leg.flow))
         kind = StepKind.REBRIDGED if rebridge else StepKind.UNHELD

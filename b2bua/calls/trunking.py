@@ -328,7 +328,7 @@ class Trunking:
                                        response.headers.get_all("proxy-authenticate"))
         old = branch.invite
         flow = branch.target.flow
-        via, key = engine._via(flow)
+        via, key = engine.local.via(flow)
         # §8.1.3.5: "This new request constitutes a new transaction and SHOULD have the same
         # value of the Call-ID, To, and From of the previous request, but the CSeq should
         # contain a new sequence number that is one higher than the previous."

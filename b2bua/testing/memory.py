@@ -287,7 +287,7 @@ def build_b2bua(config: Any, network: MemoryNetwork,
     from b2bua.registrar.timer import RegistrarTimer
 
     registrar_timer = RegistrarTimer(registrar, wall_clock, stack.now, core.send_keepalive)
-    stack.attach(network, core, engine, engine, agent, registrar_timer)
+    stack.attach(network, core, engine, engine, coarse=(agent, registrar_timer))
     stack.recorder = CallRecorder(db)
     network.ingress = ingress
     b2bua = B2bua(stack, ingress, engine, core, registrar, db, clock, network, tokens=tokens,
