@@ -27,6 +27,7 @@ from b2bua.sip.message import SUPPORTED_OPTION_TAGS, Request, Response, make_res
 from b2bua.sip.transaction import (
     AckTimedOut,
     CancelReceived,
+    Event,
     RequestReceived,
     ResponseReceived,
     ServerTransaction,
@@ -86,20 +87,16 @@ class Core:
         self.register_later: Callable[[ServerTransaction, Request, Flow], None] | None = None
 
     # -- events from the transaction layer -------------------------------------------------
-    def on_event(self, event: object, now: float) -> None:
-        kind = type(event)
-        if kind is RequestReceived:
-            assert isinstance(event, RequestReceived)
+    def on_event(self, event: Event, now: float) -> None:
+        if type(event) is RequestReceived:
             self._request(event.transaction, event.request, event.flow, now)
-        elif kind is CancelReceived:
-            assert isinstance(event, CancelReceived)
+        elif type(event) is CancelReceived:
             self.calls.handle(CallerCancelled(event.invite_transaction,
                                               event.cancel_transaction, event.request), now)
-        elif kind is AckTimedOut:
-            assert isinstance(event, AckTimedOut)
+        elif type(event) is AckTimedOut:
             self.calls.handle(AckNeverCame(event.transaction), now)
         else:
-            tx: Transaction = event.transaction  # type: ignore[attr-defined]
+            tx = event.transaction
             owner = tx.context
             if tx.is_client and owner is not None:
                 owner.on_transaction_event(event, now)  # type: ignore[attr-defined]

@@ -28,7 +28,7 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, ClassVar, Protocol
 
 from b2bua.commands import (
     MEDIA_COMMANDS,
@@ -42,7 +42,7 @@ from b2bua.commands import (
 )
 from b2bua.sip.flow import Flow
 from b2bua.sip.message import Request, Response
-from b2bua.sip.transaction import TransactionLayer
+from b2bua.sip.transaction import Event, TransactionLayer
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ class Sender(Protocol):
 
 
 class TransactionUser(Protocol):
-    def on_event(self, event: object, now: float) -> None: ...
+    def on_event(self, event: Event, now: float) -> None: ...
 
     def on_connection_lost(self, flow: Flow, now: float) -> None: ...
 
@@ -199,36 +199,44 @@ class SipStack:
 
     def _execute(self, command: Command, now: float) -> None:
         self.commands += 1
-        kind = type(command)
-        layer = self.layer
-        if kind is SendRequest:
-            assert isinstance(command, SendRequest)
-            tx = layer.send_request(command.request, command.flow, now)
-            tx.context = command.owner
-        elif kind is Respond:
-            assert isinstance(command, Respond)
-            layer.send_response(command.transaction, command.response, now)
-        elif kind is SendBytes:
-            assert isinstance(command, SendBytes)
-            assert self.transports is not None
-            self.transports.send(command.data, command.flow)
-        elif kind in MEDIA_COMMANDS:
-            if self.media is not None:
-                try:
-                    self.media.execute(command)
-                except Exception:  # a task boundary: the media port must answer, not crash
-                    log.exception("media port failed on %s", kind.__name__)
-        elif kind is WriteRecord:
-            assert isinstance(command, WriteRecord)
-            if self.recorder is not None:
-                self.recorder.write(command.record)
-        elif kind is Abandon:
-            assert isinstance(command, Abandon)
-            invite = layer.client_transaction(command.branch, "INVITE")
-            if invite is not None:
-                layer.abandon(invite)
-        else:  # pragma: no cover - every command kind is listed above
-            raise TypeError(f"unknown command {command!r}")
+        self._executors[type(command)](self, command, now)
+
+    def _send_request(self, command: SendRequest, now: float) -> None:
+        tx = self.layer.send_request(command.request, command.flow, now)
+        tx.context = command.owner
+
+    def _respond(self, command: Respond, now: float) -> None:
+        self.layer.send_response(command.transaction, command.response, now)
+
+    def _send_bytes(self, command: SendBytes, now: float) -> None:
+        assert self.transports is not None
+        self.transports.send(command.data, command.flow)
+
+    def _to_media(self, command: Command, now: float) -> None:
+        if self.media is not None:
+            try:
+                self.media.execute(command)
+            except Exception:  # a task boundary: the media port must answer, not crash
+                log.exception("media port failed on %s", type(command).__name__)
+
+    def _write_record(self, command: WriteRecord, now: float) -> None:
+        if self.recorder is not None:
+            self.recorder.write(command.record)
+
+    def _abandon(self, command: Abandon, now: float) -> None:
+        invite = self.layer.client_transaction(command.branch, "INVITE")
+        if invite is not None:
+            self.layer.abandon(invite)
+
+    # Every command kind and what carries it out (a dict: no chain of isinstance per command).
+    _executors: ClassVar[dict[type, Callable[[SipStack, Any, float], None]]] = {
+        SendRequest: _send_request,
+        Respond: _respond,
+        SendBytes: _send_bytes,
+        WriteRecord: _write_record,
+        Abandon: _abandon,
+        **dict.fromkeys(MEDIA_COMMANDS, _to_media),
+    }
 
     # -- the one timer ---------------------------------------------------------------------
     def next_deadline(self) -> float | None:

@@ -311,17 +311,13 @@ class CallEngine:
         """An event of a client transaction the engine started (a branch's INVITE, a relayed
         request): a response, a timeout, a transport failure, its end."""
         self._now = now
-        kind = type(event)
-        if kind is ResponseReceived:
-            assert isinstance(event, ResponseReceived)
+        if type(event) is ResponseReceived:
             self._response(event.transaction.branch, event.response)
-        elif kind is TransactionTimedOut or kind is TransportFailed:
-            assert isinstance(event, TransactionTimedOut | TransportFailed)
+        elif type(event) is TransactionTimedOut or type(event) is TransportFailed:
             self._transaction_failed(event.transaction.branch,
-                                     "timed out" if kind is TransactionTimedOut else
+                                     "timed out" if type(event) is TransactionTimedOut else
                                      "transport failed")
-        elif kind is TransactionTerminated:
-            assert isinstance(event, TransactionTerminated)
+        elif type(event) is TransactionTerminated:
             key = event.transaction.branch
             self.branches.pop(key, None)
             self.reacks.pop(key, None)

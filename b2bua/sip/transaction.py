@@ -46,7 +46,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
-from typing import ClassVar, TypeVar
+from typing import ClassVar, TypeVar, final
 
 from b2bua.sip.errors import SipParseError
 from b2bua.sip.flow import Flow
@@ -475,6 +475,7 @@ _Payload = tuple[Transaction, Timer] | tuple[_AckWait, str]
 # dataclass pays an object.__setattr__ per field. The TU treats them as read-only.
 
 
+@final
 @dataclass(slots=True)
 class RequestReceived:
     """A new request. `transaction` is None for an ACK to a 2xx (it belongs to the dialog)."""
@@ -484,6 +485,7 @@ class RequestReceived:
     flow: Flow
 
 
+@final
 @dataclass(slots=True)
 class ResponseReceived:
     """A response for a client transaction (a 2xx retransmission too, in ACCEPTED)."""
@@ -493,6 +495,7 @@ class ResponseReceived:
     flow: Flow
 
 
+@final
 @dataclass(slots=True)
 class CancelReceived:
     """A CANCEL (§9.2). The TU answers `cancel_transaction` itself (200, or 481 when
@@ -503,6 +506,7 @@ class CancelReceived:
     request: Request
 
 
+@final
 @dataclass(slots=True)
 class TransactionTimedOut:
     """Timer B or F (no final response), or Timer H on an INVITE server (no ACK came)."""
@@ -510,6 +514,7 @@ class TransactionTimedOut:
     transaction: Transaction
 
 
+@final
 @dataclass(slots=True)
 class TransportFailed:
     """The transport reported a failure for the flow this transaction sends on."""
@@ -517,6 +522,7 @@ class TransportFailed:
     transaction: Transaction
 
 
+@final
 @dataclass(slots=True)
 class TransactionTerminated:
     """The transaction is gone; the TU may forget what it keyed on it."""
@@ -524,6 +530,7 @@ class TransactionTerminated:
     transaction: Transaction
 
 
+@final
 @dataclass(slots=True)
 class AckTimedOut:
     """No ACK for our 2xx within 64*T1 (§13.3.1.4): the TU should end the session (BYE)."""
