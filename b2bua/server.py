@@ -538,7 +538,8 @@ class Server:
         when it changed), as the language-neutral prompt of its name, which hides a shipped
         prompt of that name. A file that cannot be read is logged and skipped, never fatal.
         A prompt stored for an announcement the file no longer declares is removed (the shipped
-        one plays again), or made again from the dashboard's upload of that name."""
+        one plays again), or made again from the dashboard's upload of that name; so is the
+        missing sound of an uploaded one."""
         library = self.library
         names = {a.name for a in declared}
 
@@ -550,12 +551,14 @@ class Server:
                 log.error("announcement %r: cannot use %s: %s", name, file, exc)
 
         await asyncio.gather(*(one(a.name, Path(a.file), "config") for a in declared))
+        # The dashboard's (and `b2bua import`'s): made again when their sound is missing.
         uploads = {a.name: Path(a.file) for a in self.config.announcements if a.name not in names}
-        for name in library.prompts_from("config"):
-            if name in names:
-                continue
-            if name in uploads:
-                await one(name, uploads[name], "upload")
+        stored = library.stored_prompts()
+        for name, file in uploads.items():
+            if stored.get(name, "config") == "config":
+                await one(name, file, "upload")
+        for name, origin in stored.items():
+            if origin != "config" or name in names or name in uploads:
                 continue
             try:
                 library.delete_prompt(name)

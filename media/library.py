@@ -401,7 +401,7 @@ class SoundLibrary:
         """The language-neutral prompt `name` decoded from file `source`, unless the stored one
         was made from this very file (name and SHA-256) by the same `origin` already. `origin`
         says who declared it ("config": the configuration file), kept in its manifest for
-        `prompts_from`."""
+        `stored_prompts`."""
         _check_name("prompt", name)
         target = self.data_dir / "prompts" / "any" / name
         wanted = {"sources": [await asyncio.to_thread(_source_info, source)], "origin": origin}
@@ -416,18 +416,21 @@ class SoundLibrary:
         self._forget_prompt(name)
         return sound
 
-    def prompts_from(self, origin: str) -> list[str]:
-        """The language-neutral prompts `ensure_prompt` stored for `origin`."""
+    def stored_prompts(self) -> dict[str, str | None]:
+        """The stored language-neutral prompts, each with the `origin` `ensure_prompt` gave it
+        (None: stored otherwise)."""
         base = self.data_dir / "prompts" / "any"
-        names = []
+        out: dict[str, str | None] = {}
         for directory in sorted(base.iterdir()) if base.is_dir() else ():
+            if not directory.is_dir() or not _NAME.match(directory.name):
+                continue
             try:
                 manifest = json.loads((directory / "manifest.json").read_text())
             except (OSError, ValueError):
-                continue
-            if isinstance(manifest, dict) and manifest.get("origin") == origin:
-                names.append(directory.name)
-        return names
+                manifest = None
+            origin = manifest.get("origin") if isinstance(manifest, dict) else None
+            out[directory.name] = origin if isinstance(origin, str) else None
+        return out
 
     async def import_prompt(
         self, name: str, source: Path | str | bytes, language: str | None = None

@@ -204,6 +204,14 @@ class Dashboard:
                 config = self.store.effective()
             self.server.apply_config(config, await self.compile(config))
             self.known_revision = revision
+            # `b2bua import` may have replaced sounds: from now on they are read again.
+            bridge = getattr(self.server, "bridge", None)
+            if bridge is not None:
+                bridge.sounds_changed()
+            else:
+                self.library.forget()
+            self.library.changed("*")  # and in the other workers
+            self.wav_cache.clear()
             log.info("stored settings changed elsewhere (revision %d): applied", revision)
             return True
 

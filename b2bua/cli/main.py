@@ -123,10 +123,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("export", "Print the whole effective configuration (the file plus the settings "
             "stored from the dashboard) as TOML.")
-    p.add_argument("--out", metavar="FILE.toml", help="write to FILE instead of stdout")
+    p.add_argument("--out", metavar="FILE.toml",
+                   help="write to FILE instead of stdout, and the sounds (music, announcements, "
+                        "greetings) to the folder FILE.audio/ beside it")
 
-    p = add("import", "Store the users and music of FILE as this installation's settings "
-            "(a running server applies them within seconds).")
+    p = add("import", "Store the users, music, announcements and greetings of FILE as this "
+            "installation's settings (a running server applies them within seconds).")
     p.add_argument("file", metavar="FILE.toml")
     p.add_argument("--dry-run", action="store_true", help="validate only")
     return parser

@@ -1,8 +1,12 @@
-"""`b2bua export` and `b2bua import`: the whole installation as TOML, and back."""
+"""`b2bua export` and `b2bua import`: the whole installation as TOML, and back; with `--out`,
+its sounds (uploaded music and announcements, users' own messages and greetings) in a folder
+beside the file (b2bua.cli.bundle)."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import sqlite3
 import sys
 import time
 from pathlib import Path
@@ -10,7 +14,6 @@ from pathlib import Path
 from b2bua.cli.common import load
 from b2bua.config import ConfigError, load_config
 from b2bua.settings import (
-    MusicUpload,
     SettingsRejected,
     config_to_raw,
     import_rows,
@@ -23,70 +26,104 @@ __all__ = ["cmd_export", "cmd_import"]
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    """Print (or write) the whole effective configuration: the TOML plus the stored settings."""
+    """Print (or write) the whole effective configuration: the TOML plus the stored settings;
+    with `--out`, the sounds too (FILE.audio/ beside FILE)."""
+    from b2bua.cli.bundle import audio_folder, write_export
+
     loaded = load(args, "export")
     if loaded is None:
         return 1
     config, effective = loaded.base, loaded.config
+    if not args.out:
+        header = (
+            f"Effective configuration exported from {args.config} and the settings stored in\n"
+            f"{Path(config.server.data_dir)} (dashboard changes, uploads); paths are absolute.\n"
+            "Voicemail greetings are exported with --out FILE.toml only."
+        )
+        sys.stdout.write(raw_to_toml(config_to_raw(effective), header))
+        return 0
+    out = Path(args.out)
+    folder = audio_folder(out)
     header = (
         f"Effective configuration exported from {args.config} and the settings stored in\n"
-        f"{Path(config.server.data_dir)} (dashboard changes, uploaded music); paths are absolute."
+        f"{Path(config.server.data_dir)} (dashboard changes, uploads). Its sounds are in\n"
+        f"{folder.name}/ beside this file (keep them together): `b2bua import {out.name}`."
     )
-    text = raw_to_toml(config_to_raw(effective), header)
-    if args.out:
-        Path(args.out).write_text(text, encoding="utf-8")
-        print(f"wrote {args.out}: {len(effective.users)} users", file=sys.stderr)
-    else:
-        sys.stdout.write(text)
+    store = open_store(config, readonly=True)
+    try:
+        notes = write_export(effective, store.conn if store is not None else None, out, header)
+    except OSError as exc:
+        print(f"b2bua export: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if store is not None:
+            store.conn.close()
+    for note in notes:
+        print(f"b2bua export: note: {note}", file=sys.stderr)
+    print(f"wrote {out} ({len(effective.users)} users) and its sounds in {folder}",
+          file=sys.stderr)
     return 0
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    """Make the users and music of FILE the stored settings of this installation."""
+    """Make the users, music, announcements and greetings of FILE the stored settings of this
+    installation."""
+    from b2bua.cli.bundle import plan_import
+    from b2bua.settings.announcements import merge_announcements, stored_announcements
+
     try:
         config = load_config(args.config)
-    except ConfigError as exc:
-        print(str(exc), file=sys.stderr)
-        return 1
-    try:
         source = load_config(args.file)
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         return 1
     rows, notes = import_rows(config, source)
-    for note in notes:
+    users = {u.extension for u in source.users}
+    try:
+        plan = asyncio.run(plan_import(config, source, Path(args.file), users))
+    except ValueError as exc:
+        print(f"{args.file}: {exc}", file=sys.stderr)
+        return 1
+    for note in notes + plan.notes:
         print(f"b2bua import: note: {note}", file=sys.stderr)
-    base_music = {m.name for m in config.music}
     data_dir = Path(config.server.data_dir).resolve()
-    uploads: list[MusicUpload] = []
     now = time.time()
-    for music in source.music:
-        if music.name in base_music:
-            continue
-        files = []
-        for f in music.files:
-            try:
-                files.append(str(Path(f).resolve().relative_to(data_dir)))
-            except ValueError:
-                files.append(str(Path(f).resolve()))
-        uploads.append(MusicUpload(music.name, tuple(files), None, None, now, "import"))
+    uploads = plan.music_uploads(now)
+    announcements = plan.announcement_rows(now)
     store = open_store(config, readonly=False)
     assert store is not None
     try:
         merged = merge_raw(store.base_raw, rows, uploads, store.data_dir)
+        merged = merge_announcements(merged, store.conn, store.data_dir, announcements)
         try:
             store.validate(merged)
         except SettingsRejected as exc:
             for issue in exc.issues:
                 print(f"{args.file}: {issue.field}: {issue.reason}", file=sys.stderr)
             return 1
+        greetings = "kept" if plan.greetings is None else str(len(plan.greetings))
+        what = (f"{len(uploads)} music classes, {len(announcements)} announcements and "
+                f"{greetings} voicemail greetings")
         if args.dry_run:
-            print(f"would store settings for {len(rows)} users and {len(uploads)} music classes")
+            print(f"would store settings for {len(rows)} users, {what}")
             return 0
-        store.replace_all(rows, uploads, now, "import")
+        old_music = store.uploads()
+        old_announcements = stored_announcements(store.conn)
+        try:
+            plan.write_files(data_dir)
+        except OSError as exc:
+            print(f"b2bua import: nothing imported: {exc}", file=sys.stderr)
+            return 1
+        try:
+            store.replace_all(rows, uploads, now, "import", announcements)
+        except (OSError, sqlite3.Error) as exc:
+            plan.remove_files(data_dir)
+            print(f"b2bua import: nothing imported: {exc}", file=sys.stderr)
+            return 1
     finally:
         store.conn.close()
-    print(f"imported {len(source.users)} users ({len(rows)} differ from {args.config}) and "
-          f"{len(uploads)} music classes into {data_dir}; a running server applies them within "
-          "a few seconds")
+    declared = {a.name for a in config.announcements}
+    asyncio.run(plan.apply(data_dir, old_music, old_announcements, declared))
+    print(f"imported {len(source.users)} users ({len(rows)} differ from {args.config}), {what} "
+          f"into {data_dir}; a running server applies them within a few seconds")
     return 0

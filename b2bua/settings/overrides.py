@@ -346,10 +346,24 @@ class SettingsStore:
 
     def replace_all(
         self, overrides: Mapping[str, UserOverride], uploads: Sequence[MusicUpload], now: float,
-        by: str | None,
+        by: str | None, announcements: Sequence[Any] | None = None,
     ) -> None:
-        """Replace every stored user setting and upload (what `b2bua import` does)."""
+        """Replace every stored user setting and upload (what `b2bua import` does), and the
+        stored announcements when `announcements` (`AnnouncementUpload`s) is given."""
+        if announcements is not None:
+            from b2bua.settings.announcements import ensure_schema as announcements_schema
+
+            announcements_schema(self.conn)
         with transaction(self.conn):
+            if announcements is not None:
+                self.conn.execute("DELETE FROM announcement_uploads")
+                for a in announcements:
+                    self.conn.execute(
+                        "INSERT INTO announcement_uploads (name, label, owner, file, original,"
+                        " duration, uploaded_at, uploaded_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        (a.name, a.label, a.owner, a.file, a.original, a.duration,
+                         a.uploaded_at, a.uploaded_by),
+                    )
             self.conn.execute("DELETE FROM user_settings")
             for row in overrides.values():
                 self.conn.execute(

@@ -16,8 +16,8 @@ def import_rows(base: Config, source: Config) -> tuple[dict[str, UserOverride], 
     notes: list[str] = []
     base_raw = config_to_raw(base)
     src_raw = config_to_raw(source)
-    for section in ("server", "registrar", "media", "trunks", "announcements",
-                    "system_extensions"):
+    # Music and announcements are carried as uploads (b2bua.cli.bundle), users as rows.
+    for section in ("server", "registrar", "media", "trunks", "system_extensions"):
         if base_raw.get(section) != src_raw.get(section):
             notes.append(f"[{section}] differs from the running file's: not imported "
                          "(edit the TOML file for server-wide sections)")

@@ -232,12 +232,13 @@ async def test_ensure_prompt_decodes_a_declared_file_once(
     again = await SoundLibrary(tmp_path).ensure_prompt("absence", uploads["mp3"], "config")
     assert manifest.stat().st_mtime_ns == before and again.pcmu == sound.pcmu
     await lib.ensure_prompt("promo", uploads["wav"], "upload")
-    assert lib.prompts_from("config") == ["absence"] and lib.prompts_from("upload") == ["promo"]
+    assert lib.stored_prompts() == {"absence": "config", "promo": "upload"}
     with pytest.raises(MediaError, match=r"notes\.txt: not a readable audio file"):
         await lib.ensure_prompt("bad", uploads["text"], "config")
     assert not (tmp_path / "prompts" / "any" / "bad").exists()
     lib.delete_prompt("absence")
-    assert lib.prompt("absence", "en").pcmu == shipped.pcmu and lib.prompts_from("config") == []
+    assert lib.prompt("absence", "en").pcmu == shipped.pcmu
+    assert lib.stored_prompts() == {"promo": "upload"}
 
 
 @needs_ffmpeg
