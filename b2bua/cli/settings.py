@@ -49,7 +49,11 @@ def cmd_export(args: argparse.Namespace) -> int:
         f"{Path(config.server.data_dir)} (dashboard changes, uploads). Its sounds are in\n"
         f"{folder.name}/ beside this file (keep them together): `b2bua import {out.name}`."
     )
-    store = open_store(config, readonly=True)
+    try:
+        store = open_store(config, readonly=True)
+    except OSError as exc:
+        print(f"b2bua export: {exc}", file=sys.stderr)
+        return 1
     try:
         notes = write_export(effective, store.conn if store is not None else None, out, header)
     except OSError as exc:
@@ -77,6 +81,10 @@ def cmd_import(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         return 1
+    if config.store.url:
+        print("b2bua import: with [store] url the stored settings are changed through a node's "
+              "API (docs/cluster.md)", file=sys.stderr)
+        return 1
     rows, notes = import_rows(config, source)
     users = {u.extension for u in source.users}
     try:
@@ -90,7 +98,11 @@ def cmd_import(args: argparse.Namespace) -> int:
     now = time.time()
     uploads = plan.music_uploads(now)
     announcements = plan.announcement_rows(now)
-    store = open_store(config, readonly=False)
+    try:
+        store = open_store(config, readonly=False)
+    except OSError as exc:
+        print(f"b2bua import: {exc}", file=sys.stderr)
+        return 1
     assert store is not None
     try:
         merged = merge_raw(store.base_raw, rows, uploads, store.data_dir)

@@ -233,3 +233,13 @@ def listed_file(new: Path, name: str) -> str:
                                 (name,)).fetchone()[0])
     finally:
         conn.close()
+
+
+def test_import_into_a_shared_store_is_refused_clearly(exported: Path, tmp_path: Path) -> None:
+    from tests.api.helpers import make_config
+
+    (tmp_path / "shared").mkdir()
+    config = make_config(tmp_path / "shared", '\n[store]\nurl = "postgresql://b2bua@127.0.0.1:1/b2bua"\n')
+    done = b2bua("import", "--config", str(config), str(exported))
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert "through a node's API" in done.stderr
