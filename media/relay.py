@@ -27,6 +27,7 @@ on the way out (relayed or played), so the rest of this module only ever sees pl
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import random
 import struct
@@ -380,8 +381,8 @@ class SessionCore:
             self._keying(leg, quick.media.proto, quick.crypto, is_answer)
             host = quick.connection.host
             held = quick.is_hold
-            if host not in ("0.0.0.0", "::"):
-                address = (host, quick.media.port)
+            address = _media_address(host, quick.media.port)
+            if address is not None:
                 rtcp = _rtcp_address(host, quick.media.port, quick.rtcp)
             sends = address is not None and quick.direction in ("sendrecv", "sendonly")
             found = quick.codecs
@@ -402,9 +403,10 @@ class SessionCore:
             if ai is not None:
                 conn = taken.connection_for(ai)
                 port = taken.media[ai].media.port
-                if conn is not None and conn.host not in ("0.0.0.0", "::"):
-                    address = (conn.host, port)
-                    rtcp = _rtcp_address(conn.host, port, taken.media[ai].attributes("rtcp"))
+                if conn is not None:
+                    address = _media_address(conn.host, port)
+                    if address is not None:
+                        rtcp = _rtcp_address(conn.host, port, taken.media[ai].attributes("rtcp"))
                 sends = address is not None and direction(taken, ai) in ("sendrecv", "sendonly")
                 found = codecs(taken, ai)
                 leg.dtmf_pts = _dtmf_types(found)
@@ -559,7 +561,7 @@ class SessionCore:
         self, leg: LegState, data: bytes, source: Address, now: float
     ) -> tuple[bytes, Address] | None:
         """A datagram on `leg`'s RTP port: the datagram to send to the other leg, if any."""
-        if len(data) < 12 or data[0] & 0xC0 != 0x80:
+        if not _rtp_header_fits(data):
             leg.dropped += 1
             return None
         if leg.srtp is not None:
@@ -595,7 +597,11 @@ class SessionCore:
         if out is None:
             return None
         if other.srtp is not None:
-            out = other.srtp.protect(out)
+            try:
+                out = other.srtp.protect(out)
+            except SrtpError:
+                other.srtp_errors += 1
+                return None
         other.tx_packets += 1
         return out, dest
 
@@ -622,7 +628,11 @@ class SessionCore:
         if dest is None:
             return None
         if other.srtp is not None:
-            data = other.srtp.protect_rtcp(data)
+            try:
+                data = other.srtp.protect_rtcp(data)
+            except SrtpError:
+                other.srtp_errors += 1
+                return None
         return data, dest
 
     def _dtmf(self, leg: LegState, data: bytes) -> None:
@@ -671,17 +681,49 @@ class SessionCore:
         return leg.recorder
 
 
+def _rtp_header_fits(data: bytes) -> bool:
+    """Version 2, and the fixed header, its CSRC list and its extension (RFC 3550 §5.1, §5.3.1)
+    all within the datagram: what a relay must check before it rewrites or protects one."""
+    size = len(data)
+    if size < 12 or data[0] & 0xC0 != 0x80:
+        return False
+    end = 12 + 4 * (data[0] & 0x0F)
+    if data[0] & 0x10:
+        if end + 4 > size:
+            return False
+        end += 4 + 4 * int.from_bytes(data[end + 2 : end + 4], "big")
+    return end <= size
+
+
 def _dtmf_types(found: list[CodecInfo]) -> frozenset[int]:
     return frozenset(c.payload_type for c in found if c.name == "TELEPHONE-EVENT")
 
 
-def _rtcp_address(host: str, port: int, attributes: Iterable[str]) -> Address:
-    """Where RTCP goes: port + 1 on `host`, unless an a=rtcp line (RFC 3605) says otherwise."""
-    rtcp = (host, port + 1)
+def _media_address(host: str, port: int) -> Address | None:
+    """Where a leg's SDP says to send its media: None for a held or disabled stream (0.0.0.0,
+    port 0), for a port out of range, and for anything but an IP address. A host name is not
+    resolved: a lookup would block the event loop for every packet, and the leg's first RTP
+    packet tells where it is anyway (latching)."""
+    if not 0 < port < 65536:
+        return None
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    if address.is_unspecified:
+        return None
+    return host, port
+
+
+def _rtcp_address(host: str, port: int, attributes: Iterable[str]) -> Address | None:
+    """Where RTCP goes: port + 1 on `host`, unless an a=rtcp line (RFC 3605:
+    `a=rtcp:port [nettype addrtype connection-address]`) says otherwise; None when neither
+    names a usable address."""
+    rtcp = _media_address(host, port + 1)
     for value in attributes:
         parts = value.split()
-        if parts and parts[0].isdigit():
-            rtcp = (parts[3] if len(parts) >= 4 else host, int(parts[0]))
+        if parts and parts[0].isdigit() and len(parts[0]) <= 5:
+            rtcp = _media_address(parts[3] if len(parts) >= 4 else host, int(parts[0]))
     return rtcp
 
 

@@ -94,10 +94,17 @@ class SrtpContext:
         return (suite, local_key, remote_key) == (self.suite, self.local_key, self.remote_key)
 
     def protect(self, rtp: bytes) -> bytes:
-        return self._tx.protect(rtp)
+        """SrtpError when libsrtp refuses the packet (a header longer than the packet)."""
+        try:
+            return self._tx.protect(rtp)
+        except (pylibsrtp.Error, ValueError) as e:
+            raise SrtpError(str(e)) from e
 
     def protect_rtcp(self, rtcp: bytes) -> bytes:
-        return self._tx.protect_rtcp(rtcp)
+        try:
+            return self._tx.protect_rtcp(rtcp)
+        except (pylibsrtp.Error, ValueError) as e:
+            raise SrtpError(str(e)) from e
 
     def unprotect(self, srtp: bytes) -> bytes:
         try:

@@ -275,3 +275,52 @@ def test_no_rtp_timeout_while_the_callee_rings() -> None:
     assert c.events == []
     c.tick(T0 + 110)
     assert sorted(e.leg for e in c.events if isinstance(e, RtpTimedOut)) == ["a", "b"]
+
+
+# -- addresses from remote SDP and packets the relay must not forward -----------------------------
+
+
+def _offer(connection: str, port: int, extra: str = "") -> bytes:
+    return (f"v=0\r\no=- 1 1 IN IP4 192.0.2.10\r\ns=-\r\nc=IN IP4 {connection}\r\nt=0 0\r\n"
+            f"m=audio {port} RTP/AVP 0\r\n{extra}").encode()
+
+
+@pytest.mark.parametrize(
+    ("connection", "port", "extra", "rtp", "rtcp"),
+    [
+        ("192.0.2.10", 4000, "", ("192.0.2.10", 4000), ("192.0.2.10", 4001)),
+        ("192.0.2.10", 4000, "a=rtcp:4100 IN IP4 192.0.2.99\r\n", ("192.0.2.10", 4000),
+         ("192.0.2.99", 4100)),
+        # A host name is never looked up (it would block the loop on every packet): the leg's
+        # first RTP packet tells where it is.
+        ("pbx.example.com", 4000, "", None, None),
+        ("192.0.2.10", 4000, "a=rtcp:99999999 IN IP4 not-an-ip\r\n", ("192.0.2.10", 4000),
+         ("192.0.2.10", 4001)),
+        ("192.0.2.10", 4000, "a=rtcp:4100 IN IP4 not-an-ip\r\n", ("192.0.2.10", 4000), None),
+        ("192.0.2.10", 65535, "", ("192.0.2.10", 65535), None),  # no port 65536 for RTCP
+        ("0.0.0.0", 4000, "", None, None),
+    ],
+)
+def test_media_addresses_from_sdp_are_ip_addresses_and_ports_in_range(
+    connection: str, port: int, extra: str, rtp: tuple[str, int] | None,
+    rtcp: tuple[str, int] | None,
+) -> None:
+    c = core()
+    c.offer("a", _offer(connection, port, extra), T0)
+    assert c.legs["a"].destination == rtp
+    assert c.legs["a"].rtcp_destination == rtcp
+
+
+@pytest.mark.parametrize(
+    "packet",
+    [
+        b"\x81" + bytes(11),  # one CSRC announced, none there
+        b"\x90" + bytes(11) + b"\x00\x00",  # an extension header cut short
+        b"\x90" + bytes(11) + b"\xbe\xde\x00\x09" + bytes(8),  # an extension longer than the packet
+    ],
+)
+def test_rtp_whose_header_does_not_fit_is_dropped(packet: bytes) -> None:
+    c = connected()
+    a = c.legs["a"]
+    assert c.receive_rtp(a, packet, A, T0 + 1) is None
+    assert a.dropped == 1
