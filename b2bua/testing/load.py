@@ -113,6 +113,8 @@ ANSWERING_DEVICE = _HEAD + """<scenario name="load device answers">
     ]]>
   </send>
   <pause/>
+  <!-- the INVITE again (our 180 and 200 lost) gets the 200 again -->
+  <label id="1"/>
   <send retrans="500">
     <![CDATA[
 
@@ -138,7 +140,9 @@ ANSWERING_DEVICE = _HEAD + """<scenario name="load device answers">
 
     ]]>
   </send>
-  <recv request="ACK" crlf="true"/>
+  <recv request="INVITE" optional="true" next="1"/>
+  <!-- the ACK may be lost on a lossy link: then the BYE comes first -->
+  <recv request="ACK" crlf="true" optional="true"/>
   <recv request="BYE"/>
   <send>
     <![CDATA[
@@ -154,12 +158,15 @@ ANSWERING_DEVICE = _HEAD + """<scenario name="load device answers">
 
     ]]>
   </send>
-  <pause milliseconds="4000"/>
+  <!-- a retransmitted BYE (our 200 lost) is answered again by SIPp while it lingers -->
+  <pause milliseconds="8000"/>
 </scenario>
 """
 
 LOSING_DEVICE = _HEAD + """<scenario name="load device loses">
   <recv request="INVITE" crlf="true"/>
+  <!-- the INVITE again (our 180 lost) gets the 180 again -->
+  <label id="5"/>
   <send>
     <![CDATA[
 
@@ -174,6 +181,7 @@ LOSING_DEVICE = _HEAD + """<scenario name="load device loses">
 
     ]]>
   </send>
+  <recv request="INVITE" optional="true" next="5"/>
   <recv request="CANCEL"/>
   <send>
     <![CDATA[
@@ -201,8 +209,43 @@ LOSING_DEVICE = _HEAD + """<scenario name="load device loses">
 
     ]]>
   </send>
+  <!-- on a lossy link our 200 to the CANCEL may be lost: the CANCEL comes again -->
+  <label id="1"/>
+  <recv request="CANCEL" optional="true" next="2"/>
   <recv request="ACK"/>
-  <pause milliseconds="4000"/>
+  <!-- lingers 8 s; a CANCEL sent again meanwhile (our 200 lost) is answered again -->
+  <label id="4"/>
+  <recv request="CANCEL" timeout="8000" ontimeout="3"/>
+  <send>
+    <![CDATA[
+
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]L[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0
+
+    ]]>
+  </send>
+  <nop next="4"/>
+  <label id="2"/>
+  <send>
+    <![CDATA[
+
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]L[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0
+
+    ]]>
+  </send>
+  <nop next="1"/>
+  <label id="3"/>
 </scenario>
 """
 
