@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from b2bua.testing.net import free_port
 from b2bua.testing.server import RunningServer, start_server, write_config
 from tests.api.helpers import Api
-from tests.integration.flows import SCENARIOS, call, device, uac_expect
+from tests.integration.flows import SCENARIOS, call, device, register, uac_expect
 
 ADMIN = "admin-secret"
 CONFIG = """
@@ -28,6 +29,7 @@ auth_algorithms = ["MD5"]
 
 [registrar]
 keepalive_interval = 0
+lockout_failures = 3
 
 [store]
 url = "{url}"
@@ -98,9 +100,21 @@ def test_a_setting_saved_on_a_decides_the_next_call_on_b(nodes: list[RunningServ
     assert r.status == 200, r
     # B applies it within a second: its next call is refused busy.
     took = wait_until(lambda: "settings of revision" in b.log(), timeout=1.0)
+    print(f"\nsetting saved through node A's API, applied on node B {took * 1000:.0f} ms after "
+          f"A's answer")
     after = call(b, uac_expect(486), tmp_path / "after")
     assert after.ok, after.describe() + "\n--- node b ---\n" + b.log()[-3000:]
     assert took < 1.0 and time.monotonic() - saved < 10
+
+
+def test_a_source_locked_out_on_one_node_is_locked_out_on_the_other(
+        nodes: list[RunningServer], tmp_path: Path) -> None:
+    a, b = nodes
+    for i in range(3):  # lockout_failures = 3, all on A
+        assert not register(a, "1001", "wrong", free_port(), tmp_path / f"bad{i}").ok
+    time.sleep(0.3)
+    locked = register(b, "1001", "secret1001", free_port(), tmp_path / "good")
+    assert not locked.ok and "403 Forbidden" in locked.messages(), locked.describe()
 
 
 def b2bua(*args: str) -> subprocess.CompletedProcess[str]:
