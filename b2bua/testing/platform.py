@@ -101,11 +101,27 @@ class Platform:
 
 
 def node_config(source: Path, url: str, rtpengine: tuple[str, int], shared: Path,
-                http: tuple[str, int]) -> str:
-    """The node's TOML: `source` with its data_dir in `shared`, [store] and [media] set."""
+                http: tuple[str, int], edge_host: str = "127.0.0.1") -> str:
+    """The node's TOML: `source` with its data_dir in `shared`, [store] and [media] set, and the
+    edge's address trusted by the overload guard (every phone's request comes from it).
+
+    For the shipped conf/default.toml, two more changes make the platform usable with test
+    tools: its carrier moves to 127.0.0.2 (127.0.0.1 is the edge, whose calls must not be taken
+    for the carrier's), and MD5 is offered first (SIPp answers the first challenge only)."""
     from b2bua.settings.toml_writer import raw_to_toml
 
     raw = tomllib.loads(source.read_text())
+    if source.resolve() == DEFAULT_CONFIG.resolve():
+        raw.setdefault("server", {})["auth_algorithms"] = ["MD5", "SHA-256"]
+        for trunk in raw.get("trunks", []):
+            if trunk.get("inbound_from") == ["127.0.0.1/32"]:
+                trunk["inbound_from"] = ["127.0.0.2/32"]
+                trunk["address"] = str(trunk.get("address", "127.0.0.1:5080")).replace(
+                    "127.0.0.1", "127.0.0.2")
+    overload = raw.setdefault("overload", {})
+    trusted = list(overload.get("trusted", []))
+    if f"{edge_host}/32" not in trusted:
+        overload["trusted"] = [*trusted, f"{edge_host}/32"]
     base = source.resolve().parent
     server = raw.setdefault("server", {})
     server["data_dir"] = str(shared)
@@ -159,7 +175,7 @@ def up(directory: Path, *, nodes: int = 2, config: Path = DEFAULT_CONFIG,
             sip = (host, free_port(host=host))
             http = (host, free_port(host=host))
             path = directory / f"node{i + 1}.toml"
-            path.write_text(node_config(config, pg.url, engine.ng, shared, http))
+            path.write_text(node_config(config, pg.url, engine.ng, shared, http, host))
             args = [sys.executable, "-m", "b2bua", "run", "--config", str(path), "--log-level", log_level,
                     "--listen", f"udp:{sip[0]}:{sip[1]}", "--http", f"{http[0]}:{http[1]}"]
             node = _spawn_node(args, sip, http, directory / f"node{i + 1}.log", directory, env)
