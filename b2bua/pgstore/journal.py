@@ -23,6 +23,7 @@ INVITE transaction times out (Timer B) and its branches' devices stop at their o
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -107,10 +108,17 @@ class DialogJournal:
         self.writer.submit(Job([(_DELETE, (self.node, call.key))], what="dialog journal"))
 
     # -- takeover ------------------------------------------------------------------------------
-    async def lock_self(self, conn: Any) -> None:
-        """Hold this node's liveness lock on `conn` (waits while a previous instance of the
-        node still holds it)."""
-        await conn.execute("SELECT pg_advisory_lock($1, $2)", LIVE_LOCK, self.number)
+    async def lock_self(self, conn: Any, wait: float = 15.0) -> None:
+        """Hold this node's liveness lock on `conn`. A previous instance of the node that is
+        still going away may hold it for a moment; after `wait` seconds, another process runs
+        as this node (two nodes with one name): OSError."""
+        deadline = time.monotonic() + wait
+        while not await conn.fetchval("SELECT pg_try_advisory_lock($1, $2)", LIVE_LOCK,
+                                      self.number):
+            if time.monotonic() > deadline:
+                raise OSError(f"node {self.node} is already running (each node needs its own "
+                              "[store] node name)")
+            await asyncio.sleep(0.5)
 
     async def orphans(self, conn: Any) -> list[tuple[str, str, dict[str, Any]]]:
         """Take the rows of dead nodes (and this node's previous life): (node, call key,

@@ -92,6 +92,9 @@ class ClusterNode:
     # -- start -------------------------------------------------------------------------------
     async def open(self) -> sqlite3.Connection:
         """Connect, migrate, join the cluster, build the local SQLite copy; its connection."""
+        if self.server.role is not None:
+            raise OSError("with [store] url each node runs one worker (workers = 1): add nodes "
+                          "for more cores (docs/cluster.md)")
         try:
             self.db = db = await SharedDatabase.open(self.url)
         except (OSError, Exception) as exc:

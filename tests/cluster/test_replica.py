@@ -157,3 +157,21 @@ async def test_a_new_node_starts_with_everything(nodes: list[Node], pg_url: str,
         assert mine.id % 1024 == 3 and mine.id != vm.id
     finally:
         await c.db.close()
+
+
+async def test_two_processes_cannot_be_the_same_node(nodes: list[Node]) -> None:
+    from b2bua.pgstore.journal import DialogJournal
+
+    a, _ = nodes
+    first, second = await a.db.connect(), await a.db.connect()
+    try:
+        journal = DialogJournal(a.db.writer, "a", a.replica.number)
+        await journal.lock_self(first)
+        with pytest.raises(OSError, match="node a is already running"):
+            await journal.lock_self(second, wait=0.6)
+        await first.close()  # the first one dies: its lock goes with its connection
+        await journal.lock_self(second, wait=5.0)
+    finally:
+        for conn in (first, second):
+            if not conn.is_closed():
+                await conn.close()

@@ -153,3 +153,14 @@ def test_a_dashboard_session_opened_on_one_node_works_on_the_other(
     other = Api(b.http_base, cookies=dict(api.cookies), csrf=api.csrf)
     wait_until(lambda: other.get("/api/session").status == 200, timeout=2.0)
     assert other.get("/api/users/1001").status == 200
+
+
+def test_a_node_runs_one_worker(pg_url: str, tmp_path: Path) -> None:
+    config = write_config(tmp_path, CONFIG.format(url=pg_url).replace(
+        'auth_algorithms = ["MD5"]', 'auth_algorithms = ["MD5"]\nworkers = 2'))
+    run = subprocess.run(
+        [sys.executable, "-m", "b2bua", "run", "--config", str(config), "--listen",
+         f"udp:127.0.0.1:{free_port()}", "--http", f"127.0.0.1:{free_port()}"],
+        capture_output=True, text=True, timeout=60, check=False)
+    assert run.returncode == 1
+    assert "each node runs one worker" in run.stderr
