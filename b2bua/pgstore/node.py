@@ -86,6 +86,7 @@ class ClusterNode:
         self._aor_task: asyncio.Task[None] | None = None
         self._pull_wanted = asyncio.Event()
         self._settings_lock = asyncio.Lock()
+        self._ship_lock = asyncio.Lock()
         self._settings_revision = -1
         self._background: set[asyncio.Task[Any]] = set()
 
@@ -224,10 +225,14 @@ class ClusterNode:
 
     # -- shared rows ---------------------------------------------------------------------------
     async def ship(self) -> None:
-        """Send this node's SQLite changes to PostgreSQL now (the API awaits it)."""
+        """Send this node's SQLite changes to PostgreSQL now (the API awaits it). One shipping
+        at a time: a second caller waits for the first, then ships what came meanwhile."""
         replica = self.replica
-        if replica is not None and replica.pending():
-            await replica.ship()
+        if replica is None:
+            return
+        async with self._ship_lock:
+            if replica.pending():
+                await replica.ship()
 
     async def _ship_loop(self) -> None:
         while True:
