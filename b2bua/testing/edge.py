@@ -10,6 +10,7 @@ from pathlib import Path
 
 from b2bua.testing.kamailio import KAMAILIO, modules_path
 from b2bua.testing.net import free_port, wait_for_sip
+from b2bua.testing.process import stop_process
 
 EDGE_CONFIG = Path(__file__).resolve().parents[2] / "deploy" / "kamailio" / "kamailio.cfg"
 
@@ -34,13 +35,7 @@ class RunningEdge:
         return (self.workdir / "kamailio.log").read_text(errors="replace")
 
     def stop(self, timeout: float = 10.0) -> int | None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+        stop_process(self.process, signal.SIGTERM, timeout)
         return self.process.returncode
 
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from b2bua.testing.net import free_port, wait_for_sip
+from b2bua.testing.process import stop_process
 
 KAMAILIO = shutil.which("kamailio") or (
     "/usr/sbin/kamailio" if Path("/usr/sbin/kamailio").exists() else None
@@ -188,13 +189,7 @@ class RunningKamailio:
         return (self.workdir / "kamailio.log").read_text(errors="replace")
 
     def stop(self, timeout: float = 10.0) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+        stop_process(self.process, signal.SIGTERM, timeout)
         return self.process.returncode
 
 

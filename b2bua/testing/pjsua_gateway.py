@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from b2bua.testing.process import stop_process
+
 __all__ = ["Gateway", "start_gateway"]
 
 
@@ -55,13 +57,7 @@ class Gateway:
                            f"{out[-2000:]}\n{err[-3000:]}")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc, timeout=10)
 
 
 def start_gateway(

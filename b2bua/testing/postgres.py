@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from b2bua.testing.net import free_port
+from b2bua.testing.process import stop_process
 
 
 def postgres_bin() -> Path | None:
@@ -59,13 +60,7 @@ class RunningPostgres:
     def stop(self, timeout: float = 15.0) -> int | None:
         """SIGINT is PostgreSQL's "fast shutdown": connections are ended, the data is
         checkpointed."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+        stop_process(self.process, signal.SIGINT, timeout)
         shutil.rmtree(self.directory, ignore_errors=True)
         return self.process.returncode
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from b2bua.testing.net import free_port
+from b2bua.testing.process import stop_process
 from media.rtpengine import bdecode, bencode
 
 RTPENGINE = shutil.which("rtpengine") or (
@@ -40,13 +41,7 @@ class RunningRtpengine:
         return self.log_path.read_text(errors="replace")
 
     def stop(self, timeout: float = 10.0) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
+        stop_process(self.process, signal.SIGTERM, timeout)
         return self.process.returncode
 
     def command(self, command: str, args: dict[str, Any] | None = None,
