@@ -88,6 +88,7 @@ _NOTES: tuple[tuple[re.Pattern[str], str, tuple[str, ...]], ...] = (
     (re.compile(r"^transfer failed: (.+)$"), "transfer_failed", ("why",)),
     (re.compile(r"^picked up by (\S+)$"), "picked_up", ("by",)),
     (re.compile(r"^attended transfer to (.+)$"), "attended_transfer", ("to",)),
+    (re.compile(r"^transferred by (\S+): connected to (\S+)$"), "joined_call", ("by", "to")),
     (re.compile(r"^transferred by (\S+): joined call (\S+)$"), "joined_call", ("by", "call")),
 )
 

@@ -59,7 +59,7 @@ from b2bua.sip.flow import Flow
 from b2bua.sip.headers import parse_name_addr
 from b2bua.sip.message import Request, Response, make_response
 from b2bua.sip.transaction import ServerTransaction
-from b2bua.sip.uri import SipUri
+from b2bua.sip.uri import AbsoluteUri, SipUri
 
 if TYPE_CHECKING:
     from b2bua.calls.engine import CallEngine
@@ -440,6 +440,8 @@ class Transfers:
         transfer = call.transfer
         assert transfer is not None
         side = transfer.side
+        who = self._number_of(other, "a" if other.a_leg is party else "b")
+        joined = self._number_of(call, "b" if side == "a" else "a")
         if other.a_leg is party:
             other.a_leg = None
         else:
@@ -451,8 +453,7 @@ class Transfers:
         else:
             call.b_leg = leg
         e.dialogs.add(leg.dialog, call)
-        who = party.dialog.remote_uri
-        e.note(other, "joined_call", by=transfer.by, call=call.key)
+        e.note(other, "joined_call", by=transfer.by, to=joined)
         e.note(call, "attended_transfer", to=who)
         other.outcome = "answered"
         e._call_input(other, CallInput.HANGUP)  # the transferor's leg there is ended
@@ -635,7 +636,22 @@ class Transfers:
         e = self.engine
         assert isinstance(ctx, Replacement)
         old = ctx.leg
-        e.note(call, "replaced", old=old.dialog.remote_uri, by=str(ctx.request.from_.uri))
+        e.note(call, "replaced", old=_user_of(old.dialog.remote_uri),
+               by=_number(ctx.request.from_.uri))
         e._bye(old, [("Reason", 'SIP;cause=200;text="Call completed elsewhere"')])
         e.dialogs.remove(old.dialog)
         self._take_leg(call, old.name, ctx.transaction, ctx.request, ctx.flow)
+
+
+def _user_of(name_addr: str) -> str:
+    """The user part of a dialog's remote URI (its number), else the URI itself."""
+    try:
+        uri = parse_name_addr(name_addr).uri
+    except (SipParseError, ValueError):
+        return name_addr
+    return _number(uri)
+
+
+def _number(uri: SipUri | AbsoluteUri) -> str:
+    """A URI's user part (the number it names), else the URI as written."""
+    return (uri.user_unescaped if isinstance(uri, SipUri) else None) or str(uri)

@@ -300,7 +300,8 @@ _EN: dict[str, _Render] = {
     "transfer_failed": lambda p: f"transfer failed: {p['why']}",
     "picked_up": lambda p: f"picked up by {p['by']}",
     "attended_transfer": lambda p: f"attended transfer to {p['to']}",
-    "joined_call": lambda p: f"transferred by {p['by']}: joined call {p['call']}",
+    "joined_call": lambda p: (f"transferred by {p['by']}: connected to {p['to']}" if "to" in p
+                              else f"transferred by {p['by']}: joined call {p['call']}"),
     "session_expired": lambda p: f"session expired on leg {p['leg']}",
     "rtp_timeout": lambda p: f"RTP timeout on leg {p['leg']}",
     "reinvite_refused": lambda p: f"re-INVITE refused ({p['status']})",
@@ -406,7 +407,9 @@ _FR: dict[str, _Render] = {
     "transfer_failed": lambda p: f"transfert échoué : {p['why']}",
     "picked_up": lambda p: f"intercepté par {p['by']}",
     "attended_transfer": lambda p: f"transfert supervisé vers {p['to']}",
-    "joined_call": lambda p: f"transféré par {p['by']} : rejoint l'appel {p['call']}",
+    "joined_call": lambda p: (f"transféré par {p['by']} : mis en relation avec {p['to']}"
+                              if "to" in p
+                              else f"transféré par {p['by']} : rejoint l'appel {p['call']}"),
     "session_expired": lambda p: (
         f"session expirée côté {'appelant' if p['leg'] == 'a' else 'appelé'}"),
     "rtp_timeout": lambda p: (

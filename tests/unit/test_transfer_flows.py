@@ -236,6 +236,12 @@ def test_attended_transfer_joins_the_two_other_parties() -> None:
     t.caller_hangs_up()
     assert second_caller.requests("BYE")
     assert first.call_id != second.call_id
+    # Each call's record names people by number: the first, whom it was handed to; the
+    # second, whom its caller was put through to.
+    traces = [record["trace"] for record in t.records()]
+    assert sum("attended transfer to 0655555555" in trace for trace in traces) == 1, traces
+    assert sum("transferred by 100: connected to 0611223344" in trace
+               for trace in traces) == 1, traces
     t.assert_quiet()
 
 
