@@ -45,7 +45,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from b2bua.sip.errors import SipParseError
-from b2bua.sip.grammar import quote
+from b2bua.sip.grammar import parse_auth_params, quote
 from b2bua.sip.uri import SipUri, parse_uri
 
 ALGORITHMS: dict[str, Callable[..., hashlib._Hash]] = {
@@ -91,12 +91,6 @@ class DigestSyntaxError(ValueError):
     """A credentials header that does not follow the auth-param grammar."""
 
 
-_PARAM_RE = re.compile(
-    r'[ \t]*([^\s=,"]+)[ \t]*=[ \t]*(?:"((?:[^"\\]|\\.)*)"|([^\s,"]*))[ \t]*(?:,|$)', re.S
-)
-_ESCAPE_RE = re.compile(r"\\(.)", re.S)
-
-
 def parse_credentials(value: str) -> tuple[str, dict[str, str]]:
     """Split `Digest a=b, c="d"` into the scheme and its parameters (names lower-cased,
     quoted values unescaped). Raises `DigestSyntaxError`."""
@@ -109,29 +103,10 @@ def parse_credentials(value: str) -> tuple[str, dict[str, str]]:
         rest = tail + " " + rest
     if not scheme:
         raise DigestSyntaxError("missing scheme")
-    params: dict[str, str] = {}
-    pos, n = 0, len(rest)
-    while pos < n and rest[pos] in " \t,":
-        pos += 1
-    while pos < n:
-        m = _PARAM_RE.match(rest, pos)
-        if m is None:
-            raise DigestSyntaxError(f"malformed parameter near {rest[pos:pos + 20]!r}")
-        name = m.group(1).lower()
-        quoted = m.group(2)
-        if quoted is None:
-            val = m.group(3)
-        elif "\\" in quoted:
-            val = _ESCAPE_RE.sub(r"\1", quoted)
-        else:
-            val = quoted
-        if name in params:
-            raise DigestSyntaxError(f"parameter {name!r} repeated")
-        params[name] = val
-        pos = m.end()
-        while pos < n and rest[pos] in " \t,":
-            pos += 1
-    return scheme, params
+    try:
+        return scheme, parse_auth_params(rest)
+    except SipParseError as e:
+        raise DigestSyntaxError(str(e)) from None
 
 
 def h(algorithm: str, data: str) -> str:

@@ -27,6 +27,12 @@ _SIMPLE_PARAM = re.compile(
 )
 _SIMPLE_PARAMS = re.compile(f"(?:{_SIMPLE_PARAM.pattern})*")
 SIMPLE_PARAM = _SIMPLE_PARAM  # one parameter without quotes or white space: (name, value or "")
+# auth-param = token EQUAL ( token / quoted-string ), comma-separated (RFC 7235 §2.1); names are
+# read loosely (any run without white space, "=", "," or '"'): what a name may be is the caller's.
+_AUTH_PARAM = re.compile(
+    r'[ \t]*([^\s=,"]+)[ \t]*=[ \t]*(?:"((?:[^"\\]|\\.)*)"|([^\s,"]*))[ \t]*(?:,|$)', re.S
+)
+_QUOTED_PAIR = re.compile(r"\\(.)", re.S)
 # quoted-pair = "\" (%x00-09 / %x0B-0C / %x0E-7F): CR and LF can never be escaped.
 _NEEDS_ESCAPE = re.compile(r'["\\\x00-\x08\x0b\x0c\x0e-\x1f\x7f]')
 
@@ -192,3 +198,32 @@ def _parse_param(text: str, i: int, params: dict[str, str | None]) -> int:
 
 def format_params(params: dict[str, str | None]) -> str:
     return "".join(f";{k}" if v is None else f";{k}={v}" for k, v in params.items())
+
+
+def parse_auth_params(text: str) -> dict[str, str]:
+    """The auth-params after an authentication scheme (`realm="x", nonce=y`): names lower-cased,
+    quoted values unescaped. SipParseError on a parameter that breaks the grammar or comes twice
+    (RFC 7616 §3.3 and §3.4 allow each at most once)."""
+    params: dict[str, str] = {}
+    pos, n = 0, len(text)
+    while pos < n and text[pos] in " \t,":
+        pos += 1
+    while pos < n:
+        m = _AUTH_PARAM.match(text, pos)
+        if m is None:
+            raise SipParseError(f"malformed parameter near {text[pos:pos + 20]!r}")
+        name = m.group(1).lower()
+        quoted = m.group(2)
+        if quoted is None:
+            value = m.group(3)
+        elif "\\" in quoted:
+            value = _QUOTED_PAIR.sub(r"\1", quoted)
+        else:
+            value = quoted
+        if name in params:
+            raise SipParseError(f"parameter {name!r} repeated")
+        params[name] = value
+        pos = m.end()
+        while pos < n and text[pos] in " \t,":
+            pos += 1
+    return params

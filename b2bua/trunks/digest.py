@@ -17,9 +17,11 @@ unless the challenge says stale=true).
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+
+from b2bua.sip.errors import SipParseError
+from b2bua.sip.grammar import parse_auth_params
 
 __all__ = [
     "ALGORITHMS",
@@ -36,13 +38,6 @@ ALGORITHMS: dict[str, Callable[[bytes], hashlib._Hash]] = {
     "SHA-256": hashlib.sha256,
 }
 MAX_CHALLENGE = 4096
-
-_PARAM = re.compile(
-    r'[ \t]*([!#$%&\'*+.^_`|~0-9A-Za-z-]+)[ \t]*=[ \t]*(?:"((?:[^"\\]|\\.)*)"|([^\s,"]*))[ \t]*(?:,|$)',
-    re.S,
-)
-_ESCAPE = re.compile(r"\\(.)", re.S)
-
 
 class ChallengeError(ValueError):
     """A challenge we cannot answer (malformed, unknown algorithm, no usable qop)."""
@@ -86,23 +81,10 @@ def parse_challenge(value: str, *, proxy: bool = False) -> Challenge:
     scheme, _, rest = text.partition(" ")
     if scheme.lower() != "digest":
         raise ChallengeError(f"not a Digest challenge: {scheme[:20]!r}")
-    params: dict[str, str] = {}
-    pos, n = 0, len(rest)
-    while pos < n and rest[pos] in " \t,":
-        pos += 1
-    while pos < n:
-        m = _PARAM.match(rest, pos)
-        if m is None:
-            raise ChallengeError(f"malformed challenge near {rest[pos:pos + 20]!r}")
-        quoted = m.group(2)
-        val = m.group(3) if quoted is None else _ESCAPE.sub(r"\1", quoted)
-        name = m.group(1).lower()
-        if name in params:
-            raise ChallengeError(f"challenge parameter {name!r} repeated")
-        params[name] = val
-        pos = m.end()
-        while pos < n and rest[pos] in " \t,":
-            pos += 1
+    try:
+        params = parse_auth_params(rest)
+    except SipParseError as e:
+        raise ChallengeError(f"malformed challenge: {e}") from None
     if "nonce" not in params:
         raise ChallengeError("challenge without a nonce")
     qop = tuple(q.strip().lower() for q in params.get("qop", "").split(",") if q.strip())

@@ -15,7 +15,9 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from b2bua.sip.errors import SipParseError
 from b2bua.sip.framing import KEEPALIVE_PING, StreamFramer
+from b2bua.sip.grammar import parse_auth_params, quote
 from b2bua.sip.message import Request, Response, parse_message, validate_request
 from b2bua.sip.uri import SipUri, parse_uri
 from tests.unit.sip_support import exercise, exercise_stream, summary
@@ -362,3 +364,24 @@ def test_random_header_values_raise_only_sip_parse_errors(
         name = lines[index].split(b":", 1)[0]
         lines[index] = name + b": " + raw
     exercise(b"\r\n".join(lines) + sep + body)
+
+
+_TOKENS = st.text("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~",
+                  min_size=1, max_size=12)
+
+
+@given(st.dictionaries(_TOKENS.map(str.lower), st.text(st.characters(min_codepoint=0x20,
+       max_codepoint=0x7E), max_size=30), max_size=6), st.sampled_from([",", ", ", " ,\t"]))
+def test_auth_params_written_quoted_parse_back(params: dict[str, str], comma: str) -> None:
+    """What a challenge or credentials header says is what we read (RFC 7235 §2.1)."""
+    text = comma.join(f"{name}={quote(value)}" for name, value in params.items())
+    assert parse_auth_params(text) == params
+
+
+@given(st.text(max_size=60))
+def test_auth_params_raise_only_sip_parse_errors(text: str) -> None:
+    try:
+        params = parse_auth_params(text)
+    except SipParseError:
+        return
+    assert all(name == name.lower() for name in params)
