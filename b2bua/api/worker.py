@@ -44,8 +44,12 @@ class Worker:
             self._executor().submit(_ping)
 
     def close(self) -> None:
+        """Stop the process and wait for it: `b2bua run` ends with `os._exit`, and a pool
+        left running then leaves its semaphores to the resource tracker, which warns about
+        them ("leaked semaphore objects"). Queued work is cancelled; at most the call running
+        is waited for."""
         if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
 
 
