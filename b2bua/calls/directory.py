@@ -6,7 +6,7 @@ Built once from the configuration (and again on a live config change); read on e
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from b2bua.rules.numbers import normalize_number
@@ -35,7 +35,11 @@ class Trunk:
 
 
 class Directory:
-    def __init__(self, config: Any) -> None:
+    """One company's extensions, system extensions, trunks and DIDs. A tenant's trunks are
+    named `NAME@TENANT` (`tenant`, b2bua.tenants.names): every tenant's are in one trunk
+    service."""
+
+    def __init__(self, config: Any, tenant: str = "") -> None:
         server = config.server
         self.domain: str = server.domain
         self.country_code: str = str(getattr(server, "country_code", "") or "")
@@ -44,7 +48,10 @@ class Directory:
         self.users: dict[str, Any] = {u.extension: u for u in config.users}
         self.system: dict[str, Any] = {s.extension: s for s in getattr(config, "system_extensions", [])}
         self.trunks: list[Trunk] = []
-        self.trunk_specs = tuple(TrunkSpec.from_config(t) for t in getattr(config, "trunks", ()))
+        suffix = f"@{tenant}" if tenant else ""
+        self.trunk_specs = tuple(
+            replace(spec, name=spec.name + suffix) if suffix else spec
+            for spec in (TrunkSpec.from_config(t) for t in getattr(config, "trunks", ())))
         # Whether any leg may have to speak SRTP, or refuse it (b2bua.calls.trunking).
         self.srtp_configured = any(s.media_encryption != "optional" for s in self.trunk_specs) or any(
             getattr(d, "media_encryption", "optional") != "optional"
@@ -55,7 +62,7 @@ class Directory:
             nets = tuple(ipaddress.ip_network(n, strict=False) for n in t.inbound_from)
             did = {normalize_number(k, self.country_code): v for k, v in dict(t.did).items()}
             fmt = getattr(t, "number_format", "e164") or "e164"
-            self.trunks.append(Trunk(t.name, host.strip("[]"), int(port), nets, did, fmt))
+            self.trunks.append(Trunk(t.name + suffix, host.strip("[]"), int(port), nets, did, fmt))
 
     def is_extension(self, ext: str) -> bool:
         return ext in self.users or ext in self.system

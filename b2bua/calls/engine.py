@@ -19,7 +19,13 @@ events into inputs, and implement the actions the tables name.
 An INVITE outside a dialog becomes a `Call`: the caller is identified (a trunk by its source
 address, else a device that proves itself with digest, 407), the callee resolved (a DID of the
 trunk, an extension, or an external number), the media anchored (MediaOpen), then the rules
-decide (ROUTE). A destination that rings phones makes one `Branch` per target: a new dialog with
+decide (ROUTE).
+
+Every call belongs to one tenant (b2bua.tenants): the company of the device that proved itself
+(the registrar names it by the realm), or the owner of the DID a carrier called. The call reads
+that tenant's directory and rules only (`call.tenant`), and names its extensions to the
+registrar, the media port and the records as that tenant's (`Tenant.aor`): an extension of
+another company is never rung, picked up, transferred to or replaced. A destination that rings phones makes one `Branch` per target: a new dialog with
 its own Call-ID, tags and CSeq; no Via, Record-Route or Contact of the caller's leg reaches a
 branch, and none of a branch's reaches the caller.
 
@@ -125,6 +131,9 @@ from b2bua.sip.transaction import (
     TransportFailed,
 )
 from b2bua.sip.uri import SipUri
+from b2bua.tenants.model import Tenant
+from b2bua.tenants.names import split
+from b2bua.tenants.registry import Tenants
 from b2bua.tokens import TokenSource
 from b2bua.trunks.service import Trunks
 from media.sdp import holds
@@ -236,12 +245,14 @@ class CallEngine:
         trunks: Trunks | None = None,
         session_expires: int = DEFAULT_INTERVAL,
         min_se: int = MIN_SE,
+        tenants: Tenants | None = None,
     ) -> None:
         self.outbox = outbox
         self.local = local
-        self.directory = directory
+        # The companies served (b2bua.tenants); `directory` and `rules` are the top-level one's.
+        self.tenants = tenants if tenants is not None else Tenants(
+            [Tenant("", directory.domain, "", None, directory, rules)])
         self.location = location
-        self.rules = rules
         self.tokens = tokens
         self.wall_clock = wall_clock
         self.rules_clock = rules_clock or wall_clock  # the instant rules decide at
@@ -295,6 +306,22 @@ class CallEngine:
             HangUp: self._hang_up,
             BindingAppeared: self._binding_appeared,
         }
+
+    @property
+    def directory(self) -> Directory:
+        """The top-level company's directory."""
+        return self.tenants.default.directory
+
+    @directory.setter
+    def directory(self, directory: Directory) -> None:
+        default = self.tenants.default
+        self.tenants.install(Tenant("", directory.domain, default.name, default.config,
+                                    directory, default.rules, default.limits))
+
+    @property
+    def rules(self) -> Rules:
+        """The top-level company's rule book."""
+        return self.tenants.default.rules
 
     # ================================================================ the sans-IO interface
     @property
@@ -451,6 +478,7 @@ class CallEngine:
         request, tx, flow = event.request, event.transaction, event.flow
         trunk = self._trunk_caller(request, flow)
         caller_ext: str | None = None
+        tenant = self.tenants.only
         if trunk is None:
             auth = self.location.authenticate(request, self.wall_clock(),
                                               "Proxy-Authorization", flow=flow)
@@ -458,6 +486,10 @@ class CallEngine:
                 self._respond(tx, refusal(request, auth, self.tokens.tag()))
                 return
             caller_ext = auth.extension
+            if tenant is None and caller_ext is not None:
+                # The registrar names a tenant's extensions `EXT@DOMAIN`.
+                tenant = self.tenants.of(caller_ext)
+                caller_ext = split(caller_ext)[1]
         uri = request.request_uri
         dialled = uri.user_unescaped if isinstance(uri, SipUri) else None
         if not dialled:
@@ -467,12 +499,14 @@ class CallEngine:
         if too_small is not None:
             self._respond(tx, too_small)
             return
-        directory = self.directory
         did: str | None = None
         if trunk is not None:
             dialled = self.trunking.dialled(request, dialled)
+            if tenant is None:  # a carrier's call is the DID owner's
+                tenant, trunk = self.tenants.inbound(trunk, dialled, flow.host)
             caller = self._presented_number(request)
             caller_name = request.from_.display_name
+            directory = tenant.directory
             number = normalize_number(dialled, directory.country_code)
             callee = trunk.did.get(number) or (dialled if directory.is_extension(dialled)
                                                else None)
@@ -483,16 +517,34 @@ class CallEngine:
                 return
         else:
             assert caller_ext is not None
+            if tenant is None or tenant.closing:  # a tenant deleted meanwhile
+                self._respond(tx, make_response(request, 403, "Tenant Not Served",
+                                                to_tag=self.tokens.tag()))
+                return
+            directory = tenant.directory
+            if self.tenants.only is None and not self._own_domain(request, tenant):
+                self._respond(tx, make_response(request, 403, "Another Tenant's Domain",
+                                                to_tag=self.tokens.tag()))
+                return
             if dialled[0] in "*#" and self.transfers.pickup(tx, request, flow, caller_ext,
-                                                            dialled):
+                                                            dialled, tenant):
                 return
             if "replaces" in request.headers:
-                self.transfers.invite_with_replaces(tx, request, flow)
+                self.transfers.invite_with_replaces(tx, request, flow, tenant)
                 return
             caller = caller_ext
             user = directory.user(caller_ext)
             caller_name = getattr(user, "name", None) if user else request.from_.display_name
             callee = dialled
+        if tenant.at_call_limit() or tenant.closing:
+            # The tenant's limit of calls in progress (docs/tenants.md, Limits).
+            log.info("tenant %s: %d calls in progress, new call refused", tenant.domain,
+                     tenant.calls)
+            self.counters["tenant_limited"] = self.counters.get("tenant_limited", 0) + 1
+            self._respond(tx, make_response(
+                request, 503, "Tenant Call Limit Reached" if not tenant.closing
+                else "Tenant Not Served", to_tag=self.tokens.tag()))
+            return
         call = Call(
             key=self.tokens.token(8),
             a_tx=tx,
@@ -504,9 +556,11 @@ class CallEngine:
             callee=callee,
             did=did,
             started=self.wall_clock(),
+            tenant=tenant,
             trunk=trunk,
         )
         tx.context = call.key  # its CANCEL and the caller's missing ACK find the call
+        tenant.calls += 1
         self.counters["calls"] += 1
         self.calls[call.key] = call
         if trunk is not None and not self.trunking.take_inbound_line(call):
@@ -521,15 +575,26 @@ class CallEngine:
         call.state = CallState.ROUTING
         self._route(call, None)
 
-    def _music_of(self, extension: str) -> str:
-        user = self.directory.user(extension)
-        return str(getattr(user, "hold_music", None) or "default")
+    def _music_of(self, call: Call, extension: str) -> str:
+        """The hold music of `extension` of the call's company, as the media port names it."""
+        tenant = call.tenant
+        user = tenant.directory.user(extension)
+        return tenant.aor(str(getattr(user, "hold_music", None) or "default"))
+
+    def _own_domain(self, request: Request, tenant: Tenant) -> bool:
+        """A device calls within its own company: a Request-URI that names another tenant's
+        domain is refused."""
+        uri = request.request_uri
+        if not isinstance(uri, SipUri):
+            return True
+        other = self.tenants.for_domain(uri.host)
+        return other is None or other is tenant
 
     def _trunk_caller(self, request: Request, flow: Flow) -> Trunk | None:
-        trunk = self.trunking.by_line(self.directory, request)  # sent to our registered Contact
+        trunk = self.trunking.by_line(self.tenants, request)  # sent to our registered Contact
         if trunk is not None:
             return trunk
-        trunk = self.directory.trunk_for_source(flow.host)
+        trunk = self.tenants.trunk_for_source(flow.host)
         if trunk is None:
             return None
         # A device registered from a trunk-trusted address (everything on one host in a lab)
@@ -565,7 +630,7 @@ class CallEngine:
     def _route(self, call: Call, _ctx: Any) -> None:
         """ROUTE: where the call goes, given as the input of its route."""
         callee = call.callee
-        if self.directory.is_extension(callee):
+        if call.tenant.directory.is_extension(callee):
             self._route_to_extension(call, callee)
         elif call.trunk is None:
             self._route_external(call, callee, diverted_from=None)  # a device dialling out
@@ -573,12 +638,13 @@ class CallEngine:
             self._refuse(call, 404, "no such number")
 
     def _route_to_extension(self, call: Call, ext: str) -> None:
-        if ext in self.directory.system:
+        tenant = call.tenant
+        if ext in tenant.directory.system:
             self._ring_group(call, ext)
             return
-        call.user = self.directory.user(ext)
+        call.user = tenant.directory.user(ext)
         try:
-            decision = self.rules.table.decide(ext, call.caller, self.rules_clock())
+            decision = tenant.rules.table.decide(ext, call.caller, self.rules_clock())
         except KeyError:
             self._ring(call, [ext])
             return
@@ -597,7 +663,7 @@ class CallEngine:
             colleague = dest.extension or ext
             if dest.voicemail:
                 self._answer_here(call, AppPlan.VOICEMAIL, colleague)
-            elif colleague in self.directory.system:
+            elif colleague in call.tenant.directory.system:
                 self._ring_group(call, colleague)
             else:
                 self._ring(call, [colleague], diverted_from=ext)
@@ -639,12 +705,12 @@ class CallEngine:
         self._call_input(call, CallInput.ROUTE_HERE)
 
     def _ring_group(self, call: Call, ext: str) -> None:
-        group = self.directory.system[ext]
+        group = call.tenant.directory.system[ext]
         call.notes.append(f"ring group {ext}")
         self._ring(call, list(group.members))
 
     def _ring(self, call: Call, extensions: list[str], diverted_from: str | None = None) -> None:
-        targets = self._targets(extensions)
+        targets = self._targets(call, extensions)
         woken = self._wake(call, extensions)
         if not targets and not woken:
             log.info("call %s: no reachable device for %s", call.key, ",".join(extensions))
@@ -676,8 +742,9 @@ class CallEngine:
 
         now = self.wall_clock()
         woken = 0
+        aor = call.tenant.aor
         for ext in extensions:
-            woken += waker.call_ringing(call.key, ext, call_id, call.caller or "anonymous",
+            woken += waker.call_ringing(call.key, aor(ext), call_id, call.caller or "anonymous",
                                         call.caller_name or "", now)
         if woken:
             call.notes.append(f"{woken} device(s) woken by push")
@@ -705,8 +772,9 @@ class CallEngine:
                for b in call.branches):
             return  # already ringing there
         uri, flow = self.location.target_for(binding)
-        target = Target(uri, flow, self._device_label(binding.aor, binding), binding.aor,
-                        f"<sip:{binding.aor}@{self.directory.domain}>", binding.key,
+        ext = split(binding.aor)[1]
+        target = Target(uri, flow, self._device_label(call, ext, binding), ext,
+                        f"<sip:{ext}@{call.tenant.domain}>", binding.key,
                         route=tuple(binding.path))
         call.notes.append(f"{target.label} woke up")
         self._start_branch(call, target, plan, ring.call_id)
@@ -719,28 +787,30 @@ class CallEngine:
         elif all(b.state is BranchState.FAILED for b in call.branches):
             self._every_branch_failed(call, call.branches[-1])
 
-    def _targets(self, extensions: list[str]) -> list[Target]:
+    def _targets(self, call: Call, extensions: list[str]) -> list[Target]:
         now = self.wall_clock()
         seen: set[tuple[str, int, str]] = set()
         targets: list[Target] = []
-        domain = self.directory.domain
+        tenant = call.tenant
+        directory = tenant.directory
+        domain = tenant.domain
         for ext in extensions:
-            for binding in self.location.lookup(ext, now):
+            for binding in self.location.lookup(tenant.aor(ext), now):
                 uri, flow = self.location.target_for(binding)
                 key = (flow.host, flow.port, str(uri))
                 if key in seen:
                     continue
                 seen.add(key)
-                targets.append(Target(uri, flow, self._device_label(ext, binding), ext,
+                targets.append(Target(uri, flow, self._device_label(call, ext, binding), ext,
                                       f"<sip:{ext}@{domain}>", binding.key,
                                       route=tuple(binding.path),
-                                      encryption=self.directory.device_encryption(
+                                      encryption=directory.device_encryption(
                                           ext, binding.device)))
         return targets
 
-    def _device_label(self, ext: str, binding: Any) -> str:
+    def _device_label(self, call: Call, ext: str, binding: Any) -> str:
         """"Bureau (sip)", "Teams (teams)"...: the configured device a binding is."""
-        user = self.directory.user(ext)
+        user = call.tenant.directory.user(ext)
         devices = getattr(user, "devices", ())
         index = binding.device
         if index is not None and 0 <= index < len(devices):
@@ -767,7 +837,7 @@ class CallEngine:
 
     def _diversion(self, call: Call, ext: str) -> list[tuple[str, str]]:
         """RFC 5806 Diversion and RFC 7044 History-Info for a forwarded call."""
-        domain = self.directory.domain
+        domain = call.tenant.domain
         reason = "unconditional"
         if call.decision is not None and call.decision.rule in ("closed", "exceptional"):
             reason = "time-of-day"
@@ -819,9 +889,9 @@ class CallEngine:
         self.counters["branches"] += 1
         self._send(invite, target.flow, owned=True)
 
-    def _shown(self, number: str, name: str | None) -> str:
+    def _shown(self, call: Call, number: str, name: str | None) -> str:
         shown = f'"{name}" ' if name else ""
-        return f"{shown}<sip:{number or 'anonymous'}@{self.directory.domain}>"
+        return f"{shown}<sip:{number or 'anonymous'}@{call.tenant.domain}>"
 
     def _identity(self, call: Call, flow: Flow, private: bool) -> str:
         if private:
@@ -829,7 +899,7 @@ class CallEngine:
         user = call.caller or "anonymous"
         name = call.caller_name
         shown = f'"{name}" ' if name else ""
-        host = self.local.hostport(flow) if user == "anonymous" else self.directory.domain
+        host = self.local.hostport(flow) if user == "anonymous" else call.tenant.domain
         return f"{shown}<sip:{user}@{host}>"
 
     def _branch_invite(self, call: Call, target: Target, via: str, plan: Plan,
@@ -844,7 +914,7 @@ class CallEngine:
         flow = target.flow
         # A transfer shows its transferee; a call through a trunk the number the trunk
         # presents (b2bua.calls.trunking); else the caller.
-        identity = (self._shown(*plan.caller) if plan.caller is not None
+        identity = (self._shown(call, *plan.caller) if plan.caller is not None
                     else target.identity or self._identity(call, flow, plan.private))
         headers: list[tuple[str, str]] = [
             ("Via", via),
@@ -1154,7 +1224,7 @@ class CallEngine:
         ticket = self._ticket_for()
         call.steps.append(Step(StepKind.ANSWER, ticket))
         self.outbox.append(MediaLocalAnswer(call.key, ticket, "a", offer,
-                                            self._music_of(call.callee)))
+                                            self._music_of(call, call.callee)))
 
     def _send_200(self, call: Call, ctx: Any) -> None:
         """SEND_200: the caller's leg is confirmed; the 200 carries the SDP of `ctx` (a Step)."""
@@ -1184,21 +1254,25 @@ class CallEngine:
     def _start_app(self, call: Call, _ctx: Any) -> None:
         """START_APP: what a call we answered ourselves does now."""
         ext = call.app_extension
-        user = self.directory.user(ext)
+        tenant = call.tenant
+        user = tenant.directory.user(ext)
         language = getattr(user, "language", None)
+        # The media port knows the box and the sounds by the tenant's names.
+        box = tenant.aor(ext)
         if call.app is AppPlan.VOICEMAIL:
             call.notes.append(f"voicemail of {ext}")
             call.outcome = "voicemail"
-            self.outbox.append(MediaRunApp(call.key, AppKind.VOICEMAIL, ext, call.caller,
+            self.outbox.append(MediaRunApp(call.key, AppKind.VOICEMAIL, box, call.caller,
                                            language=language, leg=call.transferee_leg))
         elif call.app is AppPlan.ANNOUNCEMENT:
             call.notes.append(f"announcement {call.app_message}")
-            self.outbox.append(MediaRunApp(call.key, AppKind.ANNOUNCEMENT, ext, call.caller,
-                                           message=call.app_message, language=language,
+            message = tenant.aor(call.app_message) if call.app_message else None
+            self.outbox.append(MediaRunApp(call.key, AppKind.ANNOUNCEMENT, box, call.caller,
+                                           message=message, language=language,
                                            leg=call.transferee_leg))
         else:
             call.notes.append(f"bounce to {call.bounce_number}")
-            self.outbox.append(MediaPlay(call.key, "a", "locate", ext, language))
+            self.outbox.append(MediaPlay(call.key, "a", "locate", box, language))
             ticket = self._ticket_for()
             call.steps.append(Step(StepKind.OFFER, ticket))
             self.outbox.append(MediaLocalOffer(call.key, ticket, "b"))
@@ -1230,9 +1304,11 @@ class CallEngine:
     def _run_unavailable(self, call: Call, _ctx: Any) -> None:
         call.notes.append("bounce not answered: voicemail")
         call.outcome = "voicemail"
-        user = self.directory.user(call.app_extension)
-        self.outbox.append(MediaRunApp(call.key, AppKind.UNAVAILABLE, call.app_extension,
-                                       call.caller, language=getattr(user, "language", None),
+        tenant = call.tenant
+        user = tenant.directory.user(call.app_extension)
+        self.outbox.append(MediaRunApp(call.key, AppKind.UNAVAILABLE,
+                                       tenant.aor(call.app_extension), call.caller,
+                                       language=getattr(user, "language", None),
                                        leg=call.transferee_leg))
 
     # ================================================================ final responses, BYEs
@@ -1306,7 +1382,8 @@ class CallEngine:
         self.outbox.append(WriteRecord(self._record(call)))
         if self.on_ended is not None and call.a_leg is not None:
             self.on_ended(call)
-        self.calls.pop(call.key, None)
+        if self.calls.pop(call.key, None) is not None:
+            call.tenant.calls -= 1
         for branch in call.branches:
             if branch.state in (BranchState.ANSWERED, BranchState.ENDING):
                 self._keep_ack_only(branch)
@@ -1337,6 +1414,7 @@ class CallEngine:
             destination=destination,
             trace=trace + call.notes + ([f"DTMF {digits}"] if digits else []),
             ended_by=call.ended_by,
+            tenant=call.tenant.key,
         )
 
     # ================================================================ the call's ordered steps
@@ -1689,7 +1767,7 @@ class CallEngine:
             step.ticket = self._ticket_for()
             call.steps.append(step)
             self.outbox.append(MediaLocalAnswer(call.key, step.ticket, leg.name, request.body,
-                                                self._music_of(call.callee)))
+                                                self._music_of(call, call.callee)))
             self._run_steps(call)
         else:
             self._queue_plain(call, step, b"")

@@ -23,6 +23,7 @@ from b2bua.sip.uri import SipUri
 if TYPE_CHECKING:
     from b2bua.calls.directory import Trunk
     from b2bua.rules.model import Decision
+    from b2bua.tenants.model import Tenant
 
 
 @dataclass(eq=False, slots=True)
@@ -184,6 +185,7 @@ class Call:
     callee: str
     did: str | None
     started: float
+    tenant: Tenant  # the company of the call: its directory, rules and limits (b2bua.tenants)
     state: CallState = CallState.ROUTING
     trunk: Trunk | None = None  # the trunk the caller came from
     decision: Decision | None = None

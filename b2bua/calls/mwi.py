@@ -125,9 +125,11 @@ class MessageWaiting:
 
     def _notify(self, sub: Subscription, terminated: bool = False) -> None:
         new, old = self.counts(sub.extension)
+        # A tenant's box is `EXT@DOMAIN` (b2bua.tenants.names): its account is at its domain.
+        ext, _, domain = sub.extension.partition("@")
         body = (
             f"Messages-Waiting: {'yes' if new else 'no'}\r\n"
-            f"Message-Account: sip:{sub.extension}@{self.domain}\r\n"
+            f"Message-Account: sip:{ext}@{domain or self.domain}\r\n"
             f"Voice-Message: {new}/{old} (0/0)\r\n"
         ).encode()
         remaining = max(0, int(sub.expires_at - self.wall_clock()))

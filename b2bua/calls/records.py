@@ -126,6 +126,7 @@ class CallRecord:
     trace: list[str]
     ended_by: str | None = None
     steps: Sequence[Step] | None = None  # None: derived from `trace`
+    tenant: str = ""  # the company of the call (b2bua.tenants): '' for the top-level one
 
     def all_steps(self) -> list[Step]:
         return list(self.steps) if self.steps is not None else steps_of(self.trace)
@@ -160,13 +161,14 @@ def _row(record: CallRecord) -> tuple[Any, ...]:
         "[]",
         record.ended_by,
         json.dumps([(s.code, s.params) for s in record.all_steps()], ensure_ascii=False),
+        record.tenant,
     )
 
 
 _INSERT = (
     "INSERT INTO call_records (call_id, caller, callee, did, started, answered, ended,"
-    " outcome, answered_by, rule, destination, trace, ended_by, steps)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " outcome, answered_by, rule, destination, trace, ended_by, steps, tenant)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
@@ -175,6 +177,8 @@ def _ensure_steps_column(db: sqlite3.Connection) -> None:
     columns = {row[1] for row in db.execute("PRAGMA table_info(call_records)")}
     if "steps" not in columns:
         db.execute("ALTER TABLE call_records ADD COLUMN steps TEXT")
+    if "tenant" not in columns:  # tenants (docs/tenants.md): rows before them are ''
+        db.execute("ALTER TABLE call_records ADD COLUMN tenant TEXT NOT NULL DEFAULT ''")
 
 
 def _read(row: Sequence[Any]) -> CallRecord:
@@ -187,6 +191,7 @@ def _read(row: Sequence[Any]) -> CallRecord:
     return CallRecord(
         row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8], row[9],
         json.loads(row[10]) if row[10] else None, trace, row[12], steps,
+        row[14] if len(row) > 14 else "",
     )
 
 
@@ -231,15 +236,24 @@ class CallRecorder:
             with self.db:
                 self.db.executemany(_INSERT, rows)
 
-    def last(self, n: int, callee: str | None = None) -> list[CallRecord]:
+    def last(self, n: int, callee: str | None = None, tenant: str | None = None
+             ) -> list[CallRecord]:
+        """The last `n` records, newest first: of extension `callee`, of company `tenant`
+        (b2bua.tenants; None: every company's)."""
         query = (
             "SELECT call_id, caller, callee, did, started, answered, ended, outcome, answered_by,"
-            " rule, destination, trace, ended_by, steps FROM call_records"
+            " rule, destination, trace, ended_by, steps, tenant FROM call_records"
         )
+        where: list[str] = []
         args: tuple[Any, ...] = ()
         if callee is not None:
-            query += " WHERE callee = ?"
+            where.append("callee = ?")
             args = (callee,)
+        if tenant is not None:
+            where.append("tenant = ?")
+            args = (*args, tenant)
+        if where:
+            query += " WHERE " + " AND ".join(where)
         query += " ORDER BY id DESC LIMIT ?"
         rows = self.db.execute(query, (*args, n)).fetchall()
         return [_read(r) for r in rows]

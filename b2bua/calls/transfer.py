@@ -63,6 +63,7 @@ from b2bua.sip.uri import AbsoluteUri, SipUri
 
 if TYPE_CHECKING:
     from b2bua.calls.engine import CallEngine
+    from b2bua.tenants.model import Tenant
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +159,7 @@ class Transfers:
             transferor=leg, side=leg.name, target=uri.user_unescaped or "", by=by,
             event_id=request.cseq.number, notify=subscribe,
             referred_by=request.headers.get("referred-by")
-            or f"<sip:{by}@{e.directory.domain}>",
+            or f"<sip:{by}@{call.tenant.domain}>",
         )
         joined: tuple[Call, Leg] | None = None
         if replaces is not None:
@@ -177,7 +178,7 @@ class Transfers:
             transfer.replaces = (joined[0].key, joined[1])
             e._call_input(call, CallInput.REFERRED_ATTENDED, joined)
             return
-        if not self._known_target(transfer.target, uri):
+        if not self._known_target(call, transfer.target, uri):
             log.info("call %s: transfer by %s to unknown %s", call.key, by, transfer.target)
             self._notify(call, 404, "Not Found", final=True)
             call.transfer = None
@@ -185,13 +186,13 @@ class Transfers:
         log.info("call %s: blind transfer by %s to %s", call.key, by, transfer.target)
         e._call_input(call, CallInput.REFERRED, transfer)
 
-    def _known_target(self, target: str, uri: SipUri) -> bool:
-        """An extension of ours, or a number the trunk can take."""
-        e = self.engine
-        if e.directory.is_extension(target):
+    def _known_target(self, call: Call, target: str, uri: SipUri) -> bool:
+        """An extension of the call's company, or a number its trunks can take."""
+        directory = call.tenant.directory
+        if directory.is_extension(target):
             return True
         digits = target.lstrip("+")
-        return bool(digits) and digits.isdigit() and e.directory.outbound_trunk() is not None
+        return bool(digits) and digits.isdigit() and directory.outbound_trunk() is not None
 
     def _replaced_party(self, call: Call, transferor: Leg,
                         replaces: Replaces) -> tuple[Call, Leg] | None:
@@ -202,6 +203,8 @@ class Transfers:
             return None
         dialog, other = found
         if other is call or other.state is not CallState.ANSWERED or other.transfer is not None:
+            return None
+        if other.tenant is not call.tenant:  # another company's call is never joined
             return None
         if other.a_leg is not None and other.a_leg.dialog is dialog:
             party = other.b_leg
@@ -279,8 +282,8 @@ class Transfers:
         transfer = call.transfer
         attended = isinstance(ctx, tuple)
         extension = transfer.target if transfer is not None and not attended else ""
-        e.outbox.append(MediaPlay(call.key, call.transferee_leg, e._music_of(extension), "",
-                                  None, music=True))
+        e.outbox.append(MediaPlay(call.key, call.transferee_leg, e._music_of(call, extension),
+                                  "", None, music=True))
 
     def route_transfer(self, call: Call, ctx: Any) -> None:
         """ROUTE_TRANSFER: the target's rules decide, as for a call to it."""
@@ -293,17 +296,18 @@ class Transfers:
         call.app = None
         call.no_answer_routes = 0
         call.routed = target
-        if not e.directory.is_extension(target):
+        tenant = call.tenant
+        if not tenant.directory.is_extension(target):
             e._route_external(call, target, diverted_from=None)
             return
-        if target in e.directory.system:
+        if target in tenant.directory.system:
             call.user = None
             e._ring_group(call, target)
             return
-        call.user = e.directory.user(target)
+        call.user = tenant.directory.user(target)
         try:
-            decision = e.rules.table.decide(target, self._number_of(call, call.transferee_leg),
-                                            e.rules_clock())
+            decision = tenant.rules.table.decide(
+                target, self._number_of(call, call.transferee_leg), e.rules_clock())
         except KeyError:
             e._ring(call, [target])
             return
@@ -532,10 +536,12 @@ class Transfers:
 
     # ================================================================ pickup
     def pickup(self, tx: ServerTransaction, request: Request, flow: Flow, picker: str,
-               dialled: str) -> bool:
-        """A device dialled a pickup code: True when it was one (answered either way)."""
+               dialled: str, tenant: Tenant | None = None) -> bool:
+        """A device dialled a pickup code: True when it was one (answered either way). Only a
+        call of the picker's company (`tenant`) is picked up."""
         e = self.engine
-        directory = e.directory
+        tenant = tenant if tenant is not None else e.tenants.default
+        directory = tenant.directory
         if dialled == directory.group_pickup:
             groups = [g for g in directory.system.values()
                       if picker in getattr(g, "members", ())]
@@ -545,7 +551,7 @@ class Transfers:
             wanted = {dialled[len(directory.pickup_prefix):]}
         else:
             return False
-        call = self._ringing_for(wanted)
+        call = self._ringing_for(wanted, tenant)
         if call is None:
             e._respond(tx, make_response(request, 480, "No call to pick up",
                                          to_tag=e.tokens.tag()))
@@ -558,11 +564,13 @@ class Transfers:
         e._call_input(call, CallInput.PICKED_UP, Pickup(tx, request, flow, picker))
         return True
 
-    def _ringing_for(self, extensions: set[str]) -> Call | None:
-        """The oldest call ringing on a device of one of `extensions`."""
+    def _ringing_for(self, extensions: set[str], tenant: Tenant) -> Call | None:
+        """The oldest call of `tenant` ringing on a device of one of `extensions`."""
         best: Call | None = None
         for call in self.engine.calls.values():
             if call.state is not CallState.RINGING or call.transfer is not None:
+                continue
+            if call.tenant is not tenant:
                 continue
             if any(b.target.extension in extensions and b.state in RINGING_BRANCHES
                    for b in call.branches):
@@ -583,7 +591,7 @@ class Transfers:
         ticket = e._ticket_for()
         call.steps.append(Step(StepKind.ANSWER, ticket))
         e.outbox.append(MediaLocalAnswer(call.key, ticket, "a", call.a_request.body,
-                                         e._music_of(call.callee)))
+                                         e._music_of(call, call.callee)))
 
     def _take_leg(self, call: Call, side: str, tx: ServerTransaction, request: Request,
                   flow: Flow) -> None:
@@ -605,11 +613,13 @@ class Transfers:
         call.steps.append(Step(StepKind.LOCAL_REPLY, ticket, request=request, relay=relay,
                                leg=side, tag=tag))
         e.outbox.append(MediaLocalAnswer(call.key, ticket, side, request.body,
-                                         e._music_of(call.callee)))
+                                         e._music_of(call, call.callee)))
 
     # ================================================================ INVITE with Replaces
-    def invite_with_replaces(self, tx: ServerTransaction, request: Request, flow: Flow) -> None:
-        """RFC 3891: the new INVITE takes the place of the party of the dialog it names."""
+    def invite_with_replaces(self, tx: ServerTransaction, request: Request, flow: Flow,
+                             tenant: Tenant | None = None) -> None:
+        """RFC 3891: the new INVITE takes the place of the party of the dialog it names (a
+        dialog of a call of the caller's company, `tenant`)."""
         e = self.engine
         try:
             replaces = parse_replaces(request.headers.get("replaces") or "")
@@ -619,7 +629,8 @@ class Transfers:
         found = e.dialogs.match_ids(replaces.call_id, replaces.to_tag, replaces.from_tag)
         # §3: "If no match is found, the UAS rejects the INVITE and returns a 481"; an early
         # dialog of ours is not replaced either (only a confirmed one).
-        if found is None or found[1].state is not CallState.ANSWERED:
+        if found is None or found[1].state is not CallState.ANSWERED or (
+                tenant is not None and found[1].tenant is not tenant):
             e._respond(tx, make_response(request, 481, "No such dialog to replace",
                                          to_tag=e.tokens.tag()))
             return

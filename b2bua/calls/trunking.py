@@ -29,11 +29,11 @@ END (`call_ended`: its lines are given back). State changes stay the tables' bus
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from b2bua.calls.directory import Directory, Trunk, normalize_number
+from b2bua.calls.directory import Trunk, normalize_number
 from b2bua.calls.model import Branch, Call, Plan, Target
 from b2bua.calls.table import BranchInput, CallState
 from b2bua.commands import MediaEncrypt, MediaOpen
@@ -45,7 +45,7 @@ from b2bua.sip.uri import SipUri
 from b2bua.trunks.digest import ChallengeError, choose_challenges
 from b2bua.trunks.model import TrunkSpec
 from b2bua.trunks.requests import with_credentials
-from b2bua.trunks.routing import fails_over, format_number, presented_number
+from b2bua.trunks.routing import candidates, fails_over, format_number, presented_number
 from b2bua.trunks.service import Trunks, line_token
 
 if TYPE_CHECKING:
@@ -87,6 +87,13 @@ def make_trunks(specs: tuple[TrunkSpec, ...], local: Local, tokens: TokenSource,
     return trunks
 
 
+class HasTrunks(Protocol):
+    """A directory's trunks (one company's), or every tenant's (b2bua.tenants.Tenants)."""
+
+    @property
+    def trunks(self) -> Sequence[Trunk]: ...
+
+
 @dataclass(eq=False, slots=True)
 class TrunkCall:
     """What a call holds of the trunks, and where its external number may go next."""
@@ -110,7 +117,7 @@ class Trunking:
         self.calls: dict[str, TrunkCall] = {}
 
     # ================================================================ inbound
-    def by_line(self, directory: Directory, request: Request) -> Trunk | None:
+    def by_line(self, directory: HasTrunks, request: Request) -> Trunk | None:
         """The trunk an INVITE was sent to through the Contact we registered there (its
         Request-URI carries our `line` parameter), whatever its source address."""
         uri = request.request_uri
@@ -154,16 +161,17 @@ class Trunking:
     def media_open(self, engine: CallEngine, call: Call, flow: Flow) -> MediaOpen:
         """The MediaOpen of a new call: the caller's leg with its own `media_encryption`."""
         request = call.a_request
-        music = engine._music_of(call.callee)
-        if not engine.directory.srtp_configured:
+        music = engine._music_of(call, call.callee)
+        directory = call.tenant.directory
+        if not directory.srtp_configured:
             return MediaOpen(call.key, request.body, music, flow.host)
         mode = "optional"
         if call.trunk is not None:
             spec = self.trunks.specs.get(call.trunk.name)
             mode = spec.media_encryption if spec is not None else "optional"
         else:
-            mode = engine.directory.caller_encryption(call.caller, flow,
-                                                      engine.location, engine.wall_clock())
+            mode = directory.caller_encryption(call.caller, flow, _Scoped(engine, call),
+                                               engine.wall_clock())
         return MediaOpen(call.key, request.body, music, flow.host, mode, True)
 
     def media_opened(self, call: Call, event: MediaOpened) -> None:
@@ -192,12 +200,17 @@ class Trunking:
              private: bool, ring_timeout: float | None) -> Plan | str:
         """The plan of a call to external `number` through the first trunk that takes it and
         has a free line (holding that line), or why there is none."""
-        if not self.trunks.order:
+        directory = call.tenant.directory
+        if not directory.trunk_specs:
             return NO_TRUNK
         self._release_outbound(call)
-        cc = engine.directory.country_code
+        cc = directory.country_code
         dialled = number.translate(_SEPARATORS)
-        chosen = self.trunks.route(dialled, normalize_number(number, cc))
+        trunks = self.trunks
+        # The call's company's trunks only (each tenant's are named NAME@DOMAIN).
+        chosen = candidates(dialled, [trunks.specs.get(s.name, s) for s in directory.trunk_specs],
+                            is_up=trunks.is_up, has_free_line=trunks.has_free_line,
+                            canonical=normalize_number(number, cc))
         if not chosen.trunks:
             reason = chosen.reason or NO_TRUNK
             log.info("call %s: %s for %s", call.key, reason, number)
@@ -205,7 +218,7 @@ class Trunking:
         extra = engine._diversion(call, diverted_from) if diverted_from else []
         if private:
             extra += [("Privacy", "id"),
-                      ("P-Asserted-Identity", f"<sip:{call.caller}@{engine.directory.domain}>")]
+                      ("P-Asserted-Identity", f"<sip:{call.caller}@{call.tenant.domain}>")]
         state = self._state(call)
         state.number = number
         state.keep_original = diverted_from is not None
@@ -217,7 +230,7 @@ class Trunking:
             return NO_FREE_LINE
         target = self._target(engine, call, state, spec)
         return Plan([target], ring_timeout, extra, private,
-                    _trunk_named(engine.directory, spec.name))
+                    _trunk_named(directory, spec.name))
 
     def _next_trunk(self, call: Call, state: TrunkCall) -> TrunkSpec | None:
         """The next trunk to try whose line we could take (it is then held)."""
@@ -230,7 +243,7 @@ class Trunking:
 
     def _target(self, engine: CallEngine, call: Call, state: TrunkCall,
                 spec: TrunkSpec) -> Target:
-        cc = engine.directory.country_code
+        cc = call.tenant.directory.country_code
         dialled = format_number(state.number, spec.number_format, cc)
         host = f"[{spec.host}]" if ":" in spec.host else spec.host
         params: dict[str, str | None] = {}
@@ -243,7 +256,7 @@ class Trunking:
             shown = presented_number(spec, call.caller, keep_original=state.keep_original,
                                      country_code=cc) if call.caller else ""
             if shown:
-                domain = engine.directory.domain
+                domain = call.tenant.domain
                 name = call.caller_name
                 # The company's number is presented without a person's name.
                 company = spec.caller_id is not None and not state.keep_original
@@ -419,6 +432,17 @@ def _out(call: Call) -> str:
     return f"{call.key}/out"
 
 
-def _trunk_named(directory: Directory, name: str) -> Trunk | None:
+def _trunk_named(directory: HasTrunks, name: str) -> Trunk | None:
     return next((t for t in directory.trunks if t.name == name), None)
+
+
+class _Scoped:
+    """The registrar's lookup for the extensions of a call's company (b2bua.tenants.names)."""
+
+    def __init__(self, engine: CallEngine, call: Call) -> None:
+        self.location = engine.location
+        self.aor = call.tenant.aor
+
+    def lookup(self, extension: str, now: float) -> Any:
+        return self.location.lookup(self.aor(extension), now)
 

@@ -33,6 +33,133 @@ Finding = tuple[KeyPath, str, dict[str, Any]]
 
 
 def cross_check(raw: Mapping[str, Any], lines: Mapping[KeyPath, int]) -> list[Finding]:
+    """Every cross-reference finding of the document: the provider's sections, the top-level
+    company, each `[[tenants]]` company (paths from the root: `tenants[i].users[j]...`), and
+    what tenants must not share (domains, DIDs)."""
+    out = _provider(raw)
+    out.extend(_company(raw, lines))
+    if not any(True for _ in _tables(raw, "tenants")):
+        return out
+    for i, section in _tables(raw, "tenants"):
+        prefix: KeyPath = ("tenants", i)
+        for path, code, params in _company(section, _Prefixed(lines, prefix)):
+            if isinstance(params.get("other"), list):
+                params = {**params, "other": [*prefix, *params["other"]]}
+            out.append(((*prefix, *path), code, params))
+        out.extend(_limits(section, prefix))
+    out.extend(_tenant_checks(raw))
+    return out
+
+
+class _Prefixed:
+    """The line table of a tenant's section, by paths relative to it."""
+
+    def __init__(self, lines: Mapping[KeyPath, int], prefix: KeyPath) -> None:
+        self.lines = lines
+        self.prefix = prefix
+
+    def get(self, path: KeyPath) -> int | None:
+        return self.lines.get((*self.prefix, *path))
+
+
+def _limits(section: Mapping[str, Any], prefix: KeyPath) -> list[Finding]:
+    """A tenant declares no more users than its limit allows."""
+    limits = section.get("limits")
+    if not isinstance(limits, dict):
+        return []
+    most = limits.get("users")
+    users = section.get("users")
+    count = len(users) if isinstance(users, list) else 0
+    if isinstance(most, int) and not isinstance(most, bool) and 0 < most < count:
+        return [((*prefix, "limits", "users"), "tenant_user_limit",
+                 {"max": most, "count": count})]
+    return []
+
+
+def _tenant_checks(raw: Mapping[str, Any]) -> list[Finding]:
+    """Domains are unique (the top level's is `[server] domain`), a DID belongs to one company,
+    trunk names carry no `@` (a tenant's trunk is known as `NAME@DOMAIN` server-wide)."""
+    from b2bua.rules.numbers import normalize_number
+
+    out: list[Finding] = []
+    server = raw.get("server")
+    top = _str(server, "domain") if isinstance(server, dict) else None
+    country = (_str(server, "country_code") if isinstance(server, dict) else None) or "33"
+    domains: dict[str, KeyPath] = {}
+    if top is not None:
+        domains[top.lower()] = ("server", "domain")
+    companies: list[tuple[KeyPath, Mapping[str, Any]]] = [((), raw)]
+    for i, section in _tables(raw, "tenants"):
+        companies.append((("tenants", i), section))
+        domain = _str(section, "domain")
+        if domain is None:
+            continue
+        path: KeyPath = ("tenants", i, "domain")
+        if domain.lower() in domains:
+            out.append((path, "duplicate_domain",
+                        {"domain": domain, "other": list(domains[domain.lower()])}))
+        else:
+            domains[domain.lower()] = path
+    # The DIDs of each company; a number of two companies is reported at the later one.
+    owners: dict[str, tuple[KeyPath, KeyPath]] = {}
+    for prefix, company in companies:
+        for j, trunk in _tables(company, "trunks"):
+            name = _str(trunk, "name")
+            if name is not None and "@" in name:
+                out.append(((*prefix, "trunks", j, "name"), "trunk_name_at", {"name": name}))
+            did = trunk.get("did")
+            if not isinstance(did, dict):
+                continue
+            for number in did:
+                if not isinstance(number, str):
+                    continue
+                key = normalize_number(number, country)
+                where: KeyPath = (*prefix, "trunks", j, "did", number)
+                known = owners.get(key)
+                if known is None:
+                    owners[key] = (prefix, where)
+                elif known[0] != prefix:
+                    out.append((where, "did_taken", {"number": number, "other": list(known[1])}))
+    return out
+
+
+def _provider(raw: Mapping[str, Any]) -> list[Finding]:
+    """The provider's own sections: server and registrar."""
+    out: list[Finding] = []
+    params: dict[str, Any]
+    # Server.
+    server = raw.get("server")
+    if isinstance(server, dict):
+        listen = server.get("listen")
+        if isinstance(listen, list) and any(
+            isinstance(s, str) and s.startswith("tls:") for s in listen
+        ):
+            for key in ("tls_cert", "tls_key"):
+                if key not in server:
+                    out.append((("server", key), "tls_required", {}))
+        algos = server.get("auth_algorithms")
+        if isinstance(algos, list) and len(set(map(str, algos))) != len(algos):
+            out.append((("server", "auth_algorithms"), "duplicate_algorithm", {}))
+
+    # Registrar timers.
+    reg = raw.get("registrar")
+    if isinstance(reg, dict):
+        lo, default, hi = (
+            reg.get(k, d)
+            for k, d in (("min_expires", 60), ("default_expires", 3600), ("max_expires", 3600))
+        )
+        if all(isinstance(v, int) for v in (lo, default, hi)):
+            if lo > hi:
+                out.append((("registrar", "min_expires"), "expires_order", {"min": lo, "max": hi}))
+            elif not lo <= default <= hi:
+                params = {"default": default, "min": lo, "max": hi}
+                out.append((("registrar", "default_expires"), "default_expires_range", params))
+    return out
+
+
+def _company(raw: Mapping[str, Any], lines: Any) -> list[Finding]:
+    """The checks of one company's sections: the top level's, or a tenant's (`raw` its
+    section, `lines` relative to it)."""
     out: list[Finding] = []
     params: dict[str, Any]
     users = {u: i for i, t in _tables(raw, "users") if (u := _str(t, "extension")) is not None}
@@ -72,20 +199,6 @@ def cross_check(raw: Mapping[str, Any], lines: Mapping[KeyPath, int]) -> list[Fi
             if section == "music" and name in SHIPPED_MUSIC:
                 out.append(((section, i, "name"), "shipped_music_name", {"name": name}))
 
-    # Server.
-    server = raw.get("server")
-    if isinstance(server, dict):
-        listen = server.get("listen")
-        if isinstance(listen, list) and any(
-            isinstance(s, str) and s.startswith("tls:") for s in listen
-        ):
-            for key in ("tls_cert", "tls_key"):
-                if key not in server:
-                    out.append((("server", key), "tls_required", {}))
-        algos = server.get("auth_algorithms")
-        if isinstance(algos, list) and len(set(map(str, algos))) != len(algos):
-            out.append((("server", "auth_algorithms"), "duplicate_algorithm", {}))
-
     # Trunks: credentials come in pairs, and registering needs them.
     for i, t in _tables(raw, "trunks"):
         has_user, has_password = "username" in t, "password" in t
@@ -95,20 +208,6 @@ def cross_check(raw: Mapping[str, Any], lines: Mapping[KeyPath, int]) -> list[Fi
             out.append((("trunks", i, missing), "required_with", {"other": other}))
         elif t.get("register") is True and not has_user:
             out.append((("trunks", i, "username"), "required_to_register", {}))
-
-    # Registrar timers.
-    reg = raw.get("registrar")
-    if isinstance(reg, dict):
-        lo, default, hi = (
-            reg.get(k, d)
-            for k, d in (("min_expires", 60), ("default_expires", 3600), ("max_expires", 3600))
-        )
-        if all(isinstance(v, int) for v in (lo, default, hi)):
-            if lo > hi:
-                out.append((("registrar", "min_expires"), "expires_order", {"min": lo, "max": hi}))
-            elif not lo <= default <= hi:
-                params = {"default": default, "min": lo, "max": hi}
-                out.append((("registrar", "default_expires"), "default_expires_range", params))
 
     # System extensions: members are users.
     for i, t in _tables(raw, "system_extensions"):

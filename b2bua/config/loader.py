@@ -17,7 +17,7 @@ from b2bua.config.checks import cross_check
 from b2bua.config.issues import ConfigError, ConfigIssue, KeyPath, PathPart, format_path
 from b2bua.config.locator import Locator, line_for
 from b2bua.config.messages import Problem, render
-from b2bua.config.schema import DESTINATION_KINDS, FIELD_NAMES, Config
+from b2bua.config.schema import DESTINATION_KINDS, FIELD_NAMES, Config, User
 
 __all__ = ["config_from_dict", "config_from_text", "load_config", "problem_of"]
 
@@ -99,16 +99,24 @@ def _validate(
 
 
 def _fill_user_defaults(config: Config) -> Config:
-    users = tuple(
-        u.model_copy(
-            update={
-                "timezone": u.timezone or config.server.timezone,
-                "language": u.language or config.server.language,
-            }
+    server = config.server
+
+    def filled(users: tuple[User, ...]) -> tuple[User, ...]:
+        return tuple(
+            u if u.timezone and u.language else u.model_copy(
+                update={
+                    "timezone": u.timezone or server.timezone,
+                    "language": u.language or server.language,
+                }
+            )
+            for u in users
         )
-        for u in config.users
-    )
-    return config.model_copy(update={"users": users})
+
+    update: dict[str, Any] = {"users": filled(config.users)}
+    if config.tenants:
+        update["tenants"] = tuple(
+            t.model_copy(update={"users": filled(t.users)}) for t in config.tenants)
+    return config.model_copy(update=update)
 
 
 def _syntax_issue(file: str, text: str, exc: tomllib.TOMLDecodeError) -> ConfigIssue:

@@ -337,6 +337,28 @@ MESSAGES: dict[str, dict[Lang, Template]] = {
     "member_twice": _both(
         "member {member!r} is listed twice", "le membre « {member} » est cité deux fois"
     ),
+    "invalid_domain": _both(
+        "{value!r} is not a domain name (such as acme.example)",
+        "« {value} » n'est pas un nom de domaine (comme acme.example)",
+    ),
+    "duplicate_domain": _both(
+        lambda p: f"domain {p['domain']!r} is already the domain of {_path(p, 'other')}",
+        lambda p: f"le domaine « {p['domain']} » est déjà celui de {_path(p, 'other')}",
+    ),
+    "did_taken": _both(
+        lambda p: f"number {p['number']!r} is already a DID of another tenant "
+        f"({_path(p, 'other')})",
+        lambda p: f"le numéro « {p['number']} » est déjà un numéro d'appel d'une autre entreprise "
+        f"({_path(p, 'other')})",
+    ),
+    "trunk_name_at": _both(
+        "{name!r}: a trunk name has no '@' when tenants are declared",
+        "« {name} » : un nom de trunk ne contient pas de « @ » quand des entreprises sont déclarées",
+    ),
+    "tenant_user_limit": _both(
+        "{count} users for a limit of {max}",
+        "{count} utilisateurs pour une limite de {max}",
+    ),
     "did_unknown_extension": _both(
         "extension {extension!r} is neither a user nor a system extension",
         "le poste « {extension} » n'est ni un utilisateur ni un poste système",

@@ -399,6 +399,30 @@ class Schedule(ConfigModel):
     exceptional: tuple[ExceptionalPeriod, ...] = ()
 
 
+class Limits(ConfigModel):
+    """A tenant's limits (0: none): users configured, devices registered at once (bindings),
+    calls in progress at once."""
+
+    users: Annotated[StrictInt, Field(ge=0, le=10_000_000)] = 0
+    devices: Annotated[StrictInt, Field(ge=0, le=10_000_000)] = 0
+    calls: Annotated[StrictInt, Field(ge=0, le=10_000_000)] = 0
+
+
+_DOMAIN_RE = re.compile(
+    r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
+)
+
+
+def _tenant_domain(value: str) -> str:
+    if not _DOMAIN_RE.match(value) or value.replace(".", "").isdigit():
+        raise Problem("invalid_domain", value=value)
+    return value.lower()
+
+
+TenantDomain = Annotated[StrictStr, AfterValidator(_tenant_domain)]
+
+
 class User(ConfigModel):
     extension: Extension
     name: NonEmptyStr
@@ -421,6 +445,28 @@ class User(ConfigModel):
         return self.timezone or "UTC"
 
 
+class TenantSection(ConfigModel):
+    """`[[tenants]]`: a company of a provider, with its own SIP domain (its devices register as
+    `EXT@domain`, its digest realm), limits, and, scoped to it, the same sections as the top
+    level (docs/tenants.md). The top level of the file is a tenant too: the one whose domain
+    is `[server] domain`."""
+
+    domain: TenantDomain
+    name: NonEmptyStr
+    limits: Limits = Field(default_factory=Limits)
+    trunks: tuple[Trunk, ...] = ()
+    music: tuple[Music, ...] = ()
+    announcements: tuple[Announcement, ...] = ()
+    system_extensions: tuple[SystemExtension, ...] = ()
+    users: tuple[User, ...] = ()
+
+
+# The sections a tenant has of its own (the rest of the file is the provider's, shared).
+TENANT_SECTIONS: tuple[str, ...] = (
+    "trunks", "music", "announcements", "system_extensions", "users",
+)
+
+
 class Config(ConfigModel):
     """The whole validated configuration. Relative paths are resolved against the file's folder."""
 
@@ -435,31 +481,78 @@ class Config(ConfigModel):
     announcements: tuple[Announcement, ...] = ()
     system_extensions: tuple[SystemExtension, ...] = ()
     users: tuple[User, ...] = ()
+    tenants: tuple[TenantSection, ...] = ()
 
     _source: str = PrivateAttr(default="<config>")
     _lines: Mapping[KeyPath, int] = PrivateAttr(default_factory=dict)
+    # Where this configuration's sections are in the file: () for the file itself and its
+    # top-level tenant, ("tenants", i) for the view of tenant i (`tenant_view`).
+    _prefix: KeyPath = PrivateAttr(default=())
 
     @property
     def source(self) -> str:
         """The file this configuration was read from, as given to `load_config`."""
         return self._source
 
+    @property
+    def prefix(self) -> KeyPath:
+        """Where this configuration's sections are in the file (`tenant_view`)."""
+        return self._prefix
+
     def line_of(self, path: Sequence[PathPart]) -> int:
         """Line of a field path in the source file (closest enclosing table when absent)."""
-        return line_for(self._lines, tuple(path))
+        return line_for(self._lines, self._in_file(path))
+
+    def _in_file(self, path: Sequence[PathPart]) -> KeyPath:
+        if self._prefix and path and path[0] in TENANT_SECTIONS:
+            return (*self._prefix, *path)
+        return tuple(path)
+
+    def _field(self, path: Sequence[PathPart]) -> str:
+        return format_path(self._in_file(path))
 
     def problem(self, path: Sequence[PathPart], code: str, **params: Any) -> ConfigIssue:
-        """A `ConfigIssue` about `path` with a code of b2bua.config.messages."""
+        """A `ConfigIssue` about `path` with a code of b2bua.config.messages (`path` from this
+        configuration's root; `field` names it as in the file)."""
         return ConfigIssue(
-            self._source, self.line_of(path), format_path(path), render(code, params, "en"),
+            self._source, self.line_of(path), self._field(path), render(code, params, "en"),
             code, params, tuple(path),
         )  # fmt: skip
 
     def issue(self, path: Sequence[PathPart], reason: str) -> ConfigIssue:
         """A `ConfigIssue` about `path` in this configuration's file."""
         return ConfigIssue(
-            self._source, self.line_of(path), format_path(path), reason, path=tuple(path)
+            self._source, self.line_of(path), self._field(path), reason, path=tuple(path)
         )
+
+    def tenant_view(self, section: TenantSection | None = None, index: int | None = None
+                    ) -> Config:
+        """The configuration one tenant runs with: the provider's sections (server, registrar,
+        media...) with `server.domain` the tenant's, and the tenant's own users, trunks,
+        system extensions, music and announcements at the top level, where every per-company
+        part (the call directory, the rule compiler, the settings store, the dashboard) reads
+        them. Without `section`: the top-level tenant (the file without its `[[tenants]]`).
+        `index`: the section's place in `tenants` (issues then name `tenants[i]...`)."""
+        if section is None:
+            view = self.model_copy(update={"tenants": ()}) if self.tenants else self
+            return view
+        server = self.server.model_copy(update={"domain": section.domain})
+        view = self.model_copy(update={
+            "server": server, "trunks": section.trunks, "music": section.music,
+            "announcements": section.announcements,
+            "system_extensions": section.system_extensions, "users": section.users,
+            "tenants": (),
+        })  # fmt: skip
+        view._prefix = ("tenants", index) if index is not None else ()
+        return view
+
+    def tenant_section(self, domain: str) -> tuple[int, TenantSection] | None:
+        """The `[[tenants]]` entry of `domain` (case-insensitive) and its index."""
+        wanted = domain.lower()
+        for i, section in enumerate(self.tenants):
+            if section.domain == wanted:
+                return i, section
+        return None
 
     def user(self, extension: str) -> User | None:
         for user in self.users:
@@ -501,6 +594,8 @@ FIELD_NAMES: frozenset[str] = frozenset(
         AnnouncementDestination,
         MobileDestination,
         SystemDestination,
+        Limits,
+        TenantSection,
     )
     for name in model.model_fields
 )

@@ -26,6 +26,15 @@ Time: `next_deadline()` is the earliest of the location service's deadlines (exp
 unreachable binding's grace, keep-alive probes); `handle_deadline(now)` and `keepalive_due(now)`
 do what is due, and sweep the (bounded) nonce-count and lockout tables at most every 10 s.
 
+Tenants (docs/tenants.md): every company served has a realm, its SIP domain, with its own
+digest credentials and users. The top-level company's (tenant key `''`) is `settings.domain`;
+`set_tenant` adds or replaces another's. Inside the registrar a tenant's extensions, device
+usernames and bindings are known by scoped names (`1001@acme.example`, b2bua.tenants.names;
+the top-level company's stay `1001`): the location service, the store and the call engine
+never mix two companies' extension 1001. A request's tenant is the realm of its credentials,
+else the domain its From, Request-URI or To names, else the top-level company; it is
+challenged in that realm and authenticates only that tenant's users.
+
 Device mapping, NAT, push and lockout are explained in docs/registrar.md.
 """
 
@@ -57,6 +66,7 @@ from b2bua.registrar.model import (
     AuthResult,
     Binding,
     DeviceClaim,
+    DeviceSpec,
     LocationStore,
     RegistrarSettings,
     StoreBatch,
@@ -70,6 +80,7 @@ from b2bua.sip.grammar import is_digits, quote
 from b2bua.sip.headers import NameAddr, canonical_name, parse_name_addr
 from b2bua.sip.message import Request, Response, is_utf8, make_response
 from b2bua.sip.uri import SipUri, parse_sip_uri
+from b2bua.tenants.names import scoped, split
 
 log = logging.getLogger("b2bua.registrar")
 
@@ -112,6 +123,33 @@ MD5_ONLY_AGENTS = ("baresip",)
 
 
 @dataclass(slots=True, eq=False)
+class Realm:
+    """One tenant's part of the registrar: its domain (the digest realm), credentials and
+    served extensions (scoped names), and its device limit (0: none)."""
+
+    key: str
+    domain: str
+    digest: DigestServer
+    extensions: frozenset[str] = frozenset()
+    usernames: frozenset[str] = frozenset()
+    static: frozenset[str] = frozenset()
+    max_devices: int = 0
+
+
+def _realm_param(value: str) -> str | None:
+    """The realm of a credentials header value, read cheaply (None when absent)."""
+    at = value.find("realm=")
+    if at < 0:
+        return None
+    rest = value[at + 6:].lstrip()
+    if rest.startswith('"'):
+        end = rest.find('"', 1)
+        return rest[1:end] if end > 0 else None
+    end = min((i for i in (rest.find(","), rest.find(" ")) if i >= 0), default=len(rest))
+    return rest[:end]
+
+
+@dataclass(slots=True, eq=False)
 class PendingRegister:
     """A REGISTER whose changes wait for their commit (`batch`); see the module docstring."""
 
@@ -142,13 +180,12 @@ class Registrar:
         self.settings = settings
         self._store = store
         self._random = random_bytes
-        self._digest = DigestServer(
-            settings.domain,
-            settings.auth_algorithms,
-            key=nonce_key,
-            nonce_ttl=settings.nonce_ttl,
-            random_bytes=random_bytes,
-        )
+        self._nonce_key = nonce_key
+        self._digest = self._digest_for(settings.domain)
+        self._default = Realm("", settings.domain, self._digest)
+        self._realms: dict[str, Realm] = {"": self._default}  # by tenant key
+        self._domains: dict[str, Realm] = {settings.domain.lower(): self._default}
+        self._only: Realm | None = self._default  # set while one tenant is served
         self._users: dict[str, UserAccount] = {}
         self._extension_of: dict[str, str] = {}  # username (extension or device) -> extension
         self._users_changed = False
@@ -213,32 +250,60 @@ class Registrar:
 
     # ---------------------------------------------------------------------------------------
     # Users
+    def _digest_for(self, realm: str) -> DigestServer:
+        s = self.settings
+        return DigestServer(realm, s.auth_algorithms, key=self._nonce_key,
+                            nonce_ttl=s.nonce_ttl, random_bytes=self._random)
+
     def set_users(self, users: Iterable[UserAccount]) -> None:
-        """(Re)load the served users: credentials, usernames and static contacts. Bindings of
-        users that disappeared are dropped at the next `restore`/`handle_deadline`."""
-        self._users = {u.extension: u for u in users}
-        self._users_changed = True
-        self._extension_of = {}
+        """(Re)load the top-level company's users: credentials, usernames and static contacts.
+        Bindings of users that disappeared are dropped at the next `restore`/`handle_deadline`."""
+        self.set_tenant("", self.settings.domain, users)
+
+    def set_tenant(self, key: str, domain: str, users: Iterable[UserAccount],
+                   max_devices: int = 0) -> None:
+        """Add or replace tenant `key` (domain `domain`, its digest realm) with `users` (their
+        extensions and usernames as configured, unscoped). `max_devices`: most live bindings
+        the tenant may have at once (0: no limit)."""
+        old = self._realms.get(key)
+        if old is not None and old.domain == domain:
+            realm = old
+        else:
+            realm = Realm(key, domain, self._digest if key == "" and domain ==
+                          self.settings.domain else self._digest_for(domain))
+        self._forget(old)
+        realm.max_devices = max_devices
         credentials: dict[str, str] = {}
         static: dict[str, list[Binding]] = {}
-        for user in self._users.values():
-            self._extension_of[user.extension] = user.extension
-            credentials[user.extension] = user.secret
-            for index, device in enumerate(user.devices):
-                name = device.username or user.extension
-                self._extension_of[name] = user.extension
+        extensions: list[str] = []
+        usernames: list[str] = []
+        for given in users:
+            ext = scoped(given.extension, key)
+            devices = tuple(
+                DeviceSpec(d.type, d.label, scoped(d.username, key) if d.username else None,
+                           d.contact, d.transport) for d in given.devices)
+            user = UserAccount(ext, given.name, given.secret, devices)
+            self._users[ext] = user
+            extensions.append(ext)
+            self._extension_of[ext] = ext
+            usernames.append(ext)
+            credentials[given.extension] = user.secret
+            for index, device in enumerate(given.devices):
+                name = device.username or given.extension
+                self._extension_of[scoped(name, key)] = ext
+                usernames.append(scoped(name, key))
                 credentials[name] = user.secret
                 if device.contact is not None:
                     try:
                         uri = parse_sip_uri(device.contact)
                     except SipParseError as exc:
                         log.warning("ignoring static contact %r of %s: %s", device.contact,
-                                    user.extension, exc.reason)
+                                    ext, exc.reason)
                         continue
-                    static.setdefault(user.extension, []).append(
+                    static.setdefault(ext, []).append(
                         Binding(
-                            aor=user.extension,
-                            username=name,
+                            aor=ext,
+                            username=scoped(name, key),
                             key=f"static:{index}",
                             contact=device.contact,
                             flow=static_flow(uri, device.transport),
@@ -249,11 +314,74 @@ class Registrar:
                             static=True,
                         )
                     )
-        self.location.set_static(static)
-        self._digest.set_credentials(credentials)
+        realm.extensions = frozenset(extensions)
+        realm.usernames = frozenset(usernames)
+        realm.static = frozenset(static)
+        self.location.replace_static(old.static if old is not None else (), static)
+        realm.digest.set_credentials(credentials)
+        self._realms[key] = realm
+        self._domains[domain.lower()] = realm
+        self._only = realm if len(self._realms) == 1 else None
+        self._users_changed = True
+
+    def drop_tenant(self, key: str) -> None:
+        """Stop serving tenant `key`: its users authenticate no more; its bindings go at the
+        next `handle_deadline` (called at once by the shell)."""
+        if key == "":
+            raise ValueError("the top-level company cannot be dropped")
+        realm = self._realms.pop(key, None)
+        if realm is None:
+            return
+        self._forget(realm)
+        self.location.replace_static(realm.static, {})
+        self._only = next(iter(self._realms.values())) if len(self._realms) == 1 else None
+        self._users_changed = True
+
+    def _forget(self, realm: Realm | None) -> None:
+        if realm is None:
+            return
+        for ext in realm.extensions:
+            self._users.pop(ext, None)
+        for name in realm.usernames:
+            self._extension_of.pop(name, None)
+        if self._domains.get(realm.domain.lower()) is realm:
+            del self._domains[realm.domain.lower()]
+
+    @property
+    def tenants(self) -> list[str]:
+        """The keys of the tenants served."""
+        return list(self._realms)
+
+    def realm_of(self, key: str) -> Realm | None:
+        return self._realms.get(key)
+
+    def _realm_for(self, request: Request) -> Realm:
+        """The tenant a request belongs to (module docstring): one dict lookup or a few; none
+        while a single tenant is served."""
+        only = self._only
+        if only is not None:
+            return only
+        domains = self._domains
+        for name in ("authorization", "proxy-authorization"):
+            for value in request.headers.get_all(name):
+                realm_name = _realm_param(value)
+                if realm_name is not None:
+                    found = domains.get(realm_name.lower())
+                    if found is not None:
+                        return found
+        for uri in (_uri_of(request, "from"), request.request_uri, _uri_of(request, "to")):
+            if isinstance(uri, SipUri):
+                found = domains.get(uri.host.lower())
+                if found is not None:
+                    return found
+        return self._default
+
+    def tenant_of(self, request: Request) -> str:
+        """The key of the tenant a request belongs to (see `_realm_for`)."""
+        return self._realm_for(request).key
 
     def extension_for(self, username: str) -> str | None:
-        """The extension a username (extension or device username) belongs to."""
+        """The extension a username (extension or device username) belongs to, both scoped."""
         return self._extension_of.get(username)
 
     def user(self, extension: str) -> UserAccount | None:
@@ -261,6 +389,14 @@ class Registrar:
 
     def _served(self, b: Binding) -> bool:
         return self._extension_of.get(b.username) == b.aor
+
+    def device_count(self, key: str, now: float) -> int:
+        """Live registered bindings of tenant `key` (its device limit counts these)."""
+        realm = self._realms.get(key)
+        if realm is None:
+            return 0
+        current = self.location.current
+        return sum(1 for ext in realm.extensions for b in current(ext).values() if b.live(now))
 
     # ---------------------------------------------------------------------------------------
     # Persistence
@@ -340,8 +476,9 @@ class Registrar:
             log.debug("REGISTER from locked-out source %s refused", flow.host)
             return self._reply(request, 403)
         # Step 1: the Request-URI names a domain we hold bindings for.
+        realm = self._realm_for(request)
         ruri = request.request_uri
-        if not isinstance(ruri, SipUri) or not self._is_our_host(ruri.host, flow):
+        if not isinstance(ruri, SipUri) or not self._is_our_host(ruri.host, flow, realm):
             return self._reply(request, 403, "Domain Not Served Here")
         # Step 2: "the registrar MUST process the Require header field values as described
         # for UASs in Section 8.2.2" -> 420 with the tags we do not support.
@@ -349,7 +486,7 @@ class Registrar:
         if unsupported:
             return self._reply(request, 420, headers=[("Unsupported", ", ".join(unsupported))])
         # Steps 3 and 4: authenticate, then authorize for the To address-of-record.
-        auth = self._authenticate(request, flow, now, "Authorization")
+        auth = self._authenticate(request, flow, now, "Authorization", realm)
         if not auth.ok:
             assert auth.response is not None
             return auth.response
@@ -361,10 +498,10 @@ class Registrar:
         # the registrar MUST send a 404 (Not Found) response".
         to_uri = request.to.uri
         if not isinstance(to_uri, SipUri) or not to_uri.user or not self._is_our_host(
-            to_uri.host, flow
+            to_uri.host, flow, realm
         ):
             return self._reply(request, 404)
-        username = to_uri.user_unescaped or ""
+        username = scoped(to_uri.user_unescaped or "", realm.key)
         extension = self._extension_of.get(username)
         if extension is None:
             return self._reply(request, 404)
@@ -384,7 +521,7 @@ class Registrar:
             return self._ok(request, extension, username, now, outbound=False)
         if len(values) > self.settings.max_contacts_per_request:
             return self._reply(request, 403, "Too Many Contacts")
-        return self._update(request, flow, extension, username, header_expires, now)
+        return self._update(request, flow, extension, username, header_expires, now, realm)
 
     def _remove_all(
         self, request: Request, extension: str, username: str, now: float
@@ -410,6 +547,7 @@ class Registrar:
         username: str,
         header_expires: int | None,
         now: float,
+        realm: Realm | None = None,
     ) -> Response | PendingRegister:
         s = self.settings
         call_id = request.call_id
@@ -462,7 +600,7 @@ class Registrar:
                 if outbound_used:
                     return self._reply(request, 400, "Several Contacts With reg-id")
                 outbound_used = True
-            key = binding_key(username, instance, reg_id if outbound else None, uri)
+            key = binding_key(split(username)[1], instance, reg_id if outbound else None, uri)
             if key in changes:
                 existing = changes[key]
             else:
@@ -520,6 +658,12 @@ class Registrar:
                 live_after.add(key)
         if len(live_after) > s.max_bindings_per_aor:
             return self._reply(request, 403, "Too Many Registrations")
+        if realm is not None and realm.max_devices:
+            added = sum(1 for k in live_after if k not in current or not current[k].live(now))
+            if added and self.device_count(realm.key, now) + added > realm.max_devices:
+                # The tenant's limit of registered devices (docs/tenants.md, Limits).
+                self.counters["device_limit"] = self.counters.get("device_limit", 0) + 1
+                return self._reply(request, 403, "Device Limit Reached")
 
         # Devices for bindings that have none yet.
         new_claims: dict[tuple[str, int], DeviceClaim] = {}
@@ -623,8 +767,9 @@ class Registrar:
             request, status, reason, to_tag=self._random(6).hex(), headers=headers
         )
 
-    def _is_our_host(self, host: str, flow: Flow) -> bool:
-        if host.lower() == self.settings.domain.lower():
+    def _is_our_host(self, host: str, flow: Flow, realm: Realm | None = None) -> bool:
+        domain = realm.domain if realm is not None else self.settings.domain
+        if host.lower() == domain.lower():
             return True
         bare = host[1:-1] if host.startswith("[") else host
         try:
@@ -710,10 +855,10 @@ class Registrar:
         (`flow`, else `request.source` when it is a Flow) is subject to lockout."""
         if flow is None and isinstance(request.source, Flow):
             flow = request.source
-        return self._authenticate(request, flow, now, header)
+        return self._authenticate(request, flow, now, header, self._realm_for(request))
 
     def _authenticate(
-        self, request: Request, flow: Flow | None, now: float, header: str
+        self, request: Request, flow: Flow | None, now: float, header: str, realm: Realm
     ) -> AuthResult:
         if header.lower() == "authorization":
             status, challenge = 401, "WWW-Authenticate"
@@ -723,13 +868,15 @@ class Registrar:
         if host is not None and self.lockout.is_locked(host, now):
             self.counters["locked_refused"] += 1
             return AuthResult(False, response=self._reply(request, 403), reason="locked out")
-        result = self._digest.verify(
+        digest = realm.digest
+        result = digest.verify(
             request.method, request.request_uri_text, request.headers.get_all(header), now
         )
         if result.verdict is Verdict.OK and result.username is not None:
-            extension = self._extension_of.get(result.username)
+            username = scoped(result.username, realm.key)
+            extension = self._extension_of.get(username)
             if extension is not None:
-                return AuthResult(True, result.username, extension)
+                return AuthResult(True, username, extension)
         if result.verdict is Verdict.FAILED or result.verdict is Verdict.MALFORMED:
             # A malformed credential is a failed authentication too: counted towards lockout.
             self.counters["auth_failed"] += 1
@@ -757,7 +904,7 @@ class Registrar:
             self.counters["md5_only_agent"] = self.counters.get("md5_only_agent", 0) + 1
         headers = [
             (challenge, v)
-            for v in self._digest.challenges(now, stale=stale, algorithms=algorithms)
+            for v in digest.challenges(now, stale=stale, algorithms=algorithms)
         ]
         return AuthResult(
             False,
@@ -862,6 +1009,15 @@ class Registrar:
         removed = self.location.expire(now, gone)
         if now - self._last_sweep >= SWEEP_INTERVAL:
             self._last_sweep = now
-            self._digest.purge(now)
+            for realm in self._realms.values():
+                realm.digest.purge(now)
             self.lockout.purge(now)
         return removed
+
+
+def _uri_of(request: Request, header: str) -> object:
+    """The URI of a From or To header, None when it cannot be read."""
+    try:
+        return (request.from_ if header == "from" else request.to).uri
+    except SipParseError:
+        return None

@@ -145,6 +145,12 @@ class LocationService:
     def set_static(self, static: Mapping[str, list[Binding]]) -> None:
         self._static = dict(static)
 
+    def replace_static(self, old: Iterable[str], static: Mapping[str, list[Binding]]) -> None:
+        """The static contacts of extensions `old` replaced by `static` (one tenant's)."""
+        for aor in old:
+            self._static.pop(aor, None)
+        self._static.update(static)
+
     def claim(self, extension: str, device: int) -> DeviceClaim | None:
         return self._claims.get((extension, device))
 

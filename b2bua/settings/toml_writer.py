@@ -9,7 +9,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from b2bua.config import Config, User
+from b2bua.config import Config, TenantSection, User
 
 __all__ = ["config_to_raw", "raw_to_toml", "user_to_raw"]
 
@@ -36,16 +36,23 @@ def config_to_raw(config: Config) -> dict[str, Any]:
             media["rtp_ports"] = str(config.media.rtp_ports)
         if "rtpengine" in media:
             media["rtpengine"] = str(config.media.rtpengine)
-    for i, trunk in enumerate(config.trunks):
+    _company_to_raw(raw, config)
+    for section, tenant in zip(raw.get("tenants", ()), config.tenants, strict=False):
+        _company_to_raw(section, tenant)
+    return raw
+
+
+def _company_to_raw(raw: dict[str, Any], company: Config | TenantSection) -> None:
+    """A company's sections (the top level's, or a tenant's) in their written form."""
+    for i, trunk in enumerate(company.trunks):
         raw["trunks"][i]["address"] = str(trunk.address)
         if "inbound_from" in raw["trunks"][i]:
             raw["trunks"][i]["inbound_from"] = [str(n) for n in trunk.inbound_from]
-    for i, music in enumerate(config.music):
+    for i, music in enumerate(company.music):
         raw["music"][i]["files"] = [str(f) for f in music.files]
-    for i, ann in enumerate(config.announcements):
+    for i, ann in enumerate(company.announcements):
         raw["announcements"][i]["file"] = str(ann.file)
-    raw["users"] = [user_to_raw(u) for u in config.users]
-    return raw
+    raw["users"] = [user_to_raw(u) for u in company.users]
 
 
 _BARE = re.compile(r"^[A-Za-z0-9_-]+$")
