@@ -72,29 +72,27 @@ MAX_PERSONAL_SECONDS = 300.0
 _SAMPLE_RATE = 8000
 
 
-def _save_row(conn: sqlite3.Connection, row: AnnouncementUpload | None, remove: str | None,
-              apply: Any, config: Any) -> None:
-    from b2bua.settings import REVISION_KEY
+def _save_row(conn: sqlite3.Connection, tenant: str, row: AnnouncementUpload | None,
+              remove: str | None, apply: Any, config: Any) -> None:
+    from b2bua.settings.overrides import bump_revision
 
     with transaction(conn):
         if remove is not None:
-            conn.execute("DELETE FROM announcement_uploads WHERE name = ?", (remove,))
+            conn.execute("DELETE FROM announcement_uploads WHERE tenant = ? AND name = ?",
+                         (tenant, remove))
         if row is not None:
             conn.execute(
-                "INSERT INTO announcement_uploads (name, label, owner, file, original, duration,"
-                " uploaded_at, uploaded_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name)"
+                "INSERT INTO announcement_uploads (tenant, name, label, owner, file, original,"
+                " duration, uploaded_at, uploaded_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (tenant, name)"
                 " DO UPDATE SET label = excluded.label, owner = excluded.owner,"
                 " file = excluded.file, original = excluded.original,"
                 " duration = excluded.duration, uploaded_at = excluded.uploaded_at,"
                 " uploaded_by = excluded.uploaded_by",
-                (row.name, row.label, row.owner, row.file, row.original, row.duration,
+                (tenant, row.name, row.label, row.owner, row.file, row.original, row.duration,
                  row.uploaded_at, row.uploaded_by),
             )
-        conn.execute(
-            "INSERT INTO meta (key, value) VALUES (?, 1) "
-            "ON CONFLICT (key) DO UPDATE SET value = value + 1",
-            (REVISION_KEY,),
-        )
+        bump_revision(conn, tenant)
         apply(config)
 
 
@@ -106,7 +104,7 @@ async def _change(board: Dashboard, row: AnnouncementUpload | None, remove: str 
     ensure_schema(conn)
 
     def build() -> tuple[dict[str, Any], Any]:
-        current = stored_announcements(conn)
+        current = stored_announcements(conn, board.tenant)
         merged = {(r.name, str(board.data_dir / r.file)) for r in current}
         raw = store.merged_raw()
         raw["announcements"] = [a for a in raw.get("announcements", [])
@@ -116,7 +114,7 @@ async def _change(board: Dashboard, row: AnnouncementUpload | None, remove: str 
         return merge_announcements(raw, conn, board.data_dir, rows), row
 
     def save(stored: Any, config: Any) -> None:
-        _save_row(conn, stored, remove, board.install, config)
+        _save_row(conn, board.tenant, stored, remove, board.install, config)
 
     await board.change(build, save, None)
 
@@ -340,7 +338,7 @@ async def list_shared(request: web.Request) -> web.Response:
     acc = account(request)
     board = dashboard(request)
     language = request.query.get("lang") or _lang(request)
-    uploads = stored_announcements(board.store.conn)
+    uploads = stored_announcements(board.store.conn, board.tenant)
     rows = await asyncio.to_thread(_entries, board, uploads, language, None, acc.role == "admin")
     return web.json_response({"announcements": rows})
 
@@ -355,7 +353,7 @@ async def upload(request: web.Request) -> web.Response:
     name = fields.get("name", "")
     label = fields.get("label", "")
     issues: list[ApiError] = []
-    uploads = {u.name for u in stored_announcements(board.store.conn)}
+    uploads = {u.name for u in stored_announcements(board.store.conn, board.tenant)}
     if not _NAME.match(name):
         issues.append(_refuse(request, 422, "name_invalid", "name"))
     elif name in SHIPPED_PROMPTS or (
@@ -391,7 +389,7 @@ async def _store(board: Dashboard, name: str, label: str | None, owner: str | No
     relative = UPLOADS / f"{name}-{uuid.uuid4().hex[:8]}.wav"
     path = board.data_dir / relative
     await asyncio.to_thread(_write_wav, path, pcm)
-    old = next((r for r in stored_announcements(board.store.conn) if r.name == name), None)
+    old = next((r for r in stored_announcements(board.store.conn, board.tenant) if r.name == name), None)
     previous = None
     if replacing and board.library.has_prompt(name):
         previous = await asyncio.to_thread(_prompt_pcm, board, name)
@@ -441,7 +439,7 @@ async def delete(request: web.Request) -> web.Response:
     require_admin(request)
     board = dashboard(request)
     name = request.match_info["name"]
-    row = next((r for r in stored_announcements(board.store.conn)
+    row = next((r for r in stored_announcements(board.store.conn, board.tenant)
                 if r.name == name and r.owner is None), None)
     if row is None:
         raise _refuse(request, 404, "not_found", "name")
@@ -454,7 +452,7 @@ async def delete(request: web.Request) -> web.Response:
 
 def _own(board: Dashboard, ext: str) -> dict[str, Any]:
     out: dict[str, Any] = {"absence": None, "greeting": None}
-    for r in stored_announcements(board.store.conn):
+    for r in stored_announcements(board.store.conn, board.tenant):
         if r.owner == ext and r.name == own_name(ext):
             out["absence"] = {"name": r.name, "duration": r.duration,
                               "updated_at": iso(r.uploaded_at)}
@@ -473,7 +471,7 @@ async def list_for_user(request: web.Request) -> web.Response:
     acc = account(request)
     user = board.config.user(ext)
     language = request.query.get("lang") or getattr(user, "language", None) or _lang(request)
-    uploads = stored_announcements(board.store.conn)
+    uploads = stored_announcements(board.store.conn, board.tenant)
     rows = await asyncio.to_thread(_entries, board, uploads, language, ext, acc.role == "admin")
     return web.json_response({"announcements": rows, "own": _own(board, ext)})
 
@@ -498,7 +496,7 @@ async def audio(request: web.Request) -> web.Response:
     if language not in ("fr", "en", None):
         language = None
     known = SHIPPED_PROMPTS | {a.name for a in board.config.announcements} | {
-        r.name for r in stored_announcements(board.store.conn)}
+        r.name for r in stored_announcements(board.store.conn, board.tenant)}
     if name not in known:
         raise _refuse(request, 404, "not_found", "name")
     try:
@@ -532,7 +530,7 @@ async def put_message(request: web.Request) -> web.Response:
         await asyncio.to_thread(_write_wav, board.data_dir / GREETINGS / f"{ext}.wav", pcm)
     else:
         name = own_name(ext)
-        exists = any(r.name == name for r in stored_announcements(board.store.conn))
+        exists = any(r.name == name for r in stored_announcements(board.store.conn, board.tenant))
         await _store(board, name, None, ext, pcm, original, acc.login, replacing=exists)
     return web.json_response({"slot": slot, "duration": seconds, "own": _own(board, ext),
                               "warnings": []})
@@ -550,7 +548,7 @@ async def delete_message(request: web.Request) -> web.Response:
             raise _refuse(request, 404, "no_message", "slot")
         path.unlink()
     else:
-        row = next((r for r in stored_announcements(board.store.conn)
+        row = next((r for r in stored_announcements(board.store.conn, board.tenant)
                     if r.name == own_name(ext)), None)
         if row is None:
             raise _refuse(request, 404, "no_message", "slot")
@@ -565,7 +563,7 @@ async def message_audio(request: web.Request) -> web.StreamResponse:
     if slot == "greeting":
         path = board.data_dir / GREETINGS / f"{ext}.wav"
     else:
-        row = next((r for r in stored_announcements(board.store.conn)
+        row = next((r for r in stored_announcements(board.store.conn, board.tenant)
                     if r.name == own_name(ext)), None)
         path = board.data_dir / row.file if row is not None else board.data_dir / "-"
     if not path.is_file():

@@ -23,6 +23,7 @@ from b2bua.config import Config, ConfigIssue, KeyPath, format_path
 from b2bua.config.lang import LANGUAGES, Lang, negotiate
 from b2bua.config.loader import problem_of
 from b2bua.settings import Account, SettingsRejected, SettingsStore, user_scope
+from b2bua.tenants.names import scoped
 
 log = logging.getLogger("b2bua.api")
 
@@ -149,7 +150,22 @@ class Dashboard:
 
     @property
     def data_dir(self) -> Path:
+        """Where this tenant's uploads live (`data_dir`, or `data_dir/tenants/DOMAIN`)."""
+        return self.store.files_dir
+
+    @property
+    def root_dir(self) -> Path:
+        """The server's `data_dir` (voicemail boxes are found from it by their scoped name)."""
         return Path(self.config.server.data_dir)
+
+    @property
+    def tenant(self) -> str:
+        """The key of the tenant this board serves (`''`: the top-level company)."""
+        return self.store.tenant
+
+    def box(self, extension: str) -> str:
+        """`extension` of this tenant as voicemail, MWI and the registrar name it."""
+        return scoped(extension, self.store.tenant)
 
     async def change(
         self, build: Callable[[], tuple[dict[str, Any], Any]], save: Callable[[Any, Config], None],

@@ -300,7 +300,7 @@ async def list_voicemail_h(request: web.Request) -> web.Response:
 
     user = board.config.user(ext)
     tz = ZoneInfo(user.tz) if user else None
-    messages = list_voicemail(board.store.conn, ext)
+    messages = list_voicemail(board.store.conn, board.box(ext))
     rows = []
     for m in messages:
         row = m.to_json()
@@ -318,7 +318,7 @@ def _message(request: web.Request) -> tuple[Dashboard, Any]:
         vm_id = int(request.match_info["id"])
     except ValueError:
         vm_id = -1
-    vm = get_voicemail(board.store.conn, ext, vm_id)
+    vm = get_voicemail(board.store.conn, board.box(ext), vm_id)
     if vm is None:
         raise ApiError(404, "not_found", msg("no_voicemail"))
     return board, vm
@@ -326,7 +326,7 @@ def _message(request: web.Request) -> tuple[Dashboard, Any]:
 
 async def voicemail_audio(request: web.Request) -> web.StreamResponse:
     board, vm = _message(request)
-    path = voicemail_file(board.data_dir, vm)
+    path = voicemail_file(board.root_dir, vm)
     if path is None or not path.is_file():
         raise ApiError(410, "gone", msg("recording_missing"))
     headers = {"Cache-Control": "private, no-store"}
@@ -353,7 +353,7 @@ async def patch_voicemail(request: web.Request) -> web.Response:
 
 async def delete_voicemail(request: web.Request) -> web.Response:
     board, vm = _message(request)
-    path = voicemail_file(board.data_dir, vm)
+    path = voicemail_file(board.root_dir, vm)
     board.store.conn.execute("DELETE FROM voicemail WHERE id = ?", (vm.id,))
     if path is not None:
         path.unlink(missing_ok=True)

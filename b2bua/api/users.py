@@ -129,7 +129,7 @@ def personal_owner(board: Dashboard, name: str) -> str | None:
     stored), None for a shared announcement."""
     from b2bua.settings.announcements import stored_announcements
 
-    for row in stored_announcements(board.store.conn):
+    for row in stored_announcements(board.store.conn, board.tenant):
         if row.name == name and row.owner is not None:
             return row.owner
     prefix, dot, ext = name.partition(".")

@@ -46,8 +46,9 @@ STEP = 1000  # CSeq added to the journaled one for the BYE of a dead node's call
 REASON = 'Q.850;cause=41;text="node failure"'
 
 _INSERT = (
-    "INSERT INTO cluster_dialogs (node, call_key, dialog, at) VALUES ($1, $2, $3::jsonb, $4) "
-    "ON CONFLICT (node, call_key) DO UPDATE SET dialog = EXCLUDED.dialog, at = EXCLUDED.at"
+    "INSERT INTO cluster_dialogs (node, call_key, dialog, at, tenant) VALUES ($1, $2, $3::jsonb,"
+    " $4, $5) ON CONFLICT (node, call_key) DO UPDATE SET dialog = EXCLUDED.dialog,"
+    " at = EXCLUDED.at"
 )
 _DELETE = "DELETE FROM cluster_dialogs WHERE node = $1 AND call_key = $2"
 
@@ -70,7 +71,8 @@ def call_entry(call: Any) -> dict[str, Any]:
         "legs": legs,
         "record": {"call_id": call.a_request.call_id, "caller": call.caller,
                    "callee": call.callee, "did": call.did, "started": call.started,
-                   "answered": call.answered_at, "answered_by": call.answered_by},
+                   "answered": call.answered_at, "answered_by": call.answered_by,
+                   "tenant": call.tenant.key},
     }
 
 
@@ -102,7 +104,8 @@ class DialogJournal:
             return
         self.counters["journaled"] += 1
         self.writer.submit(Job([(_INSERT, (self.node, call.key, json.dumps(entry),
-                                           time.time()))], what="dialog journal"))
+                                           time.time(), call.tenant.key))],
+                               what="dialog journal"))
 
     def ended(self, call: Any) -> None:
         self.writer.submit(Job([(_DELETE, (self.node, call.key))], what="dialog journal"))
@@ -182,6 +185,7 @@ def end_orphan(server: Any, node: str, key: str, entry: dict[str, Any],
             started=float(info.get("started") or now()), answered=info.get("answered"),
             ended=now(), outcome="answered", answered_by=info.get("answered_by"), rule=None,
             destination=None, trace=[f"node failure: ended by {server.cluster.node}"],
+            tenant=str(info.get("tenant", "")),
         ))
     except Exception:  # a task boundary: the BYEs are out; the record is best effort
         log.exception("record of call %s (node %s) not written", key, node)

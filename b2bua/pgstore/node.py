@@ -41,13 +41,14 @@ from typing import Any
 from b2bua.pgstore.db import SharedDatabase, safe_url
 from b2bua.pgstore.journal import SCAN_INTERVAL, DialogJournal, end_orphan
 from b2bua.pgstore.location import CHANNEL as BINDINGS_CHANNEL
-from b2bua.pgstore.location import PgLocationStore
+from b2bua.pgstore.location import PgLocationStore, read_notice
 from b2bua.pgstore.replica import CHANNEL as SHARED_CHANNEL
 from b2bua.pgstore.replica import Replica
 from b2bua.pgstore.writer import Job
 from b2bua.registrar import NONCE_KEY_NAME, Registrar
 from b2bua.registrar.shell import RegisterShell
 from b2bua.store import open_database
+from b2bua.tenants.names import scoped
 
 log = logging.getLogger("b2bua.pgstore")
 
@@ -55,7 +56,8 @@ AUTH_CHANNEL = "b2bua_auth"
 SHIP_INTERVAL = 0.1
 PULL_INTERVAL = 2.0
 PRUNE_INTERVAL = 600.0
-SETTINGS_TABLES = frozenset({"user_settings", "music_uploads", "announcement_uploads", "meta"})
+SETTINGS_TABLES = frozenset({"user_settings", "music_uploads", "announcement_uploads", "meta",
+                             "tenants"})
 SOUND_TABLES = frozenset({"music_uploads", "announcement_uploads"})
 
 
@@ -117,9 +119,10 @@ class ClusterNode:
         return conn
 
     async def build_registrar(self, config: Any, now: float,
-                              local_addresses: list[str]) -> Registrar:
+                              local_addresses: list[str], tenants: Any = ()) -> Registrar:
         """The registrar over PostgreSQL, its users those of the effective configuration (the
-        TOML and the stored settings: a user created from the dashboard keeps its bindings)."""
+        TOML and the stored settings: a user created from the dashboard keeps its bindings),
+        and every tenant's (key, domain, users, device limit)."""
         from b2bua.settings import SettingsStore
 
         assert self.db is not None and self.replica is not None
@@ -130,6 +133,8 @@ class ClusterNode:
         registrar = Registrar.from_config(effective, store, nonce_key=key,
                                           random_bytes=os.urandom,
                                           local_addresses=local_addresses)
+        for key, domain, users, max_devices in tenants:
+            registrar.set_tenant(key, domain, users, max_devices)
         registrar.restore(now, connections_survived=False)
         self.shell = RegisterShell(registrar, store)
         return registrar
@@ -176,7 +181,7 @@ class ClusterNode:
         if node == self.node:
             return
         if channel == BINDINGS_CHANNEL:
-            self._pending_aors.add(rest)
+            self._pending_aors.add(read_notice(rest))
             if self._aor_task is None or self._aor_task.done():
                 self._aor_task = asyncio.get_running_loop().create_task(self._reload_aors())
         elif channel == SHARED_CHANNEL:
@@ -263,30 +268,24 @@ class ClusterNode:
             bridge = getattr(server, "bridge", None)
             if bridge is not None:
                 bridge.sounds_changed()
-        boxes = {str(row["extension"]) for row in touched.get("voicemail", [])
-                 if row.get("extension") is not None}
+        boxes = {scoped(str(row["extension"]), str(row.get("tenant") or ""))
+                 for row in touched.get("voicemail", []) if row.get("extension") is not None}
         for box in sorted(boxes):
             server.message_left(box, tell_others=False)
 
     async def _apply_settings(self) -> None:
         """Another node stored settings: apply them (compiled in a thread) if the revision
         moved. Calls in flight keep their decision."""
-        from b2bua.rules import compile_rules
 
         server = self.server
         async with self._settings_lock:
-            revision = server.settings.revision()
-            if revision == self._settings_revision:
-                return
             try:
-                config = server.settings.effective()
-                table = await asyncio.to_thread(compile_rules, config)
-                server.apply_config(config, table)
-                log.info("settings of revision %d applied (stored by another node)", revision)
+                # Tenant by tenant (docs/tenants.md): only those whose revision moved.
+                for key, revision in server.refresh_settings():
+                    log.info("settings of revision %d of %s applied (stored by another node)",
+                             revision, key or "the top-level company")
             except Exception:  # a task boundary: keep serving the configuration in force
-                log.exception("stored settings (revision %d) could not be applied", revision)
-            finally:
-                self._settings_revision = revision
+                log.exception("stored settings could not be applied")
 
     def http_middleware(self) -> Any:
         """An aiohttp middleware: a write is in PostgreSQL before the API answers it."""

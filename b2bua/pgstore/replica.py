@@ -29,8 +29,12 @@ unique to the node, `milliseconds * 1024 + node number` (or the node's previous 
 that is higher), so "the last N calls" stays in time order across nodes.
 
 Conflicts are last-writer-wins per row, in PostgreSQL's commit order. The settings revision
-(`meta.settings_revision`) is one of the rows: every node that sees it change re-reads and
-applies the settings.
+(`meta.settings_revision`, a tenant's `settings_revision@DOMAIN`) is one of the rows: every node
+that sees it change re-reads and applies that tenant's settings.
+
+Tenants (docs/tenants.md): a table with a `tenant` column travels with it as the row's
+`tenant` in `shared_rows` and `shared_changes`, and its key (`pk`) is the rest of the table's
+primary key, so a row stored before tenants existed (tenant '') keeps its key.
 """
 
 from __future__ import annotations
@@ -50,7 +54,7 @@ log = logging.getLogger("b2bua.pgstore")
 CHANNEL = "b2bua_shared"
 TABLES = (
     "meta", "user_settings", "music_uploads", "dashboard_accounts", "dashboard_sessions",
-    "voicemail", "announcement_uploads", "call_records", "provisioning_tokens",
+    "voicemail", "announcement_uploads", "call_records", "provisioning_tokens", "tenants",
 )
 # Keys of `meta` that stay local (none today: the nonce key of a node comes from cluster_meta).
 LOCAL_META: frozenset[str] = frozenset()
@@ -60,11 +64,11 @@ WINDOW = 256  # change ids re-read behind the last seen (see the module docstrin
 BATCH = 2000
 
 _SHIP_UPSERT = (
-    "INSERT INTO shared_rows (tbl, pk, row, node) VALUES ($1, $2, $3::jsonb, $4) "
-    "ON CONFLICT (tbl, pk) DO UPDATE SET row = EXCLUDED.row, node = EXCLUDED.node"
+    "INSERT INTO shared_rows (tenant, tbl, pk, row, node) VALUES ($1, $2, $3, $4::jsonb, $5) "
+    "ON CONFLICT (tenant, tbl, pk) DO UPDATE SET row = EXCLUDED.row, node = EXCLUDED.node"
 )
-_SHIP_DELETE = "DELETE FROM shared_rows WHERE tbl = $1 AND pk = $2"
-_SHIP_CHANGE = "INSERT INTO shared_changes (tbl, pk, node) VALUES ($1, $2, $3)"
+_SHIP_DELETE = "DELETE FROM shared_rows WHERE tenant = $1 AND tbl = $2 AND pk = $3"
+_SHIP_CHANGE = "INSERT INTO shared_changes (tenant, tbl, pk, node) VALUES ($1, $2, $3, $4)"
 
 
 def prepare_local_schema(conn: sqlite3.Connection) -> None:
@@ -86,8 +90,8 @@ class Table:
     name: str
     columns: tuple[str, ...]
     blob_columns: frozenset[str]
-    key: tuple[str, ...]
-
+    key: tuple[str, ...]  # the primary key without `tenant`
+    tenant: bool = False  # the table has a `tenant` column
 
 def _describe(conn: sqlite3.Connection, name: str) -> Table | None:
     rows = conn.execute(f"PRAGMA table_info({name})").fetchall()
@@ -95,8 +99,9 @@ def _describe(conn: sqlite3.Connection, name: str) -> Table | None:
         return None
     columns = tuple(str(r[1]) for r in rows)
     blobs = frozenset(str(r[1]) for r in rows if str(r[2]).upper() == "BLOB")
-    key = tuple(str(r[1]) for r in sorted((r for r in rows if r[5]), key=lambda r: r[5]))
-    return Table(name, columns, blobs, key or ("rowid",))
+    key = tuple(str(r[1]) for r in sorted((r for r in rows if r[5]), key=lambda r: r[5])
+                if str(r[1]) != "tenant")
+    return Table(name, columns, blobs, key or ("rowid",), "tenant" in columns)
 
 
 def _json_value(column: str, ref: str, blobs: frozenset[str]) -> str:
@@ -130,7 +135,7 @@ class Replica:
         conn.executescript(
             "CREATE TABLE IF NOT EXISTS _replica_state (muted INTEGER NOT NULL);"
             "CREATE TABLE IF NOT EXISTS _replica_outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT,"
-            " tbl TEXT NOT NULL, pk TEXT NOT NULL, row TEXT);"
+            " tbl TEXT NOT NULL, tenant TEXT NOT NULL DEFAULT '', pk TEXT NOT NULL, row TEXT);"
             "CREATE TABLE IF NOT EXISTS _replica_ids (tbl TEXT PRIMARY KEY, last INTEGER);"
         )
         with transaction(conn):
@@ -159,20 +164,24 @@ class Replica:
             return "json_object(" + ", ".join(
                 f"'{c}', {_json_value(c, ref, t.blob_columns)}" for c in t.columns) + ")"
 
-        out = "INSERT INTO _replica_outbox (tbl, pk, row)"
+        def tenant(ref: str) -> str:
+            return f"{ref}.tenant" if t.tenant else "''"
+
+        out = "INSERT INTO _replica_outbox (tbl, tenant, pk, row)"
         self.conn.executescript(f"""
             CREATE TRIGGER IF NOT EXISTS _rep_{t.name}_ins AFTER INSERT ON {t.name}
             WHEN {unmuted}{mine} BEGIN
-                {out} VALUES ('{t.name}', {pk("NEW")}, {row("NEW")});
+                {out} VALUES ('{t.name}', {tenant("NEW")}, {pk("NEW")}, {row("NEW")});
             END;
             CREATE TRIGGER IF NOT EXISTS _rep_{t.name}_upd AFTER UPDATE ON {t.name}
             WHEN {unmuted} BEGIN
-                {out} SELECT '{t.name}', {pk("OLD")}, NULL WHERE {pk("OLD")} <> {pk("NEW")};
-                {out} VALUES ('{t.name}', {pk("NEW")}, {row("NEW")});
+                {out} SELECT '{t.name}', {tenant("OLD")}, {pk("OLD")}, NULL
+                    WHERE {pk("OLD")} <> {pk("NEW")} OR {tenant("OLD")} <> {tenant("NEW")};
+                {out} VALUES ('{t.name}', {tenant("NEW")}, {pk("NEW")}, {row("NEW")});
             END;
             CREATE TRIGGER IF NOT EXISTS _rep_{t.name}_del AFTER DELETE ON {t.name}
             WHEN {unmuted} BEGIN
-                {out} VALUES ('{t.name}', {pk("OLD")}, NULL);
+                {out} VALUES ('{t.name}', {tenant("OLD")}, {pk("OLD")}, NULL);
             END;
         """)
         if t.name in ID_TABLES:
@@ -193,8 +202,8 @@ class Replica:
         async with self.pool.acquire() as pg:
             async with pg.transaction(isolation="repeatable_read", readonly=True):
                 last = await pg.fetchval("SELECT coalesce(max(id), 0) FROM shared_changes")
-                rows = await pg.fetch("SELECT tbl, pk, row FROM shared_rows")
-        changes = [(r[0], r[1], r[2]) for r in rows]
+                rows = await pg.fetch("SELECT tbl, tenant, pk, row FROM shared_rows")
+        changes = [(r[0], r[1], r[2], r[3]) for r in rows]
         self._apply(changes)
         self.last_change = int(last)
         for name in ID_TABLES:
@@ -216,17 +225,18 @@ class Replica:
         sent = 0
         while True:
             rows = self.conn.execute(
-                "SELECT seq, tbl, pk, row FROM _replica_outbox ORDER BY seq LIMIT ?", (BATCH,)
+                "SELECT seq, tbl, tenant, pk, row FROM _replica_outbox ORDER BY seq LIMIT ?",
+                (BATCH,)
             ).fetchall()
             if not rows:
                 return sent
             job = Job(what="shared rows")
-            for _, tbl, pk, row in rows:
+            for _, tbl, tenant, pk, row in rows:
                 if row is None:
-                    job.statements.append((_SHIP_DELETE, (tbl, pk)))
+                    job.statements.append((_SHIP_DELETE, (tenant, tbl, pk)))
                 else:
-                    job.statements.append((_SHIP_UPSERT, (tbl, pk, row, self.node)))
-                job.statements.append((_SHIP_CHANGE, (tbl, pk, self.node)))
+                    job.statements.append((_SHIP_UPSERT, (tenant, tbl, pk, row, self.node)))
+                job.statements.append((_SHIP_CHANGE, (tenant, tbl, pk, self.node)))
             job.notices.append((CHANNEL, self.node))
             await self.writer.run(job)  # StoreError: left in the outbox, tried again later
             top = rows[-1][0]
@@ -241,18 +251,18 @@ class Replica:
         low = max(0, self.last_change - WINDOW)
         async with self.pool.acquire() as pg:
             rows = await pg.fetch(
-                "SELECT c.id, c.tbl, c.pk, c.node, r.row FROM shared_changes c LEFT JOIN"
-                " shared_rows r ON r.tbl = c.tbl AND r.pk = c.pk WHERE c.id > $1 ORDER BY c.id",
-                low)
-        changes: list[tuple[str, str, str | None]] = []
+                "SELECT c.id, c.tbl, c.tenant, c.pk, c.node, r.row FROM shared_changes c"
+                " LEFT JOIN shared_rows r ON r.tenant = c.tenant AND r.tbl = c.tbl"
+                " AND r.pk = c.pk WHERE c.id > $1 ORDER BY c.id", low)
+        changes: list[tuple[str, str, str, str | None]] = []
         top = self.last_change
-        for change_id, tbl, pk, node, row in rows:
+        for change_id, tbl, tenant, pk, node, row in rows:
             if change_id in self._seen:
                 continue
             self._seen.add(change_id)
             top = max(top, change_id)
             if node != self.node:
-                changes.append((tbl, pk, row))
+                changes.append((tbl, tenant, pk, row))
         self.last_change = top
         floor = top - WINDOW
         self._seen = {i for i in self._seen if i > floor}
@@ -264,33 +274,37 @@ class Replica:
             self.on_change(touched)
         return len(changes)
 
-    def _apply(self, changes: Iterable[tuple[str, str, str | None]], *,
+    def _apply(self, changes: Iterable[tuple[str, str, str, str | None]], *,
                skip_pending: bool = False) -> dict[str, list[dict[str, Any]]]:
-        """Write rows into SQLite with the triggers muted; the rows written, by table (a
-        deletion is its key alone)."""
+        """Write rows (table, tenant, key, row) into SQLite with the triggers muted; the rows
+        written, by table (a deletion is its key alone, with its tenant)."""
         conn = self.conn
         touched: dict[str, list[dict[str, Any]]] = {}
-        pending: set[tuple[str, str]] = set()
+        pending: set[tuple[str, str, str]] = set()
         if skip_pending:
-            pending = {(str(t), str(p)) for t, p in
-                       conn.execute("SELECT tbl, pk FROM _replica_outbox").fetchall()}
+            pending = {(str(t), str(n), str(p)) for t, n, p in
+                       conn.execute("SELECT tbl, tenant, pk FROM _replica_outbox").fetchall()}
         with transaction(conn):
             conn.execute("UPDATE _replica_state SET muted = 1")
             try:
-                for tbl, pk, row in changes:
+                for tbl, tenant, pk, row in changes:
                     table = self.tables.get(tbl)
                     if table is None:
                         continue
-                    if (tbl, pk) in pending:
+                    if (tbl, tenant, pk) in pending:
                         self.counters["skipped_pending"] += 1
                         continue
                     key = json.loads(pk)
                     if row is None:
-                        where = " AND ".join(f"{c} = ?" for c in table.key)
-                        conn.execute(f"DELETE FROM {tbl} WHERE {where}", key)
-                        touched.setdefault(tbl, []).append(dict(zip(table.key, key, strict=True)))
+                        names = (("tenant",) if table.tenant else ()) + table.key
+                        args = ([tenant] if table.tenant else []) + list(key)
+                        where = " AND ".join(f"{c} = ?" for c in names)
+                        conn.execute(f"DELETE FROM {tbl} WHERE {where}", args)
+                        touched.setdefault(tbl, []).append(dict(zip(names, args, strict=True)))
                         continue
                     values = json.loads(row) if isinstance(row, str) else dict(row)
+                    if table.tenant and "tenant" not in values:  # a row of before tenants
+                        values["tenant"] = tenant
                     cols = [c for c in table.columns if c in values]
                     args = [_from_json(values[c]) for c in cols]
                     conn.execute(

@@ -19,8 +19,10 @@ Tables (docs/cluster.md):
 - `cluster_dialogs`: each node's answered calls, so that a survivor can end them when the
   node dies (b2bua.pgstore.journal).
 
-Tenants come later as one more step: a `tenant` column (default '') added to the keys of
-`registrar_bindings`, `registrar_device_claims`, `shared_rows` and `cluster_dialogs`.
+Step 2, tenants (docs/tenants.md): a `tenant` column (default '', the top-level company, so
+every row stored before keeps its meaning) joins the keys of `registrar_bindings` (tenant, aor,
+key), `registrar_device_claims` (tenant, extension, device) and `shared_rows` (tenant, tbl, pk),
+and is added to `shared_changes` and `cluster_dialogs` (whose rows stay keyed by node and call).
 """
 
 from __future__ import annotations
@@ -105,6 +107,19 @@ MIGRATIONS: list[str] = [
         at       double precision NOT NULL,
         PRIMARY KEY (node, call_key)
     );
+    """,
+    """
+    ALTER TABLE registrar_bindings ADD COLUMN tenant text NOT NULL DEFAULT '';
+    ALTER TABLE registrar_bindings DROP CONSTRAINT registrar_bindings_pkey;
+    ALTER TABLE registrar_bindings ADD PRIMARY KEY (tenant, aor, key);
+    ALTER TABLE registrar_device_claims ADD COLUMN tenant text NOT NULL DEFAULT '';
+    ALTER TABLE registrar_device_claims DROP CONSTRAINT registrar_device_claims_pkey;
+    ALTER TABLE registrar_device_claims ADD PRIMARY KEY (tenant, extension, device);
+    ALTER TABLE shared_rows ADD COLUMN tenant text NOT NULL DEFAULT '';
+    ALTER TABLE shared_rows DROP CONSTRAINT shared_rows_pkey;
+    ALTER TABLE shared_rows ADD PRIMARY KEY (tenant, tbl, pk);
+    ALTER TABLE shared_changes ADD COLUMN tenant text NOT NULL DEFAULT '';
+    ALTER TABLE cluster_dialogs ADD COLUMN tenant text NOT NULL DEFAULT '';
     """,
 ]
 

@@ -10,7 +10,7 @@ import sqlite3
 from typing import Any
 
 from b2bua.pgstore.db import CONNECT_TIMEOUT, safe_url
-from b2bua.pgstore.location import _COLUMNS, read_binding
+from b2bua.pgstore.location import _COLUMNS, CLAIMS, read_binding, read_claim
 from b2bua.pgstore.replica import Replica
 from b2bua.registrar.model import Binding, DeviceClaim
 from b2bua.registrar.sqlite_store import SqliteLocationStore
@@ -26,14 +26,13 @@ async def _fetch(url: str) -> tuple[list[Any], list[Binding], list[DeviceClaim]]
         if not has:
             return [], [], []  # no node ever started on this database
         async with conn.transaction(isolation="repeatable_read", readonly=True):
-            rows = await conn.fetch("SELECT tbl, pk, row FROM shared_rows")
+            rows = await conn.fetch("SELECT tbl, tenant, pk, row FROM shared_rows")
             bindings = await conn.fetch(f"SELECT {_COLUMNS} FROM registrar_bindings")
-            claims = await conn.fetch(
-                "SELECT extension, device, identity, claimed_at FROM registrar_device_claims")
+            claims = await conn.fetch(CLAIMS)
     finally:
         await conn.close()
     return (list(rows), [read_binding(r, "") for r in bindings],
-            [DeviceClaim(r[0], r[1], r[2], r[3]) for r in claims])
+            [read_claim(r) for r in claims])
 
 
 def snapshot(url: str) -> sqlite3.Connection:
@@ -46,6 +45,6 @@ def snapshot(url: str) -> sqlite3.Connection:
     conn.executescript(_BASE_SCHEMA)
     replica = Replica(conn, None, None, "snapshot", 0)  # type: ignore[arg-type]
     replica.install()
-    replica._apply((r[0], r[1], r[2]) for r in rows)
+    replica._apply((r[0], r[1], r[2], r[3]) for r in rows)
     SqliteLocationStore(conn).apply(bindings, [], claims)
     return conn

@@ -27,6 +27,27 @@ MIGRATIONS: list[str] = [
         uploaded_by TEXT
     );
     """,
+    # Tenants (docs/tenants.md): each company's announcements ('' is the top-level one's).
+    """
+    CREATE TABLE announcement_uploads_t (
+        tenant      TEXT NOT NULL DEFAULT '',
+        name        TEXT NOT NULL,
+        label       TEXT,
+        owner       TEXT,
+        file        TEXT NOT NULL,
+        original    TEXT,
+        duration    REAL,
+        uploaded_at REAL NOT NULL,
+        uploaded_by TEXT,
+        PRIMARY KEY (tenant, name)
+    );
+    INSERT INTO announcement_uploads_t (tenant, name, label, owner, file, original, duration,
+        uploaded_at, uploaded_by)
+    SELECT '', name, label, owner, file, original, duration, uploaded_at, uploaded_by
+    FROM announcement_uploads;
+    DROP TABLE announcement_uploads;
+    ALTER TABLE announcement_uploads_t RENAME TO announcement_uploads;
+    """,
 ]
 
 
@@ -51,13 +72,13 @@ def ensure_schema(conn: sqlite3.Connection) -> None:
     migrate(conn, COMPONENT, MIGRATIONS)
 
 
-def stored_announcements(conn: sqlite3.Connection) -> list[AnnouncementUpload]:
-    """Every stored announcement, by name; none when the table does not exist yet (a database
-    opened read-only before the first upload)."""
+def stored_announcements(conn: sqlite3.Connection, tenant: str = "") -> list[AnnouncementUpload]:
+    """Every stored announcement of a company (`tenant`), by name; none when the table does not
+    exist yet (a database opened read-only before the first upload)."""
     try:
         rows = conn.execute(
             "SELECT name, label, owner, file, original, duration, uploaded_at, uploaded_by"
-            " FROM announcement_uploads ORDER BY name"
+            " FROM announcement_uploads WHERE tenant = ? ORDER BY name", (tenant,)
         ).fetchall()
     except sqlite3.OperationalError:
         return []

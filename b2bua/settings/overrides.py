@@ -21,6 +21,11 @@ raises, the transaction rolls back. Every write bumps `meta.settings_revision`.
 
 If a stored override no longer validates at start (the TOML changed under it), it is left out
 (`resolve()` says which and why): that user keeps the TOML's settings until someone saves again.
+
+One store per tenant (docs/tenants.md): `tenant` names the company (`''`, the top-level one, is
+every row stored before tenants existed); its base is that company's view of the file
+(`Config.tenant_view`), and it reads and writes that company's rows only. A change is validated
+and compiled for that company alone.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from b2bua.config import Config, ConfigError, ConfigIssue, KeyPath, config_from_dict, format_path
-from b2bua.settings.tables import REVISION_KEY, ensure_schema
+from b2bua.settings.tables import ensure_schema, revision_key
 from b2bua.settings.toml_writer import config_to_raw
 from b2bua.store import open_database, transaction
 
@@ -112,6 +117,21 @@ def _apply(section: Mapping[str, Any], values: Mapping[str, Any]) -> dict[str, A
     return {k: v for k, v in merged.items() if v is not None}
 
 
+def bump_revision(conn: sqlite3.Connection, tenant: str = "") -> None:
+    """A tenant's settings changed: its revision moves (other processes and nodes notice)."""
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES (?, 1) "
+        "ON CONFLICT (key) DO UPDATE SET value = value + 1",
+        (revision_key(tenant),),
+    )
+
+
+def tenant_dir(data_dir: Path, tenant: str) -> Path:
+    """Where a tenant's files live: `data_dir` for the top-level company, else
+    `data_dir/tenants/DOMAIN` (uploads, voicemail, greetings)."""
+    return data_dir / "tenants" / tenant if tenant else data_dir
+
+
 class SettingsRejected(Exception):
     """A change that does not validate. `.issues` are the `ConfigIssue`s of the merged document
     (paths from its root); `.scope` is the key path of what the change was about (`("users",
@@ -154,20 +174,34 @@ class SettingsStore:
     """Stored settings over a base (TOML) configuration. Methods touching SQLite run on the
     thread that owns the connection; `validate()` is pure and may run in a worker thread."""
 
-    def __init__(self, conn: sqlite3.Connection, base: Config, *, migrate: bool = True) -> None:
+    def __init__(self, conn: sqlite3.Connection, base: Config, *, migrate: bool = True,
+                 tenant: str = "") -> None:
         self.conn = conn
+        self.tenant = tenant
         self.base = base
-        self.base_raw = config_to_raw(base)
+        self._base_raw: dict[str, Any] | None = None
         self.data_dir = Path(base.server.data_dir)
+        # A tenant's uploads live in its own directory (b2bua.tenants.files).
+        self.files_dir = tenant_dir(self.data_dir, tenant)
         self.base_dir = Path(base.source).resolve().parent if Path(base.source).is_file() else None
         if migrate:
             ensure_schema(conn)
+
+    @property
+    def base_raw(self) -> dict[str, Any]:
+        """The base configuration as a TOML-shaped dict (made at first use: a server with a
+        thousand tenants keeps only those it changed)."""
+        raw = self._base_raw
+        if raw is None:
+            raw = self._base_raw = config_to_raw(self.base)
+        return raw
 
     # ---- reading -------------------------------------------------------------------------
 
     def overrides(self) -> dict[str, UserOverride]:
         rows = self.conn.execute(
-            "SELECT extension, json, created, deleted FROM user_settings"
+            "SELECT extension, json, created, deleted FROM user_settings WHERE tenant = ?",
+            (self.tenant,),
         ).fetchall()
         return {
             str(r[0]): UserOverride(str(r[0]), json.loads(r[1]), bool(r[2]), bool(r[3]))
@@ -177,7 +211,7 @@ class SettingsStore:
     def uploads(self) -> list[MusicUpload]:
         rows = self.conn.execute(
             "SELECT name, files, original, duration, uploaded_at, uploaded_by FROM music_uploads"
-            " ORDER BY name"
+            " WHERE tenant = ? ORDER BY name", (self.tenant,)
         ).fetchall()
         return [
             MusicUpload(str(r[0]), tuple(json.loads(r[1])), r[2], r[3], float(r[4]), r[5])
@@ -185,7 +219,8 @@ class SettingsStore:
         ]
 
     def revision(self) -> int:
-        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (REVISION_KEY,)).fetchone()
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?",
+                                (revision_key(self.tenant),)).fetchone()
         return int(row[0]) if row else 0
 
     def merged_raw(
@@ -197,12 +232,13 @@ class SettingsStore:
             self.base_raw,
             self.overrides() if overrides is None else overrides,
             self.uploads() if uploads is None else uploads,
-            self.data_dir,
+            self.files_dir,
         )
         # Announcements uploaded or recorded from the dashboard become [[announcements]].
-        from b2bua.settings.announcements import merge_announcements
+        from b2bua.settings.announcements import merge_announcements, stored_announcements
 
-        return merge_announcements(raw, self.conn, self.data_dir)
+        return merge_announcements(raw, self.conn, self.files_dir,
+                                   stored_announcements(self.conn, self.tenant))
 
     def validate(self, raw: Mapping[str, Any], extension: str | None = None) -> Config:
         """The Config for `raw`, or SettingsRejected naming each field (pure)."""
@@ -223,7 +259,7 @@ class SettingsStore:
 
         overrides = self.overrides()
         uploads = self.uploads()
-        if not overrides and not uploads and not stored_announcements(self.conn):
+        if not overrides and not uploads and not stored_announcements(self.conn, self.tenant):
             return self.base, []
         try:
             return self.validate(self.merged_raw(overrides, uploads)), []
@@ -260,11 +296,7 @@ class SettingsStore:
     # ---- writing -------------------------------------------------------------------------
 
     def _bump(self) -> None:
-        self.conn.execute(
-            "INSERT INTO meta (key, value) VALUES (?, 1) "
-            "ON CONFLICT (key) DO UPDATE SET value = value + 1",
-            (REVISION_KEY,),
-        )
+        bump_revision(self.conn, self.tenant)
 
     def user_candidate(
         self, extension: str, changes: Mapping[str, Any] | None, *, create: bool = False
@@ -295,19 +327,20 @@ class SettingsStore:
     ) -> None:
         """Store `row` and install `config` (already validated with it) in one transaction."""
         with transaction(self.conn):
-            if not row.created and not row.deleted and not row.values:
-                self.conn.execute("DELETE FROM user_settings WHERE extension = ?", (row.extension,))
-            elif row.created and row.deleted:
-                self.conn.execute("DELETE FROM user_settings WHERE extension = ?", (row.extension,))
+            if (not row.created and not row.deleted and not row.values) or (
+                    row.created and row.deleted):
+                self.conn.execute("DELETE FROM user_settings WHERE tenant = ? AND extension = ?",
+                                  (self.tenant, row.extension))
             else:
                 self.conn.execute(
-                    "INSERT INTO user_settings (extension, json, created, deleted, updated_at,"
-                    " updated_by) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (extension) DO UPDATE SET"
+                    "INSERT INTO user_settings (tenant, extension, json, created, deleted,"
+                    " updated_at, updated_by) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT"
+                    " (tenant, extension) DO UPDATE SET"
                     " json = excluded.json, created = excluded.created,"
                     " deleted = excluded.deleted, updated_at = excluded.updated_at,"
                     " updated_by = excluded.updated_by",
-                    (row.extension, json.dumps(row.values, ensure_ascii=False), int(row.created),
-                     int(row.deleted), now, by),
+                    (self.tenant, row.extension, json.dumps(row.values, ensure_ascii=False),
+                     int(row.created), int(row.deleted), now, by),
                 )
             self._bump()
             apply(config)
@@ -330,15 +363,17 @@ class SettingsStore:
     ) -> None:
         with transaction(self.conn):
             if remove is not None:
-                self.conn.execute("DELETE FROM music_uploads WHERE name = ?", (remove,))
+                self.conn.execute("DELETE FROM music_uploads WHERE tenant = ? AND name = ?",
+                                  (self.tenant, remove))
             if upload is not None:
                 self.conn.execute(
-                    "INSERT INTO music_uploads (name, files, original, duration, uploaded_at,"
-                    " uploaded_by) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET"
+                    "INSERT INTO music_uploads (tenant, name, files, original, duration,"
+                    " uploaded_at, uploaded_by) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT"
+                    " (tenant, name) DO UPDATE SET"
                     " files = excluded.files, original = excluded.original,"
                     " duration = excluded.duration, uploaded_at = excluded.uploaded_at,"
                     " uploaded_by = excluded.uploaded_by",
-                    (upload.name, json.dumps(list(upload.files)), upload.original,
+                    (self.tenant, upload.name, json.dumps(list(upload.files)), upload.original,
                      upload.duration, upload.uploaded_at, upload.uploaded_by),
                 )
             self._bump()
@@ -356,29 +391,31 @@ class SettingsStore:
             announcements_schema(self.conn)
         with transaction(self.conn):
             if announcements is not None:
-                self.conn.execute("DELETE FROM announcement_uploads")
+                self.conn.execute("DELETE FROM announcement_uploads WHERE tenant = ?",
+                                  (self.tenant,))
                 for a in announcements:
                     self.conn.execute(
-                        "INSERT INTO announcement_uploads (name, label, owner, file, original,"
-                        " duration, uploaded_at, uploaded_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                        (a.name, a.label, a.owner, a.file, a.original, a.duration,
+                        "INSERT INTO announcement_uploads (tenant, name, label, owner, file,"
+                        " original, duration, uploaded_at, uploaded_by)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (self.tenant, a.name, a.label, a.owner, a.file, a.original, a.duration,
                          a.uploaded_at, a.uploaded_by),
                     )
-            self.conn.execute("DELETE FROM user_settings")
+            self.conn.execute("DELETE FROM user_settings WHERE tenant = ?", (self.tenant,))
             for row in overrides.values():
                 self.conn.execute(
-                    "INSERT INTO user_settings (extension, json, created, deleted, updated_at,"
-                    " updated_by) VALUES (?, ?, ?, ?, ?, ?)",
-                    (row.extension, json.dumps(row.values, ensure_ascii=False),
+                    "INSERT INTO user_settings (tenant, extension, json, created, deleted,"
+                    " updated_at, updated_by) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (self.tenant, row.extension, json.dumps(row.values, ensure_ascii=False),
                      int(row.created), int(row.deleted), now, by),
                 )
-            self.conn.execute("DELETE FROM music_uploads")
+            self.conn.execute("DELETE FROM music_uploads WHERE tenant = ?", (self.tenant,))
             for u in uploads:
                 self.conn.execute(
-                    "INSERT INTO music_uploads (name, files, original, duration, uploaded_at,"
-                    " uploaded_by) VALUES (?, ?, ?, ?, ?, ?)",
-                    (u.name, json.dumps(list(u.files)), u.original, u.duration, u.uploaded_at,
-                     u.uploaded_by),
+                    "INSERT INTO music_uploads (tenant, name, files, original, duration,"
+                    " uploaded_at, uploaded_by) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (self.tenant, u.name, json.dumps(list(u.files)), u.original, u.duration,
+                     u.uploaded_at, u.uploaded_by),
                 )
             self._bump()
 
