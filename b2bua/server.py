@@ -156,7 +156,8 @@ class Server:
         role: Role | None = None, argv: list[str] | None = None,
         channel_socks: list[socket.socket] | None = None,
     ) -> None:
-        self.config = config
+        self.config = config  # the top-level company's effective configuration (after start)
+        self.base_config = config  # the whole file, with its [[tenants]]
         self.listen = listen
         self.http = http
         self.role = role  # None: the only process; else this worker's place (b2bua.workers)
@@ -168,6 +169,8 @@ class Server:
         self.push: Any = None  # b2bua.push.service.PushService, when [push] has a provider
         self.settings: Any = None  # b2bua.settings.SettingsStore, set by attach_settings
         self.cluster: Any = None  # b2bua.pgstore.node.ClusterNode with [store] url
+        self.tenant_service: Any = None  # b2bua.tenants.service.TenantService
+        self.tenants: Any = None  # b2bua.tenants.registry.Tenants
         self._peers_counters: dict[int, dict[str, int]] = {}  # other workers' last report
         self._settings_revision = -1
         self._settings_task: asyncio.Task[None] | None = None
@@ -177,7 +180,6 @@ class Server:
 
     async def start(self) -> None:
         from b2bua.addressing import Local
-        from b2bua.calls.directory import Directory
         from b2bua.calls.engine import CallEngine
         from b2bua.calls.model import MediaMode
         from b2bua.calls.mwi import MessageWaiting
@@ -189,6 +191,7 @@ class Server:
         from b2bua.sip.transaction import TimerConfig, TransactionLayer
         from b2bua.stack import SipStack
         from b2bua.store import open_database
+        from b2bua.tenants.service import TenantService
         from b2bua.transport.ingress import Ingress
         from b2bua.transport.manager import TransportManager
         from b2bua.transport.tls import client_context, server_context
@@ -205,15 +208,24 @@ class Server:
 
             self.cluster = ClusterNode(self)
             self.db = await self.cluster.open()
-            self.registrar = await self.cluster.build_registrar(
-                config, time.time(), [s.host for s in self.listen])
         else:
             self.db = open_database(data_dir)
+        # Every company served (docs/tenants.md), each with the settings stored for it.
+        service = self.tenant_service = TenantService(config, self.db)
+        configs = service.load()
+        config = self.config = configs[""]
+        self.settings = service.stores[""]
+        tenant_users = service.registrar_users(configs)
+        if self.cluster is not None:
+            self.registrar = await self.cluster.build_registrar(
+                config, time.time(), [s.host for s in self.listen], tenant_users)
+        else:
             self.registrar = build_registrar(
                 config, self.db, now=time.time(), local_addresses=[s.host for s in self.listen],
-                connections_survived=not self.primary,
+                connections_survived=not self.primary, tenants=tenant_users,
             )
-        self.rulebook = RuleBook(compile_rules(config))
+        self.tenants = service.build(configs, lambda c: RuleBook(compile_rules(c)))
+        self.rulebook = self.tenants.default.rules
         tokens = self.tokens = TokenSource(
             prefix=worker_prefix(self.role.index if self.role is not None else None))
         overload = config.overload
@@ -224,10 +236,10 @@ class Server:
         )
         self.stack = SipStack(self.layer)
         self.ingress = Ingress(self.stack, tokens)
-        self.guard = GuardedReceiver(self.ingress, guard_settings(config), time.monotonic,
-                                     tokens.tag)
+        self.guard = GuardedReceiver(self.ingress, guard_settings(config, self.tenants),
+                                     time.monotonic, tokens.tag)
         self.recorder = CallRecorder(self.db, batch_delay=0.1)
-        self.directory = Directory(config)
+        self.directory = self.tenants.default.directory
         server_ssl = None
         if config.server.tls_cert and config.server.tls_key:
             server_ssl = server_context(Path(config.server.tls_cert), Path(config.server.tls_key))
@@ -241,7 +253,7 @@ class Server:
         self.ingress.transports = self.transports
         local = Local(self.transports, tokens)
         outbox = self.stack.outbox
-        self.trunks = make_trunks(self.directory.trunk_specs, local, tokens, config.server.domain,
+        self.trunks = make_trunks(self._trunk_specs(), local, tokens, config.server.domain,
                                   source_for=interface_towards)
         self.trunk_status = TrunkStatusStore(self.db) if self.primary else None
         self.trunk_agent = TrunkAgent(self.trunks, outbox, local, self.save_trunk_status)
@@ -251,6 +263,7 @@ class Server:
             media=MediaMode.ANCHORED if config.media.anchor else MediaMode.DIRECT,
             trunks=self.trunks,
             session_expires=config.server.session_expires, min_se=config.server.min_se,
+            tenants=self.tenants,
         )
         self.mwi = MessageWaiting(outbox, local, self.registrar, config.server.domain,
                                   self._voicemail_counts)
@@ -268,12 +281,13 @@ class Server:
         self.stack.recorder = self.recorder
         self._start_push(config)
         await self._start_media(data_dir)
-        from b2bua.settings import attach_settings
-
-        attach_settings(self)  # the TOML merged with the dashboard's stored settings
         self._settings_revision = self.settings.revision()
         if self.primary:  # before any call can name them (the other workers start later)
             await self._import_announcements(config.announcements)
+            for key, tenant_config in configs.items():
+                if key:
+                    await self._import_announcements(
+                        tenant_config.announcements, service.library(key), tenant_config)
         if self.role is not None:
             self._start_channel(self.role)
         if self.cluster is not None:
@@ -300,8 +314,9 @@ class Server:
         self._tasks.append(asyncio.get_running_loop().create_task(self._housekeeping()))
         self._tasks.append(asyncio.get_running_loop().create_task(self._watch_load()))
         log.info(
-            "b2bua up: domain %s, %d users, %d bindings loaded",
+            "b2bua up: domain %s, %d users, %d bindings loaded%s",
             config.server.domain, len(config.users), len(self.registrar),
+            f", {len(self.tenants) - 1} more tenants" if len(self.tenants) > 1 else "",
         )
 
     def _start_push(self, config: Config) -> None:
@@ -390,14 +405,23 @@ class Server:
                              anchor=media.anchor)
         bridge.post = self.stack.post
         bridge.on_voicemail = self.message_left
+        service = self.tenant_service
+        service.library_factory = lambda path: SoundLibrary(
+            path, language=config.server.language, recover=self.primary)
+        bridge.tenant_library = service.library
         self.stack.media = bridge
         self.bridge = bridge
         for music in config.music if self.primary else ():
             task = asyncio.get_running_loop().create_task(self._import_music(music))
             self._tasks.append(task)
+        for tenant in self.tenants if self.primary else ():
+            for music in tenant.config.music if tenant.key else ():
+                task = asyncio.get_running_loop().create_task(
+                    self._import_music(music, service.library(tenant.key)))
+                self._tasks.append(task)
 
     def _voicemail_counts(self, extension: str) -> tuple[int, int]:
-        """New and old voice messages of a box (for message-waiting NOTIFYs)."""
+        """New and old voice messages of a box (a scoped name, for message-waiting NOTIFYs)."""
         from b2bua.settings import list_voicemail
 
         try:
@@ -507,32 +531,26 @@ class Server:
         changed (the first worker, which serves the dashboard, stored them)."""
         if self.primary or (self._settings_task is not None and not self._settings_task.done()):
             return
-        revision = self.settings.revision()
-        if revision == self._settings_revision:
+        listed, moved = self.tenant_service.changed()
+        if not listed and not moved:
             return
-        self._settings_task = asyncio.get_running_loop().create_task(
-            self._apply_settings(revision)
-        )
+        self._settings_task = asyncio.get_running_loop().create_task(self._apply_settings())
 
-    async def _apply_settings(self, revision: int) -> None:
-        from b2bua.rules import compile_rules
-
+    async def _apply_settings(self) -> None:
         try:
-            config = self.settings.effective()
-            self.apply_config(config, await asyncio.to_thread(compile_rules, config))
+            self.refresh_settings()
         except Exception:  # a task boundary: keep serving the configuration in force
-            log.exception("stored settings (revision %d) could not be applied", revision)
-        finally:
-            self._settings_revision = revision  # tried once; the next change tries again
+            log.exception("stored settings could not be applied")
 
-    async def _import_music(self, music: Any) -> None:
+    async def _import_music(self, music: Any, library: Any = None) -> None:
         try:
-            await self.library.ensure_music(music.name, list(music.files))
+            await (library or self.library).ensure_music(music.name, list(music.files))
             log.info("hold music %r ready", music.name)
         except Exception as exc:  # a task boundary: a bad file must not stop the server
             log.error("hold music %r: %s", music.name, exc)
 
-    async def _import_announcements(self, declared: Sequence[Announcement]) -> None:
+    async def _import_announcements(self, declared: Sequence[Announcement], library: Any = None,
+                                    config: Config | None = None) -> None:
         """The configuration file's [[announcements]] into the sound library, where an
         `announcement` destination finds them: each file decoded once by ffmpeg (again only
         when it changed), as the language-neutral prompt of its name, which hides a shipped
@@ -540,7 +558,8 @@ class Server:
         A prompt stored for an announcement the file no longer declares is removed (the shipped
         one plays again), or made again from the dashboard's upload of that name; so is the
         missing sound of an uploaded one."""
-        library = self.library
+        library = library or self.library
+        config = config or self.config
         names = {a.name for a in declared}
 
         async def one(name: str, file: Path, origin: str) -> None:
@@ -552,7 +571,7 @@ class Server:
 
         await asyncio.gather(*(one(a.name, Path(a.file), "config") for a in declared))
         # The dashboard's (and `b2bua import`'s): made again when their sound is missing.
-        uploads = {a.name: Path(a.file) for a in self.config.announcements if a.name not in names}
+        uploads = {a.name: Path(a.file) for a in config.announcements if a.name not in names}
         stored = library.stored_prompts()
         for name, file in uploads.items():
             if stored.get(name, "config") == "config":
@@ -567,30 +586,101 @@ class Server:
                 log.error("announcement %r: cannot remove its old sound: %s", name, exc)
 
     def apply_config(self, config: Config, table: Any = None) -> None:
-        """Install a new, already validated configuration live: the rule table (`table`, else
-        compiled here) is swapped, the registrar's users and the call engine's directory
-        replaced. Calls in flight keep the decision they got; the next call follows the new
-        rules."""
-        from b2bua.calls.directory import Directory
+        """Install a new, already validated configuration of the top-level company live (see
+        `apply_tenant`)."""
+        self.apply_tenant("", config, table)
+
+    def apply_tenant(self, key: str, config: Config, table: Any = None) -> None:
+        """Install a new, already validated configuration of tenant `key` live: its rule table
+        (`table`, else compiled here) is swapped, its registrar users and directory replaced,
+        the trunk service told when its trunks changed. Other tenants are not touched. Calls
+        in flight keep the decision they got; the next call follows the new rules."""
         from b2bua.registrar import users_from_config
-        from b2bua.rules import compile_rules
+        from b2bua.rules import RuleBook, compile_rules
 
         if table is None:
             table = compile_rules(config)  # raises before anything is swapped
-        directory = Directory(config)
-        self.registrar.set_users(users_from_config(config))
+        service = self.tenant_service
+        served = self.tenants.get(key)
+        tenant = service.tenant(key, config, served.rules if served is not None
+                                else RuleBook(table))
+        self.registrar.set_tenant(key, tenant.domain, users_from_config(config),
+                                  tenant.limits.devices)
         self.stack.poll_coarse()  # the bindings of a user who is gone go at once
         self.stack.flush()
-        self.rulebook.swap(table)
-        self.calls.directory = directory
-        self.trunk_agent.reconfigure(directory.trunk_specs, self.stack.now())
-        self.stack.flush()
-        self.config = config
-        log.info("configuration applied live: %d users", len(config.users))
+        tenant.rules.swap(table)
+        old_specs = served.directory.trunk_specs if served is not None else ()
+        self.tenants.install(tenant)
+        if tenant.directory.trunk_specs != old_specs:
+            self.trunk_agent.reconfigure(self._trunk_specs(), self.stack.now())
+            self.stack.flush()
+        if key == "":
+            self.config = config
+            self.directory = tenant.directory
+        # What is installed now is this revision (a save installs inside its transaction).
+        service.revisions[key] = service.read_revisions().get(key, 0)
+        log.info("configuration of %s applied live: %d users", tenant.domain, len(config.users))
         if self.primary and self.channel is not None:
             # After the current callback: the dashboard installs a change inside the
             # transaction that stores it, and the others must read it committed.
             asyncio.get_running_loop().call_soon(self.channel.tell_others, SETTINGS)
+
+    def remove_tenant(self, key: str) -> None:
+        """Stop serving tenant `key` (deleted from the API): its new calls and registrations are
+        refused from now on, its calls in progress end by themselves, its bindings go."""
+        tenant = self.tenants.get(key)
+        if tenant is None or key == "":
+            return
+        tenant.closing = True
+        self.tenants.remove(key)
+        self.registrar.drop_tenant(key)
+        self.stack.poll_coarse()
+        self.stack.flush()
+        if tenant.directory.trunk_specs:
+            self.trunk_agent.reconfigure(self._trunk_specs(), self.stack.now())
+            self.stack.flush()
+        self.tenant_service.forget(key)
+        log.info("tenant %s removed (%d calls in progress end by themselves)", tenant.domain,
+                 tenant.calls)
+        if self.primary and self.channel is not None:
+            asyncio.get_running_loop().call_soon(self.channel.tell_others, SETTINGS)
+
+    def _trunk_specs(self) -> tuple[Any, ...]:
+        """Every tenant's trunks (a tenant's named NAME@DOMAIN), for the trunk service."""
+        return tuple(spec for tenant in self.tenants for spec in tenant.directory.trunk_specs)
+
+    def refresh_settings(self) -> list[tuple[str, int]]:
+        """Apply what another process stored since the last look (b2bua.tenants.service):
+        tenants added, changed or removed, and each tenant whose settings revision moved.
+        Returns the (tenant, revision) applied."""
+        from b2bua.rules import compile_rules
+
+        service = self.tenant_service
+        listed, moved = service.changed()
+        applied: list[tuple[str, int]] = []
+        revisions = service.read_revisions()
+        if listed:
+            items, gone = service.reload_declarations()
+            for key in gone:
+                self.remove_tenant(key)
+                applied.append((key, revisions.get(key, 0)))
+            for item in items:
+                if service.declared.get(item.key) != item or item.key not in self.tenants:
+                    config = service.effective(item)
+                    self.apply_tenant(item.key, config, compile_rules(config))
+                    service.revisions[item.key] = revisions.get(item.key, 0)
+                    applied.append((item.key, revisions.get(item.key, 0)))
+                    if item.key in moved:
+                        moved.remove(item.key)
+        for key in moved:
+            store = service.stores.get(key)
+            if store is None:
+                continue
+            config = store.effective()
+            self.apply_tenant(key, config, compile_rules(config))
+            service.revisions[key] = revisions.get(key, 0)
+            applied.append((key, revisions.get(key, 0)))
+        return applied
 
     async def _start_http(self, address: str) -> None:
         from aiohttp import web
@@ -725,12 +815,15 @@ class Server:
         log.info("b2bua stopped")
 
 
-def guard_settings(config: Config) -> GuardSettings:
+def guard_settings(config: Config, tenants: Any = None) -> GuardSettings:
     """The overload guard's settings from `[overload]`; the trunks' `inbound_from` networks
-    and the trunks' own addresses are trusted (a carrier may send more than a phone would)."""
+    and the trunks' own addresses are trusted (a carrier may send more than a phone would),
+    every tenant's (`tenants`) as the top-level company's."""
     o = config.overload
-    trusted = tuple(o.trusted) + tuple(n for t in config.trunks for n in t.inbound_from)
-    trusted += tuple(ipaddress.ip_network(t.address.host.strip("[]")) for t in config.trunks
+    trunks = [t for tenant in tenants for t in tenant.config.trunks] if tenants is not None \
+        else list(config.trunks)
+    trusted = tuple(o.trusted) + tuple(n for t in trunks for n in t.inbound_from)
+    trusted += tuple(ipaddress.ip_network(t.address.host.strip("[]")) for t in trunks
                      if _is_address(t.address.host.strip("[]")))
     trusted = tuple(dict.fromkeys(trusted))
     return GuardSettings(

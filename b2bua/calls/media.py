@@ -36,6 +36,7 @@ import secrets
 import time
 from collections import deque
 from collections.abc import Callable, Coroutine
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,7 @@ from b2bua.commands import (
     MediaRunApp,
     SdpKind,
 )
+from b2bua.tenants.names import split
 from media.engine import MediaEngine, MediaSession
 from media.errors import MediaError
 from media.library import Sound, SoundLibrary
@@ -113,12 +115,31 @@ class MediaBridge:
         self.sessions: dict[str, Session] = {}
         self.tasks: set[asyncio.Task[None]] = set()
         self._queues: dict[str, deque[Command]] = {}  # rtpengine: each call's commands, in order
-        self._music_known: dict[str, bool] = {}
+        self._music_known: dict[str, Sound | str] = {}
+        # A tenant's sounds (`NAME@DOMAIN` in commands, b2bua.tenants.names) are its library's:
+        # its uploads, then the shipped sounds. Set by the server.
+        self.tenant_library: Callable[[str], SoundLibrary] | None = None
 
     def sounds_changed(self) -> None:
         """Stored sounds changed in another process: forget what was looked up and loaded."""
         self._music_known.clear()
         self.library.forget()
+        if self.tenant_library is not None:
+            forget = getattr(self.tenant_library, "forget", None)
+            if forget is not None:
+                forget()
+
+    def _library_of(self, name: str) -> tuple[SoundLibrary, str, str]:
+        """(library, bare name, tenant) of a box or sound named as the engine names them."""
+        tenant, bare = split(name)
+        if tenant and self.tenant_library is not None:
+            return self.tenant_library(tenant), bare, tenant
+        return self.library, bare, ""
+
+    def _prompt(self, name: str, language: str | None) -> Sound | str:
+        """A prompt by the engine's name: a tenant's is looked up in its library."""
+        library, bare, tenant = self._library_of(name)
+        return library.prompt(bare, language) if tenant else name
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -190,12 +211,24 @@ class MediaBridge:
             self._close(command.call)
 
     # -- sessions --------------------------------------------------------------------------
-    def _hold_music(self, music: str) -> str:
-        """A callee's hold music, or "default" when that class does not exist."""
+    def _hold_music(self, music: str) -> Sound | str:
+        """A callee's hold music, or "default" when that class does not exist. A tenant's own
+        class is given as its sound (named `DOMAIN.NAME`: rtpengine exports it by name)."""
         known = self._music_known.get(music)
         if known is None:  # looked up on disk once per name, not once per call
-            known = self._music_known[music] = self.library.has_music(music)
-        return music if known else "default"
+            library, bare, tenant = self._library_of(music)
+            if not tenant:
+                known = music if library.has_music(music) else "default"
+            elif (library.data_dir / "music" / bare).is_dir():
+                try:
+                    known = replace(library.music(bare), name=f"{tenant}.{bare}")
+                except MediaError as exc:
+                    log.warning("hold music %s unreadable: %s", music, exc)
+                    known = "default"
+            else:
+                known = bare if self.library.has_music(bare) else "default"
+            self._music_known[music] = known
+        return known
 
     def _builtin_session(self, call: str) -> MediaSession:
         post = self.post
@@ -326,7 +359,8 @@ class MediaBridge:
             if command.music:
                 sound = self._hold_music(command.prompt)
             elif command.prompt == "locate":
-                sound = self.library.locate_prompt(command.extension, command.language)
+                library, extension, _ = self._library_of(command.extension)
+                sound = library.locate_prompt(extension, command.language)
             else:
                 sound = self.library.prompt(command.prompt, command.language)
             session.play(command.leg, sound, loop=True)  # type: ignore[arg-type]
@@ -356,11 +390,13 @@ class MediaBridge:
                 outcome = await self._voicemail(session, leg, command.extension, command.caller,
                                                 command.language)
             elif command.app is AppKind.ANNOUNCEMENT:
-                await session.play_once(leg, command.message or "")
+                await session.play_once(leg, self._prompt(command.message or "",
+                                                          command.language))
                 outcome = None
             else:  # UNAVAILABLE (then voicemail) or GOODBYE (then the end)
                 outcome = None
-                unavailable = self.library.prompt("unavailable", command.language)
+                library = self._library_of(command.extension)[0]
+                unavailable = library.prompt("unavailable", command.language)
                 if await session.play_once(leg, unavailable) and \
                         command.app is AppKind.UNAVAILABLE:
                     outcome = await self._voicemail(session, leg, command.extension,
@@ -382,7 +418,7 @@ class MediaBridge:
         greeting = self._greeting(box, language)
         if not await session.play_once(leg, greeting) or session.closed:
             return "voicemail"
-        if not await session.play_once(leg, self.library.prompt("beep", language)):
+        if not await session.play_once(leg, self._library_of(box)[0].prompt("beep", language)):
             return "voicemail"
         from b2bua.settings import add_voicemail, voicemail_dir
 
@@ -404,13 +440,15 @@ class MediaBridge:
         return "voicemail"
 
     def _greeting(self, box: str, language: str | None) -> Sound:
-        custom = Path(self.data_dir) / "greetings" / f"{box}.wav"
+        from b2bua.settings import greeting_file
+
+        custom = greeting_file(self.data_dir, box)
         if custom.exists():
             try:
                 return Sound.from_wav(f"greeting {box}", custom)
             except (MediaError, OSError, ValueError) as exc:
                 log.warning("greeting of %s unreadable (%s): the default one plays", box, exc)
-        return self.library.prompt("voicemail_greeting", language)
+        return self._library_of(box)[0].prompt("voicemail_greeting", language)
 
 
 def _secure_offer(session: MediaSession, offer: bytes) -> bytes:

@@ -74,11 +74,14 @@ def build_registrar(
     random_bytes: Callable[[int], bytes] = os.urandom,
     local_addresses: Iterable[str] = (),
     connections_survived: bool = False,
+    tenants: Iterable[tuple[str, str, Iterable[UserAccount], int]] = (),
 ) -> Registrar:
     """A registrar for `config` over the shared database, its bindings restored as of `now`
     (Unix time). `local_addresses`: our IP addresses besides the configured listen hosts.
     `connections_survived`: TCP/TLS connections are still open (a worker that is not the
-    first, b2bua.workers), so their bindings stay reachable."""
+    first, b2bua.workers), so their bindings stay reachable. `tenants`: (key, domain, users,
+    device limit) of every other company served (docs/tenants.md), set before the bindings
+    are restored."""
     from b2bua.store import get_or_create_secret
 
     store = SqliteLocationStore(conn)
@@ -86,5 +89,7 @@ def build_registrar(
     registrar = Registrar.from_config(
         config, store, nonce_key=key, random_bytes=random_bytes, local_addresses=local_addresses
     )
+    for tenant, domain, users, max_devices in tenants:
+        registrar.set_tenant(tenant, domain, users, max_devices)
     registrar.restore(now, connections_survived=connections_survived)
     return registrar
