@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from b2bua.api.auth import (
     UNSAFE,
@@ -67,9 +68,13 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         response = await handler(request)
     except ApiError as exc:
         response = exc.response(request_lang(request))
-    except web.HTTPException as exc:
+    except (web.HTTPException, HttpProcessingError) as exc:
+        # HttpProcessingError: a malformed body part (a multipart header that does not parse)
+        # met while a handler reads the body, answered 400 like a malformed request.
         if not request.path.startswith("/api/"):
             raise
+        if not isinstance(exc, web.HTTPException):
+            exc = web.HTTPBadRequest()
         reason_fr = _HTTP_REASONS_FR.get(exc.status, exc.reason)
         error = ApiError(exc.status, exc.reason.lower().replace(" ", "_"),
                          msg("http_error", reason=exc.reason, reason_fr=reason_fr))
