@@ -253,6 +253,12 @@ async def _background(board: Dashboard) -> None:
         await asyncio.sleep(_POLL_SECONDS)
         try:
             await board.reload_if_changed()
+            tenants = getattr(board.server, "tenants", None)
+            for key, child in list(board.boards.items()):  # docs/tenants.md
+                if tenants is None or key not in tenants:
+                    board.boards.pop(key, None)  # deleted: its board goes with it
+                else:
+                    await child.reload_if_changed()
             now = board.now()
             if now - last_purge > 300:
                 purge_sessions(board, now)

@@ -29,7 +29,9 @@ from pydantic import BaseModel, Field
 
 from b2bua.api.common import (
     SESSION_KEY,
+    TENANT_KEY,
     ApiError,
+    Dashboard,
     Issue,
     SessionInfo,
     account,
@@ -49,6 +51,7 @@ from b2bua.settings import (
     stored_password,
     verify_password,
 )
+from b2bua.tenants.names import parse_login, scoped
 
 COOKIE = "b2bua_session"
 CSRF_HEADER = "X-CSRF-Token"
@@ -136,9 +139,19 @@ def _same_origin(request: web.Request) -> bool:
     return parts.netloc.lower() == (request.host or "").lower()
 
 
-async def _check_password(request: web.Request, login: str, password: str) -> Account | None:
-    board = dashboard(request)
+def _tenant_of_login(board: Dashboard, login: str) -> tuple[str, str]:
+    """(tenant key, scoped login) of what a person typed: `1001` or `admin` is the top-level
+    company's (as is `1001@` its own domain), `1001@acme.example` tenant acme.example's."""
+    name, domain = parse_login(login)
+    if domain is None or domain == board.config.server.domain.lower():
+        return "", name
+    return domain, scoped(name, domain)
+
+
+async def _check_password(board: Dashboard, login: str, password: str) -> Account | None:
+    """The account of `login` (scoped: `1001@acme.example`) on its tenant's `board`."""
     conn = board.store.conn
+    name = login.partition("@")[0]
     stored = stored_password(conn, login)
     if stored is not None:
         role, encoded, ext = stored
@@ -147,13 +160,13 @@ async def _check_password(request: web.Request, login: str, password: str) -> Ac
             return None
         ok = await asyncio.to_thread(verify_password, password, encoded)
         return Account(login, role, ext) if ok else None
-    user = board.config.user(login) if login != ADMIN_LOGIN else None
+    user = board.config.user(name) if name != ADMIN_LOGIN else None
     if user is None:
         await asyncio.to_thread(verify_password, password, _DUMMY_HASH)
         return None
     # No dashboard password yet: the SIP secret is the initial one.
     if hmac.compare_digest(password.encode(), str(user.secret).encode()):
-        return Account(login, "user", login)
+        return Account(login, "user", name)
     return None
 
 
@@ -180,6 +193,10 @@ def _session_json(acc: Account, csrf: str, expires_at: float, board: Any) -> dic
         "idle_timeout": board.policy.idle,
         "expires_at": expires_at,
         "language": _language(acc, board),
+        # docs/tenants.md: the account's company, and whether it manages tenants
+        "tenant": acc.tenant or None,
+        "domain": board.config.server.domain,
+        "platform_admin": acc.role == "admin" and not acc.tenant,
     }
 
 
@@ -194,7 +211,13 @@ async def login(request: web.Request) -> web.Response:
                        headers={"Retry-After": str(math.ceil(wait))})
     if board.admin_ready is not None and data.login == ADMIN_LOGIN:
         await asyncio.shield(board.admin_ready)  # created at start, hashed in a thread
-    acc = await _check_password(request, data.login, data.password)
+    key, scoped_login = _tenant_of_login(board, data.login)
+    try:
+        own = board.for_tenant(key)
+    except ApiError:  # no such tenant: answered like a wrong password
+        own = None
+        await asyncio.to_thread(verify_password, data.password, _DUMMY_HASH)
+    acc = await _check_password(own, scoped_login, data.password) if own else None
     if acc is None:
         board.throttle.failed(keys, board.now())
         raise ApiError(401, "bad_credentials", msg("bad_credentials"))
@@ -205,10 +228,11 @@ async def login(request: web.Request) -> web.Response:
     conn = board.store.conn
     conn.execute(
         "INSERT INTO dashboard_sessions (token_hash, login, role, extension, csrf, created_at,"
-        " last_seen) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (session_hash(token), acc.login, acc.role, acc.extension, csrf, now, now),
+        " last_seen, tenant) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (session_hash(token), acc.login, acc.role, acc.extension, csrf, now, now, acc.tenant),
     )
-    response = web.json_response(_session_json(acc, csrf, now + board.policy.lifetime, board))
+    assert own is not None
+    response = web.json_response(_session_json(acc, csrf, now + board.policy.lifetime, own))
     response.set_cookie(
         COOKIE, token, httponly=True, samesite="Strict", secure=request.secure, path="/",
         max_age=int(board.policy.lifetime),
@@ -243,7 +267,7 @@ async def change_own_password(request: web.Request) -> web.Response:
     if wait > 0:
         raise ApiError(429, "throttled", msg("throttled", seconds=math.ceil(wait)),
                        headers={"Retry-After": str(math.ceil(wait))})
-    if await _check_password(request, acc.login, data.current) is None:
+    if await _check_password(board.for_tenant(acc.tenant), acc.login, data.current) is None:
         board.throttle.failed(keys, now)
         raise ApiError(403, "bad_credentials", msg("wrong_current_password"),
                        [Issue("wrong_current_password", "current")])
@@ -260,11 +284,12 @@ async def set_user_password(request: web.Request) -> web.Response:
     ext = user_extension(request)
     board = dashboard(request)
     data = parse_model(PasswordSet, await body_json(request))
+    login = board.box(ext)  # `1001@acme.example` in a tenant
     if data.password is None:
-        forget_password(board.store.conn, ext)
+        forget_password(board.store.conn, login)
     else:
         encoded = await asyncio.to_thread(hash_password, data.password)
-        set_password(board.store.conn, Account(ext, "user", ext), encoded, board.now(), None)
+        set_password(board.store.conn, Account(login, "user", ext), encoded, board.now(), None)
     return web.json_response({"ok": True})
 
 
@@ -298,11 +323,13 @@ async def session_middleware(request: web.Request, handler: Handler) -> web.Stre
                 )
             else:
                 acc = Account(str(row[0]), str(row[1]), row[2])
-                if acc.role == "user" and (
-                    acc.extension is None or board.config.user(acc.extension) is None
-                ):
+                own = _served_board(board, acc.tenant)
+                if own is None or (acc.role == "user" and (
+                    acc.extension is None or own.config.user(acc.extension) is None
+                )):
                     acc = None  # type: ignore[assignment]
                 if acc is not None:
+                    request[TENANT_KEY] = _acting_tenant(request, board, acc)
                     request[SESSION_KEY] = SessionInfo(
                         acc, digest, str(row[3]), created + policy.lifetime
                     )
@@ -321,6 +348,27 @@ async def session_middleware(request: web.Request, handler: Handler) -> web.Stre
         if not sent or not hmac.compare_digest(sent.encode(), info.csrf.encode()):
             raise ApiError(403, "csrf", msg("csrf_missing"))
     return await handler(request)
+
+
+def _served_board(board: Dashboard, key: str) -> Dashboard | None:
+    """The board of tenant `key`, None once the tenant is no longer served."""
+    try:
+        return board.for_tenant(key)
+    except ApiError:
+        return None
+
+
+def _acting_tenant(request: web.Request, board: Dashboard, acc: Account) -> str:
+    """The tenant a request acts on: its account's; the platform administrator may name one
+    with `?tenant=DOMAIN` (docs/tenants.md)."""
+    wanted = request.query.get("tenant")
+    if acc.tenant or acc.role != "admin" or not wanted:
+        return acc.tenant
+    key = wanted.strip().lower()
+    if key == board.config.server.domain.lower():
+        return ""
+    board.for_tenant(key)  # 404 when no such tenant
+    return key
 
 
 def purge_sessions(board: Any, now: float) -> None:

@@ -143,10 +143,47 @@ class Dashboard:
     # The rule table compiled for the configuration `change` is installing (see `install`).
     ready: tuple[Config, Any] | None = None
 
+    # Boards of the other tenants (docs/tenants.md), made at first use; on the top-level one.
+    boards: dict[str, Dashboard] = field(default_factory=dict)
+
     @property
     def config(self) -> Config:
-        config: Config = self.server.config
-        return config
+        if not self.store.tenant:
+            config: Config = self.server.config
+            return config
+        served = self.server.tenants.get(self.store.tenant)
+        if served is None:  # deleted meanwhile
+            raise ApiError(404, "not_found", msg("no_tenant", domain=self.store.tenant))
+        tenant_config: Config = served.config
+        return tenant_config
+
+    @property
+    def table(self) -> Any:
+        """The compiled rule table this tenant's calls follow."""
+        if not self.store.tenant:
+            return self.server.rulebook.table
+        served = self.server.tenants.get(self.store.tenant)
+        if served is None:
+            raise ApiError(404, "not_found", msg("no_tenant", domain=self.store.tenant))
+        return served.rules.table
+
+    def for_tenant(self, key: str) -> Dashboard:
+        """The board of tenant `key` (this one for the top-level company): its settings store,
+        sound library and configuration; the worker, lock, policy and throttle are shared."""
+        if not key:
+            return self
+        board = self.boards.get(key)
+        service: Any = getattr(self.server, "tenant_service", None)
+        store = service.stores.get(key) if service is not None else None
+        if service is None or store is None:
+            raise ApiError(404, "not_found", msg("no_tenant", domain=key))
+        if board is None or board.store is not store:
+            board = dataclasses.replace(
+                self, store=store, library=service.library(key), wav_cache={}, ready=None,
+                boards={}, admin_ready=None)
+            board.known_revision = store.revision()
+            self.boards[key] = board
+        return board
 
     @property
     def data_dir(self) -> Path:
@@ -203,7 +240,7 @@ class Dashboard:
         """`Server.apply_config`, with the table `change` compiled for this configuration."""
         ready = self.ready
         table = ready[1] if ready is not None and ready[0] is config else None
-        self.server.apply_config(config, table)
+        self.server.apply_tenant(self.store.tenant, config, table)
 
     async def reload_if_changed(self) -> bool:
         """Re-read the stored settings when another process (b2bua import) changed them."""
@@ -218,7 +255,7 @@ class Dashboard:
                 config = await self.validate(raw, None)
             except ApiError:
                 config = self.store.effective()
-            self.server.apply_config(config, await self.compile(config))
+            self.server.apply_tenant(self.store.tenant, config, await self.compile(config))
             self.known_revision = revision
             # `b2bua import` may have replaced sounds: from now on they are read again.
             bridge = getattr(self.server, "bridge", None)
@@ -250,8 +287,15 @@ class Dashboard:
 DASHBOARD_KEY = web.AppKey("dashboard", Dashboard)
 
 
+TENANT_KEY = web.RequestKey("dashboard_tenant", str)
+
+
 def dashboard(request: web.Request) -> Dashboard:
-    return request.app[DASHBOARD_KEY]
+    """The board of the request's tenant (its account's, or the one the platform administrator
+    names with `?tenant=DOMAIN`; docs/tenants.md)."""
+    board = request.app[DASHBOARD_KEY]
+    key = request.get(TENANT_KEY)
+    return board.for_tenant(key) if key else board
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,6 +326,14 @@ def require_admin(request: web.Request) -> Account:
     acc = account(request)
     if acc.role != "admin":
         raise ApiError(403, "forbidden", msg("admins_only"))
+    return acc
+
+
+def require_platform_admin(request: web.Request) -> Account:
+    """The provider's administrator (`admin`), who alone manages tenants."""
+    acc = require_admin(request)
+    if acc.tenant:
+        raise ApiError(403, "forbidden", msg("platform_admin_only"))
     return acc
 
 
@@ -332,9 +384,12 @@ def request_lang(request: web.Request) -> Lang:
 
 def own_lang(request: web.Request) -> Lang:
     """The signed-in user's `language` (the server's for the administrator or no session)."""
-    board = request.app.get(DASHBOARD_KEY)
-    if board is None:
+    if request.app.get(DASHBOARD_KEY) is None:
         return "fr"
+    try:
+        board = dashboard(request)
+    except ApiError:  # its tenant was deleted meanwhile
+        board = request.app[DASHBOARD_KEY]
     info = request.get(SESSION_KEY)
     if info is not None and info.account.extension is not None:
         user = board.config.user(info.account.extension)

@@ -48,6 +48,19 @@ MESSAGES: dict[str, dict[Lang, Template]] = {
         "you can only manage your own extension",
         "vous ne pouvez gérer que votre propre poste",
     ),
+    "no_tenant": _both("no tenant with domain {domain}", "aucune entreprise au domaine {domain}"),
+    "platform_admin_only": _both(
+        "only the platform administrator (admin) manages tenants",
+        "seul l'administrateur de la plateforme (admin) gère les entreprises",
+    ),
+    "tenant_exists": _both(
+        "a tenant or the platform already uses domain {domain}",
+        "une entreprise ou la plateforme utilise déjà le domaine {domain}",
+    ),
+    "tenant_from_file": _both(
+        "tenant {domain} is declared in the configuration file; remove it there",
+        "l'entreprise {domain} est déclarée dans le fichier de configuration : retirez-la là",
+    ),
     "no_user": _both("no user with extension {extension}", "aucun utilisateur au poste {extension}"),
     "no_device": _both("no device {n}", "pas d'appareil n° {n}"),
     "no_music": _both("no hold-music class {name!r}", "pas de musique d'attente « {name} »"),

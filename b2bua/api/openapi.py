@@ -10,7 +10,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel
 
-from b2bua.api import announcements, auth, media, trunks, users
+from b2bua.api import announcements, auth, media, tenants, trunks, users
 from b2bua.config import User
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -114,6 +114,17 @@ ROUTES: tuple[Route, ...] = (
           "message (absence: refused while a rule names it)"),
     Route("GET", UE + "/messages/{slot}/audio", announcements.message_audio, "Listen to one's "
           "own message (WAV)", returns="audio/wav"),
+    Route("GET", "/api/tenants", tenants.list_tenants, "Tenants, with their limits, users, "
+          "registered devices and calls in progress (platform administrator)", "admin"),
+    Route("POST", "/api/tenants", tenants.create_tenant, "Create a tenant, served at once "
+          "(platform administrator)", "admin", tenants.NewTenant),
+    Route("GET", "/api/tenants/{domain}", tenants.get_tenant, "A tenant (platform "
+          "administrator)", "admin"),
+    Route("PATCH", "/api/tenants/{domain}", tenants.change_tenant, "Change a tenant's name, "
+          "limits or administrator's password (platform administrator)", "admin",
+          tenants.TenantChange),
+    Route("DELETE", "/api/tenants/{domain}", tenants.delete_tenant, "Delete a tenant created "
+          "from the API (platform administrator)", "admin"),
 )
 
 _ISSUE = {

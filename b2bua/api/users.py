@@ -243,6 +243,12 @@ class NewUser(BaseModel):
     devices: list[dict[str, Any]] = Field(default_factory=lambda: [{"type": "sip", "label": "Bureau"}])
 
 
+def _user_limit(board: Dashboard) -> int:
+    """The most users the board's tenant may have (0: no limit)."""
+    service = getattr(board.server, "tenant_service", None)
+    return service.limits(board.tenant).users if service is not None and board.tenant else 0
+
+
 async def create_user(request: web.Request) -> web.Response:
     require_admin(request)
     board = dashboard(request)
@@ -252,6 +258,12 @@ async def create_user(request: web.Request) -> web.Response:
     ):
         raise ApiError(409, "exists", msg("extension_exists", extension=data.extension),
                        [Issue("extension_exists", "extension", {"extension": data.extension})])
+    most = _user_limit(board)
+    if most and len(board.config.users) >= most:  # docs/tenants.md, limits
+        raise ApiError(403, "tenant_user_limit",
+                       msg("tenant_user_limit", max=most, count=len(board.config.users) + 1),
+                       [Issue("tenant_user_limit", "extension",
+                              {"max": most, "count": len(board.config.users) + 1})])
     section = data.model_dump(exclude_none=True, exclude={"extension"})
     _check_devices(request, data.extension, section.get("devices"))
     await _save(request, data.extension, section, create=True)
@@ -320,7 +332,7 @@ def _devices_json(board: Dashboard, ext: str) -> list[dict[str, Any]]:
     now = board.now()
     registrar = board.server.registrar
     report: list[dict[str, Any]] = device_report(
-        _OneUser(user), registrar.bindings(ext), now
+        _OneUser(user), registrar.bindings(board.box(ext)), now
     )[0]["devices"]
     tz = ZoneInfo(user.tz)
     for row in report:
@@ -571,7 +583,7 @@ async def trace(request: web.Request) -> web.Response:
     in the request's language."""
     ext = user_extension(request)
     board = dashboard(request)
-    table = board.server.rulebook.table
+    table = board.table
     tz = table.zone(ext)
     caller = _caller(request)
     when = _parse_at(request.query.get("at"), tz, board)
@@ -624,7 +636,7 @@ def _monday(request: web.Request, board: Dashboard, tz: ZoneInfo) -> date:
 async def week(request: web.Request) -> web.Response:
     ext = user_extension(request)
     board = dashboard(request)
-    table = board.server.rulebook.table
+    table = board.table
     caller = _caller(request)
     monday = _monday(request, board, table.zone(ext))
     data = await board.worker.run(worker.week, board.config, ext,
@@ -635,7 +647,7 @@ async def week(request: web.Request) -> web.Response:
 async def week_svg(request: web.Request) -> web.Response:
     ext = user_extension(request)
     board = dashboard(request)
-    table = board.server.rulebook.table
+    table = board.table
     caller = _caller(request)
     monday = _monday(request, board, table.zone(ext))
     svg = await board.worker.run(worker.week_svg, board.config, ext,
@@ -653,7 +665,7 @@ async def calls(request: web.Request) -> web.Response:
     user = _user(board, ext)
     tz = ZoneInfo(user.tz)
     lang = request_lang(request)  # ?lang=, the dashboard's language, else the user's
-    records = board.server.recorder.last(limit, ext)
+    records = board.server.recorder.last(limit, ext, tenant=board.tenant)
     out = []
     for r in records:
         row = r.to_dict(lang)

@@ -81,6 +81,12 @@ class Account:
     role: str  # "admin" | "user"
     extension: str | None
 
+    @property
+    def tenant(self) -> str:
+        """The company of the account: `''` for the top-level one (`admin`, `1001`), else the
+        domain of its login (`admin@acme.example`, `1001@acme.example`; docs/tenants.md)."""
+        return self.login.partition("@")[2]
+
 
 def admin_missing(conn: sqlite3.Connection) -> bool:
     ensure_schema(conn)

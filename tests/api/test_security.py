@@ -44,7 +44,7 @@ def _victim_voicemail(server) -> int:
 def _call(api: Api, route: Any, vm_id: int) -> Any:
     path = (route.path.replace("{ext}", "1001").replace("{n}", "1")
             .replace("{id}", str(vm_id)).replace("{name}", "default")
-            .replace("{slot}", "absence"))
+            .replace("{slot}", "absence").replace("{domain}", "pbx.test"))
     body = BODIES.get((route.method, route.path))
     if route.body == "text/calendar":
         return api.request(route.method, path, raw=b"BEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n",
@@ -77,7 +77,8 @@ def test_admin_only_endpoints_refuse_users(server):
     assert {(r.method, r.path) for r in admin_routes} >= {
         ("POST", "/api/music"), ("POST", "/api/users"), ("DELETE", "/api/users/{ext}")}
     for route in admin_routes:
-        path = route.path.replace("{ext}", "1002").replace("{name}", "default")
+        path = route.path.replace("{ext}", "1002").replace("{name}", "default").replace(
+            "{domain}", "pbx.test")
         if route.body == "multipart/form-data":
             raw, ctype = multipart({"name": "evil"}, {"file": ("a.wav", tone_wav(0.2))})
             r = user.request(route.method, path, raw=raw, content_type=ctype)

@@ -1,0 +1,191 @@
+"""Tenants through the dashboard API, over real HTTP and real SIP: `/api/tenants` for the
+platform administrator, sign-in as `admin@DOMAIN` and `EXT@DOMAIN`, each board seeing its own
+company only, per-tenant limits, and a tenant created live that registers at once."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from b2bua.testing.server import RunningServer
+from tests.api.helpers import ADMIN_PASSWORD, Api, signed_in, start
+from tests.integration.tenant_flows import RawPhone
+
+TENANTS = """
+[[tenants]]
+domain = "acme.example"
+name = "ACME SARL"
+limits = { users = 3 }
+
+  [[tenants.users]]
+  extension = "1001"
+  name = "Alice ACME"
+  secret = "acme-secret-1001"
+
+  [[tenants.users]]
+  extension = "1002"
+  name = "Arthur ACME"
+  secret = "acme-secret-1002"
+
+[[tenants]]
+domain = "beta.example"
+name = "Beta SAS"
+
+  [[tenants.users]]
+  extension = "1001"
+  name = "Bruno Beta"
+  secret = "beta-secret-1001"
+"""
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    srv = start(tmp_path_factory.mktemp("tenants-api"), TENANTS)
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+def admin(server: RunningServer) -> Api:
+    return signed_in(server, "admin", ADMIN_PASSWORD)
+
+
+def login(server: RunningServer, name: str, password: str) -> Api:
+    api = Api(server.http_base)
+    r = api.login(name, password)
+    assert r.status == 200, r
+    return api
+
+
+def names(api: Api, query: str = "") -> set[str]:
+    r = api.get("/api/users" + query)
+    assert r.status == 200, r
+    return {u["name"] for u in r.json()["users"]}
+
+
+def test_a_tenant_user_signs_in_as_ext_at_domain_and_sees_their_company_only(
+        server: RunningServer) -> None:
+    alice = login(server, "1001@acme.example", "acme-secret-1001")
+    session = alice.get("/api/session").json()
+    assert (session["tenant"], session["extension"], session["name"]) == (
+        "acme.example", "1001", "Alice ACME")
+    assert session["platform_admin"] is False
+    assert alice.get("/api/users/1001").json()["settings"]["name"] == "Alice ACME"
+    assert alice.get("/api/users/1002").status == 403
+    # the top-level 1001 (Alice Martin) and beta's 1001 keep their own passwords
+    assert Api(server.http_base).login("1001", "acme-secret-1001").status == 401
+    assert Api(server.http_base).login("1001@beta.example", "acme-secret-1001").status == 401
+    assert Api(server.http_base).login("1001@nowhere.example", "acme-secret-1001").status == 401
+    top = login(server, "1001@pbx.test", "secret1001")  # one's own domain is the top level
+    assert top.get("/api/session").json()["name"] == "Alice Martin"
+
+
+def test_tenant_admin_is_set_by_the_platform_admin_and_sees_their_tenant_only(
+        server: RunningServer) -> None:
+    boss = admin(server)
+    assert Api(server.http_base).login("admin@acme.example", "acme-admin-pw").status == 401
+    r = boss.patch("/api/tenants/acme.example", {"admin_password": "acme-admin-pw"})
+    assert r.status == 200, r
+    acme = login(server, "admin@acme.example", "acme-admin-pw")
+    assert names(acme) == {"Alice ACME", "Arthur ACME"}
+    assert acme.get("/api/session").json()["platform_admin"] is False
+    # a tenant's administrator neither manages tenants nor reaches another company
+    assert acme.get("/api/tenants").status == 403
+    assert acme.post("/api/tenants", {"domain": "x.example", "name": "X"}).status == 403
+    assert names(acme, "?tenant=beta.example") == {"Alice ACME", "Arthur ACME"}
+    # the platform administrator reaches any company with ?tenant=
+    assert names(boss) == {"Alice Martin", "Bruno Petit", "Chloé Durand"}
+    assert names(boss, "?tenant=beta.example") == {"Bruno Beta"}
+    assert boss.get("/api/users?tenant=nowhere.example").status == 404
+
+
+def test_the_tenant_list(server: RunningServer) -> None:
+    listed = admin(server).get("/api/tenants").json()["tenants"]
+    by_domain = {t["domain"]: t for t in listed}
+    assert set(by_domain) >= {"pbx.test", "acme.example", "beta.example"}
+    assert by_domain["pbx.test"]["default"] is True
+    acme = by_domain["acme.example"]
+    assert (acme["name"], acme["origin"], acme["users"]) == ("ACME SARL", "file", 2)
+    assert acme["limits"] == {"users": 3, "devices": 0, "calls": 0}
+
+
+def test_a_change_in_one_tenant_recompiles_that_tenant_only(server: RunningServer) -> None:
+    acme = admin(server)
+    before = server.log()
+    r = acme.patch("/api/users/1002?tenant=acme.example", {"name": "Arthur Dupont"})
+    assert r.status == 200, r
+    new = server.log()[len(before):]
+    assert "configuration of acme.example applied live" in new
+    assert "configuration of beta.example" not in new
+    assert "configuration of pbx.test" not in new
+    assert names(acme, "?tenant=acme.example") == {"Alice ACME", "Arthur Dupont"}
+    assert names(acme, "?tenant=beta.example") == {"Bruno Beta"}
+
+
+def test_the_user_limit_is_answered_on_the_field(server: RunningServer) -> None:
+    boss = admin(server)
+    new = {"extension": "1003", "name": "Anne ACME", "secret": "acme-secret-1003"}
+    assert boss.post("/api/users?tenant=acme.example", new).status == 201
+    r = boss.post("/api/users?tenant=acme.example",
+                  {"extension": "1004", "name": "Too Many", "secret": "acme-secret-1004"})
+    assert r.status == 403, r
+    body = r.json()
+    assert body["error"] == "tenant_user_limit"
+    assert body["issues"][0]["field"] == "extension"
+    # beta has no limit; lowering acme's limit under its count is refused on the field
+    r = boss.patch("/api/tenants/acme.example", {"limits": {"users": 2}})
+    assert r.status == 422 and r.json()["issues"][0]["field"] == "limits.users", r
+
+
+def test_a_tenant_created_live_registers_and_signs_in_at_once(server: RunningServer) -> None:
+    boss = admin(server)
+    bad = boss.post("/api/tenants", {"domain": "not a domain", "name": "X"})
+    assert bad.status == 422 and bad.json()["issues"][0]["field"] == "domain", bad
+    assert boss.post("/api/tenants", {"domain": "acme.example", "name": "X"}).status == 409
+    assert boss.post("/api/tenants", {"domain": "pbx.test", "name": "X"}).status == 409
+    r = boss.post("/api/tenants", {"domain": "gamma.example", "name": "Gamma",
+                                   "limits": {"devices": 1}, "admin_password": "gamma-admin-pw"})
+    assert r.status == 201, r
+    assert r.json()["origin"] == "api"
+    gamma = login(server, "admin@gamma.example", "gamma-admin-pw")
+    r = gamma.post("/api/users", {"extension": "1001", "name": "Gaston Gamma",
+                                  "secret": "gamma-secret-1001"})
+    assert r.status == 201, r
+    assert names(gamma) == {"Gaston Gamma"}
+    phone = RawPhone(server, "gamma.example", "1001", "gamma-secret-1001")
+    second = RawPhone(server, "gamma.example", "1001", "gamma-secret-1001")
+    try:
+        answer = phone.register()
+        assert (answer.status, answer.realm) == (200, "gamma.example")
+        refused = second.register()
+        assert (refused.status, refused.reason) == (403, "Device Limit Reached")
+        listed = {t["domain"]: t for t in boss.get("/api/tenants").json()["tenants"]}
+        assert listed["gamma.example"]["devices"] == 1
+        # deleted: its administrator and its phones are refused from then on
+        assert boss.delete("/api/tenants/gamma.example").status == 200
+        assert Api(server.http_base).login("admin@gamma.example", "gamma-admin-pw").status == 401
+        assert gamma.get("/api/users").status == 401
+        assert phone.register().status in (401, 403, 404)
+    finally:
+        phone.close()
+        second.close()
+    assert boss.get("/api/tenants/gamma.example").status == 404
+    # a tenant of the file is deleted in the file only
+    r = boss.delete("/api/tenants/beta.example")
+    assert r.status == 409 and re.search("file|fichier", r.json()["message"]), r
+
+
+def test_single_company_sign_in_is_unchanged(tmp_path: Path) -> None:
+    srv = start(tmp_path)
+    try:
+        api = login(srv, "1001", "secret1001")
+        session = api.get("/api/session").json()
+        assert (session["login"], session["tenant"]) == ("1001", None)
+        boss = admin(srv)
+        assert [t["domain"] for t in boss.get("/api/tenants").json()["tenants"]] == ["pbx.test"]
+    finally:
+        srv.stop()
