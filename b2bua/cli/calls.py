@@ -30,7 +30,7 @@ def cmd_calls(args: argparse.Namespace) -> int:
             print(f"b2bua calls: {exc}", file=sys.stderr)
             return 1
         try:
-            records = CallRecorder(db).last(args.last)
+            records = CallRecorder(db).last(args.last, tenant=effective.tenant)
         finally:
             db.close()
     elif not path.exists():
@@ -38,7 +38,7 @@ def cmd_calls(args: argparse.Namespace) -> int:
     else:
         db = sqlite3.connect(path)
         try:
-            records = CallRecorder(db).last(args.last)
+            records = CallRecorder(db).last(args.last, tenant=effective.tenant)
         finally:
             db.close()
     def lang_of(callee: str) -> Lang:

@@ -11,6 +11,7 @@ from typing import Literal
 from b2bua.config import Config, ConfigError, User
 from b2bua.config.messages import render
 from b2bua.settings import Effective, load_effective
+from b2bua.settings.effective import UnknownTenant
 
 Lang = Literal["fr", "en"]
 
@@ -20,7 +21,10 @@ def load(args: argparse.Namespace, command: str) -> Effective | None:
     settings left out because they no longer validate are reported on stderr (`b2bua check`
     reports them itself, as errors)."""
     try:
-        effective = load_effective(args.config)
+        effective = load_effective(args.config, getattr(args, "tenant", None))
+    except UnknownTenant as exc:
+        print(f"b2bua {command}: {exc}", file=sys.stderr)
+        return None
     except ConfigError as exc:
         french = getattr(args, "lang", None) == "fr"
         for issue in exc.issues:

@@ -8,6 +8,7 @@ the file read-only).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import re
 import sqlite3
@@ -29,6 +30,7 @@ from b2bua.registrar.provisioning import (
 from b2bua.registrar.report import device_report
 from b2bua.registrar.sqlite_store import read_bindings
 from b2bua.store import open_database
+from b2bua.tenants.names import split
 
 
 def _stored_bindings(config: Config) -> list[Binding]:
@@ -98,6 +100,9 @@ def cmd_devices(args: argparse.Namespace) -> int:
     except OSError as exc:  # PostgreSQL cannot be read
         print(f"b2bua devices: {exc}", file=sys.stderr)
         return 1
+    # The company's own bindings, by their extension (b2bua.tenants.names).
+    bindings = [dataclasses.replace(b, aor=split(b.aor)[1]) for b in bindings
+                if split(b.aor)[0] == effective.tenant]
     report = device_report(config, bindings, time.time())
     if getattr(args, "json", False):
         print(json.dumps(report, indent=2, ensure_ascii=False))

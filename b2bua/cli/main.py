@@ -32,6 +32,11 @@ _HANDLERS: dict[str, str] = {
 }
 
 
+# The commands that act on one company's data take --tenant DOMAIN (docs/tenants.md).
+_TENANT_COMMANDS = frozenset({"check", "trace", "week", "devices", "calls", "export",
+                              "ics-export", "ics-import"})
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="b2bua",
@@ -42,6 +47,11 @@ def build_parser() -> argparse.ArgumentParser:
     def add(name: str, help_text: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.add_argument("--config", default=DEFAULT_CONFIG, help="TOML configuration file")
+        if name in _TENANT_COMMANDS:
+            p.add_argument(
+                "--tenant", metavar="DOMAIN",
+                help="the company to act on, by its domain (docs/tenants.md; default: the "
+                     "top-level one, [server] domain)")
         return p
 
     p = add("run", "Start SIP, media and the dashboard in the foreground (logs to stderr).")

@@ -13,10 +13,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from b2bua.config import Config, load_config
-from b2bua.settings.overrides import MusicUpload, Rejection, UserOverride, open_store
+from b2bua.settings.overrides import (
+    MusicUpload,
+    Rejection,
+    SettingsStore,
+    UserOverride,
+    open_store,
+)
 from b2bua.store import database_path
 
-__all__ = ["Effective", "load_effective"]
+__all__ = ["Effective", "UnknownTenant", "load_effective"]
+
+
+class UnknownTenant(LookupError):
+    """`--tenant DOMAIN` names no served company; `served` are the domains that are."""
+
+    def __init__(self, domain: str, served: Sequence[str]) -> None:
+        super().__init__(f"no tenant {domain!r} (served: {', '.join(served)})")
+        self.domain = domain
+        self.served = tuple(served)
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +46,7 @@ class Effective:
     uploads: Sequence[MusicUpload] = ()
     rejected: Sequence[Rejection] = ()
     database: Path | None = None
+    tenant: str = ""  # the company (docs/tenants.md): '' is the top-level one
 
     def stored_keys(self, extension: str) -> frozenset[str]:
         """The keys of `extension`'s section that come from the store (all for a user created
@@ -43,17 +59,37 @@ class Effective:
         return frozenset(row.values)
 
 
-def load_effective(path: str | Path) -> Effective:
-    """Read the TOML file (ConfigError as `load_config`) and merge the stored settings."""
+def load_effective(path: str | Path, tenant: str | None = None) -> Effective:
+    """Read the TOML file (ConfigError as `load_config`) and merge the stored settings: of the
+    top-level company, or of `tenant` (a domain; UnknownTenant when none is served there),
+    whose configuration is then its view of the file (`Config.tenant_view`)."""
     base = load_config(path)
+    key = "" if tenant is None or tenant.lower() == base.server.domain.lower() else tenant.lower()
     store = open_store(base, readonly=True)
-    if store is None:
-        return Effective(base, base)
+    database = None if base.store.url else database_path(base.server.data_dir)
+    if not key:
+        if store is None:
+            return Effective(base, base)
+        try:
+            config, rejected = store.resolve()
+            return Effective(base, config, store.overrides(), store.uploads(), rejected,
+                             database)
+        finally:
+            store.conn.close()
+    from b2bua.tenants.store import declared, stored_rows
+
     try:
-        config, rejected = store.resolve()
-        return Effective(
-            base, config, store.overrides(), store.uploads(), rejected,
-            None if base.store.url else database_path(base.server.data_dir),
-        )
+        items = declared(base, stored_rows(store.conn) if store is not None else {})
+        item = next((i for i in items if i.key == key), None)
+        if item is None:
+            raise UnknownTenant(tenant or key, [i.domain for i in items])
+        view = item.view(base)
+        if store is None:
+            return Effective(view, view, tenant=key)
+        own = SettingsStore(store.conn, view, migrate=False, tenant=key)
+        config, rejected = own.resolve()
+        return Effective(view, config, own.overrides(), own.uploads(), rejected, database,
+                         tenant=key)
     finally:
-        store.conn.close()
+        if store is not None:
+            store.conn.close()

@@ -4,14 +4,18 @@ company only, per-tenant limits, and a tenant created live that registers at onc
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from b2bua.testing.server import RunningServer
-from tests.api.helpers import ADMIN_PASSWORD, Api, signed_in, start
+from tests.api.helpers import ADMIN_PASSWORD, SCHEDULE, Api, signed_in, start
 from tests.integration.tenant_flows import RawPhone
 
 TENANTS = """
@@ -189,3 +193,56 @@ def test_single_company_sign_in_is_unchanged(tmp_path: Path) -> None:
         assert [t["domain"] for t in boss.get("/api/tenants").json()["tenants"]] == ["pbx.test"]
     finally:
         srv.stop()
+
+
+def cli(server: RunningServer, *argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "b2bua", *argv, "--config", str(server.config)],
+                          capture_output=True, text=True, timeout=60, check=False)
+
+
+def trace(server: RunningServer, *tenant: str) -> dict[str, Any]:
+    done = cli(server, "trace", "--to", "1001", "--from", "0611111111", "--at",
+               "2026-01-07T10:00", "--json", *tenant)
+    assert done.returncode == 0, done.stderr
+    data: dict[str, Any] = json.loads(done.stdout)
+    return data
+
+
+def test_the_command_line_acts_on_the_tenant_it_is_given(server: RunningServer) -> None:
+    boss = admin(server)
+    leave = {"name": "Congé", "dates": ["2026-01-05..2026-01-09"],
+             "destination": {"kind": "extension", "extension": "1002"}}
+    r = boss.patch("/api/users/1001?tenant=acme.example",
+                   {"schedule": {**SCHEDULE, "exceptional": [leave]}})
+    assert r.status == 200, r
+    assert trace(server, "--tenant", "acme.example")["rule"] == "exceptional"
+    assert trace(server, "--tenant", "beta.example")["rule"] != "exceptional"
+    assert trace(server)["rule"] == "office_hours"  # the top-level 1001, as before tenants
+    assert trace(server, "--tenant", "pbx.test")["rule"] == "office_hours"
+
+    phone = RawPhone(server, "acme.example", "1001", "acme-secret-1001")
+    try:
+        assert phone.register().status == 200
+        done = cli(server, "devices", "--json", "--tenant", "acme.example")
+        assert done.returncode == 0, done.stderr
+        acme = {e["extension"]: e for e in json.loads(done.stdout)}
+        assert acme["1001"]["name"] == "Alice ACME"
+        assert "RawPhone" in done.stdout  # its registration, by its user agent
+        done = cli(server, "devices", "--json", "--tenant", "beta.example")
+        assert done.returncode == 0 and "RawPhone" not in done.stdout, done
+        done = cli(server, "devices", "--json")
+        assert done.returncode == 0 and "RawPhone" not in done.stdout, done
+    finally:
+        phone.close()
+
+    done = cli(server, "export", "--tenant", "beta.example")
+    assert done.returncode == 0, done.stderr
+    assert "Bruno Beta" in done.stdout and "ACME" not in done.stdout
+    assert "Alice Martin" not in done.stdout
+    done = cli(server, "calls", "--json", "--tenant", "acme.example")
+    assert done.returncode == 0, done.stderr
+    done = cli(server, "check", "--tenant", "acme.example")
+    assert done.returncode == 0, done.stderr
+    done = cli(server, "check", "--tenant", "nowhere.example")
+    assert done.returncode == 1
+    assert "no tenant 'nowhere.example'" in done.stderr and "acme.example" in done.stderr
