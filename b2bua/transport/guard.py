@@ -49,7 +49,12 @@ log = logging.getLogger(__name__)
 WINDOW = 1.0  # seconds per counting window
 REJECTS_PER_WINDOW = 10  # 503s per blocked source per window with action "reject"
 SMOOTHING = 0.3  # weight of a new load sample in the smoothed busy share and lag
-ENTER_SAMPLES = 5  # samples in a row over a threshold before the server is overloaded
+# Samples (100 ms each) in a row over a threshold before the server is overloaded. Timers that
+# fire late mean the loop is already behind: half a second of it is enough. A busy thread is
+# not behind yet (on a shared machine its CPU share swings with the neighbours' load): only two
+# seconds of it, a saturation that the next burst would turn into lag, refuse calls.
+ENTER_SAMPLES = 5  # timer lag over its threshold
+BUSY_ENTER_SAMPLES = 20  # busy share over its threshold
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -227,9 +232,10 @@ class SourceLimiter:
 class OverloadGuard:
     """The global overload state, from the load samples the loop reports (every 100 ms).
 
-    Entering takes `ENTER_SAMPLES` samples in a row over a threshold (busy share or timer
-    lag): one long pause of the loop (a collection, a slow disk write) does not refuse calls,
-    a loop that stays behind does within half a second. Leaving takes `hold_seconds` with both
+    Entering takes `ENTER_SAMPLES` samples in a row with the timers late, or
+    `BUSY_ENTER_SAMPLES` with the thread busy over its share: one long pause of the loop (a
+    collection, a slow disk write) does not refuse calls, a loop that stays behind does within
+    half a second, one that stays saturated within two. Leaving takes `hold_seconds` with both
     smoothed values below three quarters of their thresholds."""
 
     settings: GuardSettings
@@ -239,7 +245,8 @@ class OverloadGuard:
     since: float = 0.0  # when the state last changed
     entered: int = 0  # times the server became overloaded
     refused: int = 0  # new INVITEs answered 503
-    _over: int = 0  # samples in a row over a threshold
+    _late: int = 0  # samples in a row with the timers late
+    _busy: int = 0  # samples in a row with the thread over its busy share
     _calm_since: float | None = None
     _changes: list[str] = field(default_factory=list)
 
@@ -250,8 +257,9 @@ class OverloadGuard:
         self.lag += SMOOTHING * (lag - self.lag)
         s = self.settings
         if not self.overloaded:
-            self._over = self._over + 1 if busy >= s.busy or lag >= s.lag else 0
-            if self._over >= ENTER_SAMPLES:
+            self._late = self._late + 1 if lag >= s.lag else 0
+            self._busy = self._busy + 1 if busy >= s.busy else 0
+            if self._late >= ENTER_SAMPLES or self._busy >= BUSY_ENTER_SAMPLES:
                 self.overloaded = True
                 self.since = now
                 self._calm_since = None
@@ -265,7 +273,7 @@ class OverloadGuard:
                 self._calm_since = now
             elif now - self._calm_since >= s.hold_seconds:
                 self.overloaded = False
-                self._over = 0
+                self._late = self._busy = 0
                 self._changes.append(
                     f"no longer overloaded after {now - self.since:.0f} s: "
                     f"{self.refused} new calls refused in all so far")

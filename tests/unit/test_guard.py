@@ -11,6 +11,7 @@ from b2bua.server import ReleasePolicy
 from b2bua.sip.flow import Flow
 from b2bua.sip.message import Response, parse_message
 from b2bua.transport.guard import (
+    BUSY_ENTER_SAMPLES,
     ENTER_SAMPLES,
     REJECTS_PER_WINDOW,
     Admission,
@@ -135,8 +136,8 @@ def test_a_busy_loop_overloads_then_recovers() -> None:
         t += 0.1
         samples += 1
         guard.sample(1.0, 0.005, t)
-        assert samples < 20
-    assert samples >= ENTER_SAMPLES
+        assert samples < 40
+    assert samples == BUSY_ENTER_SAMPLES
     (entered,) = guard.report()
     assert entered.startswith("overloaded (loop busy")
     for _ in range(10):  # calm, but not for hold_seconds yet
@@ -151,9 +152,18 @@ def test_a_busy_loop_overloads_then_recovers() -> None:
     assert guard.entered == 1
 
 
+def test_a_busy_thread_whose_timers_keep_time_is_not_refused_for_a_burst() -> None:
+    """A saturated second on a machine shared with others: served, the timers are on time."""
+    guard = OverloadGuard(settings())
+    for i in range(3 * BUSY_ENTER_SAMPLES):
+        guard.sample(1.0 if i % BUSY_ENTER_SAMPLES else 0.7, 0.008, i * 0.1)
+    assert not guard.overloaded
+
+
 def test_timers_late_for_half_a_second_overload() -> None:
     guard = OverloadGuard(settings())
-    for i in range(10):
+    for i in range(ENTER_SAMPLES):
+        assert not guard.overloaded
         guard.sample(0.3, 0.5, i * 0.1)
     assert guard.overloaded
 
@@ -246,7 +256,7 @@ def test_receiver_rejects_with_the_time_left() -> None:
 
 def test_overloaded_new_invites_get_503_and_the_rest_passes() -> None:
     receiver, inner, answers, _ = _receiver(retry_after=7)
-    for i in range(ENTER_SAMPLES):
+    for i in range(BUSY_ENTER_SAMPLES):
         receiver.overload.sample(1.0, 0.0, i * 0.1)
     assert receiver.overload.overloaded
     receiver.message_received(_request("INVITE", 1), FLOW)
