@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from b2bua.config import Announcement, Config, ConfigError, load_config
+from b2bua.sip.flow import Flow
 from b2bua.sip.headers import clear_caches
 from b2bua.tokens import TokenSource, worker_prefix
 from b2bua.transport.base import ListenSpec
@@ -166,6 +167,7 @@ class Server:
         self._channel_socks = channel_socks or []  # the first worker's: every worker's
         self.channel: Channel | None = None
         self.supervisor: Supervisor | None = None
+        self.journal: Any = None  # b2bua.workers_journal.WorkerJournal, with several workers
         self.push: Any = None  # b2bua.push.service.PushService, when [push] has a provider
         self.settings: Any = None  # b2bua.settings.SettingsStore, set by attach_settings
         self.cluster: Any = None  # b2bua.pgstore.node.ClusterNode with [store] url
@@ -290,6 +292,7 @@ class Server:
                         tenant_config.announcements, service.library(key), tenant_config)
         if self.role is not None:
             self._start_channel(self.role)
+            self._start_journal(self.role)
         if self.cluster is not None:
             self.cluster.attach()
         bound: list[ListenSpec] = []
@@ -306,6 +309,10 @@ class Server:
             self.trunk_agent.start(self.stack.now())
             self.stack.flush()
             self.save_trunk_status()
+        if self.journal is not None:  # our calls and subscriptions of a previous life
+            from b2bua.workers_journal import take_over
+
+            take_over(self, self.journal)
         if self.role is not None and self.primary:
             # The others bind the very addresses bound here (a port 0 became a real one).
             argv = [*self._argv, *(f"--listen={spec}" for spec in bound)]
@@ -451,6 +458,7 @@ class Server:
         handlers.settings = lambda text: self._check_settings()
         handlers.stats = self._peer_counters
         handlers.auth_failed = self._auth_failed
+        handlers.closed = self._connection_closed
         if role.primary:
             handlers.send = self.transports.send
         else:
@@ -520,6 +528,22 @@ class Server:
     def _auth_failed(self, text: str) -> None:
         host, _, when = text.rpartition(" ")
         self.registrar.count_failure(host, float(when))
+
+    def _start_journal(self, role: Role) -> None:
+        """Journal this worker's answered calls and MWI subscriptions (b2bua.workers_journal)."""
+        from b2bua.workers_journal import WorkerJournal
+
+        journal = self.journal = WorkerJournal(self.db, role.index, role.count)
+        journal.schedule = asyncio.get_running_loop().call_later
+        self.calls.on_answered = journal.call_answered
+        self.calls.on_ended = journal.call_ended
+        self.mwi.on_change = journal.subscription
+
+    def _connection_closed(self, flow: Flow) -> None:
+        """The first worker's TCP/TLS connection closed: the transactions waiting on it fail
+        now (its bindings are handled by the first worker, which tells us as for a REGISTER)."""
+        self.layer.transport_error(flow, self.stack.now())
+        self.stack.flush()
 
     def _bindings_changed(self, extension: str) -> None:
         self.registrar.reload(extension, time.time())
@@ -809,6 +833,8 @@ class Server:
         if getattr(self, "media", None) is not None:
             await self.media.close()
         self.recorder.flush()
+        if self.journal is not None:
+            self.journal.flush()
         if self.cluster is not None:
             await self.cluster.close()
         self.db.close()

@@ -33,7 +33,14 @@ write it) and a message on the channel that says what changed:
   add them up (`Server.totals`);
 - RTP ports: each worker takes its own block of the configured range (`port_range`);
 - lockouts: every worker counts every failed authentication, so a source is locked out by all
-  of them at the same count.
+  of them at the same count;
+- closed connections: the first worker, which holds the TCP/TLS connections, tells the others
+  when one closes, and each fails at once its transactions on it (the bindings on it are
+  removed or marked unreachable by the first worker, which tells the others as for a
+  REGISTER);
+- answered calls and MWI subscriptions: each worker journals its own, so that when it is
+  started again it ends the calls it lost on both sides and takes its subscriptions back
+  (b2bua.workers_journal).
 
 The first worker (index 0, the process `b2bua run` started) also serves HTTP, the TCP and TLS
 listeners and connections (other workers send on them through it), keep-alive probes and the
@@ -77,6 +84,7 @@ SOUNDS = b"L"  # stored sounds changed
 SETTINGS = b"C"  # stored settings changed
 STATS = b"K"  # a worker's counters (JSON), to the first worker once a second
 AUTH_FAILED = b"X"  # an authentication failed ("HOST TIME")
+CLOSED = b"Z"  # a TCP/TLS connection closed (its flow line), from the first worker
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,6 +228,7 @@ class Handlers:
         self.settings: Callable[[str], None] = _ignore_text
         self.stats: Callable[[int, str], None] = _ignore_stats
         self.auth_failed: Callable[[str], None] = _ignore_text
+        self.closed: Callable[[Flow], None] = _ignore_closed
 
 
 def _ignore_flow(data: bytes, flow: Flow) -> None:
@@ -231,6 +240,10 @@ def _ignore_text(text: str) -> None:
 
 
 def _ignore_stats(index: int, text: str) -> None:
+    pass
+
+
+def _ignore_closed(flow: Flow) -> None:
     pass
 
 
@@ -311,6 +324,11 @@ class Channel:
         """This worker's counters, to the first worker (which serves /metrics)."""
         self._send(0, STATS + str(self.role.index).encode() + b" " + text.encode())
 
+    def tell_closed(self, flow: Flow) -> None:
+        """In the first worker: a TCP/TLS connection closed. Every worker fails at once what
+        it had on that flow (a transaction waiting for an answer on it), as the first does."""
+        self.tell_others(CLOSED, encode_flow(flow).decode())
+
     def tell_others(self, kind: bytes, text: str = "") -> None:
         frame = kind + text.encode()
         for index in range(self.role.count):
@@ -357,6 +375,9 @@ class Channel:
         if kind == SEND:
             end = body.index(b"\n")
             handlers.send(body[end + 1 :], decode_flow(body[:end]))
+            return
+        if kind == CLOSED:
+            handlers.closed(decode_flow(body.rstrip(b"\n")))
             return
         text = body.decode()
         if kind == STATS:

@@ -4,7 +4,8 @@ with `SUBSCRIBE` (`Event: message-summary`) and get a NOTIFY now and whenever a 
 A subscription is a dialog we hold as notifier: our To tag, the subscriber's Contact as remote
 target, our own CSeq. Refreshes come inside the dialog; `Expires: 0` ends it with a final NOTIFY
 (`Subscription-State: terminated`). Subscriptions live in memory: a phone re-subscribes after a
-restart as it re-registers.
+restart as it re-registers (with several workers, a worker started again takes its own back:
+b2bua.workers_journal).
 
 Sans-IO like the call engine: answers and NOTIFYs are commands in the shared outbox.
 """
@@ -67,6 +68,9 @@ class MessageWaiting:
         self.wall_clock = wall_clock
         self.subscriptions: dict[tuple[str, str], Subscription] = {}
         self.notifies = 0
+        # Told of every subscription made or refreshed (True) and ended (False): the workers'
+        # journal keeps them (b2bua.workers_journal).
+        self.on_change: Callable[[Subscription, bool], None] | None = None
 
     def _respond(self, tx: ServerTransaction, response: Response) -> None:
         self.outbox.append(Respond(tx, response))
@@ -113,6 +117,15 @@ class MessageWaiting:
         self._notify(sub, terminated=expires == 0)
         if expires == 0:
             self.subscriptions.pop((sub.dialog.call_id, sub.dialog.local_tag), None)
+        if self.on_change is not None:
+            self.on_change(sub, expires != 0)
+
+    def restore(self, extension: str, dialog: Dialog, flow: Flow, expires_at: float) -> None:
+        """Take back a subscription this process held in a previous life (a worker started
+        again, b2bua.workers_journal), and tell the phone the current count."""
+        sub = Subscription(extension, dialog, flow, expires_at)
+        self.subscriptions[(dialog.call_id, dialog.local_tag)] = sub
+        self._notify(sub)
 
     def message_left(self, extension: str) -> None:
         """A voice message arrived (or was read or deleted): tell every subscribed phone."""
@@ -120,6 +133,8 @@ class MessageWaiting:
         for key, sub in list(self.subscriptions.items()):
             if sub.expires_at <= now:
                 del self.subscriptions[key]
+                if self.on_change is not None:
+                    self.on_change(sub, False)
             elif sub.extension == extension:
                 self._notify(sub)
 

@@ -751,9 +751,12 @@ class TransactionLayer:
 
     def transport_error(self, flow: Flow, now: float) -> None:
         """The transport could not send to `flow` (or its connection died): every transaction
-        sending there gets TRANSPORT_ERROR (§17.1.4, §17.2.4)."""
+        sending there gets TRANSPORT_ERROR (§17.1.4, §17.2.4). A connection is known by its
+        id alone (another worker's copy of its flow may lack our local address)."""
+        cid = flow.connection_id
         for tx in [*self._clients.values(), *self._servers.values()]:
-            if tx.flow == flow:
+            if tx.flow == flow or (cid is not None and tx.flow.connection_id == cid
+                                   and tx.flow.transport == flow.transport):
                 self._run(tx, Input.TRANSPORT_ERROR, now)
 
     def _receive_response(self, response: Response, flow: Flow, now: float) -> None:

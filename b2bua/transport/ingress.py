@@ -119,6 +119,8 @@ class Ingress:
 
     def connection_lost(self, flow: Flow) -> None:
         self.stack.connection_lost(flow)
+        if self.channel is not None and self.channel.role.primary:
+            self.channel.tell_closed(flow)  # the other workers' transactions on it fail too
 
     def _reject(
         self, request: Request, flow: Flow, status: int, reason: str,

@@ -6,16 +6,29 @@ from __future__ import annotations
 import os
 import re
 import signal
+import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from b2bua.settings import add_voicemail, voicemail_dir
+from b2bua.testing.baresip import start_baresip
+from b2bua.testing.net import free_port
 from b2bua.testing.server import RunningServer, start_server
+from b2bua.testing.sipp import finish, start_sipp
+from b2bua.workers import call_id_owner
 from tests.api.helpers import Api, signed_in
 from tests.integration.conftest import make_config
-from tests.integration.flows import call, device, uac_cancel, uac_expect
+from tests.integration.flows import (
+    TRUNK_IP,
+    call,
+    call_records,
+    device,
+    uac_cancel,
+    uac_expect,
+)
 
 # The same call scenarios as with one process, here with two workers (this module's `srv`).
 from tests.integration.test_calls import (  # noqa: F401
@@ -32,6 +45,7 @@ from tests.integration.test_registrar import (  # noqa: F401
 
 SCENARIOS = Path(__file__).parent / "scenarios"
 UAC_CALL = (SCENARIOS / "uac_call.xml").read_text()
+UAC_BYE_IN = (SCENARIOS / "uac_call_then_bye_in.xml").read_text()
 CALLS = 12  # calls spread by Call-ID: both workers own some, with near certainty
 
 
@@ -173,3 +187,108 @@ def test_the_other_workers_stop_when_the_first_is_killed(srv):
     while time.monotonic() < deadline and alive(pid):
         time.sleep(0.1)
     assert not alive(pid)
+
+
+def owned_by(index: int, prefix: str, count: int = 2) -> str:
+    """A Call-ID that worker `index` owns (b2bua.workers.call_id_owner)."""
+    n = 0
+    while call_id_owner(f"{prefix}-{n}", count) != index:
+        n += 1
+    return f"{prefix}-{n}"
+
+
+def journal_rows(server: RunningServer, kind: str) -> list[tuple[int, str]]:
+    with sqlite3.connect(server.config.parent / "var" / "b2bua.sqlite") as db:
+        try:
+            return db.execute("SELECT worker, key FROM worker_journal WHERE kind = ?",
+                              (kind,)).fetchall()
+        except sqlite3.OperationalError:
+            return []
+
+
+def registered(server: RunningServer, ext: str) -> bool:
+    """A binding of `ext` over TCP is stored."""
+    with sqlite3.connect(server.config.parent / "var" / "b2bua.sqlite") as db:
+        try:
+            return bool(db.execute("SELECT 1 FROM registrar_bindings WHERE aor = ? AND transport = 'tcp'",
+                                   (ext,)).fetchall())
+        except sqlite3.OperationalError:
+            return False
+
+
+def wait_for(what: Callable[[], object], timeout: float = 10.0) -> object:
+    deadline = time.monotonic() + timeout
+    while True:
+        got = what()
+        if got or time.monotonic() > deadline:
+            return got
+        time.sleep(0.1)
+
+
+def test_a_restarted_worker_ends_its_calls_and_takes_its_subscriptions_back(srv, tmp_path):
+    """Worker 1 holds an answered call and an MWI subscription; it is killed. Started again,
+    it sends a BYE to both parties of the call (both SIPp scenarios wait for it), writes the
+    call's record, and takes the subscription back: a NOTIFY with the message left meanwhile,
+    and the phone's SUBSCRIBE in the same dialog answered 200 (not 481)."""
+    worker_pids(srv)
+    time.sleep(1.0)  # worker 1 is up and serving
+    subscriber = start_sipp((SCENARIOS / "mwi_worker_restart.xml").read_text(),
+                            tmp_path / "mwi", srv.sip, name="mwi", local_port=free_port(),
+                            service="1002", timeout_s=60,
+                            extra=("-au", "1002", "-ap", "secret1002",
+                                   "-cid_str", owned_by(1, "mwi")))
+    dev = device(srv, "uas_answer", "1001", "secret1001", tmp_path / "dev")
+    call_id = owned_by(1, "call")
+    caller = start_sipp(UAC_BYE_IN, tmp_path / "caller", srv.sip, name="caller",
+                        local_port=free_port(host=TRUNK_IP), local_ip=TRUNK_IP,
+                        service="0442930600", timeout_s=60, extra=("-cid_str", call_id))
+    assert wait_for(lambda: journal_rows(srv, "mwi")), srv.log()[-3000:]
+    assert wait_for(lambda: journal_rows(srv, "call")), srv.log()[-3000:]
+    assert [w for w, _ in journal_rows(srv, "call")] == [1]
+    # A message is left while worker 1 is down (indexed as voicemail recording does).
+    folder = voicemail_dir(srv.config.parent / "var", "1002")
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "left.wav").write_bytes(b"RIFF")
+    first = worker_pids(srv)[1]
+    os.kill(first, signal.SIGKILL)
+    with sqlite3.connect(srv.config.parent / "var" / "b2bua.sqlite") as db:
+        add_voicemail(db, "1002", "0611223344", time.time(), 1.0, "left.wav")
+    assert wait_for(lambda: "worker 1: 1 calls of its previous life ended, 1 MWI "
+                    "subscriptions taken back" in srv.log(), 15), srv.log()[-4000:]
+    for name, proc in (("caller", caller), ("mwi", subscriber)):
+        result = finish(proc, tmp_path / name, timeout=30)
+        assert result.ok, (name, result.describe())
+    r = dev.result()
+    assert r.ok, r.describe()
+    assert journal_rows(srv, "call") == []
+    records = [r for r in call_records(srv) if r["call_id"] == call_id]
+    assert len(records) == 1, call_records(srv)
+    assert records[0]["outcome"] == "answered"
+    assert any("worker restart" in line for line in records[0]["trace"]), records[0]
+
+
+def test_a_binding_over_tcp_is_gone_in_every_worker_when_its_connection_closes(
+        tmp_path, sipp_required):
+    """A phone registered over TCP (baresip; the first worker holds the connection) dies.
+    No worker keeps its binding pointing at the dead connection: a call that either worker
+    owns finds no reachable device at once (and is answered by the no-device message), not
+    after ringing into nothing."""
+    server = start_server(make_config(tmp_path, ring_timeout=60), extra_args=("--workers", "2"))
+    try:
+        worker_pids(server)
+        time.sleep(1.0)  # worker 1 is up and serving
+        phone = start_baresip(tmp_path / "phone", "1001", "secret1001", server.sip,
+                              domain="pbx.test", seconds=60, answer=False, transport="tcp")
+        assert wait_for(lambda: registered(server, "1001"), 15), server.log()[-3000:]
+        phone.proc.kill()
+        phone.wait(5)
+        assert wait_for(lambda: not registered(server, "1001"), 10), server.log()[-3000:]
+        for index in (0, 1):
+            result = call(server, UAC_CALL, tmp_path / f"caller{index}",
+                          extra=("-cid_str", owned_by(index, "after-close")))
+            assert result.ok, (index, result.describe())
+            assert re.search(rf"engine\[{index}\]: call \S+: no reachable device for 1001",
+                             server.log()), (index, server.log()[-3000:])
+    finally:
+        server.stop()
+    assert "Traceback" not in server.log()

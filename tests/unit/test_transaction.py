@@ -325,6 +325,19 @@ def test_transport_error_while_calling() -> None:
     assert other.state is State.CALLING
 
 
+def test_a_closed_connection_is_known_by_its_id_alone() -> None:
+    """Another worker's copy of a TCP flow may lack our local address (b2bua.workers): the
+    connection id is what names the connection."""
+    layer, clock = new_layer()
+    ours = Flow("tcp", "192.0.2.10", 40000, 7, None, None)
+    tx = layer.send_request(request(), ours, clock.now())
+    other = layer.send_request(request(branch="z9hG4bKelse"),
+                               Flow("tcp", "192.0.2.10", 40000, 8, None, None), 0)
+    layer.transport_error(Flow("tcp", "192.0.2.10", 40000, 7, "127.0.0.1", 5060), clock.now())
+    assert events(layer) == [TransportFailed(tx), TransactionTerminated(tx)]
+    assert other.state is State.CALLING
+
+
 def test_send_request_refuses_ack_and_a_reused_branch() -> None:
     layer, clock = new_layer()
     layer.send_request(request(), UDP, clock.now())

@@ -216,6 +216,30 @@ async def test_frames_reach_the_worker_they_are_for() -> None:
             ch.close()
 
 
+async def test_every_other_worker_hears_that_a_connection_closed() -> None:
+    closed: list[tuple[int, Flow]] = []
+    handlers = [Handlers() for _ in range(3)]
+    for i, h in enumerate(handlers):
+        h.closed = lambda flow, i=i: closed.append((i, flow))
+    socks = channel_sockets(3)
+    first = primary_role(3, socks)
+    channels = [Channel(first.of(i, s.fileno()), handlers[i], s) for i, s in enumerate(socks)]
+    loop = asyncio.get_running_loop()
+    for ch in channels:
+        ch.start(loop)
+    try:
+        flow = Flow("tls", "2001:db8::7", 5061, 42, "::1", 5061)
+        channels[0].tell_closed(flow)
+        for _ in range(100):
+            if len(closed) >= 2:
+                break
+            await asyncio.sleep(0.01)
+        assert sorted(closed) == [(1, flow), (2, flow)]
+    finally:
+        for ch in channels:
+            ch.close()
+
+
 def test_a_role_crosses_the_command_line_unchanged() -> None:
     role = Role(2, 3, 4242, (40001, 40002, 40003), 7)
     assert Role.parse(str(role)) == role
