@@ -74,7 +74,7 @@ def _tenant_json(board: Dashboard, key: str) -> dict[str, Any]:
         "origin": tenant.origin,
         "limits": {"users": limits.users, "devices": limits.devices, "calls": limits.calls},
         "users": len(tenant.config.users),
-        "devices": server.registrar.device_count(key, server.stack.now()) if key else None,
+        "devices": server.registrar.device_count(key, server.stack.now()),
         "calls": tenant.calls,
     }
 

@@ -25,6 +25,7 @@ function shell(header, ...content) {
 
 function renderLogin(message) {
   clearTimers();
+  state.tenant = null;
   state.forms.clear();
   document.title = t("login.title") + " — " + t("app.title");
   document.documentElement.lang = LANG;
@@ -108,7 +109,8 @@ async function render() {
   state.forms.clear();
   document.documentElement.lang = LANG;
   const admin = state.session.role === "admin";
-  const pages = PAGES.concat(admin ? [["users", "nav.users"]] : [], [["help", "nav.help"]]);
+  const pages = PAGES.concat(admin ? [["users", "nav.users"]] : [],
+    state.session.platform_admin ? [["tenants", "nav.tenants"]] : [], [["help", "nav.help"]]);
   if (!pages.some(([p]) => p === state.page)) state.page = "lines";
   if (state.ext) {
     try {
@@ -148,6 +150,7 @@ async function render() {
   const who = state.user ? state.user.settings.extension + " — " + state.user.settings.name : state.session.login;
   const header = h("header", { class: "top" },
     h("span", { class: "brand" }, t("app.title")),
+    state.tenant ? h("span", { class: "who", "data-test": "tenant-current" }, t("tenants.current", { domain: state.tenant })) : null,
     chooser ? h("span", { class: "ext" }, h("label", { for: "ext-select" }, t("extension.manage")), chooser)
       : h("span", { class: "who", "data-test": "who" }, who),
     h("div", { class: "tools" }, langSwitch(),
@@ -160,8 +163,9 @@ async function render() {
   shell(header, nav, main);
   refreshUnread();
   const renderer = RENDERERS[state.page];
-  if (!state.ext && !["users", "account", "help"].includes(state.page)) {
+  if (!state.ext && !["users", "account", "help", "tenants"].includes(state.page)) {
     main.append(h("h1", {}, t(current[1])), h("p", {}, "—"));
+    main.dataset.ready = "true";  // nobody to show yet (a company without users)
     return;
   }
   try {

@@ -9,6 +9,7 @@ const state = {
   options: null,      // GET /api/options
   user: null,         // GET /api/users/{ext}
   page: "lines",
+  tenant: null,       // the company the platform administrator works on (null: the top level)
   timers: [],
   forms: new Set(),   // forms with unsaved changes
 };
@@ -104,7 +105,16 @@ class ApiError extends Error {
   }
 }
 
+// The platform administrator working on one tenant (docs/tenants.md): ?tenant= on its routes.
+const OWN_ROUTES = /^\/api\/(tenants|login|logout|session|password)\b/;
+
+function scopedPath(path) {
+  if (!state.tenant || !path.startsWith("/api/") || OWN_ROUTES.test(path)) return path;
+  return path + (path.includes("?") ? "&" : "?") + "tenant=" + encodeURIComponent(state.tenant);
+}
+
 async function api(method, path, body) {
+  path = scopedPath(path);
   const headers = { "Accept-Language": LANG };
   let payload = body;
   if (method !== "GET" && state.session) headers["X-CSRF-Token"] = state.session.csrf_token;

@@ -946,8 +946,59 @@ async function renderHelp(main) {
   main.append(tabs, h("article", { class: "card guide", "data-test": "guide" }, markdown(text)));
 }
 
+// The platform administrator's list of tenants (docs/tenants.md): each company's limits and
+// use; "Manage" works on that company's users and settings until another is chosen.
+async function renderTenants(main) {
+  pageTitle(main, "tenants.title");
+  const data = await api("GET", "/api/tenants");
+  const limit = (n) => (n ? String(n) : "—");
+  const manage = async (domain) => {
+    if (!(await confirmLeave())) return;
+    state.tenant = domain;
+    state.ext = null;
+    state.page = "users";
+    history.replaceState(null, "", "#users");
+    await start();
+  };
+  main.append(h("table", { class: "users", "data-test": "tenants" }, h("caption", { class: "visually-hidden" }, t("tenants.title")),
+    h("thead", {}, h("tr", {}, [t("tenants.domain"), t("users.name"), t("tenants.users"), t("tenants.devices"), t("tenants.calls"), ""].map((x) => h("th", { scope: "col" }, x || h("span", { class: "visually-hidden" }, t("edit")))))),
+    h("tbody", {}, data.tenants.map((c) => h("tr", { "data-test": "tenant-" + c.domain },
+      h("td", { "data-label": t("tenants.domain") }, c.domain),
+      h("td", { "data-label": t("users.name") }, c.name),
+      h("td", { "data-label": t("tenants.users") }, c.users + " / " + limit(c.limits.users)),
+      h("td", { "data-label": t("tenants.devices") }, String(c.devices) + " / " + limit(c.limits.devices)),
+      h("td", { "data-label": t("tenants.calls") }, c.calls + " / " + limit(c.limits.calls)),
+      h("td", { class: "row" },
+        h("button", { type: "button", "data-test": "tenant-manage", "aria-label": t("tenants.manage.of", { domain: c.domain }),
+          "aria-pressed": String((state.tenant || null) === (c.default ? null : c.domain)),
+          onclick: () => manage(c.default ? null : c.domain) }, t("users.manage"))))))));
+  const form = new Form("tenant-create", t("add"));
+  form.button.setAttribute("data-test", "tenant-create");
+  const domain = h("input", { "data-test": "new-domain", autocomplete: "off" });
+  const name = h("input", { "data-test": "new-tenant-name", autocomplete: "off" });
+  const password = h("input", { "data-test": "new-tenant-password", type: "password", autocomplete: "new-password" });
+  const dw = field(t("tenants.domain"), domain), nw = field(t("users.name"), name), pw = field(t("tenants.admin_password"), password);
+  form.register("domain", dw.msg, domain, "");
+  form.register("name", nw.msg, name, "");
+  form.register("admin_password", pw.msg, password, "");
+  const el = h("form", { class: "card", "aria-labelledby": "tenant-create-title", onsubmit: async (ev) => {
+    ev.preventDefault();
+    const body = { domain: domain.value.trim().toLowerCase(), name: name.value.trim() };
+    if (password.value) body.admin_password = password.value;
+    const res = await form.submit(() => api("POST", "/api/tenants", body), () => {
+      const out = [];
+      if (!body.domain) out.push({ field: "domain", message: t("required") });
+      if (!body.name) out.push({ field: "name", message: t("required") });
+      if (password.value && password.value.length < 8) out.push({ field: "admin_password", message: t("users.secret.short") });
+      return out;
+    });
+    if (res) { await render(); flash(document.getElementById("page"), t("tenants.created", { domain: body.domain })); }
+  } }, h("h2", { id: "tenant-create-title" }, t("tenants.create")), h("div", { class: "row" }, dw, nw, pw), form.bar);
+  main.append(el);
+}
+
 const RENDERERS = {
   lines: renderLines, music: renderMusic, announcements: renderAnnouncements, schedule: renderSchedule,
   exceptions: renderExceptions, forward: renderForward, routing: renderRouting, voicemail: renderVoicemail,
-  account: renderAccount, users: renderUsers, help: renderHelp,
+  account: renderAccount, users: renderUsers, help: renderHelp, tenants: renderTenants,
 };
