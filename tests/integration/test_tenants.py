@@ -248,3 +248,46 @@ def test_call_limit_is_a_503_with_a_reason(srv: RunningServer, tmp_path: Path) -
     again = call(srv, uac_expect(486), tmp_path / "third", service="0442000001")
     assert again.ok, again.describe()
 
+
+
+def _registered(srv: RunningServer, domain: str, timeout: float = 10) -> bool:
+    """Whether `b2bua devices --tenant DOMAIN` shows a baresip registration of that company."""
+    import subprocess
+    import sys
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        out = subprocess.run(
+            [sys.executable, "-m", "b2bua", "devices", "--config", str(srv.config), "--json",
+             "--tenant", domain], capture_output=True, text=True, check=False).stdout
+        if "baresip" in out:
+            return True
+        time.sleep(0.3)
+    return False
+
+
+def test_two_real_softphones_1001_each_ring_in_their_own_company(srv: RunningServer,
+                                                                  tmp_path: Path) -> None:
+    """baresip registers as 1001 in both companies (each in its realm, through the same server
+    address); a call from ACME's 1002 to 1001 is answered by ACME's softphone, and Beta's never
+    hears of it; then the same from Beta's side."""
+    from b2bua.testing.baresip import start_baresip
+
+    acme = start_baresip(tmp_path / "acme", "1001", "acme1001", srv.sip, domain=ACME, seconds=25,
+                         rtp_ports=(30100, 30149))
+    beta = start_baresip(tmp_path / "beta", "1001", "beta1001", srv.sip, domain=BETA, seconds=25,
+                         rtp_ports=(30150, 30199))
+    try:
+        assert _registered(srv, ACME), acme.stop()
+        assert _registered(srv, BETA), beta.stop()
+        first = call_from(srv, ACME, "1002", "acme1002", "1001", tmp_path / "from-acme")
+        assert first.ok, first.describe() + "\n" + srv.log()[-3000:]
+        second = call_from(srv, BETA, "1002", "beta1002", "1001", tmp_path / "from-beta")
+        assert second.ok, second.describe() + "\n" + srv.log()[-3000:]
+    finally:
+        acme_out, beta_out = acme.stop(), beta.stop()
+    # each softphone took exactly one call: its own company's
+    assert acme_out.count("answering call") == 1, acme_out
+    assert beta_out.count("answering call") == 1, beta_out
+    assert "answering call on line 1 from sip:1002@acme.example" in acme_out, acme_out
+    assert "answering call on line 1 from sip:1002@beta.example" in beta_out, beta_out
