@@ -292,3 +292,31 @@ def test_a_binding_over_tcp_is_gone_in_every_worker_when_its_connection_closes(
     finally:
         server.stop()
     assert "Traceback" not in server.log()
+
+
+def test_a_connection_that_cannot_be_opened_fails_at_once_in_every_worker(
+        tmp_path, sipp_required):
+    """A device reached over TCP where nothing listens, rung by a call that worker 1 owns.
+    Only the first worker opens connections: when the connect is refused it tells every
+    worker, and worker 1's INVITE fails at once (the caller gets 480 within seconds), not at
+    Timer B (32 s)."""
+    closed = free_port()  # nothing listens there
+    extra = (f'\n  [[users.devices]]\n  type = "other"\n  label = "Desk TCP"\n'
+             f'  contact = "sip:1002@127.0.0.1:{closed};transport=tcp"\n')
+    server = start_server(make_config(tmp_path, ring_timeout=60, extra=extra),
+                          extra_args=("--workers", "2"))
+    try:
+        worker_pids(server)
+        time.sleep(1.0)  # worker 1 is up and serving
+        for index in (1, 0):
+            started = time.monotonic()
+            result = call(server, uac_expect(480), tmp_path / f"caller{index}",
+                          service="0442930699", extra=("-cid_str", owned_by(index, "refused")))
+            took = time.monotonic() - started
+            assert result.ok, (index, result.describe())
+            assert took < 15, (index, took, server.log()[-3000:])
+            assert re.search(rf"engine\[{index}\]: call \S+: branch Desk TCP \(other\) "
+                             "transport failed", server.log()), server.log()[-3000:]
+    finally:
+        server.stop()
+    assert "Traceback" not in server.log()
