@@ -8,6 +8,7 @@ import json
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -193,6 +194,39 @@ def test_single_company_sign_in_is_unchanged(tmp_path: Path) -> None:
         assert [t["domain"] for t in boss.get("/api/tenants").json()["tenants"]] == ["pbx.test"]
     finally:
         srv.stop()
+
+
+def test_voicemail_is_left_and_read_in_the_callers_company(server: RunningServer,
+                                                           tmp_path: Path) -> None:
+    """baresip, as ACME's 1002, calls 1001 (no device registered: voicemail) and talks a tone;
+    the message is ACME's 1001's, in ACME's directory, and nobody else's 1001 sees it."""
+    from b2bua.testing.audio import make_tone
+    from b2bua.testing.baresip import start_baresip
+
+    tone = tmp_path / "tone.wav"
+    make_tone(tone, 9, 440)
+    phone = start_baresip(tmp_path / "caller", "1002", "acme-secret-1002", server.sip,
+                          domain="acme.example", seconds=19, audio=tone, answer=False,
+                          dial="sip:1001@acme.example")
+    out = phone.wait(30)
+    alice = login(server, "1001@acme.example", "acme-secret-1001")
+    deadline = time.monotonic() + 10
+    messages: list[dict[str, Any]] = []
+    while time.monotonic() < deadline and not messages:
+        messages = alice.get("/api/users/1001/voicemail").json()["messages"]
+        time.sleep(0.3)
+    assert len(messages) == 1, out[-3000:] + "\n" + server.log()[-3000:]
+    assert messages[0]["caller"] == "1002", messages
+    audio = alice.get(f"/api/users/1001/voicemail/{messages[0]['id']}/audio")
+    assert audio.status == 200 and audio.body[:4] == b"RIFF", audio
+    boxes = Path(server.config).parent / "var" / "tenants" / "acme.example" / "voicemail"
+    assert [p.name for p in boxes.iterdir()] == ["1001"]
+    # the other companies' 1001 have no message, and cannot reach ACME's by its id
+    for other in (login(server, "1001", "secret1001"),
+                  login(server, "1001@beta.example", "beta-secret-1001")):
+        assert other.get("/api/users/1001/voicemail").json()["messages"] == []
+        r = other.get(f"/api/users/1001/voicemail/{messages[0]['id']}/audio")
+        assert r.status == 404, r
 
 
 def cli(server: RunningServer, *argv: str) -> subprocess.CompletedProcess[str]:
