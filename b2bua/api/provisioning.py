@@ -27,6 +27,7 @@ from b2bua.registrar.provisioning import (
 )
 from b2bua.registrar.sqlite_store import ensure_schema
 from b2bua.store import DB_NAME, open_database
+from b2bua.tenants.names import split
 
 log = logging.getLogger("b2bua.api.provisioning")
 
@@ -67,8 +68,17 @@ def add_provisioning_routes(
             raise web.HTTPNotFound(text="unknown provisioning token\n", headers=_NO_STORE)
         if state is not TokenState.VALID or grant is None:
             raise web.HTTPGone(text=f"provisioning token {state.value}\n", headers=_NO_STORE)
+        # A tenant's device (EXT@DOMAIN, docs/tenants.md) gets its company's settings.
+        tenant, extension = split(grant.extension)
+        company = config
+        if tenant:
+            tenants = getattr(request.app.get("server"), "tenants", None)
+            served = tenants.get(tenant) if tenants is not None else None
+            if served is None:
+                raise web.HTTPGone(text="this company is no longer served\n", headers=_NO_STORE)
+            company = served.config
         try:
-            settings = device_settings(config, grant.extension, grant.device, _listen(request))
+            settings = device_settings(company, extension, grant.device, _listen(request))
         except ProvisioningError as exc:
             raise web.HTTPGone(text=f"{exc}\n", headers=_NO_STORE) from None
         peer = request.remote or "?"

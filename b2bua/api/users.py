@@ -466,7 +466,8 @@ async def device_qr(request: web.Request) -> web.Response:
         raise ApiError(409, "not_provisionable",
                        msg("not_provisionable", why=why[0], why_fr=why[1]))
     now = board.now()
-    token = create_token(board.store.conn, ext, i, now, ttl=TOKEN_TTL)
+    # A tenant's extension is named EXT@DOMAIN in the token (docs/tenants.md).
+    token = create_token(board.store.conn, board.box(ext), i, now, ttl=TOKEN_TTL)
     url = f"{_http_base(request, board)}/provision/{token}"
     buf = io.BytesIO()
     segno.make(url, error="m").save(buf, kind="png", scale=6, border=4)

@@ -229,6 +229,30 @@ def test_voicemail_is_left_and_read_in_the_callers_company(server: RunningServer
         assert r.status == 404, r
 
 
+def test_a_softphone_provisioned_in_a_company_gets_that_companys_account(
+        server: RunningServer) -> None:
+    boss = admin(server)
+    r = boss.post("/api/users/1001/devices/1/qr?tenant=beta.example")
+    assert r.status == 200, r
+    token = r.json()["url"].rsplit("/", 1)[1]
+    settings = Api(server.http_base).get(f"/provision/{token}.json").json()
+    assert (settings["domain"], settings["username"], settings["password"]) == (
+        "beta.example", "1001", "beta-secret-1001"), settings
+    # the provisioned account registers in its company's realm
+    phone = RawPhone(server, settings["domain"], settings["username"], settings["password"])
+    try:
+        answer = phone.register()
+        assert (answer.status, answer.realm) == (200, "beta.example")
+    finally:
+        phone.close()
+    # the top-level company's provisioning is as before
+    r = boss.post("/api/users/1001/devices/2/qr")
+    assert r.status == 200, r
+    token = r.json()["url"].rsplit("/", 1)[1]
+    settings = Api(server.http_base).get(f"/provision/{token}.json").json()
+    assert (settings["domain"], settings["password"]) == ("pbx.test", "secret1001"), settings
+
+
 def cli(server: RunningServer, *argv: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "b2bua", *argv, "--config", str(server.config)],
                           capture_output=True, text=True, timeout=60, check=False)
