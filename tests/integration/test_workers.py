@@ -320,3 +320,38 @@ def test_a_connection_that_cannot_be_opened_fails_at_once_in_every_worker(
     finally:
         server.stop()
     assert "Traceback" not in server.log()
+
+
+def test_after_a_crash_of_every_worker_the_next_start_ends_their_calls(tmp_path, sipp_required):
+    """`b2bua run --workers 2` is killed (SIGKILL: the other worker stops by itself) while the
+    first worker holds an answered call. Started again on the same data, it ends the call of
+    its previous life: a BYE to both parties, and a call record. (Worker 1's calls: the test
+    above.)"""
+    config = make_config(tmp_path)
+    server = start_server(config, extra_args=("--workers", "2"))
+    worker_pids(server)
+    time.sleep(1.0)  # worker 1 is up and serving
+    dev = device(server, "uas_answer", "1001", "secret1001", tmp_path / "dev")
+    call_id = owned_by(0, "crash")
+    caller = start_sipp(UAC_BYE_IN, tmp_path / "caller", server.sip, name="caller",
+                        local_port=free_port(host=TRUNK_IP), local_ip=TRUNK_IP,
+                        service="0442930600", timeout_s=60, extra=("-cid_str", call_id))
+    assert wait_for(lambda: journal_rows(server, "call")), server.log()[-3000:]
+    assert [w for w, _ in journal_rows(server, "call")] == [0]
+    pid = worker_pids(server)[1]
+    server.stop(signal.SIGKILL)
+    assert wait_for(lambda: not alive(pid), 10)
+    again = start_server(config, sip_port=server.sip_port, http_port=server.http_port,
+                         extra_args=("--workers", "2"))
+    try:
+        result = finish(caller, tmp_path / "caller", timeout=30)
+        assert result.ok, result.describe()
+        r = dev.result()
+        assert r.ok, r.describe()
+        records = [r for r in call_records(again) if r["call_id"] == call_id]
+        assert len(records) == 1, call_records(again)
+        assert any("worker restart" in line for line in records[0]["trace"]), records[0]
+        assert journal_rows(again, "call") == []
+    finally:
+        again.stop()
+    assert "Traceback" not in again.log()
