@@ -16,7 +16,15 @@ from typing import Any
 import pytest
 
 from b2bua.testing.server import RunningServer
-from tests.api.helpers import ADMIN_PASSWORD, SCHEDULE, Api, signed_in, start
+from tests.api.helpers import (
+    ADMIN_PASSWORD,
+    SCHEDULE,
+    Api,
+    multipart,
+    signed_in,
+    start,
+    tone_wav,
+)
 from tests.integration.tenant_flows import RawPhone
 
 TENANTS = """
@@ -221,12 +229,35 @@ def test_voicemail_is_left_and_read_in_the_callers_company(server: RunningServer
     assert audio.status == 200 and audio.body[:4] == b"RIFF", audio
     boxes = Path(server.config).parent / "var" / "tenants" / "acme.example" / "voicemail"
     assert [p.name for p in boxes.iterdir()] == ["1001"]
-    # the other companies' 1001 have no message, and cannot reach ACME's by its id
+    history = alice.get("/api/users/1001/calls").json()["calls"]
+    assert [c["caller"] for c in history] == ["1002"], history
+    # the other companies' 1001 have no message nor call, and cannot reach ACME's message
     for other in (login(server, "1001", "secret1001"),
                   login(server, "1001@beta.example", "beta-secret-1001")):
         assert other.get("/api/users/1001/voicemail").json()["messages"] == []
         r = other.get(f"/api/users/1001/voicemail/{messages[0]['id']}/audio")
         assert r.status == 404, r
+        assert other.get("/api/users/1001/calls").json()["calls"] == []
+
+
+def test_music_uploaded_in_a_company_is_that_companys(server: RunningServer) -> None:
+    boss = admin(server)
+    raw, ctype = multipart({"name": "acme-jingle"}, {"file": ("jingle.wav", tone_wav(2.0))})
+    r = boss.request("POST", "/api/music?tenant=acme.example", raw=raw, content_type=ctype)
+    assert r.status in (200, 201), r
+
+    def classes(query: str) -> set[str]:
+        r = boss.get("/api/music" + query)
+        assert r.status == 200, r
+        return {c["name"] for c in r.json()["classes"]}
+
+    assert "acme-jingle" in classes("?tenant=acme.example")
+    assert "acme-jingle" not in classes("?tenant=beta.example")
+    assert "acme-jingle" not in classes("")
+    assert boss.get("/api/music/acme-jingle/audio?tenant=acme.example").status == 200
+    assert boss.get("/api/music/acme-jingle/audio?tenant=beta.example").status == 404
+    uploads = Path(server.config).parent / "var" / "tenants" / "acme.example"
+    assert any(uploads.rglob("*")), "the upload is in the company's directory"
 
 
 def test_a_softphone_provisioned_in_a_company_gets_that_companys_account(
