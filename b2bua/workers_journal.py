@@ -25,8 +25,9 @@ more workers). Then:
   (RFC 3261 §12.2.2: "If the remote sequence number was not empty, but the sequence number of
   the request is lower than the remote sequence number, the request is out of order and MUST be
   rejected with a 500" -- a gap is allowed), and a call record is written;
-- each subscription not yet expired is taken back as it was (its CSeq also `STEP` above), and
-  a NOTIFY with the current message count goes out at once (RFC 6665 §4.2.2: a notifier sends
+- each subscription not yet expired is taken back as it was (its CSeq also `STEP` above, and
+  journaled again for a next restart), and a NOTIFY with the current message count goes out at
+  once (RFC 6665 §4.2.2: a notifier sends
   a NOTIFY when the state changes; the subscriber learns nothing was lost).
 
 A whole restart of `b2bua run` is a previous life for every worker. Limits: a call or a

@@ -126,6 +126,8 @@ class MessageWaiting:
         sub = Subscription(extension, dialog, flow, expires_at)
         self.subscriptions[(dialog.call_id, dialog.local_tag)] = sub
         self._notify(sub)
+        if self.on_change is not None:
+            self.on_change(sub, True)  # journaled again, for a next restart
 
     def message_left(self, extension: str) -> None:
         """A voice message arrived (or was read or deleted): tell every subscribed phone."""

@@ -7,6 +7,8 @@ import os
 import re
 import signal
 import sqlite3
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -354,4 +356,50 @@ def test_after_a_crash_of_every_worker_the_next_start_ends_their_calls(tmp_path,
         assert journal_rows(again, "call") == []
     finally:
         again.stop()
+    assert "Traceback" not in again.log()
+
+
+def test_a_softphone_keeps_its_mwi_subscription_across_a_crash_of_every_worker(
+        tmp_path, sipp_required):
+    """pjsua2 (1002) subscribes to its voicebox; whichever worker its Call-ID names holds the
+    subscription. `b2bua run --workers 2` is killed with SIGKILL, a message is left, and the
+    server started again on the same data: the worker that held the subscription takes it
+    back and tells the phone at once ("yes 1/0"), without the phone subscribing again."""
+    config = make_config(tmp_path)
+    server = start_server(config, extra_args=("--workers", "2"))
+    again: RunningServer | None = None
+    log = tmp_path / "phone" / "mwi.log"
+    log.parent.mkdir()
+    phone = subprocess.Popen(
+        [sys.executable, "-m", "b2bua.testing.pjsua_mwi", "1002", "secret1002",
+         str(server.sip_port), str(log.parent), "40"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        worker_pids(server)
+        assert wait_for(lambda: journal_rows(server, "mwi"), 20), server.log()[-3000:]
+        assert wait_for(lambda: log.exists() and "no 0/0" in log.read_text(), 10)
+        [(held_by, dialog)] = journal_rows(server, "mwi")
+        pid = worker_pids(server)[1]
+        server.stop(signal.SIGKILL)
+        assert wait_for(lambda: not alive(pid), 10)
+        folder = voicemail_dir(tmp_path / "var", "1002")
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "left.wav").write_bytes(b"RIFF")
+        with sqlite3.connect(tmp_path / "var" / "b2bua.sqlite") as db:
+            add_voicemail(db, "1002", "0611223344", time.time(), 1.0, "left.wav")
+        again = start_server(config, sip_port=server.sip_port, http_port=server.http_port,
+                             extra_args=("--workers", "2"))
+        assert wait_for(lambda: "yes 1/0" in log.read_text(), 15), (
+            held_by, log.read_text(), again.log()[-3000:])
+        assert f"worker {held_by}: 0 calls of its previous life ended, 1 MWI subscriptions " \
+               "taken back" in again.log()
+        # Taken back, not subscribed anew (the same dialog), and journaled again for the next
+        # restart.
+        assert wait_for(lambda: journal_rows(again, "mwi") == [(held_by, dialog)], 5), \
+            journal_rows(again, "mwi")
+    finally:
+        phone.kill()
+        phone.wait(10)
+        if again is not None:
+            again.stop()
     assert "Traceback" not in again.log()
