@@ -41,6 +41,8 @@ from typing import Any
 from b2bua.config import Config
 from b2bua.settings import UPLOADS_DIR, MusicUpload, config_to_raw, raw_to_toml
 from b2bua.settings.announcements import AnnouncementUpload, own_name, stored_announcements
+from b2bua.settings.voicemail import greeting_file
+from b2bua.tenants.names import scoped
 
 __all__ = ["ImportPlan", "audio_folder", "plan_import", "write_export"]
 
@@ -69,10 +71,13 @@ def _copy(source: Path, target: Path) -> None:
 # ---- export ----------------------------------------------------------------------------------
 
 
-def write_export(config: Config, conn: Any, out: Path, header: str) -> list[str]:
+def write_export(config: Config, conn: Any, out: Path, header: str, tenant: str = ""
+                 ) -> list[str]:
     """Write `config` (the effective configuration) to `out` and its sounds to
-    `audio_folder(out)`; `conn` is the settings database (None without one). Returns notes
-    about what could not be carried (a file the configuration names that does not exist)."""
+    `audio_folder(out)`; `conn` is the settings database (None without one); `tenant` the
+    company exported (docs/tenants.md: its announcements' labels and its greetings). Returns
+    notes about what could not be carried (a file the configuration names that does not
+    exist)."""
     out = out.resolve()
     folder = audio_folder(out)
     data_dir = Path(config.server.data_dir)
@@ -99,12 +104,13 @@ def write_export(config: Config, conn: Any, out: Path, header: str) -> list[str]
             relative = f"announcements/{_safe(ann.name)}{ann.file.suffix.lower() or '.wav'}"
             _copy(ann.file, tmp / relative)
             raw["announcements"][i]["file"] = f"{folder.name}/{relative}"
-        rows = {r.name: r for r in stored_announcements(conn)} if conn is not None else {}
+        rows = ({r.name: r for r in stored_announcements(conn, tenant)} if conn is not None
+                else {})
         labels = {a.name: {"label": rows[a.name].label, "owner": rows[a.name].owner}
                   for a in config.announcements if a.name in rows}
         greetings = {}
         for user in config.users:
-            greeting = data_dir / GREETINGS / f"{user.extension}.wav"
+            greeting = greeting_file(data_dir, scoped(str(user.extension), tenant))
             if greeting.is_file():
                 relative = f"greetings/{_safe(user.extension)}.wav"
                 _copy(greeting, tmp / relative)

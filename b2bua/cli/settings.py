@@ -55,7 +55,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         print(f"b2bua export: {exc}", file=sys.stderr)
         return 1
     try:
-        notes = write_export(effective, store.conn if store is not None else None, out, header)
+        notes = write_export(effective, store.conn if store is not None else None, out, header,
+                             loaded.tenant)
     except OSError as exc:
         print(f"b2bua export: {exc}", file=sys.stderr)
         return 1

@@ -336,3 +336,21 @@ def test_the_command_line_acts_on_the_tenant_it_is_given(server: RunningServer) 
     done = cli(server, "check", "--tenant", "nowhere.example")
     assert done.returncode == 1
     assert "no tenant 'nowhere.example'" in done.stderr and "acme.example" in done.stderr
+
+
+def test_export_out_carries_the_companys_own_greetings(server: RunningServer,
+                                                        tmp_path: Path) -> None:
+    alice = login(server, "1001@acme.example", "acme-secret-1001")
+    raw, ctype = multipart({}, {"file": ("hello.wav", tone_wav(1.5))})
+    r = alice.request("PUT", "/api/users/1001/messages/greeting", raw=raw, content_type=ctype)
+    assert r.status == 200, r
+    outs = {}
+    for name, tenant in (("acme", ("--tenant", "acme.example")),
+                         ("beta", ("--tenant", "beta.example")), ("top", ())):
+        out = tmp_path / f"{name}.toml"
+        done = cli(server, "export", "--out", str(out), *tenant)
+        assert done.returncode == 0, done.stderr
+        outs[name] = json.loads((tmp_path / f"{name}.audio" / "manifest.json").read_text())
+    assert outs["acme"]["greetings"] == {"1001": "greetings/1001.wav"}
+    assert (tmp_path / "acme.audio" / "greetings" / "1001.wav").is_file()
+    assert outs["beta"]["greetings"] == {} and outs["top"]["greetings"] == {}
