@@ -30,7 +30,7 @@ from b2bua.registrar.provisioning import (
 from b2bua.registrar.report import device_report
 from b2bua.registrar.sqlite_store import read_bindings
 from b2bua.store import open_database
-from b2bua.tenants.names import split
+from b2bua.tenants.names import scoped, split
 
 
 def _stored_bindings(config: Config) -> list[Binding]:
@@ -129,7 +129,9 @@ def cmd_qr(args: argparse.Namespace) -> int:
     now = time.time()
     conn = open_database(config.server.data_dir)
     try:
-        token = create_token(conn, settings.extension, device, now, ttl=ttl)
+        # A tenant's device is EXT@DOMAIN in the token (docs/tenants.md).
+        token = create_token(conn, scoped(settings.extension, effective.tenant), device, now,
+                             ttl=ttl)
     finally:
         conn.close()
     url = provisioning_url(config, token)

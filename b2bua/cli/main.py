@@ -33,7 +33,7 @@ _HANDLERS: dict[str, str] = {
 
 
 # The commands that act on one company's data take --tenant DOMAIN (docs/tenants.md).
-_TENANT_COMMANDS = frozenset({"check", "trace", "week", "devices", "calls", "export",
+_TENANT_COMMANDS = frozenset({"check", "trace", "week", "devices", "calls", "export", "qr",
                               "ics-export", "ics-import"})
 
 

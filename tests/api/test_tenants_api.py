@@ -277,6 +277,13 @@ def test_a_softphone_provisioned_in_a_company_gets_that_companys_account(
         assert phone.register(expires=0).status == 200  # gone again, for the tests after
     finally:
         phone.close()
+    # the command line makes one for a company's device as well
+    png = Path(server.config).parent / "qr.png"
+    done = cli(server, "qr", "1001", "--tenant", "acme.example", "--out", str(png))
+    assert done.returncode == 0, done.stderr
+    token = done.stdout.split("/provision/", 1)[1].split()[0]
+    settings = Api(server.http_base).get(f"/provision/{token}.json").json()
+    assert (settings["domain"], settings["password"]) == ("acme.example", "acme-secret-1001")
     # the top-level company's provisioning is as before
     r = boss.post("/api/users/1001/devices/2/qr")
     assert r.status == 200, r
