@@ -684,6 +684,9 @@ def _parse_fields_slowly(lines: list[str]) -> list[Field]:
             key, name, value, raw = fields[-1]
             more = line.strip(" \t")
             value = f"{value} {more}" if value and more else value or more
+            if len(name) + 2 + len(value) > MAX_LINE_BYTES:
+                # Unfolded, it is one line: what we write from it must stay readable.
+                raise SipParseError("Header line too long", status=513)
             fields[-1] = (key, name, value, f"{raw}\r\n{line}")
             continue
         m = _NAME_COLON.match(line)
@@ -775,18 +778,26 @@ def _salvage_request(data: bytes) -> Request | None:
     if len(parts) < 2 or not is_token(parts[0]):
         return None
     fields: list[Field] = []
+    folding = False  # whether a continuation line extends the last field kept
     for line in lines[1:]:
         if len(fields) >= MAX_HEADERS:
             break
         if len(line) > MAX_LINE_BYTES or "\r" in line or "\n" in line:
+            folding = False
             continue
         if line[:1] in (" ", "\t"):
-            if fields:
+            if folding:
                 key, name, value, _ = fields[-1]
                 more = line.strip(" \t")
-                fields[-1] = (key, name, f"{value} {more}".strip(), None)
+                value = f"{value} {more}".strip()
+                if len(name) + 2 + len(value) > MAX_LINE_BYTES:
+                    fields.pop()  # unfolded, too long a line to write back: not kept
+                    folding = False
+                else:
+                    fields[-1] = (key, name, value, None)
             continue
         m = _NAME_COLON.match(line)
+        folding = m is not None
         if m is not None:
             name = m.group(1)
             fields.append((header_key(name), name, line[m.end() :].strip(" \t"), None))

@@ -223,6 +223,20 @@ def test_a_failed_body_keeps_the_parsed_head() -> None:
     assert info.value.partial.call_id == "m-1"
 
 
+def test_a_folded_header_too_long_once_unfolded_is_refused_and_our_answer_parses() -> None:
+    """Each physical line is short, the header is not: what we write back from it (our 400
+    copies From) must be a message we can read ourselves."""
+    folded = b"From: <sip:1001@pbx.example.net>;tag=f1" + b"\r\n " + b"\r\n ".join([b"x" * 4000] * 3)
+    data = INVITE.replace(b'From: "Desk" <sip:1001@pbx.example.net>;tag=f1', folded)
+    with pytest.raises(SipParseError) as info:
+        parse_message(data)
+    assert info.value.status == 513 and "too long" in str(info.value)
+    partial = info.value.partial
+    assert isinstance(partial, Request) and partial.call_id == "m-1"
+    answer = parse_message(bytes(make_response(partial, 400, "Bad Request", to_tag="t1")))
+    assert isinstance(answer, Response) and answer.status == 400
+
+
 def test_responses_that_fail_carry_nothing_to_answer() -> None:
     with pytest.raises(SipParseError) as info:
         parse_message(b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nBad line\r\n\r\n")
