@@ -32,9 +32,15 @@ The layer never reads a clock and never draws random numbers: `now` is an argume
 and branches and tags come from the `random_token` callable given to the constructor.
 
 Memory is bounded. A transaction that only absorbs retransmissions (COMPLETED, CONFIRMED) keeps
-bytes, not parsed messages, and at most `max_waiting` of them are kept: beyond that the oldest
-ends early (counted in `evicted`), which costs nothing unless a retransmission of its request
-or final response comes later than usual. A transaction in ACCEPTED (RFC 6026) is never ended
+bytes, not parsed messages, and at most `max_waiting` server transactions and as many client
+ones are kept: beyond that the oldest of its side ends early (counted in `evicted`), which
+costs nothing unless a retransmission of its request or final response comes later than usual.
+The two sides are capped apart because their losses differ: a client transaction ended early
+drops a late retransmitted response, a server one serves a late retransmitted request again
+(a BYE whose 200 was lost twice then meets no dialog: 481). Under load a B2BUA has three or
+four waiting client transactions per call (the losing branches, CANCELs, the other leg's
+BYE) for one or two server ones, so one shared queue gave the server side a fraction of the
+time; a flood of requests fills the server side only, and is bounded as before. A transaction in ACCEPTED (RFC 6026) is never ended
 early: it belongs to a dialog. At most `max_transactions` live at once; a new request beyond
 that gets a stateless 503 with Retry-After (counted in `refused`): "a server MAY generate a 503
 ... if it is overloaded" (RFC 3261 §21.5.4 reads "temporarily overloaded").
@@ -674,7 +680,8 @@ class TransactionLayer:
         self._merge: dict[tuple[object, ...], ServerTransaction] = {}
         self._acks: dict[tuple[str, int], _AckWait] = {}
         # Transactions in an evictable waiting state, oldest first.
-        self._waiting: OrderedDict[Transaction, None] = OrderedDict()
+        self._waiting_servers: OrderedDict[Transaction, None] = OrderedDict()
+        self._waiting_clients: OrderedDict[Transaction, None] = OrderedDict()
         self.max_waiting = max_waiting
         self.max_transactions = max_transactions
         self._heap: TimerHeap[_Payload] = TimerHeap()
@@ -715,7 +722,7 @@ class TransactionLayer:
     @property
     def waiting_count(self) -> int:
         """Transactions that only absorb retransmissions (the ones `max_waiting` bounds)."""
-        return len(self._waiting)
+        return len(self._waiting_servers) + len(self._waiting_clients)
 
     @property
     def pending_2xx(self) -> int:
@@ -842,14 +849,20 @@ class TransactionLayer:
         self._out.append((bytes(response), flow))
 
     def _evict_oldest(self) -> bool:
-        """End the transaction that has waited longest; False when none waits."""
-        if not self._waiting:
+        """End the client transaction that has waited longest (its early end costs least),
+        else the server one; False when none waits."""
+        waiting = self._waiting_clients or self._waiting_servers
+        if not waiting:
             return False
-        tx, _ = self._waiting.popitem(last=False)
+        self._evict(waiting)
+        return True
+
+    def _evict(self, waiting: OrderedDict[Transaction, None]) -> None:
+        """End the oldest transaction of one side's waiting queue."""
+        tx, _ = waiting.popitem(last=False)
         self.evicted += 1
         tx.state = State.TERMINATED
         self._terminated(tx)
-        return True
 
     def _answer_merged(
         self, request: Request, flow: Flow, key: tuple[object, ...], now: float
@@ -988,10 +1001,13 @@ class TransactionLayer:
             # keeps bytes, not parsed messages, so that thousands of waiting transactions weigh
             # little on memory.
             tx.release()
-            if tx.state in _EVICTABLE[tx.machine] and tx not in self._waiting:
-                self._waiting[tx] = None
-                if len(self._waiting) > self.max_waiting:
-                    self._evict_oldest()
+            if tx.state in _EVICTABLE[tx.machine]:
+                waiting = (self._waiting_servers if isinstance(tx, ServerTransaction)
+                           else self._waiting_clients)
+                if tx not in waiting:
+                    waiting[tx] = None
+                    if len(waiting) > self.max_waiting:
+                        self._evict(waiting)
         if tx.state is State.TERMINATED:
             self._terminated(tx)
         for timer in zero:
@@ -1144,7 +1160,8 @@ class TransactionLayer:
         for entry in tx._timers.values():
             self._heap.cancel(entry)
         tx._timers.clear()
-        self._waiting.pop(tx, None)
+        (self._waiting_servers if isinstance(tx, ServerTransaction)
+         else self._waiting_clients).pop(tx, None)
         if isinstance(tx, ClientTransaction):
             if self._clients.get(tx.key) is tx:
                 del self._clients[tx.key]

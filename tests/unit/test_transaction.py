@@ -861,6 +861,23 @@ def test_waiting_transactions_are_capped_oldest_first() -> None:
     assert not [e for e in events(layer) if isinstance(e, RequestReceived)]
 
 
+def test_waiting_client_transactions_never_push_out_a_waiting_server_one() -> None:
+    """A B2BUA under load has more waiting client transactions than server ones; a BYE's
+    server transaction must still answer the retransmission that comes after its 200 was lost."""
+    layer, clock = new_layer(max_waiting=2)
+    (bye,) = _answered_options(layer, 1, clock)
+    for i in range(5):  # five answered requests of ours, waiting (Timer K / D) on the other side
+        out = request("OPTIONS", branch=f"z9hG4bKout{i}", call_id=f"out-{i}")
+        layer.send_request(out, UDP, clock.now())
+        layer.datagrams_to_send()
+        layer.receive(reply(out, 200), UDP, clock.now())
+    events(layer)
+    assert layer.evicted == 3 and layer.waiting_count == 3
+    layer.receive(wire(bye), UDP, clock.now())
+    assert [r.status for r in sent(layer) if isinstance(r, Response)] == [200]
+    assert not [e for e in events(layer) if isinstance(e, RequestReceived)]
+
+
 def test_an_evicted_transaction_is_reported_terminated() -> None:
     layer, clock = new_layer(max_waiting=1)
     txs: list[ServerTransaction] = []
