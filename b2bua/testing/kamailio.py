@@ -19,7 +19,9 @@ a file, and `stop()` ends it by its PID.
 
 from __future__ import annotations
 
+import contextlib
 import glob
+import os
 import shutil
 import signal
 import subprocess
@@ -189,7 +191,11 @@ class RunningKamailio:
         return (self.workdir / "kamailio.log").read_text(errors="replace")
 
     def stop(self, timeout: float = 10.0) -> int:
+        """SIGTERM (Kamailio then stops its children), then whatever of its process group
+        outlived it: a child left behind would keep its sockets and memory after the test."""
         stop_process(self.process, signal.SIGTERM, timeout)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signal.SIGKILL)
         return self.process.returncode
 
 
@@ -246,7 +252,7 @@ def start_kamailio(
     process = subprocess.Popen(
         [KAMAILIO, "-DD", "-E", "-f", str(config), "-Y", str(runtime), "-w", str(workdir),
          "-m", "32", "-M", "8", "-L", modules_path()],
-        stdout=log, stderr=subprocess.STDOUT, cwd=workdir,
+        stdout=log, stderr=subprocess.STDOUT, cwd=workdir, start_new_session=True,
     )
     log.close()
     running = RunningKamailio(process, host, port, realm, username, password, public, workdir)
