@@ -157,11 +157,13 @@ class SipStack:
         if self._draining:
             return  # the outer flush will pick up what was just added
         self._draining = True
+        if now is None:
+            now = self.now()
         try:
-            self._drain(self.now() if now is None else now)
+            self._drain(now)
         finally:
             self._draining = False
-        self._rearm()
+        self._rearm(now)
 
     def _drain(self, now: float) -> None:
         """One drain runs at one instant: what it runs takes microseconds, and every timer it
@@ -239,26 +241,28 @@ class SipStack:
     }
 
     # -- the one timer ---------------------------------------------------------------------
-    def next_deadline(self) -> float | None:
+    def next_deadline(self, now: float | None = None) -> float | None:
         """The earliest deadline of every clocked layer (the coarse ones' as last asked, and
-        at the latest when they are to be asked again)."""
+        at the latest when they are to be asked again). `now`: the drain's instant, when the
+        caller has it (else the clock is read)."""
         earliest: float | None = None
         for source in self.clocked:
             deadline = source.next_deadline()
             if deadline is not None and (earliest is None or deadline < earliest):
                 earliest = deadline
         if self.coarse:
-            coarse = self._coarse_next()
+            coarse = self._coarse_next(now)
             if earliest is None or coarse < earliest:
                 earliest = coarse
         return earliest
 
-    def _coarse_next(self) -> float:
+    def _coarse_next(self, now: float | None) -> float:
         """When the coarse layers need the stack next: their earliest deadline, or the time
         to ask them again."""
         polled = self._coarse_polled
-        clock = self._clock
-        now = clock() if clock is not None else polled
+        if now is None:
+            clock = self._clock
+            now = clock() if clock is not None else polled
         if now - polled >= COARSE_POLL:
             polled = self._coarse_polled = now
             earliest: float | None = None
@@ -287,7 +291,7 @@ class SipStack:
             self._coarse_polled = float("-inf")
         self.flush(now)
 
-    def _rearm(self) -> None:
+    def _rearm(self, now: float) -> None:
         """Arm the loop's timer `TIMER_SLACK` after the earliest deadline: every deadline that
         falls within that slack is served by the same wake-up. Under load the layer's
         deadlines (Timers D, K, J... of thousands of transactions) are a millisecond or less
@@ -295,7 +299,7 @@ class SipStack:
         loop = self._loop
         if loop is None:
             return
-        deadline = self.next_deadline()
+        deadline = self.next_deadline(now)
         if deadline is None:
             return  # an armed timer may fire for nothing: harmless
         when = deadline + TIMER_SLACK
