@@ -6,7 +6,6 @@ hang-up, and an rtpengine that stops answering fails the call cleanly."""
 from __future__ import annotations
 
 import audioop
-import itertools
 import signal
 import socket
 import struct
@@ -148,14 +147,17 @@ def test_audio_crosses_rtpengine_both_ways_and_the_call_is_deleted_at_hang_up(
         # The SDP each phone got points at rtpengine's ports, not at the other phone.
         assert f"m=audio {ports[callee_phone.port]} " in r.messages()
         assert f"m=audio {ports[caller_phone.port]} " in result.messages()
-        # Each side heard what the other said, payload for payload (rtpengine's two worker
-        # threads may swap two packets of a burst, and a loaded machine may lose one).
+        # Each side heard what the other said, payload for payload. rtpengine's worker threads
+        # may swap neighbouring packets, and a loaded machine may lose a few: what is bounded is
+        # how far any packet strays from its place, not how many pairs come in order.
         for listener, talker in ((callee_phone, caller_phone), (caller_phone, callee_phone)):
             numbers = [struct.unpack_from("!HH", p)[1] for p in listener.received]
-            assert len(numbers) >= 95, len(numbers)
+            assert len(numbers) >= 90, len(numbers)
             assert len(set(numbers)) == len(numbers)  # no duplicates
             assert listener.received == [talker.payload(n) for n in numbers]
-            assert sum(a < b for a, b in itertools.pairwise(numbers)) >= len(numbers) - 5
+            place = {n: i for i, n in enumerate(sorted(numbers))}
+            strays = [(i, n) for i, n in enumerate(numbers) if abs(place[n] - i) > 3]
+            assert not strays, (strays, numbers)
         # Hung up: rtpengine forgot the call (deleted at once, not after its delete delay).
         wait_for(lambda: call_id not in rtpengine.calls(), 5, "the call deleted in rtpengine")
         assert rtpengine.command("query", {"call-id": call_id})["result"] == b"error"
