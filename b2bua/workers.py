@@ -260,6 +260,7 @@ class Channel:
             sock = socket.socket(fileno=role.fd)
         sock.setblocking(False)
         self.sock = sock
+        self._buffer = memoryview(bytearray(MAX_FRAME))
         self._peers = [("127.0.0.1", port) for port in role.ports]
         self._known = frozenset(self._peers)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -337,17 +338,19 @@ class Channel:
 
     # -- receiving -------------------------------------------------------------------------
     def _readable(self) -> None:
-        recv = self.sock.recvfrom
+        recv_into = self.sock.recvfrom_into
+        buffer = self._buffer  # why a kept buffer: b2bua.transport.udp
         known = self._known
         for _ in range(64):
             try:
-                frame, sender = recv(MAX_FRAME)
+                size, sender = recv_into(buffer)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:
                 continue  # ICMP unreachable from a worker that was restarting
             if sender not in known:
                 continue
+            frame = buffer[:size].tobytes()
             try:
                 self._dispatch(frame)
             except Exception:  # a task boundary: one bad frame must not stop the worker

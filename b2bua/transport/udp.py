@@ -4,6 +4,11 @@ The socket is read with `loop.add_reader` and up to `BATCH` datagrams per wake-u
 stack then pays one loop iteration for many packets), and written with a plain `sendto`: no
 transport object, no per-packet future. A send that would block (the socket buffer is full) is
 queued and flushed when the socket is writable again, in order.
+
+A datagram is read into one buffer kept for the socket, then copied out at its size. Reading
+with `recvfrom(65535)` instead allocates 64 KB per datagram and shrinks it in place: the C
+allocator's heap then fills with holes that later small allocations pin, and a busy server's
+resident memory grew by 30 MB in ten minutes while the objects it held stayed flat.
 """
 
 from __future__ import annotations
@@ -53,6 +58,7 @@ class UdpEndpoint:
         sock.bind((spec.host, spec.port))
         self.sock = sock
         self.local_host, self.local_port = sock.getsockname()[:2]
+        self._buffer = memoryview(bytearray(MAX_DATAGRAM))
         self._loop: asyncio.AbstractEventLoop | None = None
         self._queue: deque[tuple[bytes, tuple[str, int]]] = deque()
         self.errors = 0
@@ -64,12 +70,13 @@ class UdpEndpoint:
         loop.add_reader(self.sock.fileno(), self._readable)
 
     def _readable(self) -> None:
-        recv = self.sock.recvfrom
+        recv_into = self.sock.recvfrom_into
+        buffer = self._buffer
         receiver = self.receiver
         local_host, local_port = self.local_host, self.local_port
         for _ in range(BATCH):
             try:
-                data, addr = recv(MAX_DATAGRAM)
+                size, addr = recv_into(buffer)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
@@ -77,7 +84,8 @@ class UdpEndpoint:
                 self.errors += 1
                 log.debug("udp %s: %s", self.spec, exc)
                 continue
-            if len(data) <= 4 and not data.strip(b"\r\n\x00"):
+            data = buffer[:size].tobytes()
+            if size <= 4 and not data.strip(b"\r\n\x00"):
                 continue  # keep-alive (CRLF or empty) from a NATed device: nothing to answer
             receiver.message_received(data, Flow("udp", addr[0], addr[1], None, local_host, local_port))
 
