@@ -50,7 +50,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from b2bua.push.model import PushParamError, PushTarget
-from b2bua.registrar.digest import DigestServer, Verdict
+from b2bua.registrar.digest import DigestServer, DigestSyntaxError, Verdict, parse_credentials
 from b2bua.registrar.location import (
     BindingAppeared,
     LocationService,
@@ -137,16 +137,13 @@ class Realm:
 
 
 def _realm_param(value: str) -> str | None:
-    """The realm of a credentials header value, read cheaply (None when absent)."""
-    at = value.find("realm=")
-    if at < 0:
+    """The realm of a credentials header value (None when absent or unreadable: the digest
+    check then answers it). Read with the digest code's own parser, so a `realm=` inside
+    another quoted parameter is not taken for the realm."""
+    try:
+        return parse_credentials(value)[1].get("realm")
+    except DigestSyntaxError:
         return None
-    rest = value[at + 6:].lstrip()
-    if rest.startswith('"'):
-        end = rest.find('"', 1)
-        return rest[1:end] if end > 0 else None
-    end = min((i for i in (rest.find(","), rest.find(" ")) if i >= 0), default=len(rest))
-    return rest[:end]
 
 
 @dataclass(slots=True, eq=False)

@@ -14,6 +14,7 @@ from b2bua.registrar import (
     UserAccount,
     build_registrar,
 )
+from b2bua.registrar.digest import answer_challenge
 from b2bua.registrar.sqlite_store import MIGRATIONS
 from b2bua.sip.flow import Flow
 from b2bua.sip.message import Request, parse_message
@@ -196,3 +197,23 @@ def test_memory_store_keeps_scoped_names() -> None:
     registrar = two_tenants(store=store)
     Phone(registrar, "1001", host=BETA, password="beta-1001").register(T0)
     assert {aor for aor, _ in store.rows} == {"1001@beta.example"}
+
+
+def test_the_realm_is_the_realm_parameter_not_realm_text_inside_another() -> None:
+    # The credentials' parameters in another order, with "realm=beta.example" inside the
+    # quoted cnonce before the real realm: the tenant is the realm parameter's (acme).
+    registrar = two_tenants()
+    phone = Phone(registrar, "1001", host=ACME, password="acme-1001")
+    phone.register(T0)  # learn acme's challenge
+    assert phone.challenge is not None
+    creds = answer_challenge(phone.challenge, username="1001", password="acme-1001",
+                             method="REGISTER", uri=f"sip:{ACME}",
+                             cnonce="realm=beta.example,x", nc=7)
+    scheme, _, rest = creds.partition(" ")
+    params = rest.split(", ")
+    realm = next(p for p in params if p.startswith("realm="))
+    reordered = f"{scheme} {', '.join([*(p for p in params if p != realm), realm])}"
+    assert reordered.index("realm=beta.example") < reordered.index('realm="acme.example"')
+    response = registrar.handle_register(phone.request(authorization=reordered), phone.flow, T0)
+    assert response.status == 200
+    assert len(registrar.lookup("1001@acme.example", T0)) == 1
