@@ -114,7 +114,7 @@ _WAITING = frozenset(
     {State.COMPLETED, State.CONFIRMED, State.ACCEPTED, State.TERMINATED}
 )
 # Defaults of the caps (see the module docstring; `[overload]` in the configuration sets them).
-MAX_WAITING = 2_048
+MAX_WAITING = 16_384
 MAX_TRANSACTIONS = 65_536
 RETRY_AFTER = 5  # seconds, in the 503 of a request refused for lack of room
 
