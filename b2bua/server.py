@@ -234,6 +234,7 @@ class Server:
         self.layer = TransactionLayer(
             TimerConfig(), random_token=lambda: tokens.token(8),
             max_waiting=overload.max_waiting_transactions,
+            max_waiting_clients=overload.max_waiting_client_transactions,
             max_transactions=overload.max_transactions,
         )
         self.stack = SipStack(self.layer)

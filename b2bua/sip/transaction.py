@@ -32,15 +32,17 @@ The layer never reads a clock and never draws random numbers: `now` is an argume
 and branches and tags come from the `random_token` callable given to the constructor.
 
 Memory is bounded. A transaction that only absorbs retransmissions (COMPLETED, CONFIRMED) keeps
-bytes, not parsed messages, and at most `max_waiting` server transactions and as many client
-ones are kept: beyond that the oldest of its side ends early (counted in `evicted`), which
-costs nothing unless a retransmission of its request or final response comes later than usual.
-The two sides are capped apart because their losses differ: a client transaction ended early
-drops a late retransmitted response, a server one serves a late retransmitted request again
-(a BYE whose 200 was lost twice then meets no dialog: 481). Under load a B2BUA has three or
-four waiting client transactions per call (the losing branches, CANCELs, the other leg's
-BYE) for one or two server ones, so one shared queue gave the server side a fraction of the
-time; a flood of requests fills the server side only, and is bounded as before. A transaction in ACCEPTED (RFC 6026) is never ended
+bytes, not parsed messages, and at most `max_waiting` server transactions and
+`max_waiting_clients` client ones are kept: beyond that the oldest of its side ends early
+(counted in `evicted`), which costs nothing unless a retransmission of its request or final
+response comes later than usual. The two sides are capped apart because their losses differ:
+a client transaction ended early drops a late retransmitted response (the peer's INVITE server
+transaction gives up at Timer H), a server one serves a late retransmitted request again (a
+BYE whose 200 was lost twice then meets no dialog: 481). So the server side keeps more (16,384:
+its 32 seconds up to 512 a second) and the client side less (2,048), although a B2BUA under
+load has three or four waiting client transactions per call (the losing branches, CANCELs, the
+other leg's BYE) for one or two server ones; a flood of requests fills the server side only,
+and is bounded as before. A transaction in ACCEPTED (RFC 6026) is never ended
 early: it belongs to a dialog. At most `max_transactions` live at once; a new request beyond
 that gets a stateless 503 with Retry-After (counted in `refused`): "a server MAY generate a 503
 ... if it is overloaded" (RFC 3261 §21.5.4 reads "temporarily overloaded").
@@ -114,7 +116,8 @@ _WAITING = frozenset(
     {State.COMPLETED, State.CONFIRMED, State.ACCEPTED, State.TERMINATED}
 )
 # Defaults of the caps (see the module docstring; `[overload]` in the configuration sets them).
-MAX_WAITING = 16_384
+MAX_WAITING = 16_384  # server transactions
+MAX_WAITING_CLIENTS = 2_048
 MAX_TRANSACTIONS = 65_536
 RETRY_AFTER = 5  # seconds, in the 503 of a request refused for lack of room
 
@@ -658,8 +661,12 @@ class TransactionLayer:
         on_transition: TransitionHook | None = None,
         max_waiting: int = MAX_WAITING,
         max_transactions: int = MAX_TRANSACTIONS,
+        max_waiting_clients: int | None = None,
     ) -> None:
-        if max_waiting < 1 or max_transactions < 1:
+        """`max_waiting_clients`: by default MAX_WAITING_CLIENTS, or `max_waiting` if lower."""
+        if max_waiting_clients is None:
+            max_waiting_clients = min(max_waiting, MAX_WAITING_CLIENTS)
+        if min(max_waiting, max_waiting_clients, max_transactions) < 1:
             raise ValueError("the transaction caps must be at least 1")
         self.timers = timers if timers is not None else TimerConfig()
         # What `TimerConfig.duration` gives each timer that does not back off, per reliability
@@ -683,6 +690,7 @@ class TransactionLayer:
         self._waiting_servers: OrderedDict[Transaction, None] = OrderedDict()
         self._waiting_clients: OrderedDict[Transaction, None] = OrderedDict()
         self.max_waiting = max_waiting
+        self.max_waiting_clients = max_waiting_clients
         self.max_transactions = max_transactions
         self._heap: TimerHeap[_Payload] = TimerHeap()
         self._events: deque[Event] = deque()
@@ -721,7 +729,7 @@ class TransactionLayer:
 
     @property
     def waiting_count(self) -> int:
-        """Transactions that only absorb retransmissions (the ones `max_waiting` bounds)."""
+        """Transactions that only absorb retransmissions (the ones the waiting caps bound)."""
         return len(self._waiting_servers) + len(self._waiting_clients)
 
     @property
@@ -1002,11 +1010,13 @@ class TransactionLayer:
             # little on memory.
             tx.release()
             if tx.state in _EVICTABLE[tx.machine]:
-                waiting = (self._waiting_servers if isinstance(tx, ServerTransaction)
-                           else self._waiting_clients)
+                if isinstance(tx, ServerTransaction):
+                    waiting, cap = self._waiting_servers, self.max_waiting
+                else:
+                    waiting, cap = self._waiting_clients, self.max_waiting_clients
                 if tx not in waiting:
                     waiting[tx] = None
-                    if len(waiting) > self.max_waiting:
+                    if len(waiting) > cap:
                         self._evict(waiting)
         if tx.state is State.TERMINATED:
             self._terminated(tx)

@@ -878,6 +878,22 @@ def test_waiting_client_transactions_never_push_out_a_waiting_server_one() -> No
     assert not [e for e in events(layer) if isinstance(e, RequestReceived)]
 
 
+def test_the_client_side_has_its_own_smaller_cap() -> None:
+    """Server transactions kept their 32 seconds up to 512 a second by default; client ones,
+    whose early end only drops a late retransmitted response, fewer."""
+    default, _ = new_layer()
+    assert (default.max_waiting, default.max_waiting_clients) == (16_384, 2_048)
+    layer, clock = new_layer(max_waiting=5, max_waiting_clients=2)
+    _answered_options(layer, 5, clock)
+    for i in range(4):
+        out = request("OPTIONS", branch=f"z9hG4bKcli{i}", call_id=f"cli-{i}")
+        layer.send_request(out, UDP, clock.now())
+        layer.datagrams_to_send()
+        layer.receive(reply(out, 200), UDP, clock.now())
+    events(layer)
+    assert layer.evicted == 2 and layer.waiting_count == 5 + 2
+
+
 def test_an_evicted_transaction_is_reported_terminated() -> None:
     layer, clock = new_layer(max_waiting=1)
     txs: list[ServerTransaction] = []
