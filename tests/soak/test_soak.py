@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from b2bua.testing.flood import megabytes, rss_bytes
-from b2bua.testing.load import CallerResult, start_caller, start_devices
+from b2bua.testing.load import CallerResult, SippRun, start_caller, start_devices
 from b2bua.testing.netns import PEER_ADDRESSES, SERVER_ADDRESS, LossyLink, available
 from b2bua.testing.server import write_config
 
@@ -115,6 +115,8 @@ def test_soak_through_a_lossy_link(tmp_path: Path) -> None:
             server = subprocess.Popen(
                 [*link.prefix(link.server_ns), sys.executable, "-m", "b2bua", "run", "--config",
                  str(config), "--log-level", "INFO"], stdout=out, stderr=subprocess.STDOUT)
+        devices: list[SippRun] = []
+        caller: SippRun | None = None
         try:
             wait_up(link, server, log)
             first = metrics(link)
@@ -138,6 +140,8 @@ def test_soak_through_a_lossy_link(tmp_path: Path) -> None:
             time.sleep(40)  # transactions wait out their timers, the media ports their quarantine
             last = metrics(link)
         finally:
+            for run in (*devices, *([caller] if caller is not None else [])):
+                run.stop()  # still running only when the test was interrupted
             server.terminate()
             server.wait(20)
     result = CallerResult.of(caller, code)
