@@ -198,7 +198,7 @@ class Overload(ConfigModel):
     loop_busy_percent: Annotated[StrictInt, Field(ge=10, le=100)] = 90
     loop_lag_ms: Annotated[StrictInt, Field(ge=10, le=60_000)] = 100
     retry_after: Seconds = 5
-    max_waiting_transactions: Annotated[StrictInt, Field(ge=100, le=10_000_000)] = 16_384
+    max_waiting_transactions: Annotated[StrictInt, Field(ge=100, le=10_000_000)] = 4_096
     max_waiting_client_transactions: Annotated[StrictInt, Field(ge=100, le=10_000_000)] = 2_048
     max_transactions: Annotated[StrictInt, Field(ge=100, le=10_000_000)] = 65_536
 

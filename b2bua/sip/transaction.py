@@ -38,8 +38,8 @@ bytes, not parsed messages, and at most `max_waiting` server transactions and
 response comes later than usual. The two sides are capped apart because their losses differ:
 a client transaction ended early drops a late retransmitted response (the peer's INVITE server
 transaction gives up at Timer H), a server one serves a late retransmitted request again (a
-BYE whose 200 was lost twice then meets no dialog: 481). So the server side keeps more (16,384:
-its 32 seconds up to 512 a second) and the client side less (2,048), although a B2BUA under
+BYE whose 200 was lost twice then meets no dialog: 481). So the server side keeps more (4,096)
+and the client side less (2,048), although a B2BUA under
 load has three or four waiting client transactions per call (the losing branches, CANCELs, the
 other leg's BYE) for one or two server ones; a flood of requests fills the server side only,
 and is bounded as before. A transaction in ACCEPTED (RFC 6026) is never ended
@@ -116,7 +116,7 @@ _WAITING = frozenset(
     {State.COMPLETED, State.CONFIRMED, State.ACCEPTED, State.TERMINATED}
 )
 # Defaults of the caps (see the module docstring; `[overload]` in the configuration sets them).
-MAX_WAITING = 16_384  # server transactions
+MAX_WAITING = 4_096  # server transactions
 MAX_WAITING_CLIENTS = 2_048
 MAX_TRANSACTIONS = 65_536
 RETRY_AFTER = 5  # seconds, in the 503 of a request refused for lack of room

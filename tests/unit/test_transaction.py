@@ -879,10 +879,10 @@ def test_waiting_client_transactions_never_push_out_a_waiting_server_one() -> No
 
 
 def test_the_client_side_has_its_own_smaller_cap() -> None:
-    """Server transactions kept their 32 seconds up to 512 a second by default; client ones,
+    """Server transactions kept twice as many as client ones by default: client ones,
     whose early end only drops a late retransmitted response, fewer."""
     default, _ = new_layer()
-    assert (default.max_waiting, default.max_waiting_clients) == (16_384, 2_048)
+    assert (default.max_waiting, default.max_waiting_clients) == (4_096, 2_048)
     layer, clock = new_layer(max_waiting=5, max_waiting_clients=2)
     _answered_options(layer, 5, clock)
     for i in range(4):
