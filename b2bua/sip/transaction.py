@@ -661,11 +661,8 @@ class TransactionLayer:
         on_transition: TransitionHook | None = None,
         max_waiting: int = MAX_WAITING,
         max_transactions: int = MAX_TRANSACTIONS,
-        max_waiting_clients: int | None = None,
+        max_waiting_clients: int = MAX_WAITING_CLIENTS,
     ) -> None:
-        """`max_waiting_clients`: by default MAX_WAITING_CLIENTS, or `max_waiting` if lower."""
-        if max_waiting_clients is None:
-            max_waiting_clients = min(max_waiting, MAX_WAITING_CLIENTS)
         if min(max_waiting, max_waiting_clients, max_transactions) < 1:
             raise ValueError("the transaction caps must be at least 1")
         self.timers = timers if timers is not None else TimerConfig()
@@ -865,6 +862,10 @@ class TransactionLayer:
         self._evict(waiting)
         return True
 
+    def _waiting_of(self, tx: Transaction) -> OrderedDict[Transaction, None]:
+        """The waiting queue of `tx`'s side."""
+        return self._waiting_clients if tx.is_client else self._waiting_servers
+
     def _evict(self, waiting: OrderedDict[Transaction, None]) -> None:
         """End the oldest transaction of one side's waiting queue."""
         tx, _ = waiting.popitem(last=False)
@@ -1010,12 +1011,10 @@ class TransactionLayer:
             # little on memory.
             tx.release()
             if tx.state in _EVICTABLE[tx.machine]:
-                if isinstance(tx, ServerTransaction):
-                    waiting, cap = self._waiting_servers, self.max_waiting
-                else:
-                    waiting, cap = self._waiting_clients, self.max_waiting_clients
+                waiting = self._waiting_of(tx)
                 if tx not in waiting:
                     waiting[tx] = None
+                    cap = self.max_waiting_clients if tx.is_client else self.max_waiting
                     if len(waiting) > cap:
                         self._evict(waiting)
         if tx.state is State.TERMINATED:
@@ -1170,8 +1169,7 @@ class TransactionLayer:
         for entry in tx._timers.values():
             self._heap.cancel(entry)
         tx._timers.clear()
-        (self._waiting_servers if isinstance(tx, ServerTransaction)
-         else self._waiting_clients).pop(tx, None)
+        self._waiting_of(tx).pop(tx, None)
         if isinstance(tx, ClientTransaction):
             if self._clients.get(tx.key) is tx:
                 del self._clients[tx.key]

@@ -864,7 +864,7 @@ def test_waiting_transactions_are_capped_oldest_first() -> None:
 def test_waiting_client_transactions_never_push_out_a_waiting_server_one() -> None:
     """A B2BUA under load has more waiting client transactions than server ones; a BYE's
     server transaction must still answer the retransmission that comes after its 200 was lost."""
-    layer, clock = new_layer(max_waiting=2)
+    layer, clock = new_layer(max_waiting=2, max_waiting_clients=2)
     (bye,) = _answered_options(layer, 1, clock)
     for i in range(5):  # five answered requests of ours, waiting (Timer K / D) on the other side
         out = request("OPTIONS", branch=f"z9hG4bKout{i}", call_id=f"out-{i}")
