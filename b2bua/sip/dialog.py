@@ -22,11 +22,16 @@ answered 500 (§12.2.2), and at most one INVITE may be in progress each way (§1
 their 2xx replace the remote target (§12.2.1.2, §12.2.2).
 
 `DialogRegistry` matches in-dialog requests to the dialog (and its owner) they belong to by
-Call-ID, local tag and remote tag (§12.2.2).
+Call-ID, local tag and remote tag (§12.2.2). It also remembers, for 64*T1 and in a few hundred
+bytes each, the identifiers of dialogs that just ended: a BYE whose 200 was lost is sent again
+for up to 64*T1 (§17.1.2.2), and its server transaction, which would absorb it, may already be
+gone under load (the transaction layer bounds how many it keeps). Such a BYE gets 200 again
+rather than a 481 that would make its sender report a failed hang-up.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from enum import Enum
 from typing import Generic, TypeVar
@@ -320,16 +325,25 @@ class ClientInvite:
 
 T = TypeVar("T")
 
+# How long an ended dialog is remembered: 64*T1, as long as a request sent on it is retransmitted.
+ENDED_KEPT = 32.0
+# At most this many (about 300 bytes each): 30 s of calls at 275 calls/s, two dialogs each.
+MAX_ENDED = 16_384
+
 
 class DialogRegistry(Generic[T]):
     """The dialogs we hold, with what each belongs to, matched as §12.2.2 says: "If the request
     has a tag in the To header field, the UAS core computes the dialog identifier
     corresponding to the request and compares it with existing dialogs." """
 
-    __slots__ = ("_dialogs",)
+    __slots__ = ("_dialogs", "_ended", "max_ended")
 
-    def __init__(self) -> None:
+    def __init__(self, max_ended: int = MAX_ENDED) -> None:
         self._dialogs: dict[tuple[str, str], tuple[Dialog, T]] = {}
+        # Dialogs ended within ENDED_KEPT: (Call-ID, local tag) -> (remote tag, until), oldest
+        # first, at most `max_ended`.
+        self._ended: OrderedDict[tuple[str, str], tuple[str | None, float]] = OrderedDict()
+        self.max_ended = max_ended
 
     def __len__(self) -> int:
         return len(self._dialogs)
@@ -340,10 +354,30 @@ class DialogRegistry(Generic[T]):
     def add(self, dialog: Dialog, owner: T) -> None:
         self._dialogs[dialog.key] = (dialog, owner)
 
-    def remove(self, dialog: Dialog) -> None:
-        found = self._dialogs.get(dialog.key)
-        if found is not None and found[0] is dialog:
-            del self._dialogs[dialog.key]
+    def remove(self, dialog: Dialog, now: float | None = None) -> None:
+        """Forget `dialog`; given `now`, remember for ENDED_KEPT that it ended."""
+        key = dialog.key
+        found = self._dialogs.get(key)
+        if found is None or found[0] is not dialog:
+            return
+        del self._dialogs[key]
+        if now is None:
+            return
+        ended = self._ended
+        ended[key] = (dialog.remote_tag, now + ENDED_KEPT)
+        while ended and (len(ended) > self.max_ended or next(iter(ended.values()))[1] <= now):
+            ended.popitem(last=False)
+
+    def ended_recently(self, request: Request, now: float) -> bool:
+        """Whether `request` belongs to a dialog that ended less than ENDED_KEPT ago."""
+        found = self._ended.get((request.call_id, request.to.tag or ""))
+        if found is None or found[1] <= now:
+            return False
+        return found[0] is None or found[0] == request.from_.tag
+
+    @property
+    def ended_count(self) -> int:
+        return len(self._ended)
 
     def knows(self, call_id: str, local_tag: str) -> bool:
         return (call_id, local_tag) in self._dialogs

@@ -12,6 +12,7 @@ import pytest
 from b2bua.calls.records import CallRecorder
 from b2bua.commands import AppKind, MediaLocalOffer
 from b2bua.config import config_from_text
+from b2bua.sip.dialog import Dialog, DialogRegistry
 from b2bua.sip.message import Request, Response
 from b2bua.testing.clock import FakeClock
 from b2bua.testing.media import ScriptedMedia
@@ -496,3 +497,70 @@ def test_the_callee_hangs_up_and_the_bye_crosses_with_its_reason() -> None:
     assert bye.headers.get("reason") == "Q.850;cause=16"
     assert t.record()["ended_by"] == "b"
     t.assert_quiet()
+
+
+def _bye_answers(phone: Phone) -> list[int]:
+    return [r.status for r in phone.responses() if r.cseq.method == "BYE"]
+
+
+def test_a_bye_sent_again_after_its_transaction_is_forgotten_gets_200_for_64_t1() -> None:
+    # Under load the transaction layer keeps a bounded number of finished transactions: a BYE
+    # whose 200 was lost, sent again after its transaction was let go of, still gets 200
+    # (§17.1.2.2 retransmits it for 64*T1), not a 481 that would report a failed hang-up.
+    t = Triangle()
+    layer = t.b2bua.stack.layer
+    layer.max_waiting = 1
+    t.call()
+    t.phones[0].respond(200)
+    t.pump()
+    invite = t.invite
+    assert invite is not None
+    ack, bye = ack_and_bye(invite, t.ok(), CALLER)
+    t.caller.send(ack)
+    t.caller.send(bye)
+    t.pump()
+    assert _bye_answers(t.caller) == [200]
+    evicted = layer.evicted
+    for phone in t.phones[1:]:  # two later transactions: the BYE's is no longer kept
+        phone.send(Request("OPTIONS", "sip:pbx.test", [
+            ("Via", f"SIP/2.0/UDP {phone.address[0]}:{phone.address[1]};branch=z9hG4bK-o"),
+            ("Max-Forwards", "70"), ("From", "<sip:x@pbx.test>;tag=o"), ("To", "<sip:pbx.test>"),
+            ("Call-ID", f"options-{phone.address[1]}"), ("CSeq", "1 OPTIONS")]))
+        t.pump()
+    assert layer.evicted == evicted + 2
+    t.advance(20)
+    t.caller.send(bye)
+    t.pump()
+    assert _bye_answers(t.caller) == [200, 200]
+    t.advance(13)  # 64*T1 after the dialog ended, a BYE on it is one for no dialog
+    _, bye = ack_and_bye(invite, t.ok(), CALLER)  # (another branch: not absorbed)
+    t.caller.send(bye)
+    t.pump()
+    assert _bye_answers(t.caller) == [200, 200, 481]
+    t.assert_quiet()
+
+
+def test_ended_dialogs_are_remembered_for_64_t1_and_at_most_max_ended() -> None:
+    registry: DialogRegistry[None] = DialogRegistry(max_ended=2)
+
+    def bye(invite: Request, ours: str, theirs: str | None = None) -> Request:
+        return Request("BYE", "sip:100@pbx.test", [
+            ("Via", "SIP/2.0/UDP 127.0.0.2:5090;branch=z9hG4bK-b"), ("Max-Forwards", "70"),
+            ("From", f"<sip:x@pbx.test>;tag={theirs}" if theirs else
+             invite.headers.get("from") or ""),
+            ("To", f"<sip:100@pbx.test>;tag={ours}"), ("Call-ID", invite.call_id),
+            ("CSeq", "2 BYE")])
+
+    byes = []
+    for i in range(3):
+        invite = caller_invite("100", CALLER)
+        dialog = Dialog.as_uas(invite, f"ours{i}")
+        registry.add(dialog, None)
+        registry.remove(dialog, 100.0 + i)
+        byes.append(bye(invite, f"ours{i}"))
+    assert registry.ended_count == 2
+    assert [registry.ended_recently(bye, 110.0) for bye in byes] == [False, True, True]
+    assert [registry.ended_recently(bye, 133.5) for bye in byes] == [False, False, True]
+    assert not registry.ended_recently(bye(invite, "ours2", "other"), 110.0)  # not its peer
+    registry.remove(Dialog.as_uas(caller_invite("100", CALLER), "late"), 140.0)  # never added
+    assert registry.ended_count == 2
