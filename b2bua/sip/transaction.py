@@ -38,7 +38,8 @@ bytes, not parsed messages, and at most `max_waiting` server transactions and
 response comes later than usual. The two sides are capped apart because their losses differ:
 a client transaction ended early drops a late retransmitted response (the peer's INVITE server
 transaction gives up at Timer H), a server one serves a late retransmitted request again (a
-BYE whose 200 was lost twice then meets no dialog: 481). So the server side keeps more (4,096)
+BYE whose 200 was lost twice then meets no dialog; the call engine remembers ended dialogs
+for it, see b2bua.sip.dialog). So the server side keeps more (4,096)
 and the client side less (2,048), although a B2BUA under
 load has three or four waiting client transactions per call (the losing branches, CANCELs, the
 other leg's BYE) for one or two server ones; a flood of requests fills the server side only,
