@@ -984,10 +984,17 @@ class Registrar:
     # ---------------------------------------------------------------------------------------
     # Time
     def next_deadline(self) -> float | None:
-        """When `handle_deadline` / `keepalive_due` next have something to do. The sweeps of
-        the nonce-count and lockout tables ride on these wake-ups (both tables are bounded, so
-        a sweep is never due on its own)."""
-        return self.location.next_deadline()
+        """When `handle_deadline` / `keepalive_due` next have something to do: a binding's,
+        or, while the lockout table holds failures or lockouts, its next sweep (the table is
+        bounded, but what a flood of bad credentials left there must go when it is over, on
+        a server where no binding ever expires too). The nonce-count table, filled only by
+        good credentials, is swept on the same wake-ups."""
+        deadline = self.location.next_deadline()
+        if self.lockout.tracking:
+            sweep = self._last_sweep + SWEEP_INTERVAL
+            if deadline is None or sweep < deadline:
+                deadline = sweep
+        return deadline
 
     @property
     def users_changed(self) -> bool:

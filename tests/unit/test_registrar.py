@@ -1040,3 +1040,21 @@ def test_any_register_gets_a_response(headers: list[tuple[str, str]], authed: bo
     response = reg.handle_register(request, UDP, T0 + 1)
     assert 200 <= response.status < 600
     bytes(response)
+
+
+def test_failure_windows_are_swept_even_without_any_binding() -> None:
+    # A flood of bad credentials on a server where nothing registers: the lockout table is
+    # bounded, and still emptied once the failures are older than the window.
+    reg = make_registrar(lockout_failures=3, lockout_window=60)
+    assert reg.next_deadline() is None
+    for i in range(50):
+        flow = Flow("udp", f"203.0.113.{i}", 5060)
+        assert Phone(reg, "1001", password="bad", flow=flow).register(T0).status == 401
+    due = reg.next_deadline()
+    assert due is not None and due <= T0
+    reg.handle_deadline(T0)
+    assert reg.next_deadline() == T0 + 10  # tracked: swept every 10 s
+    reg.handle_deadline(T0 + 10)
+    assert reg.lockout.tracking  # the window is not over
+    reg.handle_deadline(T0 + 61)
+    assert not reg.lockout.tracking and reg.next_deadline() is None
