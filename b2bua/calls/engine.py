@@ -1374,7 +1374,7 @@ class CallEngine:
             call.outcome = "answered" if call.answered_at is not None else "failed"
         for leg in (call.a_leg, call.b_leg):
             if leg is not None:
-                self.dialogs.remove(leg.dialog, self._now)
+                self.dialogs.end(leg.dialog, self._now)
         self.transfers.end_transferor(call)
         self.session_timers.cancel(call)
         if self.media is not MediaMode.NONE:
@@ -1586,11 +1586,9 @@ class CallEngine:
         found = self.dialogs.match(request)
         if found is None:
             if method != "ACK" and event.transaction is not None:
-                if method == "BYE" and self.dialogs.ended_recently(request, self._now):
-                    # Sent again after its 200 was lost (its transaction no longer kept).
-                    self._respond(event.transaction, make_response(request, 200))
-                else:
-                    self._respond(event.transaction, make_response(request, 481))
+                # A BYE sent again after its 200 was lost (its transaction no longer kept).
+                again = method == "BYE" and self.dialogs.ended_recently(request, self._now)
+                self._respond(event.transaction, make_response(request, 200 if again else 481))
             return
         dialog, call = found
         tx = event.transaction

@@ -370,7 +370,7 @@ class Transfers:
         if leg is not None and leg.dialog.state is not DialogState.TERMINATED:
             self.engine._bye(leg)
         if leg is not None:
-            self.engine.dialogs.remove(leg.dialog)
+            self.engine.dialogs.end(leg.dialog, self.engine._now)
 
     def transferor_request(self, call: Call, leg: Leg, tx: ServerTransaction,
                            request: Request) -> None:
@@ -380,7 +380,7 @@ class Transfers:
         if method == "BYE":
             e._respond(tx, make_response(request, 200))
             leg.dialog.state = DialogState.TERMINATED
-            e.dialogs.remove(leg.dialog)
+            e.dialogs.end(leg.dialog, e._now)
             if call.transfer is not None and call.transfer.transferor is leg:
                 call.transfer.transferor = None
                 if call.transfer.notified_final or call.state is CallState.ANSWERED:
@@ -650,7 +650,7 @@ class Transfers:
         e.note(call, "replaced", old=_user_of(old.dialog.remote_uri),
                by=_number(ctx.request.from_.uri))
         e._bye(old, [("Reason", 'SIP;cause=200;text="Call completed elsewhere"')])
-        e.dialogs.remove(old.dialog)
+        e.dialogs.end(old.dialog, e._now)
         self._take_leg(call, old.name, ctx.transaction, ctx.request, ctx.flow)
 
 

@@ -354,17 +354,21 @@ class DialogRegistry(Generic[T]):
     def add(self, dialog: Dialog, owner: T) -> None:
         self._dialogs[dialog.key] = (dialog, owner)
 
-    def remove(self, dialog: Dialog, now: float | None = None) -> None:
-        """Forget `dialog`; given `now`, remember for ENDED_KEPT that it ended."""
+    def remove(self, dialog: Dialog) -> bool:
+        """Forget `dialog` (it ends, or moves to another owner); whether it was held."""
         key = dialog.key
         found = self._dialogs.get(key)
         if found is None or found[0] is not dialog:
-            return
+            return False
         del self._dialogs[key]
-        if now is None:
+        return True
+
+    def end(self, dialog: Dialog, now: float) -> None:
+        """Forget `dialog`, and remember for ENDED_KEPT that it ended."""
+        if not self.remove(dialog):
             return
         ended = self._ended
-        ended[key] = (dialog.remote_tag, now + ENDED_KEPT)
+        ended[dialog.key] = (dialog.remote_tag, now + ENDED_KEPT)
         while ended and (len(ended) > self.max_ended or next(iter(ended.values()))[1] <= now):
             ended.popitem(last=False)
 

@@ -39,12 +39,11 @@ response comes later than usual. The two sides are capped apart because their lo
 a client transaction ended early drops a late retransmitted response (the peer's INVITE server
 transaction gives up at Timer H), a server one serves a late retransmitted request again (a
 BYE whose 200 was lost twice then meets no dialog; the call engine remembers ended dialogs
-for it, see b2bua.sip.dialog). So the server side keeps more (4,096)
-and the client side less (2,048), although a B2BUA under
-load has three or four waiting client transactions per call (the losing branches, CANCELs, the
-other leg's BYE) for one or two server ones; a flood of requests fills the server side only,
-and is bounded as before. A transaction in ACCEPTED (RFC 6026) is never ended
-early: it belongs to a dialog. At most `max_transactions` live at once; a new request beyond
+for it, see b2bua.sip.dialog). So the server side keeps more (4,096) and the client side less
+(2,048), although a B2BUA under load has three or four waiting client transactions per call
+(the losing branches, CANCELs, the other leg's BYE) for one or two server ones; a flood of
+requests fills the server side only, and is bounded as before. A transaction in ACCEPTED
+(RFC 6026) is never ended early: it belongs to a dialog. At most `max_transactions` live at once; a new request beyond
 that gets a stateless 503 with Retry-After (counted in `refused`): "a server MAY generate a 503
 ... if it is overloaded" (RFC 3261 §21.5.4 reads "temporarily overloaded").
 """
@@ -863,9 +862,11 @@ class TransactionLayer:
         self._evict(waiting)
         return True
 
-    def _waiting_of(self, tx: Transaction) -> OrderedDict[Transaction, None]:
-        """The waiting queue of `tx`'s side."""
-        return self._waiting_clients if tx.is_client else self._waiting_servers
+    def _waiting_of(self, tx: Transaction) -> tuple[OrderedDict[Transaction, None], int]:
+        """The waiting queue of `tx`'s side, and its cap."""
+        if tx.is_client:
+            return self._waiting_clients, self.max_waiting_clients
+        return self._waiting_servers, self.max_waiting
 
     def _evict(self, waiting: OrderedDict[Transaction, None]) -> None:
         """End the oldest transaction of one side's waiting queue."""
@@ -1012,10 +1013,9 @@ class TransactionLayer:
             # little on memory.
             tx.release()
             if tx.state in _EVICTABLE[tx.machine]:
-                waiting = self._waiting_of(tx)
+                waiting, cap = self._waiting_of(tx)
                 if tx not in waiting:
                     waiting[tx] = None
-                    cap = self.max_waiting_clients if tx.is_client else self.max_waiting
                     if len(waiting) > cap:
                         self._evict(waiting)
         if tx.state is State.TERMINATED:
@@ -1170,7 +1170,7 @@ class TransactionLayer:
         for entry in tx._timers.values():
             self._heap.cancel(entry)
         tx._timers.clear()
-        self._waiting_of(tx).pop(tx, None)
+        self._waiting_of(tx)[0].pop(tx, None)
         if isinstance(tx, ClientTransaction):
             if self._clients.get(tx.key) is tx:
                 del self._clients[tx.key]

@@ -556,11 +556,11 @@ def test_ended_dialogs_are_remembered_for_64_t1_and_at_most_max_ended() -> None:
         invite = caller_invite("100", CALLER)
         dialog = Dialog.as_uas(invite, f"ours{i}")
         registry.add(dialog, None)
-        registry.remove(dialog, 100.0 + i)
+        registry.end(dialog, 100.0 + i)
         byes.append(bye(invite, f"ours{i}"))
     assert registry.ended_count == 2
     assert [registry.ended_recently(bye, 110.0) for bye in byes] == [False, True, True]
     assert [registry.ended_recently(bye, 133.5) for bye in byes] == [False, False, True]
     assert not registry.ended_recently(bye(invite, "ours2", "other"), 110.0)  # not its peer
-    registry.remove(Dialog.as_uas(caller_invite("100", CALLER), "late"), 140.0)  # never added
+    registry.end(Dialog.as_uas(caller_invite("100", CALLER), "late"), 140.0)  # never added
     assert registry.ended_count == 2
