@@ -24,6 +24,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from b2bua import allocator
 from b2bua.config import Announcement, Config, ConfigError, load_config
 from b2bua.sip.flow import Flow
 from b2bua.sip.headers import clear_caches
@@ -90,6 +91,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         return 1
+    if role is None:
+        log.info("memory allocator: %s", allocator.active())
     listen = [ListenSpec.parse(x) for x in args.listen] if args.listen else [
         ListenSpec(s.transport, s.host, s.port) for s in config.server.listen
     ]
@@ -904,14 +907,15 @@ def resident_memory() -> int:
 
 
 def release_memory() -> None:
-    """Give memory freed after a flood back to the system. Python's small-object allocator
-    returns an arena (1 MiB) only when nothing in it lives any more: a few long-lived objects
-    made during the flood (entries of the parse caches, free lists of tuples and floats) keep
-    dozens of them. So the parse caches are emptied, a full collection clears the free lists,
-    and glibc's `malloc_trim` returns the free pages of its heaps (messages' bytes live there).
-    Meant for a quiet server: the collection walks every tracked object."""
+    """Give memory freed after a flood back to the system: the parse caches are emptied, a
+    full collection clears the interpreter's free lists, then the allocator is asked to return
+    what is free now (mimalloc's `mi_collect`, which would otherwise wait for its own delay;
+    glibc's `malloc_trim` for the free pages of its heaps). On Python's own allocator a few
+    long-lived objects made during the flood keep its arenas (b2bua.allocator). Meant for a
+    quiet server: the collection walks every tracked object."""
     clear_caches()
     gc.collect()
+    allocator.give_back()
     if _MALLOC_TRIM is not None:
         _MALLOC_TRIM(0)
 

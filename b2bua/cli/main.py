@@ -153,6 +153,10 @@ def _handler(name: str) -> Callable[[argparse.Namespace], int]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "run" and argv is None:  # the command line, not a caller in-process
+        from b2bua.allocator import restart_if_needed
+
+        restart_if_needed(args.config, sys.argv[1:])  # returns once on the configured allocator
     return _handler(args.command)(args)
 
 

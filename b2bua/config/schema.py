@@ -143,6 +143,14 @@ def _empty_is_none(value: Any) -> Any:
 FeatureCode = Annotated[StrictStr, Field(pattern=r"^[*#][*#0-9]{0,5}$")]
 
 
+def _allocator_installed(value: str) -> str:
+    from b2bua.allocator import mimalloc_library
+
+    if value == "mimalloc" and mimalloc_library() is None:
+        raise ValueError("mimalloc is not installed (Debian: libmimalloc3, or libmimalloc2.0 on Debian 12)")
+    return value
+
+
 class Server(ConfigModel):
     domain: NonEmptyStr
     listen: Annotated[tuple[ListenField, ...], Field(min_length=1)] = (
@@ -161,6 +169,10 @@ class Server(ConfigModel):
     # Verifies the TLS peers we connect to (gateways, trunks); "" or absent: the system store.
     tls_ca: Annotated[ConfigPath | None, BeforeValidator(_empty_is_none)] = None
     language: Literal["fr", "en"] = "fr"
+    # Memory allocator of `b2bua run` (b2bua.allocator): "auto" is mimalloc when installed.
+    allocator: Annotated[
+        Literal["auto", "mimalloc", "python"], AfterValidator(_allocator_installed)
+    ] = "auto"
     # Worker processes sharing the SIP addresses, one event loop each (docs/workers.md).
     workers: Annotated[StrictInt, Field(ge=1, le=16)] = 1
     # Feature codes a device dials: **1001 takes a call ringing on 1001; *8 one ringing on a

@@ -1,0 +1,117 @@
+"""The memory allocator `b2bua run` runs on: mimalloc when it is installed.
+
+Python's own small-object allocator (pymalloc) carves every object of up to 512 bytes out of
+1 MiB arenas and gives an arena back to the system only when not one block in it is still in
+use. A flood of requests fills dozens of arenas with transactions that live a few seconds; a few
+hundred blocks that outlive them (a counter's new value, the storage of a list or a dict that
+grew, an entry of a standard library cache) then hold those arenas for good: 200,000 fuzzed
+datagrams took the server from 71 to 103 MB, and it stayed at 100 MB once every transaction
+of the flood was over (docs/overload.md, "Memory").
+
+mimalloc (Debian: `libmimalloc3`, `libmimalloc2.0` on Debian 12) gives memory back by the page,
+so the same flood falls back within a minute, for the same instructions per call. When `[server]
+allocator` is "auto" (the default) and it is installed, or "mimalloc", `b2bua run` starts itself
+again at once, before anything else (exec: same process, same PID), with `PYTHONMALLOC=malloc`
+and the library preloaded; workers inherit it. "python" keeps Python's allocator.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import sys
+import tomllib
+from collections.abc import Callable, Mapping, Sequence
+from functools import cache
+
+CHOICES = ("auto", "mimalloc", "python")
+_MARK = "B2BUA_ALLOCATOR"  # set in the environment of a server that was started again
+
+
+@cache
+def mimalloc_library() -> str | None:
+    """The name to preload mimalloc by (its soname, found through the loader's cache), or None
+    when it is not installed."""
+    return ctypes.util.find_library("mimalloc")
+
+
+def wanted(choice: str) -> str:
+    """What `choice` means on this machine: "mimalloc" or "python"."""
+    if choice == "auto":
+        return "mimalloc" if mimalloc_library() is not None else "python"
+    return choice
+
+
+def environment(allocator: str, env: Mapping[str, str]) -> dict[str, str]:
+    """`env` as a server on `allocator` needs it. What an earlier start added is taken out
+    first, exactly; a `PYTHONMALLOC` the user set wins over the configuration."""
+    out = dict(env)
+    ours = out.pop(_MARK, None)
+    if ours is not None:
+        preload = out.get("LD_PRELOAD", "")
+        if preload == ours:
+            del out["LD_PRELOAD"]
+        elif preload.startswith(ours + " "):
+            out["LD_PRELOAD"] = preload[len(ours) + 1 :]
+        out.pop("PYTHONMALLOC", None)
+    library = mimalloc_library() if allocator == "mimalloc" else None
+    if library is not None and "PYTHONMALLOC" not in out:
+        before = out.get("LD_PRELOAD")
+        out["LD_PRELOAD"] = library if before is None else f"{library} {before}"
+        out["PYTHONMALLOC"] = "malloc"
+        out[_MARK] = library
+    return out
+
+
+def configured(config_path: str) -> str:
+    """`[server] allocator` of that file, read without validating anything else ("auto" when
+    absent or when the file does not read: the configuration's own checks say why later)."""
+    try:
+        with open(config_path, "rb") as f:
+            server = tomllib.load(f).get("server", {})
+    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return "auto"
+    choice = server.get("allocator", "auto") if isinstance(server, dict) else "auto"
+    return choice if choice in CHOICES else "auto"
+
+
+def restart_if_needed(config_path: str, argv: Sequence[str]) -> None:
+    """Start `b2bua run` again on the configured allocator if this process is not on it yet;
+    returns when it is (or cannot be: mimalloc missing, which the configuration check reports
+    for "mimalloc"). `argv`: the command's arguments after the program name."""
+    env = environment(wanted(configured(config_path)), os.environ)
+    if env == dict(os.environ):
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, [sys.executable, "-m", "b2bua", *argv], env)
+
+
+def active() -> str:
+    """The allocator this process runs on: "mimalloc", "malloc" (the C library's) or
+    "python"."""
+    mode = os.environ.get("PYTHONMALLOC", "")
+    if mode == "malloc":
+        return "mimalloc" if _mi_collect() is not None else "malloc"
+    return "python"
+
+
+@cache
+def _mi_collect() -> Callable[[bool], None] | None:
+    try:
+        fn = ctypes.CDLL(None).mi_collect  # found only when the library is loaded
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_bool]
+    fn.restype = None
+    collect: Callable[[bool], None] = fn
+    return collect
+
+
+def give_back() -> None:
+    """Have mimalloc return the memory it holds free now rather than after its own delay (a
+    quiet server after a flood: b2bua.server.release_memory)."""
+    collect = _mi_collect()
+    if collect is not None:
+        collect(True)
