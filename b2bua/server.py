@@ -974,6 +974,9 @@ async def serve(
     argv: list[str] | None = None, channel_socks: list[socket.socket] | None = None,
 ) -> None:
     server = Server(config, listen, http, role, argv, channel_socks)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):  # before start: a stop asked meanwhile waits
+        loop.add_signal_handler(sig, server.stopped.set)
     await server.start()
     # The cyclic garbage collector runs from housekeeping only. Under load, tens of thousands
     # of transactions wait out Timers D/J/K with their messages (about 3 million tracked
@@ -987,9 +990,6 @@ async def serve(
     gc.collect()
     gc.freeze()
     gc.disable()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, server.stopped.set)
     await server.stopped.wait()
     log.info("signal received, stopping")
     await server.stop()

@@ -33,7 +33,7 @@ def test_the_server_runs_on_mimalloc_by_default(tmp_path: Path) -> None:
         assert environ(pid)["PYTHONMALLOC"] == "malloc"
         assert "memory allocator: mimalloc" in server.log()
     finally:
-        server.stop()
+        assert server.stop() == 0, server.log()[-2000:]  # a clean stop, even right after start
     assert "Traceback" not in server.log()
 
 
