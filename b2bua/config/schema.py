@@ -147,7 +147,8 @@ def _allocator_installed(value: str) -> str:
     from b2bua.allocator import mimalloc_library
 
     if value == "mimalloc" and mimalloc_library() is None:
-        raise ValueError("mimalloc is not installed (Debian: libmimalloc3, or libmimalloc2.0 on Debian 12)")
+        raise ValueError(
+            "mimalloc is not installed (Debian: libmimalloc3, or libmimalloc2.0 on Debian 12)")
     return value
 
 
