@@ -1,4 +1,4 @@
-"""The memory allocator `b2bua run` runs on: mimalloc when it is installed.
+"""The memory allocator `b2bua run` runs on: Python's own, or mimalloc when configured.
 
 Python's own small-object allocator (pymalloc) carves every object of up to 512 bytes out of
 1 MiB arenas and gives an arena back to the system only when not one block in it is still in
@@ -9,11 +9,13 @@ datagrams took the server from 71 to 103 MB, and it stayed at 100 MB once every 
 of the flood was over (docs/overload.md, "Memory").
 
 mimalloc (Debian: `libmimalloc3`, `libmimalloc2.0` on Debian 12) gives memory back by the page,
-so the same flood falls back within a minute; a call costs the same instructions, and about 4%
-more CPU time (pages handed back and touched again). When `[server] allocator` is "auto" (the
-default) and it is installed, or "mimalloc", `b2bua run` starts itself again at once, before
-anything else (exec: same process, same PID), with `PYTHONMALLOC=malloc` and the library
-preloaded; workers inherit it. "python" keeps Python's allocator.
+so the same flood falls back within a minute; but a call then costs 8 to 16% more CPU in the
+SIPp benchmark (the same instructions over the in-memory network: the difference is in the
+allocator's calls and the pages it hands back and touches again). So Python's allocator stays
+the default and mimalloc is a choice for hosts that value memory after a flood over CPU: with
+`[server] allocator = "mimalloc"`, `b2bua run` starts itself again at once, before anything else
+(exec: same process, same PID), with `PYTHONMALLOC=malloc` and the library preloaded; workers
+inherit it.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from functools import cache
 
-CHOICES = ("auto", "mimalloc", "python")
+CHOICES = ("python", "mimalloc")
 _MARK = "B2BUA_ALLOCATOR"  # set in the environment of a server that was started again
 
 
@@ -35,13 +37,6 @@ def mimalloc_library() -> str | None:
     """The name to preload mimalloc by (its soname, found through the loader's cache), or None
     when it is not installed."""
     return ctypes.util.find_library("mimalloc")
-
-
-def wanted(choice: str) -> str:
-    """What `choice` means on this machine: "mimalloc" or "python"."""
-    if choice == "auto":
-        return "mimalloc" if mimalloc_library() is not None else "python"
-    return choice
 
 
 def environment(allocator: str, env: Mapping[str, str]) -> dict[str, str]:
@@ -66,22 +61,22 @@ def environment(allocator: str, env: Mapping[str, str]) -> dict[str, str]:
 
 
 def configured(config_path: str) -> str:
-    """`[server] allocator` of that file, read without validating anything else ("auto" when
+    """`[server] allocator` of that file, read without validating anything else ("python" when
     absent or when the file does not read: the configuration's own checks say why later)."""
     try:
         with open(config_path, "rb") as f:
             server = tomllib.load(f).get("server", {})
     except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
-        return "auto"
-    choice = server.get("allocator", "auto") if isinstance(server, dict) else "auto"
-    return choice if choice in CHOICES else "auto"
+        return "python"
+    choice = server.get("allocator", "python") if isinstance(server, dict) else "python"
+    return choice if choice in CHOICES else "python"
 
 
 def restart_if_needed(config_path: str, argv: Sequence[str]) -> None:
     """Start `b2bua run` again on the configured allocator if this process is not on it yet;
     returns when it is (or cannot be: mimalloc missing, which the configuration check reports
     for "mimalloc"). `argv`: the command's arguments after the program name."""
-    env = environment(wanted(configured(config_path)), os.environ)
+    env = environment(configured(config_path), os.environ)
     if env == dict(os.environ):
         return
     sys.stdout.flush()

@@ -1,5 +1,5 @@
-"""`b2bua run` on mimalloc (b2bua.allocator): started again at once in the same process, the
-workers too, unless the configuration keeps Python's own allocator."""
+"""`b2bua run` on mimalloc when the configuration asks for it (b2bua.allocator): started again at
+once in the same process, the workers too; on Python's own allocator by default."""
 
 from __future__ import annotations
 
@@ -24,9 +24,16 @@ def children(pid: int) -> list[int]:
     return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
 
 
-def test_the_server_runs_on_mimalloc_by_default(tmp_path: Path) -> None:
+def on(allocator: str, tmp_path: Path) -> Path:
+    config = make_config(tmp_path)
+    config.write_text(
+        config.read_text().replace("[server]\n", f'[server]\nallocator = "{allocator}"\n', 1))
+    return config
+
+
+def test_the_server_starts_again_on_mimalloc(tmp_path: Path) -> None:
     assert mimalloc_library() is not None, "scripts/setup installs Debian's mimalloc"
-    server = start_server(make_config(tmp_path))
+    server = start_server(on("mimalloc", tmp_path))
     try:
         pid = server.process.pid  # the process we started, its program replaced
         assert on_mimalloc(pid)
@@ -37,10 +44,8 @@ def test_the_server_runs_on_mimalloc_by_default(tmp_path: Path) -> None:
     assert "Traceback" not in server.log()
 
 
-def test_python_keeps_pythons_own_allocator(tmp_path: Path) -> None:
-    config = make_config(tmp_path)
-    config.write_text(config.read_text().replace("[server]\n", '[server]\nallocator = "python"\n', 1))
-    server = start_server(config)
+def test_by_default_it_keeps_pythons_own_allocator(tmp_path: Path) -> None:
+    server = start_server(make_config(tmp_path))
     try:
         assert not on_mimalloc(server.process.pid)
         assert "PYTHONMALLOC" not in environ(server.process.pid)
@@ -50,7 +55,7 @@ def test_python_keeps_pythons_own_allocator(tmp_path: Path) -> None:
 
 
 def test_every_worker_runs_on_it(tmp_path: Path) -> None:
-    server = start_server(make_config(tmp_path), extra_args=("--workers", "2"))
+    server = start_server(on("mimalloc", tmp_path), extra_args=("--workers", "2"))
     try:
         deadline = time.monotonic() + 10
         while len(workers := children(server.process.pid)) < 1 and time.monotonic() < deadline:

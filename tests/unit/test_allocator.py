@@ -46,13 +46,7 @@ def test_a_pythonmalloc_the_user_set_wins(installed: None) -> None:
 
 
 def test_without_the_library_nothing_is_preloaded(missing: None) -> None:
-    assert allocator.wanted("auto") == "python"
     assert allocator.environment("mimalloc", {"HOME": "/"}) == {"HOME": "/"}
-
-
-def test_auto_is_mimalloc_when_installed(installed: None) -> None:
-    assert allocator.wanted("auto") == "mimalloc"
-    assert allocator.wanted("python") == "python"
 
 
 names = st.text(st.sampled_from("ABCLD_PRELOADYTHONMALLOC"), min_size=1, max_size=12)
@@ -70,26 +64,25 @@ def test_the_environment_depends_only_on_the_last_choice(
     allocator.mimalloc_library = lambda: LIB  # type: ignore[assignment]
     try:
         env.pop("B2BUA_ALLOCATOR", None)
-        once = allocator.environment(allocator.wanted(then), env)
-        twice = allocator.environment(
-            allocator.wanted(then), allocator.environment(allocator.wanted(first), env))
+        once = allocator.environment(then, env)
+        twice = allocator.environment(then, allocator.environment(first, env))
         assert twice == once
-        assert allocator.environment(allocator.wanted(then), once) == once
+        assert allocator.environment(then, once) == once
     finally:
         allocator.mimalloc_library = original  # type: ignore[method-assign]
 
 
 def test_the_key_is_read_without_the_rest_of_the_configuration(tmp_path: Path) -> None:
     path = tmp_path / "b2bua.toml"
-    path.write_text('[server]\nallocator = "python"\nlisten = 5\n')  # listen: wrong, not read
-    assert allocator.configured(str(path)) == "python"
+    path.write_text('[server]\nallocator = "mimalloc"\nlisten = 5\n')  # listen: wrong, unread
+    assert allocator.configured(str(path)) == "mimalloc"
     path.write_text("[server]\n")
-    assert allocator.configured(str(path)) == "auto"
-    path.write_text("[server\nallocator = 'python'\n")  # does not parse: the check says why
-    assert allocator.configured(str(path)) == "auto"
+    assert allocator.configured(str(path)) == "python"
+    path.write_text("[server\nallocator = 'mimalloc'\n")  # does not parse: the check says why
+    assert allocator.configured(str(path)) == "python"
     path.write_text('[server]\nallocator = "jemalloc"\n')
-    assert allocator.configured(str(path)) == "auto"
-    assert allocator.configured(str(tmp_path / "absent.toml")) == "auto"
+    assert allocator.configured(str(path)) == "python"
+    assert allocator.configured(str(tmp_path / "absent.toml")) == "python"
 
 
 def test_the_configuration_refuses_mimalloc_when_it_is_missing(missing: None) -> None:
@@ -107,8 +100,7 @@ def test_an_unknown_allocator_is_refused() -> None:
     assert (issue.line, issue.field) == (3, "server.allocator")
 
 
-def test_auto_and_python_need_nothing_installed(missing: None) -> None:
-    for choice in ("auto", "python"):
-        config = config_from_text(
-            f'[server]\ndomain = "pbx.test"\nallocator = "{choice}"\n', file="t.toml")
-        assert config.server.allocator == choice
+def test_python_is_the_default_and_needs_nothing_installed(missing: None) -> None:
+    assert config_from_text('[server]\ndomain = "pbx.test"\n').server.allocator == "python"
+    config = config_from_text('[server]\ndomain = "pbx.test"\nallocator = "python"\n')
+    assert config.server.allocator == "python"
