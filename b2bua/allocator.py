@@ -89,25 +89,32 @@ def active() -> str:
     "python"."""
     mode = os.environ.get("PYTHONMALLOC", "")
     if mode == "malloc":
-        return "mimalloc" if _mi_collect() is not None else "malloc"
+        return "mimalloc" if _MI_COLLECT is not None else "malloc"
     return "python"
 
 
-@cache
-def _mi_collect() -> Callable[[bool], None] | None:
+def _loaded(name: str, *argtypes: type) -> Callable[..., object] | None:
+    """Function `name` of what the process has loaded (the C library, a preloaded allocator),
+    or None."""
     try:
-        fn = ctypes.CDLL(None).mi_collect  # found only when the library is loaded
+        fn = getattr(ctypes.CDLL(None), name)
     except (OSError, AttributeError):
         return None
-    fn.argtypes = [ctypes.c_bool]
-    fn.restype = None
-    collect: Callable[[bool], None] = fn
-    return collect
+    fn.argtypes = list(argtypes)
+    found: Callable[..., object] = fn
+    return found
+
+
+# Looked up at start-up: what a first use would load after a flood would land in its memory.
+_MI_COLLECT = _loaded("mi_collect", ctypes.c_bool)  # only when mimalloc is preloaded
+_MALLOC_TRIM = _loaded("malloc_trim", ctypes.c_size_t)  # glibc
 
 
 def give_back() -> None:
-    """Have mimalloc return the memory it holds free now rather than after its own delay (a
-    quiet server after a flood: b2bua.server.release_memory)."""
-    collect = _mi_collect()
-    if collect is not None:
-        collect(True)
+    """Return to the system the memory the allocators hold free now (a quiet server after a
+    flood: b2bua.server.release_memory): mimalloc's `mi_collect`, which would otherwise wait
+    for its own delay; glibc's `malloc_trim`, for the free pages of its heaps."""
+    if _MI_COLLECT is not None:
+        _MI_COLLECT(True)
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)

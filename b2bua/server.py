@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import ctypes
 import gc
 import ipaddress
 import json
@@ -908,29 +907,13 @@ def resident_memory() -> int:
 
 def release_memory() -> None:
     """Give memory freed after a flood back to the system: the parse caches are emptied, a
-    full collection clears the interpreter's free lists, then the allocator is asked to return
-    what is free now (mimalloc's `mi_collect`, which would otherwise wait for its own delay;
-    glibc's `malloc_trim` for the free pages of its heaps). On Python's own allocator a few
-    long-lived objects made during the flood keep its arenas (b2bua.allocator). Meant for a
-    quiet server: the collection walks every tracked object."""
+    full collection clears the interpreter's free lists, then the allocators return what is
+    free (b2bua.allocator.give_back). On Python's own allocator a few long-lived objects made
+    during the flood keep its arenas (b2bua.allocator). Meant for a quiet server: the
+    collection walks every tracked object."""
     clear_caches()
     gc.collect()
     allocator.give_back()
-    if _MALLOC_TRIM is not None:
-        _MALLOC_TRIM(0)
-
-
-def _malloc_trim() -> Callable[[int], int] | None:
-    try:
-        libc = ctypes.CDLL(None)
-        fn: Callable[[int], int] = libc.malloc_trim
-    except (OSError, AttributeError):  # not glibc
-        return None
-    return fn
-
-
-# Looked up at start-up: what a first use would load after a flood would land in its memory.
-_MALLOC_TRIM = _malloc_trim()
 
 
 def interface_towards(host: str) -> str | None:

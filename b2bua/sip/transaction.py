@@ -43,9 +43,10 @@ for it, see b2bua.sip.dialog). So the server side keeps more (4,096) and the cli
 (2,048), although a B2BUA under load has three or four waiting client transactions per call
 (the losing branches, CANCELs, the other leg's BYE) for one or two server ones; a flood of
 requests fills the server side only, and is bounded as before. A transaction in ACCEPTED
-(RFC 6026) is never ended early: it belongs to a dialog. At most `max_transactions` live at once; a new request beyond
-that gets a stateless 503 with Retry-After (counted in `refused`): "a server MAY generate a 503
-... if it is overloaded" (RFC 3261 §21.5.4 reads "temporarily overloaded").
+(RFC 6026) is never ended early: it belongs to a dialog. At most `max_transactions` live at
+once; a new request beyond that gets a stateless 503 with Retry-After (counted in `refused`):
+"a server MAY generate a 503 ... if it is overloaded" (RFC 3261 §21.5.4 reads "temporarily
+overloaded").
 """
 
 from __future__ import annotations
