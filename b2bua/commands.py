@@ -50,10 +50,13 @@ class SendRequest:
 @dataclass(frozen=True, slots=True)
 class Respond:
     """Send a response on a server transaction (a 2xx to an INVITE is retransmitted until its
-    ACK, RFC 3261 §13.3.1.4)."""
+    ACK, RFC 3261 §13.3.1.4). `stateless`: a refusal given at once that the same request would
+    get again (a challenge, 404, 405...): the transaction ends with it instead of waiting to
+    absorb retransmissions (RFC 3261 §8.2.7, `TransactionLayer.answer_statelessly`)."""
 
     transaction: ServerTransaction
     response: Response
+    stateless: bool = False
 
 
 @dataclass(frozen=True, slots=True)

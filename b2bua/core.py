@@ -105,8 +105,10 @@ class Core:
         if flow.connection_id is not None:
             self.registrar.connection_closed(flow.connection_id, self.wall_clock())
 
-    def _respond(self, tx: ServerTransaction, response: Response) -> None:
-        self.outbox.append(Respond(tx, response))
+    def _refuse_at_once(self, tx: ServerTransaction, response: Response) -> None:
+        """An answer the same request would get again, whatever came before: no transaction
+        state is kept for it (RFC 3261 §8.2.7)."""
+        self.outbox.append(Respond(tx, response, stateless=True))
 
     # -- requests --------------------------------------------------------------------------
     def _request(self, tx: ServerTransaction | None, request: Request, flow: Flow,
@@ -127,17 +129,21 @@ class Core:
             if self.register_later is not None:
                 self.register_later(tx, request, flow)
                 return
-            self._respond(tx, self.registrar.handle_register(request, flow, self.wall_clock()))
+            response = self.registrar.handle_register(request, flow, self.wall_clock())
+            # A challenge to a REGISTER without credentials is the same every time (§8.2.7);
+            # any other answer counts (a failure towards lockout) or changes bindings.
+            self.outbox.append(Respond(tx, response, stateless=response.status == 401
+                                       and "authorization" not in request.headers))
             return
         if method == "OPTIONS":
-            self._respond(tx, self.options_response(request))
+            self._refuse_at_once(tx, self.options_response(request))  # nothing to remember either
             return
         if method == "INVITE":
             self.calls.handle(InviteReceived(tx, request, flow), now)
             return
         if method not in KNOWN_METHODS:
-            self._respond(tx, make_response(request, 501, to_tag=self.tokens.tag(),
-                                            headers=[("Allow", ALLOW)]))
+            self._refuse_at_once(tx, make_response(request, 501, to_tag=self.tokens.tag(),
+                                                   headers=[("Allow", ALLOW)]))
             return
         if in_dialog:
             # A method we do not relay (REFER, MESSAGE, PRACK, NOTIFY...): 405 inside one of
@@ -145,20 +151,20 @@ class Core:
             known = self.calls.knows_dialog(request.call_id, request.to.tag or "")
             status = 405 if known else 481
             headers = [("Allow", ALLOW)] if known else []
-            self._respond(tx, make_response(request, status, headers=headers))
+            self._refuse_at_once(tx, make_response(request, status, headers=headers))
             return
         if method == "REFER":
             # RFC 3515 §2.4.2: a REFER outside a dialog would create one; we only act on a
             # REFER within a call (a transfer), so say so.
-            self._respond(tx, make_response(request, 403, "REFER outside a dialog",
-                                            to_tag=self.tokens.tag()))
+            self._refuse_at_once(tx, make_response(request, 403, "REFER outside a dialog",
+                                                   to_tag=self.tokens.tag()))
             return
         if method in ("BYE", "PRACK", "UPDATE", "INFO"):
             # These only exist inside a dialog; none matched (§12.2.2).
-            self._respond(tx, make_response(request, 481, to_tag=self.tokens.tag()))
+            self._refuse_at_once(tx, make_response(request, 481, to_tag=self.tokens.tag()))
             return
-        self._respond(tx, make_response(request, 405, to_tag=self.tokens.tag(),
-                                        headers=[("Allow", ALLOW)]))
+        self._refuse_at_once(tx, make_response(request, 405, to_tag=self.tokens.tag(),
+                                               headers=[("Allow", ALLOW)]))
 
     def options_response(self, request: Request) -> Response:
         return make_response(

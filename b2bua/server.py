@@ -480,7 +480,9 @@ class Server:
         out = {
             "sip_messages_received_total": ingress.received,
             "sip_messages_dropped_total": ingress.dropped,
-            "sip_stateless_replies_total": ingress.stateless_replies,
+            # Hopeless requests the front door answers, and refusals the TU gives at once.
+            "sip_stateless_replies_total": ingress.stateless_replies
+            + self.layer.answered_statelessly,
             "sip_timer_wakeups_total": self.stack.timer_wakeups,
             "gc_objects_since_collection": gc.get_count()[0],
             "calls_active": len(self.calls.active),

@@ -176,8 +176,6 @@ class SipStack:
         execute = self._execute
         assert transports is not None and tu is not None
         while True:
-            for data, flow in layer.datagrams_to_send():
-                transports.send(data, flow)
             if outbox:
                 execute(outbox.popleft(), now)
                 continue
@@ -197,7 +195,15 @@ class SipStack:
                     except Exception:  # a task boundary, as above
                         log.exception("call engine failed on %s", type(posted).__name__)
                 continue
-            break
+            # What the layer queued leaves once the TU has seen every event and its commands
+            # have run: it may still take back an INVITE's 100 (Trying) then (a stateless
+            # refusal, `TransactionLayer.answer_statelessly`). Sending can report a broken
+            # connection, whose events are delivered by the next turn.
+            datagrams = layer.datagrams_to_send()
+            if not datagrams:
+                break
+            for data, flow in datagrams:
+                transports.send(data, flow)
 
     def _execute(self, command: Command, now: float) -> None:
         self.commands += 1
@@ -208,11 +214,13 @@ class SipStack:
         tx.context = command.owner
 
     def _respond(self, command: Respond, now: float) -> None:
-        self.layer.send_response(command.transaction, command.response, now)
+        if command.stateless:
+            self.layer.answer_statelessly(command.transaction, command.response, now)
+        else:
+            self.layer.send_response(command.transaction, command.response, now)
 
     def _send_bytes(self, command: SendBytes, now: float) -> None:
-        assert self.transports is not None
-        self.transports.send(command.data, command.flow)
+        self.layer.send_bytes(command.data, command.flow)
 
     def _to_media(self, command: Command, now: float) -> None:
         if self.media is not None:

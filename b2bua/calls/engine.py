@@ -437,6 +437,11 @@ class CallEngine:
     def _respond(self, tx: ServerTransaction, response: Response) -> None:
         self.outbox.append(Respond(tx, response))
 
+    def _refuse_at_once(self, tx: ServerTransaction, response: Response) -> None:
+        """A refusal given at once that the same request would get again: the transaction
+        ends with it (RFC 3261 §8.2.7; an INVITE's 100 still queued is taken back)."""
+        self.outbox.append(Respond(tx, response, stateless=True))
+
     def _respond_caller(self, call: Call, status: int, reason: str | None = None,
                         headers: list[tuple[str, str]] | None = None, body: bytes = b"") -> None:
         hdrs = headers if headers is not None else []
@@ -483,7 +488,11 @@ class CallEngine:
             auth = self.location.authenticate(request, self.wall_clock(),
                                               "Proxy-Authorization", flow=flow)
             if not auth.ok:
-                self._respond(tx, refusal(request, auth, self.tokens.tag()))
+                # A challenge (no credentials) is given again the same: no state kept for it.
+                # A failure was counted towards lockout: its retransmissions are absorbed.
+                answer = self._refuse_at_once if "proxy-authorization" not in request.headers \
+                    else self._respond
+                answer(tx, refusal(request, auth, self.tokens.tag()))
                 return
             caller_ext = auth.extension
             if tenant is None and caller_ext is not None:
@@ -493,11 +502,11 @@ class CallEngine:
         uri = request.request_uri
         dialled = uri.user_unescaped if isinstance(uri, SipUri) else None
         if not dialled:
-            self._respond(tx, make_response(request, 404, to_tag=self.tokens.tag()))
+            self._refuse_at_once(tx, make_response(request, 404, to_tag=self.tokens.tag()))
             return
         too_small = self.session_timers.too_small(request)
         if too_small is not None:
-            self._respond(tx, too_small)
+            self._refuse_at_once(tx, too_small)
             return
         did: str | None = None
         if trunk is not None:
@@ -513,18 +522,18 @@ class CallEngine:
             did = number if number in trunk.did else None
             if callee is None:
                 log.info("trunk %s: no DID %s", trunk.name, dialled)
-                self._respond(tx, make_response(request, 404, to_tag=self.tokens.tag()))
+                self._refuse_at_once(tx, make_response(request, 404, to_tag=self.tokens.tag()))
                 return
         else:
             assert caller_ext is not None
             if tenant is None or tenant.closing:  # a tenant deleted meanwhile
-                self._respond(tx, make_response(request, 403, "Tenant Not Served",
-                                                to_tag=self.tokens.tag()))
+                self._refuse_at_once(tx, make_response(request, 403, "Tenant Not Served",
+                                                       to_tag=self.tokens.tag()))
                 return
             directory = tenant.directory
             if self.tenants.only is None and not self._own_domain(request, tenant):
-                self._respond(tx, make_response(request, 403, "Another Tenant's Domain",
-                                                to_tag=self.tokens.tag()))
+                self._refuse_at_once(tx, make_response(
+                    request, 403, "Another Tenant's Domain", to_tag=self.tokens.tag()))
                 return
             if dialled[0] in "*#" and self.transfers.pickup(tx, request, flow, caller_ext,
                                                             dialled, tenant):

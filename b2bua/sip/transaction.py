@@ -702,6 +702,7 @@ class TransactionLayer:
         self.dropped_malformed = 0
         self.evicted = 0
         self.refused = 0
+        self.answered_statelessly = 0
 
     # -- randomness ------------------------------------------------------------------------
     def new_branch(self) -> str:
@@ -966,6 +967,60 @@ class TransactionLayer:
     def send_stateless(self, message: Request | Response, flow: Flow) -> None:
         """Queue a message that belongs to no transaction (the ACK of a 2xx, a stateless answer)."""
         self._out.append((bytes(message), flow))
+
+    def send_bytes(self, data: bytes, flow: Flow) -> None:
+        """Queue bytes that belong to no transaction (an ACK sent again): they leave in order
+        with everything else queued."""
+        self._out.append((data, flow))
+
+    def answer_statelessly(
+        self, transaction: ServerTransaction, response: Response, now: float
+    ) -> bool:
+        """Answer a request with a final response and keep no state for it (RFC 3261 §8.2.7).
+
+        For what the TU refuses at once and would refuse again, identically, if the request
+        came again: a challenge to a request without credentials, 404, 405, 481, 501, a 200 to
+        OPTIONS. "The stateless UAS role is needed primarily to handle unauthenticated requests
+        for which a challenge response is issued. If unauthenticated requests were handled
+        statefully, then malicious floods of unauthenticated requests could create massive
+        amounts of transaction state". The transaction ends at once: a retransmission of the
+        request is served again, an ACK of a stateless non-2xx to an INVITE matches nothing
+        and goes to the TU as a stray ACK, and nothing is retransmitted, so a flood from a
+        forged source address gets one datagram per request, not the eleven of Timer G.
+
+        Only while nothing has left on the transaction: an INVITE's 100 (Trying) still queued is
+        withdrawn (a client that saw a 100 would stop retransmitting and wait for a final
+        response that is never sent again, §17.1.1.2). Otherwise, or for a 2xx to an INVITE
+        (which makes a dialog) or a provisional response, the response is sent statefully
+        (`send_response`). Returns whether it was sent."""
+        status = response.status
+        invite = transaction.machine is Machine.INVITE_SERVER
+        if (
+            status < 200
+            or (invite and status < 300)
+            or transaction.state not in (State.TRYING, State.PROCEEDING)
+            or not self._withdraw(transaction)
+        ):
+            return self.send_response(transaction, response, now)
+        self.answered_statelessly += 1
+        self._out.append((bytes(response), transaction.flow))
+        transaction.state = State.TERMINATED
+        self._terminated(transaction)
+        return True
+
+    def _withdraw(self, tx: ServerTransaction) -> bool:
+        """Whether nothing sent on `tx` has left yet (what is still queued is taken back)."""
+        sent = tx._response_bytes
+        if sent is None:
+            return True
+        out = self._out
+        for i in range(len(out) - 1, -1, -1):
+            if out[i][0] is sent:
+                del out[i]
+                tx._response_bytes = None
+                tx._last_response = None
+                return True
+        return False
 
     def client_transaction(self, branch: str, method: str) -> ClientTransaction | None:
         """Our live client transaction `branch` for `method`, if any."""

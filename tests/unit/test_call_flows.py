@@ -522,10 +522,11 @@ def test_a_bye_sent_again_after_its_transaction_is_forgotten_gets_200_for_64_t1(
     assert _bye_answers(t.caller) == [200]
     evicted = layer.evicted
     for phone in t.phones[1:]:  # two later transactions: the BYE's is no longer kept
-        phone.send(Request("OPTIONS", "sip:pbx.test", [
+        phone.send(Request("BYE", "sip:pbx.test", [  # (a stray BYE's 481 is kept: OPTIONS' 200
             ("Via", f"SIP/2.0/UDP {phone.address[0]}:{phone.address[1]};branch=z9hG4bK-o"),
-            ("Max-Forwards", "70"), ("From", "<sip:x@pbx.test>;tag=o"), ("To", "<sip:pbx.test>"),
-            ("Call-ID", f"options-{phone.address[1]}"), ("CSeq", "1 OPTIONS")]))
+            ("Max-Forwards", "70"), ("From", "<sip:x@pbx.test>;tag=o"),  # is stateless)
+            ("To", "<sip:pbx.test>;tag=gone"), ("Call-ID", f"stray-{phone.address[1]}"),
+            ("CSeq", "1 BYE")]))
         t.pump()
     assert layer.evicted == evicted + 2
     t.advance(20)

@@ -944,3 +944,80 @@ def test_waiting_ends_normally_and_leaves_nothing_behind() -> None:
     assert layer.waiting_count == 3
     ladder(layer, clock)
     assert layer.waiting_count == 0 and layer.transaction_count == 0 and layer.evicted == 0
+
+
+# -- stateless answers (RFC 3261 §8.2.7) -------------------------------------------------------
+
+
+def _received(layer: TransactionLayer, req: Request) -> ServerTransaction:
+    """A request received, its event taken, what the layer queued left in place."""
+    layer.receive(req, UDP, 0.0)
+    (event,) = events(layer)
+    assert isinstance(event, RequestReceived) and event.transaction is not None
+    return event.transaction
+
+
+def test_a_stateless_answer_keeps_nothing_and_a_retransmission_is_served_again() -> None:
+    layer, clock = new_layer()
+    options = request("OPTIONS")
+    tx = _received(layer, options)
+    assert layer.answer_statelessly(tx, make_response(options, 200, to_tag="me"), clock.now())
+    assert first_lines(layer) == ["SIP/2.0 200 OK"]
+    assert tx.state is State.TERMINATED and layer.transaction_count == 0
+    assert layer.waiting_count == 0 and layer.next_deadline() is None
+    assert [type(e) for e in events(layer)] == [TransactionTerminated]
+    again = _received(layer, wire(options))  # the request again: a new transaction, served
+    assert again is not tx and layer.retransmissions_absorbed == 0
+    assert layer.answered_statelessly == 1
+
+
+def test_a_stateless_refusal_of_an_invite_takes_back_its_queued_100() -> None:
+    layer, clock = new_layer()
+    invite = request()
+    tx = _received(layer, invite)
+    challenge = make_response(invite, 407, to_tag="me")
+    assert layer.answer_statelessly(tx, challenge, clock.now())
+    # One datagram: no 100 (a client that saw one would stop retransmitting its INVITE and
+    # wait for a final response nobody sends again) and no Timer G retransmissions.
+    assert first_lines(layer) == ["SIP/2.0 407 Proxy Authentication Required"]
+    assert layer.transaction_count == 0 and layer.next_deadline() is None
+    events(layer)
+    layer.receive(wire(make_ack(invite, challenge)), UDP, clock.now())  # matches nothing
+    (ack,) = events(layer)
+    assert isinstance(ack, RequestReceived) and ack.transaction is None
+    assert ack.request.method == "ACK"
+    assert layer.datagrams_to_send() == []
+
+
+def test_once_something_left_on_a_transaction_the_answer_is_stateful() -> None:
+    layer, clock = new_layer()
+    invite = request()
+    tx = _received(layer, invite)
+    assert first_lines(layer) == ["SIP/2.0 100 Trying"]  # it has left
+    assert layer.answer_statelessly(tx, make_response(invite, 404, to_tag="me"), clock.now())
+    assert first_lines(layer) == ["SIP/2.0 404 Not Found"]
+    assert tx.state is State.COMPLETED and layer.answered_statelessly == 0
+    assert run_before(layer, clock, 1.0) == [(0.5, ["SIP/2.0 404 Not Found"])]  # Timer G
+
+
+def test_a_2xx_to_an_invite_or_a_provisional_is_never_stateless() -> None:
+    layer, clock = new_layer()
+    invite = request()
+    tx = _received(layer, invite)
+    assert layer.answer_statelessly(tx, make_response(invite, 180, to_tag="me"), clock.now())
+    assert tx.state is State.PROCEEDING
+    assert layer.answer_statelessly(tx, make_response(invite, 200, to_tag="me"), clock.now())
+    assert first_lines(layer) == ["SIP/2.0 100 Trying", "SIP/2.0 180 Ringing", "SIP/2.0 200 OK"]
+    assert tx.state is State.ACCEPTED and layer.answered_statelessly == 0
+    bye = request("BYE", branch="z9hG4bKbye", to_tag="me", cseq=2)
+    other = _received(layer, bye)
+    layer.answer_statelessly(other, make_response(bye, 200), clock.now())
+    assert layer.answered_statelessly == 1  # a non-INVITE's 2xx may be (when the TU says so)
+
+
+def test_without_automatic_100_an_invite_refusal_is_stateless_too() -> None:
+    layer, clock = new_layer(send_trying=False)
+    invite = request()
+    tx = _received(layer, invite)
+    assert layer.answer_statelessly(tx, make_response(invite, 404, to_tag="me"), clock.now())
+    assert first_lines(layer) == ["SIP/2.0 404 Not Found"] and layer.transaction_count == 0

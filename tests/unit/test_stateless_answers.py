@@ -1,0 +1,132 @@
+"""Refusals given at once keep no transaction (RFC 3261 §8.2.7): the whole stack on a fake clock
+over the in-memory network. A challenge to a request without credentials, a 200 to OPTIONS, 404,
+405, 481 and 501 leave nothing behind and are sent once; a failed authentication (counted towards
+lockout) and a REGISTER that changes bindings stay stateful, so their retransmissions are
+absorbed and counted once."""
+
+from __future__ import annotations
+
+import secrets
+
+from b2bua.config import config_from_text
+from b2bua.sip.message import Request, Response
+from b2bua.sip.transaction import make_ack
+from b2bua.testing.clock import FakeClock
+from b2bua.testing.media import ScriptedMedia
+from b2bua.testing.memory import B2BUA, MemoryNetwork, Phone, build_b2bua
+from b2bua.trunks.digest import Credentials, authorization, choose_challenges
+
+PHONE = ("127.0.0.1", 5071)  # not a trunk: what it sends must authenticate
+CONFIG = (
+    '[server]\ndomain = "pbx.test"\nlisten = ["udp:127.0.0.1:5060"]\n'
+    '[[trunks]]\nname = "t"\naddress = "127.0.0.2:5080"\ninbound_from = ["127.0.0.2/32"]\n'
+    '[[users]]\nextension = "100"\nname = "Alice"\nsecret = "s100"\n'
+)
+
+
+class Rig:
+    def __init__(self) -> None:
+        self.network = MemoryNetwork()
+        self.clock = FakeClock(1000.0)
+        self.b2bua = build_b2bua(config_from_text(CONFIG), self.network, media=ScriptedMedia(),
+                                 clock=self.clock, seed=b"stateless")
+        self.layer = self.b2bua.stack.layer
+        self.phone = Phone(self.network, PHONE)
+
+    def send(self, request: Request) -> None:
+        self.phone.send(request)
+        self.network.pump()
+
+    def statuses(self, call_id: str) -> list[int]:
+        return [r.status for r in self.phone.responses() if r.call_id == call_id]
+
+    def request(self, method: str, *, to_tag: str | None = None, cseq: int = 1,
+                call_id: str | None = None, branch: str | None = None,
+                extra: list[tuple[str, str]] | None = None) -> Request:
+        host, port = PHONE
+        uri = f"sip:100@{B2BUA[0]}:{B2BUA[1]}" if method != "REGISTER" else "sip:pbx.test"
+        return Request(method, uri, [
+            ("Via", f"SIP/2.0/UDP {host}:{port};branch={branch or 'z9hG4bK' + secrets.token_hex(6)}"),
+            ("Max-Forwards", "70"),
+            ("From", "<sip:100@pbx.test>;tag=ph1"),
+            ("To", "<sip:100@pbx.test>" + (f";tag={to_tag}" if to_tag else "")),
+            ("Call-ID", call_id or secrets.token_hex(8)),
+            ("CSeq", f"{cseq} {method}"),
+            ("Contact", f"<sip:100@{host}:{port}>"),
+            *(extra or []),
+        ])
+
+
+def test_options_404_405_481_501_keep_nothing_and_are_sent_once() -> None:
+    rig = Rig()
+    before = rig.layer.answered_statelessly
+    sent = [
+        rig.request("OPTIONS"),  # 200
+        rig.request("FOO"),  # 501
+        rig.request("MESSAGE"),  # 405
+        rig.request("BYE"),  # 481: no dialog
+        rig.request("NOTIFY", to_tag="nope"),  # 481 inside no dialog of ours
+    ]
+    for request in sent:
+        rig.send(request)
+    assert [rig.statuses(r.call_id) for r in sent] == [[200], [501], [405], [481], [481]]
+    assert rig.layer.answered_statelessly == before + 5
+    assert rig.layer.transaction_count == 0 and rig.layer.waiting_count == 0
+    rig.b2bua.advance(40)
+    assert [len(rig.statuses(r.call_id)) for r in sent] == [1] * 5  # nothing sent again
+    rig.send(sent[0])  # the same OPTIONS again: served again
+    assert rig.statuses(sent[0].call_id) == [200, 200]
+
+
+def test_an_invite_without_credentials_gets_one_407_and_no_100() -> None:
+    rig = Rig()
+    invite = rig.request("INVITE")
+    rig.send(invite)
+    assert rig.statuses(invite.call_id) == [407]
+    assert rig.layer.transaction_count == 0
+    challenge = rig.phone.responses()[-1]
+    rig.send(make_ack(invite, challenge))  # an ACK for no transaction: absorbed, no answer
+    rig.b2bua.advance(40)
+    rig.network.pump()
+    assert rig.statuses(invite.call_id) == [407]  # no Timer G: one datagram per request
+    rig.send(invite)  # sent again (its 407 lost): challenged again
+    assert rig.statuses(invite.call_id) == [407, 407]
+    assert rig.b2bua.registrar.counters["auth_failed"] == 0
+
+
+def _credentials(rig: Rig, challenge: Response, header: str, method: str, uri: str,
+                 password: str) -> tuple[str, str]:
+    (chosen,) = choose_challenges([], challenge.headers.get_all(header))
+    _, value = authorization(chosen, Credentials("100", password), method, uri, "c0ffee")
+    return ("Authorization" if header == "www-authenticate" else "Proxy-Authorization"), value
+
+
+def test_a_failed_authentication_stays_stateful_and_is_counted_once() -> None:
+    rig = Rig()
+    invite = rig.request("INVITE")
+    rig.send(invite)
+    challenge = rig.phone.responses()[-1]
+    name, value = _credentials(rig, challenge, "proxy-authenticate", "INVITE",
+                               invite.request_uri_text, "wrong")
+    second = rig.request("INVITE", cseq=2, call_id=invite.call_id, extra=[(name, value)])
+    rig.send(second)
+    rig.send(second)  # a retransmission (the phone ACKed the 403): the transaction takes it
+    assert rig.statuses(invite.call_id) == [407, 100, 403]
+    assert rig.b2bua.registrar.counters["auth_failed"] == 1  # counted once
+    assert rig.layer.transaction_count == 1  # CONFIRMED until Timer I
+
+
+def test_a_register_challenge_is_stateless_and_its_success_is_not() -> None:
+    rig = Rig()
+    register = rig.request("REGISTER", extra=[("Expires", "300")])
+    rig.send(register)
+    assert rig.statuses(register.call_id) == [401] and rig.layer.transaction_count == 0
+    challenge = rig.phone.responses()[-1]
+    name, value = _credentials(rig, challenge, "www-authenticate", "REGISTER", "sip:pbx.test",
+                               "s100")
+    second = rig.request("REGISTER", cseq=2, call_id=register.call_id,
+                         extra=[("Expires", "300"), (name, value)])
+    rig.send(second)
+    rig.send(second)  # a retransmission: the transaction answers it, the registrar sees one
+    assert rig.statuses(register.call_id) == [401, 200, 200]
+    assert rig.layer.transaction_count == 1 and rig.layer.retransmissions_absorbed >= 1
