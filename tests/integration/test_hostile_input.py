@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -169,3 +170,38 @@ def test_a_flooding_source_is_blocked_and_others_are_served(
         assert metrics["b2bua_requests_dropped_over_rate_total"] == 80 - refused
     log = server.log()
     assert log.count("source 127.0.0.3 sent more than 20 requests in a second") == 1
+
+
+def _everything(sock: socket.socket, seconds: float) -> list[str]:
+    """The first line of every datagram that comes within `seconds`."""
+    lines = []
+    sock.settimeout(0.2)
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        try:
+            data, _ = sock.recvfrom(65535)
+        except TimeoutError:
+            continue
+        lines.append(data.split(b"\r\n", 1)[0].decode())
+    return lines
+
+
+def test_refusals_given_at_once_are_one_datagram_and_leave_no_transaction(
+    server: RunningServer, attacker: socket.socket
+) -> None:
+    # A scanner (or a forged source address) sends requests and never ACKs: each gets one
+    # answer, no 100 before an INVITE's challenge, nothing again while Timer G would run
+    # (0.5, 1.5, 3.5 s), and the server keeps no transaction for any of them.
+    before = _metrics(server)["b2bua_sip_stateless_replies_total"]
+    for method, ruri in (("INVITE", "sip:1002@pbx.test"), ("REGISTER", "sip:pbx.test"),
+                         ("OPTIONS", "sip:1002@pbx.test"), ("MESSAGE", "sip:1002@pbx.test")):
+        attacker.sendto(request(attacker, method, ruri, to="sip:1002@pbx.test").encode(),
+                        server.sip)
+    lines = _everything(attacker, 4.0)
+    assert sorted(lines) == sorted([
+        "SIP/2.0 407 Proxy Authentication Required", "SIP/2.0 401 Unauthorized",
+        "SIP/2.0 200 OK", "SIP/2.0 405 Method Not Allowed",
+    ])
+    m = _metrics(server)
+    assert m["b2bua_sip_stateless_replies_total"] == before + 4
+    assert m["b2bua_sip_transactions"] == 0
