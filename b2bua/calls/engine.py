@@ -488,11 +488,11 @@ class CallEngine:
             auth = self.location.authenticate(request, self.wall_clock(),
                                               "Proxy-Authorization", flow=flow)
             if not auth.ok:
-                # A challenge (no credentials) is given again the same: no state kept for it.
-                # A failure was counted towards lockout: its retransmissions are absorbed.
-                answer = self._refuse_at_once if "proxy-authorization" not in request.headers \
-                    else self._respond
-                answer(tx, refusal(request, auth, self.tokens.tag()))
+                answer = refusal(request, auth, self.tokens.tag())
+                if "proxy-authorization" in request.headers:
+                    self._respond(tx, answer)  # counted towards lockout: absorb its repeats
+                else:
+                    self._refuse_at_once(tx, answer)  # a challenge: the same every time
                 return
             caller_ext = auth.extension
             if tenant is None and caller_ext is not None:

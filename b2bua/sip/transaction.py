@@ -1009,10 +1009,13 @@ class TransactionLayer:
         return True
 
     def _withdraw(self, tx: ServerTransaction) -> bool:
-        """Whether nothing sent on `tx` has left yet (what is still queued is taken back)."""
+        """Whether nothing but our own 100 (Trying) was sent on `tx`, and it has not left yet
+        (then it is taken back)."""
         sent = tx._response_bytes
         if sent is None:
             return True
+        if not sent.startswith(b"SIP/2.0 100 "):  # the TU's provisional: it stands
+            return False
         out = self._out
         for i in range(len(out) - 1, -1, -1):
             if out[i][0] is sent:

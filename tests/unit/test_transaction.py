@@ -1021,3 +1021,14 @@ def test_without_automatic_100_an_invite_refusal_is_stateless_too() -> None:
     tx = _received(layer, invite)
     assert layer.answer_statelessly(tx, make_response(invite, 404, to_tag="me"), clock.now())
     assert first_lines(layer) == ["SIP/2.0 404 Not Found"] and layer.transaction_count == 0
+
+
+def test_a_provisional_from_the_tu_still_queued_makes_the_answer_stateful() -> None:
+    layer, clock = new_layer()
+    invite = request()
+    tx = _received(layer, invite)
+    layer.send_response(tx, make_response(invite, 180, to_tag="me"), clock.now())
+    layer.answer_statelessly(tx, make_response(invite, 486, to_tag="me"), clock.now())
+    assert first_lines(layer) == ["SIP/2.0 100 Trying", "SIP/2.0 180 Ringing",
+                                  "SIP/2.0 486 Busy Here"]
+    assert tx.state is State.COMPLETED and layer.answered_statelessly == 0
