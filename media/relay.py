@@ -27,6 +27,7 @@ on the way out (relayed or played), so the rest of this module only ever sees pl
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import os
 import random
@@ -704,15 +705,19 @@ def _media_address(host: str, port: int) -> Address | None:
     port 0), for a port out of range, and for anything but an IP address. A host name is not
     resolved: a lookup would block the event loop for every packet, and the leg's first RTP
     packet tells where it is anyway (latching)."""
-    if not 0 < port < 65536:
-        return None
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return None
-    if address.is_unspecified:
+    if not 0 < port < 65536 or not _is_media_host(host):
         return None
     return host, port
+
+
+@functools.lru_cache(maxsize=1024)
+def _is_media_host(host: str) -> bool:
+    """Whether `host` is an IP address media can go to (not 0.0.0.0 or ::). Cached: the same
+    few hosts come in every offer and answer, and `ipaddress` parses in Python."""
+    try:
+        return not ipaddress.ip_address(host).is_unspecified
+    except ValueError:
+        return False
 
 
 def _rtcp_address(host: str, port: int, attributes: Iterable[str]) -> Address | None:
