@@ -198,7 +198,7 @@ class SipStack:
             # What the layer queued leaves once the TU has seen every event and its commands
             # have run: it may still take back an INVITE's 100 (Trying) then (a stateless
             # refusal, `TransactionLayer.answer_statelessly`). Sending can report a broken
-            # connection, whose events are delivered by the next turn.
+            # connection: its events are delivered by the loop's next pass.
             datagrams = layer.datagrams_to_send()
             if not datagrams:
                 break
