@@ -1570,9 +1570,9 @@ class CallEngine:
     # ================================================================ the caller's CANCEL
     def _caller_cancelled(self, event: CallerCancelled) -> None:
         invite_tx = event.invite_transaction
-        if invite_tx is None:
-            self._respond(event.cancel_transaction,
-                          make_response(event.request, 481, to_tag=self.tokens.tag()))
+        if invite_tx is None:  # no such INVITE: the same answer each time, nothing kept
+            self._refuse_at_once(event.cancel_transaction,
+                                 make_response(event.request, 481, to_tag=self.tokens.tag()))
             return
         # §9.2: the CANCEL gets its 200 whatever the INVITE's state.
         self._respond(event.cancel_transaction, make_response(event.request, 200))
@@ -1596,8 +1596,10 @@ class CallEngine:
         if found is None:
             if method != "ACK" and event.transaction is not None:
                 # A BYE sent again after its 200 was lost (its transaction no longer kept).
-                again = method == "BYE" and self.dialogs.ended_recently(request, self._now)
-                self._respond(event.transaction, make_response(request, 200 if again else 481))
+                if method == "BYE" and self.dialogs.ended_recently(request, self._now):
+                    self._respond(event.transaction, make_response(request, 200))
+                else:  # no such dialog: the same answer each time, nothing kept
+                    self._refuse_at_once(event.transaction, make_response(request, 481))
             return
         dialog, call = found
         tx = event.transaction

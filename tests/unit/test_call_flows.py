@@ -522,11 +522,15 @@ def test_a_bye_sent_again_after_its_transaction_is_forgotten_gets_200_for_64_t1(
     assert _bye_answers(t.caller) == [200]
     evicted = layer.evicted
     for phone in t.phones[1:]:  # two later transactions: the BYE's is no longer kept
-        phone.send(Request("BYE", "sip:pbx.test", [  # (a stray BYE's 481 is kept: OPTIONS' 200
+        # (REGISTERs with wrong credentials: a failure is kept, to be counted once; refusals
+        # such as OPTIONS' 200 or a stray BYE's 481 keep nothing)
+        phone.send(Request("REGISTER", "sip:pbx.test", [
             ("Via", f"SIP/2.0/UDP {phone.address[0]}:{phone.address[1]};branch=z9hG4bK-o"),
-            ("Max-Forwards", "70"), ("From", "<sip:x@pbx.test>;tag=o"),  # is stateless)
-            ("To", "<sip:pbx.test>;tag=gone"), ("Call-ID", f"stray-{phone.address[1]}"),
-            ("CSeq", "1 BYE")]))
+            ("Max-Forwards", "70"), ("From", "<sip:100@pbx.test>;tag=o"),
+            ("To", "<sip:100@pbx.test>"), ("Call-ID", f"reg-{phone.address[1]}"),
+            ("CSeq", "1 REGISTER"), ("Contact", f"<sip:100@{phone.address[0]}>"),
+            ("Authorization", 'Digest username="100", realm="pbx.test", nonce="x", '
+             'uri="sip:pbx.test", response="0123456789abcdef0123456789abcdef"')]))
         t.pump()
     assert layer.evicted == evicted + 2
     t.advance(20)

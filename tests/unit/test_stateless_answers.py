@@ -57,7 +57,7 @@ class Rig:
         ])
 
 
-def test_options_404_405_481_501_keep_nothing_and_are_sent_once() -> None:
+def test_options_405_481_501_keep_nothing_and_are_sent_once() -> None:
     rig = Rig()
     before = rig.layer.answered_statelessly
     sent = [
@@ -65,15 +65,18 @@ def test_options_404_405_481_501_keep_nothing_and_are_sent_once() -> None:
         rig.request("FOO"),  # 501
         rig.request("MESSAGE"),  # 405
         rig.request("BYE"),  # 481: no dialog
-        rig.request("NOTIFY", to_tag="nope"),  # 481 inside no dialog of ours
+        rig.request("NOTIFY", to_tag="nope"),  # 481 inside no dialog of ours (the core)
+        rig.request("BYE", to_tag="gone"),  # 481: the engine knows no such dialog
+        rig.request("CANCEL"),  # 481: no INVITE to cancel
     ]
     for request in sent:
         rig.send(request)
-    assert [rig.statuses(r.call_id) for r in sent] == [[200], [501], [405], [481], [481]]
-    assert rig.layer.answered_statelessly == before + 5
+    assert [rig.statuses(r.call_id) for r in sent] == [[200], [501], [405], [481], [481],
+                                                       [481], [481]]
+    assert rig.layer.answered_statelessly == before + 7
     assert rig.layer.transaction_count == 0 and rig.layer.waiting_count == 0
     rig.b2bua.advance(40)
-    assert [len(rig.statuses(r.call_id)) for r in sent] == [1] * 5  # nothing sent again
+    assert [len(rig.statuses(r.call_id)) for r in sent] == [1] * 7  # nothing sent again
     rig.send(sent[0])  # the same OPTIONS again: served again
     assert rig.statuses(sent[0].call_id) == [200, 200]
 
