@@ -5,8 +5,8 @@ Python's own small-object allocator (pymalloc) carves every object of up to 512 
 use. A flood of requests fills dozens of arenas with transactions that live a few seconds; a few
 hundred blocks that outlive them (a counter's new value, the storage of a list or a dict that
 grew, an entry of a standard library cache) then hold those arenas for good: 200,000 fuzzed
-datagrams took the server from 71 to 103 MB, and it stayed at 100 MB once every transaction
-of the flood was over (docs/overload.md, "Memory").
+datagrams take the server from 71 to 94 MB, and it stays at 93 MB once every transaction of
+the flood is over (docs/overload.md, "Memory").
 
 mimalloc (Debian: `libmimalloc3`, `libmimalloc2.0` on Debian 12) gives memory back by the page,
 so the same flood falls back within a minute; but a call then costs 8 to 16% more CPU in the

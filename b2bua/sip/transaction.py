@@ -966,7 +966,7 @@ class TransactionLayer:
 
     def send_stateless(self, message: Request | Response, flow: Flow) -> None:
         """Queue a message that belongs to no transaction (the ACK of a 2xx, a stateless answer)."""
-        self._out.append((bytes(message), flow))
+        self.send_bytes(bytes(message), flow)
 
     def send_bytes(self, data: bytes, flow: Flow) -> None:
         """Queue bytes that belong to no transaction (an ACK sent again): they leave in order
