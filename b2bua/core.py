@@ -55,6 +55,9 @@ class Registrar(Protocol):
 
     def handle_register(self, request: Request, flow: Flow, now: float) -> Response: ...
 
+    @property
+    def failures(self) -> int: ...
+
     def connection_closed(self, connection_id: int, now: float) -> object: ...
 
     def keepalive_result(self, binding: Binding, ok: bool, now: float) -> None: ...
@@ -129,11 +132,15 @@ class Core:
             if self.register_later is not None:
                 self.register_later(tx, request, flow)
                 return
+            failures = self.registrar.failures
             response = self.registrar.handle_register(request, flow, self.wall_clock())
-            # A challenge to a REGISTER without credentials is the same every time (§8.2.7);
-            # any other answer counts (a failure towards lockout) or changes bindings.
-            self.outbox.append(Respond(tx, response, stateless=response.status == 401
-                                       and "authorization" not in request.headers))
+            # A challenge (no credentials, or a nonce we do not know) or a 403 (a domain we
+            # do not serve, a source already locked out) that counted no failed
+            # authentication would be the same again: no state kept (§8.2.7). A counted
+            # failure stays stateful, so that its retransmissions are not counted again, and
+            # so does an answer that changed bindings.
+            self.outbox.append(Respond(tx, response, stateless=response.status in (401, 403)
+                                       and self.registrar.failures == failures))
             return
         if method == "OPTIONS":
             self._refuse_at_once(tx, self.options_response(request))  # nothing to remember either

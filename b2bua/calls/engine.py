@@ -489,10 +489,11 @@ class CallEngine:
                                               "Proxy-Authorization", flow=flow)
             if not auth.ok:
                 answer = refusal(request, auth, self.tokens.tag())
-                if "proxy-authorization" in request.headers:
+                if auth.counted:
                     self._respond(tx, answer)  # counted towards lockout: absorb its repeats
                 else:
-                    self._refuse_at_once(tx, answer)  # a challenge: the same every time
+                    # A challenge, or a locked-out source's 403: the same every time.
+                    self._refuse_at_once(tx, answer)
                 return
             caller_ext = auth.extension
             if tenant is None and caller_ext is not None:

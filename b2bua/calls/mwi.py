@@ -72,15 +72,17 @@ class MessageWaiting:
         # journal keeps them (b2bua.workers_journal).
         self.on_change: Callable[[Subscription, bool], None] | None = None
 
-    def _respond(self, tx: ServerTransaction, response: Response) -> None:
-        self.outbox.append(Respond(tx, response))
+    def _respond(self, tx: ServerTransaction, response: Response, stateless: bool = False) -> None:
+        """Answer `tx`; `stateless` for a refusal the same request would get again, whatever
+        came before (RFC 3261 §8.2.7: nothing is kept for it)."""
+        self.outbox.append(Respond(tx, response, stateless=stateless))
 
     def subscribe(self, tx: ServerTransaction, request: Request, flow: Flow) -> None:
         """A SUBSCRIBE, new or a refresh within one of our subscription dialogs."""
         event = (request.headers.get("event") or "").split(";", 1)[0].strip().lower()
         if event != EVENT:
             self._respond(tx, make_response(request, 489, to_tag=self.local.tokens.tag(),
-                                                 headers=[("Allow-Events", EVENT)]))
+                                            headers=[("Allow-Events", EVENT)]), stateless=True)
             return
         now = self.wall_clock()
         try:
@@ -90,20 +92,24 @@ class MessageWaiting:
         expires = MAX_EXPIRES if expires is None else expires
         if 0 < expires < MIN_EXPIRES:
             self._respond(tx, make_response(request, 423, to_tag=self.local.tokens.tag(),
-                                                 headers=[("Min-Expires", str(MIN_EXPIRES))]))
+                                            headers=[("Min-Expires", str(MIN_EXPIRES))]),
+                          stateless=True)
             return
         expires = min(expires, MAX_EXPIRES)
         to_tag = request.to.tag
         if to_tag is not None:
             sub = self.subscriptions.get((request.call_id, to_tag))
             if sub is None:
-                self._respond(tx, make_response(request, 481))
+                self._respond(tx, make_response(request, 481), stateless=True)
                 return
             sub.dialog.refresh_target(request)
         else:
             auth = self.registrar.authenticate(request, now, header="Proxy-Authorization", flow=flow)
             if not auth.ok or auth.extension is None:
-                self._respond(tx, refusal(request, auth, self.local.tokens.tag()))
+                # A refusal that counted no failed authentication (a challenge, a locked-out
+                # source's 403) would be the same again: no state kept (RFC 3261 §8.2.7).
+                self._respond(tx, refusal(request, auth, self.local.tokens.tag()),
+                              stateless=not auth.counted)
                 return
             dialog = Dialog.as_uas(request, self.local.tokens.tag())
             sub = Subscription(auth.extension, dialog, flow, now + expires)

@@ -879,12 +879,13 @@ class Registrar:
             self.counters["auth_failed"] += 1
             log.debug("authentication failed from %s: %s", host, result.reason)
             if host is not None and self._failed(host, now):
-                return AuthResult(False, response=self._reply(request, 403), reason="locked out")
+                return AuthResult(False, response=self._reply(request, 403), reason="locked out",
+                                  counted=True)
             if result.verdict is Verdict.MALFORMED:
                 self.counters["auth_malformed"] += 1
                 return AuthResult(
                     False, response=self._reply(request, 400, "Malformed Credentials"),
-                    reason=result.reason,
+                    reason=result.reason, counted=True,
                 )
         elif result.verdict is Verdict.STALE:
             self.counters["auth_stale"] += 1
@@ -908,6 +909,7 @@ class Registrar:
             response=self._reply(request, status, headers=headers),
             stale=stale,
             reason=result.reason or "credentials required",
+            counted=result.verdict is Verdict.FAILED,
         )
 
     # -- lockout -------------------------------------------------------------------------------
@@ -927,6 +929,12 @@ class Registrar:
         if locked:
             self.counters["lockouts"] += 1
         return locked
+
+    @property
+    def failures(self) -> int:
+        """Failed authentications counted so far (towards lockout): whether handling a request
+        counted one tells whether its answer may be sent statelessly."""
+        return self.counters["auth_failed"]
 
     def is_locked_out(self, host: str, now: float) -> bool:
         return self.lockout.is_locked(host, now)

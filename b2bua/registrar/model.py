@@ -194,7 +194,10 @@ class AuthResult:
     """Outcome of `Registrar.authenticate()`.
 
     When `ok` is false, `response` is what to answer (401/407 with fresh challenges, or 403
-    for a locked-out source); when true, `username` authenticated as `extension`.
+    for a locked-out source); when true, `username` authenticated as `extension`. `counted`:
+    this request counted a failed authentication (towards lockout), so its retransmissions
+    must be absorbed (a stateful answer); a refusal that counted nothing would be the same
+    again and may be sent statelessly (RFC 3261 §8.2.7).
     """
 
     ok: bool
@@ -203,6 +206,7 @@ class AuthResult:
     response: Response | None = None
     stale: bool = False
     reason: str = ""
+    counted: bool = False
 
 
 class StoreError(Exception):

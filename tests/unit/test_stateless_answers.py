@@ -1,12 +1,13 @@
 """Refusals given at once keep no transaction (RFC 3261 §8.2.7): the whole stack on a fake clock
 over the in-memory network. A challenge to a request without credentials, a 200 to OPTIONS, 404,
-405, 481 and 501 leave nothing behind and are sent once; a failed authentication (counted towards
-lockout) and a REGISTER that changes bindings stay stateful, so their retransmissions are
-absorbed and counted once."""
+405, 481 and 501, a locked-out source's 403 leave nothing behind and are sent once; a failed
+authentication (counted towards lockout) and a REGISTER that changes bindings stay stateful, so
+their retransmissions are absorbed and counted once."""
 
 from __future__ import annotations
 
 import secrets
+import time
 
 from b2bua.config import config_from_text
 from b2bua.sip.message import Request, Response
@@ -133,3 +134,76 @@ def test_a_register_challenge_is_stateless_and_its_success_is_not() -> None:
     rig.send(second)  # a retransmission: the transaction answers it, the registrar sees one
     assert rig.statuses(register.call_id) == [401, 200, 200]
     assert rig.layer.transaction_count == 1 and rig.layer.retransmissions_absorbed >= 1
+
+
+def _lock_out(rig: Rig) -> None:
+    """Ten REGISTERs with a wrong password: the phone's address is locked out."""
+    register = rig.request("REGISTER", extra=[("Expires", "300")])
+    rig.send(register)
+    challenge = rig.phone.responses()[-1]
+    name, value = _credentials(rig, challenge, "www-authenticate", "REGISTER", "sip:pbx.test",
+                               "wrong")
+    for cseq in range(2, 12):
+        rig.send(rig.request("REGISTER", cseq=cseq, call_id=register.call_id,
+                             extra=[("Expires", "300"), (name, value)]))
+    counters = rig.b2bua.registrar.counters
+    assert counters["lockouts"] == 1 and counters["auth_failed"] == 10
+    assert rig.b2bua.registrar.is_locked_out(PHONE[0], time.time())
+    rig.b2bua.advance(40)  # the failures' transactions end
+    assert rig.layer.transaction_count == 0
+
+
+def test_a_locked_out_source_is_refused_statelessly_and_nothing_is_counted() -> None:
+    # svcrack goes on guessing once locked out: each guess gets its 403 and nothing is kept.
+    rig = Rig()
+    _lock_out(rig)
+    counters = rig.b2bua.registrar.counters
+    failed, before = counters["auth_failed"], rig.layer.answered_statelessly
+    register = rig.request("REGISTER", extra=[
+        ("Expires", "300"),
+        ("Authorization", 'Digest username="100", realm="pbx.test", nonce="x", '
+                          'uri="sip:pbx.test", response="0123456789abcdef0123456789abcdef"'),
+    ])
+    invite = rig.request("INVITE", extra=[
+        ("Proxy-Authorization", 'Digest username="100", realm="pbx.test", nonce="x", '
+                                'uri="sip:100@pbx.test", response="0123456789abcdef"'),
+    ])
+    subscribe = rig.request("SUBSCRIBE", extra=[("Event", "message-summary")])
+    for request in (register, invite, subscribe, register):  # the REGISTER sent again
+        rig.send(request)
+    assert rig.statuses(register.call_id) == [403, 403]
+    assert rig.statuses(invite.call_id) == [403]  # no 100 either
+    assert rig.statuses(subscribe.call_id) == [403]
+    assert rig.layer.transaction_count == 0
+    assert rig.layer.answered_statelessly == before + 4
+    assert counters["auth_failed"] == failed  # refused, not counted again
+    rig.b2bua.advance(40)
+    rig.network.pump()
+    assert rig.statuses(invite.call_id) == [403]  # nothing retransmitted (no Timer G)
+
+
+def test_a_subscribe_challenge_or_refusal_is_stateless() -> None:
+    rig = Rig()
+    subscribe = rig.request("SUBSCRIBE", extra=[("Event", "message-summary")])
+    presence = rig.request("SUBSCRIBE", extra=[("Event", "presence")])
+    for request in (subscribe, subscribe, presence):  # the first sent again
+        rig.send(request)
+    assert rig.statuses(subscribe.call_id) == [407, 407]
+    assert rig.statuses(presence.call_id) == [489]
+    assert rig.layer.transaction_count == 0
+
+
+def test_a_register_with_credentials_for_another_realm_is_challenged_statelessly() -> None:
+    # What a scanner sends: credentials for a realm of its own guess. They are not ours, so
+    # this is a challenge like any other (no failure counted) and nothing needs remembering.
+    rig = Rig()
+    register = rig.request("REGISTER", extra=[
+        ("Expires", "300"),
+        ("Authorization", 'Digest username="100", realm="127.0.0.1", nonce="made-up", '
+                          'uri="sip:pbx.test", response="0123456789abcdef0123456789abcdef"'),
+    ])
+    rig.send(register)
+    rig.send(register)
+    assert rig.statuses(register.call_id) == [401, 401]
+    assert rig.layer.transaction_count == 0
+    assert rig.b2bua.registrar.failures == 0
