@@ -873,7 +873,7 @@ class ReleasePolicy:
     failure windows, ends later); the RSS after the last one is the new baseline, so memory
     that stays in use (more registrations, say) does not cause a release every time."""
 
-    def __init__(self, growth: int = 16 << 20, follow_ups: int = 3, spacing: float = 20.0) -> None:
+    def __init__(self, growth: int = 8 << 20, follow_ups: int = 3, spacing: float = 20.0) -> None:
         self.growth = growth
         self.follow_ups = follow_ups
         self.spacing = spacing
