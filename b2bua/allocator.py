@@ -4,14 +4,17 @@ Python's own small-object allocator (pymalloc) carves every object of up to 512 
 1 MiB arenas and gives an arena back to the system only when not one block in it is still in
 use. A flood of requests fills dozens of arenas with transactions that live a few seconds; a few
 hundred blocks that outlive them (a counter's new value, the storage of a list or a dict that
-grew, an entry of a standard library cache) then hold those arenas for good: 200,000 fuzzed
-datagrams take the server from 71 to 94 MB, and it stays at 93 MB once every transaction of
-the flood is over (docs/overload.md, "Memory").
+grew, an entry of a standard library cache) then hold those arenas for good: 15,000 failed
+authentications from 1,000 addresses, which fill the waiting transactions, take the server
+from 71 to 84 MB, and it stays at 81 MB once every transaction of the flood is over
+(docs/overload.md, "Memory"; a flood of what is refused statelessly takes little: 200,000
+fuzzed datagrams, 3 MB).
 
 mimalloc (Debian: `libmimalloc3`, `libmimalloc2.0` on Debian 12) gives memory back by the page,
-so the same flood falls back within a minute; but a call then costs 8 to 16% more CPU in the
-SIPp benchmark (the same instructions over the in-memory network: the difference is in the
-allocator's calls and the pages it hands back and touches again). So Python's allocator stays
+so more of it comes back (76 to 90 MB, then 82 MB a minute later for the same flood); but a
+call then costs 8 to 16% more CPU in the SIPp benchmark (the same instructions over the
+in-memory network: the difference is in the allocator's calls and the pages it hands back and
+touches again). So Python's allocator stays
 the default and mimalloc is a choice for hosts that value memory after a flood over CPU: with
 `[server] allocator = "mimalloc"`, `b2bua run` starts itself again at once, before anything else
 (exec: same process, same PID), with `PYTHONMALLOC=malloc` and the library preloaded; workers
