@@ -161,9 +161,15 @@ class ClusterNode:
         from b2bua.commands import Respond
 
         assert self.shell is not None
+        registrar = self.shell.registrar
+        failures = registrar.failures
         response = await self.shell.register(request, flow)
         stack = self.server.stack
-        stack.outbox.append(Respond(tx, response))
+        # As the core does (b2bua.core): a refusal that counted no failed authentication
+        # keeps no transaction (RFC 3261 §8.2.7). Another REGISTER's failure counted meanwhile
+        # only makes this answer stateful, which is always safe.
+        stack.outbox.append(Respond(tx, response, stateless=response.status in (401, 403)
+                                    and registrar.failures == failures))
         stack.flush()
 
     # -- notices -----------------------------------------------------------------------------

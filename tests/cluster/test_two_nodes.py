@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -110,11 +111,28 @@ def test_a_setting_saved_on_a_decides_the_next_call_on_b(nodes: list[RunningServ
 def test_a_source_locked_out_on_one_node_is_locked_out_on_the_other(
         nodes: list[RunningServer], tmp_path: Path) -> None:
     a, b = nodes
+    before = (metric(a, "b2bua_sip_stateless_replies_total"),
+              metric(b, "b2bua_sip_stateless_replies_total"))
     for i in range(3):  # lockout_failures = 3, all on A
         assert not register(a, "1001", "wrong", free_port(), tmp_path / f"bad{i}").ok
     time.sleep(0.3)
     locked = register(b, "1001", "secret1001", free_port(), tmp_path / "good")
     assert not locked.ok and "403 Forbidden" in locked.messages(), locked.describe()
+    # Each node's challenges, and B's 403 to a source locked out already, counted nothing:
+    # they keep no transaction (RFC 3261 §8.2.7). A still holds its three counted failures
+    # (32 s, so that a retransmission is not counted again); B holds nothing.
+    assert metric(a, "b2bua_sip_transactions") == 3
+    assert metric(b, "b2bua_sip_transactions") == 0
+    assert metric(a, "b2bua_sip_stateless_replies_total") >= before[0] + 3
+    assert metric(b, "b2bua_sip_stateless_replies_total") >= before[1] + 1
+
+
+def metric(node: RunningServer, name: str) -> float:
+    with urllib.request.urlopen(node.http_base + "/metrics", timeout=10) as resp:
+        for line in resp.read().decode().splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+    raise AssertionError(f"no metric {name}")
 
 
 def b2bua(*args: str) -> subprocess.CompletedProcess[str]:
