@@ -21,11 +21,20 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from b2bua.testing.flood import Mutator, RssSampler, flood, loopback_sources, megabytes
+from b2bua.testing.flood import (
+    FloodResult,
+    Mutator,
+    RssSampler,
+    flood,
+    loopback_sources,
+    megabytes,
+)
 from b2bua.testing.load import CallerResult, start_caller, start_devices
 from b2bua.testing.net import free_port, udp_exchange
 from b2bua.testing.server import RunningServer, running_server, write_config
@@ -89,17 +98,33 @@ secret = "secret1002"
 """
 
 
-def test_fuzz_flood_memory(tmp_path: Path) -> None:
+@dataclass
+class Sampled:
+    """A flood against a fresh server: what was sent, RSS before, at the peak and every 10 s
+    for a minute after, whether the server still answers, and its metrics at the end."""
+
+    sent: FloodResult
+    base: int
+    peak: int
+    after: list[int]
+    answered: bool
+    metrics: dict[str, float]
+
+    def rss(self) -> str:
+        return (f"RSS {megabytes(self.base):.0f} MB before, peak {megabytes(self.peak):.0f} MB, "
+                f"then every 10 s: {', '.join(f'{megabytes(a):.0f}' for a in self.after)} MB")
+
+
+def flood_and_sample(tmp_path: Path, make: Callable[[str, int], bytes], sources: int,
+                     rate: float, count: int) -> Sampled:
     config = write_config(tmp_path, FUZZ_CONFIG)
     with running_server(config, extra_args=("--log-level", "INFO")) as server:
         time.sleep(2.0)
-        mutator = Mutator("127.0.0.1", seed=7)
         with RssSampler(server.process.pid) as rss:
             time.sleep(0.5)
             base = rss.last()
-            sent = flood(server.sip, mutator.datagram, sources=loopback_sources(200),
-                         rate=5000, count=200_000)
-            flood_end = rss.now()
+            sent = flood(server.sip, make, sources=loopback_sources(sources), rate=rate,
+                         count=count)
             peak = rss.peak()
             after = []
             for _ in range(6):
@@ -107,23 +132,30 @@ def test_fuzz_flood_memory(tmp_path: Path) -> None:
                 after.append(rss.last())
         answered = udp_exchange(options(1), server.sip) is not None
         m = metrics(server)
-    print(f"\n[fuzz flood] {sent.sent} datagrams in {sent.seconds:.1f} s from 200 addresses; "
-          f"RSS {megabytes(base):.0f} MB before, peak {megabytes(peak):.0f} MB, then every "
-          f"10 s: {', '.join(f'{megabytes(a):.0f}' for a in after)} MB; transactions ended "
-          f"early {m['b2bua_sip_transactions_evicted_total']:.0f}, received "
+        assert "Traceback" not in server.log()
+    return Sampled(sent, base, peak, after, answered, m)
+
+
+def test_fuzz_flood_memory(tmp_path: Path) -> None:
+    mutator = Mutator("127.0.0.1", seed=7)
+    run = flood_and_sample(tmp_path, mutator.datagram, sources=200, rate=5000, count=200_000)
+    m = run.metrics
+    print(f"\n[fuzz flood] {run.sent.sent} datagrams in {run.sent.seconds:.1f} s from 200 "
+          f"addresses; {run.rss()}; transactions ended early "
+          f"{m['b2bua_sip_transactions_evicted_total']:.0f}, received "
           f"{m['b2bua_sip_messages_received_total']:.0f}, answered statelessly "
           f"{m['b2bua_sip_stateless_replies_total']:.0f}, dropped "
           f"{m['b2bua_sip_messages_dropped_total']:.0f}")
-    assert answered, "the server still answers"
-    assert "Traceback" not in server.log()
-    assert peak < 120 * MB
+    assert run.answered, "the server still answers"
+    assert run.peak < 120 * MB
     # Falls back: by a third of what the flood took, or to within 5 MB of where it started.
     # Most of this flood is refused statelessly (RFC 3261 §8.2.7): it takes about 3 MB, the
     # parse caches and the lockout tables of its 200 sources, which Python's allocator keeps
     # (b2bua/allocator.py); a flood that fills the waiting transactions takes more, and gives
     # back a quarter of it (docs/overload.md, "Memory").
-    assert flood_end > 0 and (min(after) < base + 5 * MB
-                              or min(after) < peak - (peak - base) // 3), "memory falls back"
+    low = min(run.after)
+    assert low < run.base + 5 * MB or low < run.peak - (run.peak - run.base) // 3, \
+        "memory falls back"
 
 
 def test_failed_authentication_flood_memory(tmp_path: Path) -> None:
@@ -131,33 +163,19 @@ def test_failed_authentication_flood_memory(tmp_path: Path) -> None:
     at its tenth failure and refused statelessly after that; the 10,000 counted failures are
     answered statefully (a retransmission must not count twice), so they fill the waiting
     transactions to their cap. Figures printed; RSS must stay under 120 MB."""
-    config = write_config(tmp_path, FUZZ_CONFIG)
-    with running_server(config, extra_args=("--log-level", "INFO")) as server:
-        time.sleep(2.0)
-        registers = Mutator("pbx.test", seed=3, mutation_rate=0.0)
-        with RssSampler(server.process.pid) as rss:
-            time.sleep(0.5)
-            base = rss.last()
-            sent = flood(server.sip, lambda host, port: registers.message(host, port, "REGISTER"),
-                         sources=loopback_sources(1000), rate=2500, count=15_000)
-            peak = rss.peak()
-            after = []
-            for _ in range(6):
-                time.sleep(10)
-                after.append(rss.last())
-        answered = udp_exchange(options(1), server.sip) is not None
-        m = metrics(server)
-    print(f"\n[failed authentication flood] {sent.sent} REGISTERs in {sent.seconds:.1f} s from "
-          f"1,000 addresses; RSS {megabytes(base):.0f} MB before, peak {megabytes(peak):.0f} MB, "
-          f"then every 10 s: {', '.join(f'{megabytes(a):.0f}' for a in after)} MB; lockouts "
+    registers = Mutator("pbx.test", seed=3, mutation_rate=0.0)
+    run = flood_and_sample(tmp_path, lambda host, port: registers.message(host, port, "REGISTER"),
+                           sources=1000, rate=2500, count=15_000)
+    m = run.metrics
+    print(f"\n[failed authentication flood] {run.sent.sent} REGISTERs in "
+          f"{run.sent.seconds:.1f} s from 1,000 addresses; {run.rss()}; lockouts "
           f"{m['b2bua_lockouts_total']:.0f}, answered statelessly "
           f"{m['b2bua_sip_stateless_replies_total']:.0f}, transactions ended early "
           f"{m['b2bua_sip_transactions_evicted_total']:.0f}")
-    assert answered, "the server still answers"
-    assert "Traceback" not in server.log()
+    assert run.answered, "the server still answers"
     assert m["b2bua_lockouts_total"] == 1000
     assert m["b2bua_sip_stateless_replies_total"] >= 4900  # the locked-out sources' 403s
-    assert peak < 120 * MB
+    assert run.peak < 120 * MB
 
 
 CALL_CONFIG = """
