@@ -47,6 +47,10 @@ requests fills the server side only, and is bounded as before. A transaction in 
 once; a new request beyond that gets a stateless 503 with Retry-After (counted in `refused`):
 "a server MAY generate a 503 ... if it is overloaded" (RFC 3261 §21.5.4 reads "temporarily
 overloaded").
+
+A stateless answer (`answer_statelessly`, RFC 3261 §8.2.7) keeps no transaction; its bytes are
+remembered, at most `MAX_REMEMBERED` of them and each for 64*T1, so that a retransmission of
+the request gets exactly the same bytes (a new challenge would carry another nonce and To tag).
 """
 
 from __future__ import annotations
@@ -120,6 +124,11 @@ _WAITING = frozenset(
 MAX_WAITING = 4_096  # server transactions
 MAX_WAITING_CLIENTS = 2_048
 MAX_TRANSACTIONS = 65_536
+# Stateless answers remembered for the retransmissions of their requests (bytes, by transaction
+# key): a client that retransmits gets the same bytes again, not a fresh challenge with another
+# nonce and To tag, which a strict client (SIPp) takes for a new, unexpected response. Bounded:
+# under a flood the oldest go first, and a request whose answer was forgotten is answered anew.
+MAX_REMEMBERED = 1_024
 RETRY_AFTER = 5  # seconds, in the 503 of a request refused for lack of room
 
 
@@ -684,6 +693,8 @@ class TransactionLayer:
         self._servers: dict[tuple[object, ...], ServerTransaction] = {}
         self._merge: dict[tuple[object, ...], ServerTransaction] = {}
         self._acks: dict[tuple[str, int], _AckWait] = {}
+        # Stateless answers by transaction key, oldest first: (bytes, until when).
+        self._remembered: dict[tuple[object, ...], tuple[bytes, float]] = {}
         # Transactions in an evictable waiting state, oldest first.
         self._waiting_servers: OrderedDict[Transaction, None] = OrderedDict()
         self._waiting_clients: OrderedDict[Transaction, None] = OrderedDict()
@@ -814,6 +825,14 @@ class TransactionLayer:
         if tx is not None:
             self._run(tx, Input.REQUEST_RETRANSMIT, now, request, flow)
             return
+        answered = self._remembered.get(key)
+        if answered is not None:
+            if answered[1] > now:  # a retransmission of a request answered statelessly
+                self.retransmissions_absorbed += 1
+                self.retransmissions_sent += 1
+                self._out.append((answered[0], flow))
+                return
+            del self._remembered[key]
         if to_tag is None and merge_key in self._merge:
             # §8.2.2.2: "If the request has no tag in the To header field, the UAS core MUST
             # check the request against ongoing transactions. If the From tag, Call-ID, and CSeq
@@ -984,7 +1003,8 @@ class TransactionLayer:
         for which a challenge response is issued. If unauthenticated requests were handled
         statefully, then malicious floods of unauthenticated requests could create massive
         amounts of transaction state". The transaction ends at once: a retransmission of the
-        request is served again, an ACK of a stateless non-2xx to an INVITE matches nothing
+        request gets the same bytes again while they are remembered (`MAX_REMEMBERED`, 64*T1),
+        else is served again; an ACK of a stateless non-2xx to an INVITE matches nothing
         and goes to the TU as a stray ACK, and nothing is retransmitted, so a flood from a
         forged source address gets one datagram per request, not the eleven of Timer G.
 
@@ -1003,7 +1023,12 @@ class TransactionLayer:
         ):
             return self.send_response(transaction, response, now)
         self.answered_statelessly += 1
-        self._out.append((bytes(response), transaction.flow))
+        data = bytes(response)
+        self._out.append((data, transaction.flow))
+        remembered = self._remembered
+        if len(remembered) >= MAX_REMEMBERED:
+            del remembered[next(iter(remembered))]
+        remembered[transaction.key] = (data, now + self.timers.transaction_timeout)
         transaction.state = State.TERMINATED
         self._terminated(transaction)
         return True

@@ -14,6 +14,7 @@ import pytest
 from b2bua.sip.flow import Flow
 from b2bua.sip.message import Request, Response, make_response, parse_message
 from b2bua.sip.transaction import (
+    MAX_REMEMBERED,
     AckTimedOut,
     CancelReceived,
     ClientTransaction,
@@ -957,18 +958,40 @@ def _received(layer: TransactionLayer, req: Request) -> ServerTransaction:
     return event.transaction
 
 
-def test_a_stateless_answer_keeps_nothing_and_a_retransmission_is_served_again() -> None:
+def test_a_stateless_answer_keeps_nothing_and_a_retransmission_gets_the_same_bytes() -> None:
     layer, clock = new_layer()
     options = request("OPTIONS")
     tx = _received(layer, options)
     assert layer.answer_statelessly(tx, make_response(options, 200, to_tag="me"), clock.now())
-    assert first_lines(layer) == ["SIP/2.0 200 OK"]
+    ((sent, _),) = layer.datagrams_to_send()
+    assert sent.startswith(b"SIP/2.0 200 OK")
     assert tx.state is State.TERMINATED and layer.transaction_count == 0
     assert layer.waiting_count == 0 and layer.next_deadline() is None
     assert [type(e) for e in events(layer)] == [TransactionTerminated]
-    again = _received(layer, wire(options))  # the request again: a new transaction, served
-    assert again is not tx and layer.retransmissions_absorbed == 0
+    # The request again: the same bytes, no transaction, nothing for the TU (a new challenge
+    # would carry another To tag, which a strict client takes for an unexpected response).
+    layer.receive(wire(options), UDP, 0.5)
+    assert layer.datagrams_to_send() == [(sent, UDP)] and events(layer) == []
+    assert layer.retransmissions_absorbed == 1 and layer.transaction_count == 0
+    # 64*T1 later it is forgotten: the request is served anew (a new transaction).
+    layer.receive(wire(options), UDP, 33.0)
+    (event,) = events(layer)
+    assert isinstance(event, RequestReceived) and event.transaction is not None
     assert layer.answered_statelessly == 1
+
+
+def test_stateless_answers_remembered_are_bounded() -> None:
+    layer, clock = new_layer()
+    first = request("OPTIONS", branch="z9hG4bK-0", call_id="c0")
+    for i in range(MAX_REMEMBERED + 1):
+        options = first if i == 0 else request("OPTIONS", branch=f"z9hG4bK-{i}", call_id=f"c{i}")
+        tx = _received(layer, options)
+        layer.answer_statelessly(tx, make_response(options, 200, to_tag="me"), clock.now())
+        events(layer)
+    layer.datagrams_to_send()
+    layer.receive(wire(first), UDP, 1.0)  # the oldest was forgotten: served anew
+    (event,) = events(layer)
+    assert isinstance(event, RequestReceived) and event.transaction is not None
 
 
 def test_a_stateless_refusal_of_an_invite_takes_back_its_queued_100() -> None:
