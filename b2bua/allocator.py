@@ -6,9 +6,9 @@ use. A flood of requests fills dozens of arenas with transactions that live a fe
 hundred blocks that outlive them (a counter's new value, the storage of a list or a dict that
 grew, an entry of a standard library cache) then hold those arenas for good: 15,000 failed
 authentications from 1,000 addresses, which fill the waiting transactions, take the server
-from 71 to 84 MB, and it stays at 81 MB once every transaction of the flood is over
+from 71 to 85 MB, and it stays at 82 MB once every transaction of the flood is over
 (docs/overload.md, "Memory"; a flood of what is refused statelessly takes little: 200,000
-fuzzed datagrams, 3 MB).
+fuzzed datagrams, 4 MB).
 
 mimalloc (Debian: `libmimalloc3`, `libmimalloc2.0` on Debian 12) gives memory back by the page,
 so more of it comes back (76 to 90 MB, then 82 MB a minute later for the same flood); but a

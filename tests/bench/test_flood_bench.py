@@ -149,8 +149,9 @@ def test_fuzz_flood_memory(tmp_path: Path) -> None:
     assert run.answered, "the server still answers"
     assert run.peak < 120 * MB
     # Falls back: by a third of what the flood took, or to within 5 MB of where it started.
-    # Most of this flood is refused statelessly (RFC 3261 §8.2.7): it takes about 3 MB, the
-    # parse caches and the lockout tables of its 200 sources, which Python's allocator keeps
+    # Most of this flood is refused statelessly (RFC 3261 §8.2.7): it takes about 4 MB, the
+    # parse caches, the stateless answers remembered and the lockout tables of its 200
+    # sources, which Python's allocator keeps
     # (b2bua/allocator.py); a flood that fills the waiting transactions takes more, and gives
     # back a quarter of it (docs/overload.md, "Memory").
     low = min(run.after)
