@@ -134,8 +134,8 @@ class Core:
                 return
             failures = self.registrar.failures
             response = self.registrar.handle_register(request, flow, self.wall_clock())
-            # A challenge (no credentials, or a nonce we do not know) or a 403 (a domain we
-            # do not serve, a source already locked out) that counted no failed
+            # A challenge (no credentials, credentials for another realm, a stale nonce) or a
+            # 403 (a domain we do not serve, a source already locked out) that counted no failed
             # authentication would be the same again: no state kept (§8.2.7). A counted
             # failure stays stateful, so that its retransmissions are not counted again, and
             # so does an answer that changed bindings.
