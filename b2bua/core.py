@@ -58,6 +58,8 @@ class Registrar(Protocol):
     @property
     def failures(self) -> int: ...
 
+    def repeatable(self, response: Response, failures_before: int) -> bool: ...
+
     def connection_closed(self, connection_id: int, now: float) -> object: ...
 
     def keepalive_result(self, binding: Binding, ok: bool, now: float) -> None: ...
@@ -134,13 +136,8 @@ class Core:
                 return
             failures = self.registrar.failures
             response = self.registrar.handle_register(request, flow, self.wall_clock())
-            # A challenge (no credentials, credentials for another realm, a stale nonce) or a
-            # 403 (a domain we do not serve, a source already locked out) that counted no failed
-            # authentication would be the same again: no state kept (§8.2.7). A counted
-            # failure stays stateful, so that its retransmissions are not counted again, and
-            # so does an answer that changed bindings.
-            self.outbox.append(Respond(tx, response, stateless=response.status in (401, 403)
-                                       and self.registrar.failures == failures))
+            self.outbox.append(Respond(
+                tx, response, stateless=self.registrar.repeatable(response, failures)))
             return
         if method == "OPTIONS":
             self._refuse_at_once(tx, self.options_response(request))  # nothing to remember either

@@ -165,11 +165,8 @@ class ClusterNode:
         failures = registrar.failures
         response = await self.shell.register(request, flow)
         stack = self.server.stack
-        # As the core does (b2bua.core): a refusal that counted no failed authentication
-        # keeps no transaction (RFC 3261 §8.2.7). Another REGISTER's failure counted meanwhile
-        # only makes this answer stateful, which is always safe.
-        stack.outbox.append(Respond(tx, response, stateless=response.status in (401, 403)
-                                    and registrar.failures == failures))
+        stack.outbox.append(Respond(tx, response,
+                                    stateless=registrar.repeatable(response, failures)))
         stack.flush()
 
     # -- notices -----------------------------------------------------------------------------

@@ -932,9 +932,19 @@ class Registrar:
 
     @property
     def failures(self) -> int:
-        """Failed authentications counted so far (towards lockout): whether handling a request
-        counted one tells whether its answer may be sent statelessly."""
+        """Failed authentications counted so far (towards lockout); read it before handling a
+        REGISTER for `repeatable`."""
         return self.counters["auth_failed"]
+
+    def repeatable(self, response: Response, failures_before: int) -> bool:
+        """Whether `response` to a REGISTER would be the same if the request came again, so it
+        may be sent statelessly (RFC 3261 §8.2.7): a challenge (no credentials, credentials
+        for another realm, a stale nonce) or a 403 (a domain we do not serve, a source already
+        locked out) while no failed authentication was counted since `failures_before`. A
+        counted failure stays stateful, so that its retransmissions are not counted again, and
+        so does an answer that changed bindings. A failure another request counted meanwhile
+        only makes the answer stateful, which is always safe."""
+        return response.status in (401, 403) and self.failures == failures_before
 
     def is_locked_out(self, host: str, now: float) -> bool:
         return self.lockout.is_locked(host, now)

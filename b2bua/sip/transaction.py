@@ -694,7 +694,7 @@ class TransactionLayer:
         self._merge: dict[tuple[object, ...], ServerTransaction] = {}
         self._acks: dict[tuple[str, int], _AckWait] = {}
         # Stateless answers by transaction key, oldest first: (bytes, until when).
-        self._remembered: dict[tuple[object, ...], tuple[bytes, float]] = {}
+        self._remembered: OrderedDict[tuple[object, ...], tuple[bytes, float]] = OrderedDict()
         # Transactions in an evictable waiting state, oldest first.
         self._waiting_servers: OrderedDict[Transaction, None] = OrderedDict()
         self._waiting_clients: OrderedDict[Transaction, None] = OrderedDict()
@@ -1027,7 +1027,7 @@ class TransactionLayer:
         self._out.append((data, transaction.flow))
         remembered = self._remembered
         if len(remembered) >= MAX_REMEMBERED:
-            del remembered[next(iter(remembered))]
+            remembered.popitem(last=False)
         remembered[transaction.key] = (data, now + self.timers.transaction_timeout)
         transaction.state = State.TERMINATED
         self._terminated(transaction)
