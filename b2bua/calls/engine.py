@@ -79,7 +79,7 @@ from b2bua.calls.model import (
     Target,
 )
 from b2bua.calls.ports import Location, Rules
-from b2bua.calls.records import CallRecord
+from b2bua.calls.records import CallRecord, steps_of
 from b2bua.calls.table import (
     BRANCH_TABLE,
     CALL_TABLE,
@@ -1401,15 +1401,21 @@ class CallEngine:
         call.winner = None
 
     def _record(self, call: Call) -> CallRecord:
+        """The call's record: its decision's steps and its notes' (no English is rendered
+        here: a record is read far less often than a call ends)."""
         decision = call.decision
-        trace: list[str] = []
+        steps: list[Step_] = []
         rule = None
         destination = None
         if decision is not None:
             rule = decision.rule
-            trace = list(decision.trace)
+            steps.extend(decision.steps)
             destination = decision.destination.to_config_dict()
-        digits = "".join(d for _, d in call.digits)
+        notes = call.notes
+        if call.digits:
+            notes = [*notes, "DTMF " + "".join(d for _, d in call.digits)]
+        if notes:
+            steps.extend(steps_of(notes))
         return CallRecord(
             call_id=call.a_request.call_id,
             caller=call.caller,
@@ -1422,8 +1428,9 @@ class CallEngine:
             answered_by=call.answered_by,
             rule=rule,
             destination=destination,
-            trace=trace + call.notes + ([f"DTMF {digits}"] if digits else []),
+            trace=[],
             ended_by=call.ended_by,
+            steps=steps,
             tenant=call.tenant.key,
         )
 

@@ -2,10 +2,10 @@
 
 The trace is kept as data: one step (code and parameters, b2bua.rules.model.Step) per line, so
 that the call history explains a call in French or in English. The call engine hands over the
-lines of `Decision.trace` followed by its own notes ("ring timeout", "declined by Bureau
-(sip)"...); the decision's lines carry their steps (`TraceLine.step`), and the notes are read
-back into steps here (`steps_of`). The English lines are rendered from the steps when a record
-is read, so a row stores the explanation once.
+steps of its decision (`Decision.steps`) followed by those of its own notes ("ring timeout",
+"declined by Bureau (sip)"..., read back into steps here by `steps_of`), and no English lines:
+they are rendered from the steps when a record is read, so a row stores the explanation once
+and a call that ends renders none.
 
 Rows written before steps existed have a `trace` column of English lines and no `steps`: they
 are read as they are (each line a `note` step).
@@ -123,7 +123,7 @@ class CallRecord:
     answered_by: str | None
     rule: str | None
     destination: dict[str, Any] | None
-    trace: list[str]
+    trace: list[str]  # English lines; empty when `steps` are given (`lines()` renders them)
     ended_by: str | None = None
     steps: Sequence[Step] | None = None  # None: derived from `trace`
     tenant: str = ""  # the company of the call (b2bua.tenants): '' for the top-level one
@@ -131,17 +131,24 @@ class CallRecord:
     def all_steps(self) -> list[Step]:
         return list(self.steps) if self.steps is not None else steps_of(self.trace)
 
+    def lines(self) -> list[str]:
+        """The explanation in English: `trace`, or the steps rendered when it was not given."""
+        if self.trace or self.steps is None:
+            return list(self.trace)
+        return self.trace_in("en")
+
     def trace_in(self, lang: str) -> list[str]:
         """The explanation in `lang` ("fr" or "en"), one line per step."""
         return [render(step, lang) for step in self.all_steps()]
 
     def to_dict(self, lang: str | None = None) -> dict[str, Any]:
-        """The record as JSON: `trace` in `lang` (None: as written, in English) and `steps`."""
+        """The record as JSON: `trace` in `lang` (None: in English, as written or rendered)
+        and `steps`."""
         out = asdict(self)
         steps = self.all_steps()
         out["steps"] = [s.to_json() for s in steps]
-        if lang is not None:
-            out["trace"] = [render(step, lang) for step in steps]
+        if lang is not None or not self.trace:
+            out["trace"] = [render(step, lang or "en") for step in steps]
         return out
 
 
