@@ -23,6 +23,7 @@ import contextlib
 import logging
 import os
 import random
+import select
 import socket
 from collections import deque
 from collections.abc import Callable, Generator, Mapping
@@ -113,6 +114,7 @@ class _PortPool:
         self.warm_limit = warm_limit
         self.quarantine = quarantine
         self.reused = 0  # pairs handed out again from the warm pool
+        self._probe = select.poll()  # is anything queued on a warm pair (see `_reuse`)
 
     def allocate(self, family: int, bind_ip: str, now: float) -> tuple[_PortPair, bool]:
         """A pair, and whether it is new (its sockets must be registered with the loop)."""
@@ -140,8 +142,19 @@ class _PortPool:
         raise MediaError(f"no free RTP port pair in {first}-{last}")
 
     def _reuse(self, pair: _PortPair) -> _PortPair:
-        for sock in (pair.rtp, pair.rtcp):
-            _drain(sock)
+        # One poll(2) for both sockets; only one with something queued is read (an empty one
+        # would cost a failed read and an exception each).
+        probe = self._probe
+        rtp, rtcp = pair.rtp.fileno(), pair.rtcp.fileno()
+        probe.register(rtp, select.POLLIN)
+        probe.register(rtcp, select.POLLIN)
+        try:
+            ready = probe.poll(0)
+        finally:
+            probe.unregister(rtp)
+            probe.unregister(rtcp)
+        for fd, _ in ready:
+            _drain(pair.rtp if fd == rtp else pair.rtcp)
         self.reused += 1
         return pair
 
