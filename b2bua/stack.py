@@ -76,6 +76,13 @@ class Clocked(Protocol):
     def handle_deadline(self, now: float) -> None: ...
 
 
+class Watched(Protocol):
+    """A clocked layer that also says what it added: `earliest_added()` is the earliest
+    deadline scheduled since its last call (infinity when none)."""
+
+    def earliest_added(self) -> float: ...
+
+
 class MediaPort(Protocol):
     def execute(self, command: Command) -> None: ...
 
@@ -102,6 +109,9 @@ class SipStack:
         self._clock = clock
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
+        # The clocked layers' `earliest_added` (None when one of them has none): a drain that
+        # added no deadline sooner than the armed timer does not ask every layer again.
+        self._added: tuple[Callable[[], float], ...] | None = ()
         self._draining = False
         self.timer_wakeups = 0
         self.commands = 0
@@ -117,6 +127,8 @@ class SipStack:
         self.calls = calls
         self.clocked = [self.layer, *clocked]
         self.coarse = list(coarse)
+        added = [getattr(source, "earliest_added", None) for source in self.clocked]
+        self._added = None if None in added else tuple(a for a in added if a is not None)
         self._coarse_polled = float("-inf")
         try:
             self._loop = asyncio.get_running_loop()
@@ -307,6 +319,16 @@ class SipStack:
         loop = self._loop
         if loop is None:
             return
+        if self._added is not None:
+            soonest = float("inf")
+            for earliest_added in self._added:  # (each call forgets what it reports)
+                added = earliest_added()
+                if added < soonest:
+                    soonest = added
+            timer_at = self._timer_at
+            if (timer_at is not None and soonest + TIMER_SLACK >= timer_at
+                    and (not self.coarse or now - self._coarse_polled < COARSE_POLL)):
+                return  # nothing sooner than the armed timer was added: it is early enough
         deadline = self.next_deadline(now)
         if deadline is None:
             return  # an armed timer may fire for nothing: harmless

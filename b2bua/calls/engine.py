@@ -288,6 +288,7 @@ class CallEngine:
         # Fork-late (b2bua.push.waker): devices woken by push join a ringing call. Set by the
         # server when [push] has a provider.
         self.waker: Waker | None = None
+        self._waker_seen = 0  # its `scheduled` when `earliest_added` last looked
         # The dialog journal of a node in a cluster (b2bua.pgstore.journal): told when a call
         # is answered (both legs confirmed) and when it ends.
         self.on_answered: Callable[[Call], None] | None = None
@@ -349,6 +350,16 @@ class CallEngine:
             self.branches.pop(key, None)
             self.reacks.pop(key, None)
             self.relays.pop(key, None)
+
+    def earliest_added(self) -> float:
+        """The earliest deadline added since the last call (b2bua.stack.Watched); minus
+        infinity when the push waker added one (it keeps wall-clock time: look again)."""
+        waker = self.waker
+        if waker is not None and waker.scheduled != self._waker_seen:
+            self._waker_seen = waker.scheduled
+            self._heap.earliest_added()
+            return float("-inf")
+        return self._heap.earliest_added()
 
     def next_deadline(self) -> float | None:
         deadline = self._heap.next_deadline()

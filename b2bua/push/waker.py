@@ -46,6 +46,7 @@ class Waker:
         self._by_aor: dict[str, set[Hashable]] = {}
         self._heap: list[tuple[float, int, Hashable, str]] = []
         self._seq = itertools.count()
+        self.scheduled = 0  # deadlines ever kept (b2bua.calls.engine: `earliest_added`)
         self.counters = {"calls_pushed": 0, "devices_woken": 0, "devices_joined": 0,
                          "devices_missed": 0, "ended_notices": 0}
 
@@ -157,6 +158,7 @@ class Waker:
         deadline = fork.next_deadline()
         if deadline is not None:
             heapq.heappush(self._heap, (deadline, next(self._seq), call, fork.aor))
+            self.scheduled += 1
         else:
             self._drop_if_done(call, fork)
 

@@ -106,6 +106,7 @@ class TimerConfig:
 
 
 P = TypeVar("P")
+_NEVER = float("inf")
 
 
 class TimerEntry(Generic[P]):
@@ -130,12 +131,13 @@ class TimerEntry(Generic[P]):
 class TimerHeap(Generic[P]):
     """Deadlines of many owners in one heap: earliest first, lazy cancellation."""
 
-    __slots__ = ("_dead", "_heap", "_seq")
+    __slots__ = ("_added", "_dead", "_heap", "_seq")
 
     def __init__(self) -> None:
         self._heap: list[tuple[float, int, TimerEntry[P]]] = []
         self._seq = 0
         self._dead = 0
+        self._added = _NEVER  # the earliest deadline scheduled since `earliest_added`
 
     def __len__(self) -> int:
         """Live (not cancelled, not yet fired) entries."""
@@ -144,6 +146,8 @@ class TimerHeap(Generic[P]):
     def schedule(self, when: float, payload: P) -> TimerEntry[P]:
         self._seq += 1
         entry = TimerEntry(when, self._seq, payload)
+        if when < self._added:
+            self._added = when
         # (when, seq, entry) tuples: the heap compares them in C, not through __lt__.
         heapq.heappush(self._heap, (when, self._seq, entry))
         return entry
@@ -158,6 +162,14 @@ class TimerHeap(Generic[P]):
             self._heap = [item for item in self._heap if not item[2].cancelled]
             heapq.heapify(self._heap)
             self._dead = 0
+
+    def earliest_added(self) -> float:
+        """The earliest deadline scheduled since the last call (infinity when none). Until
+        one is, the next deadline can only come later (entries cancelled or fired), never
+        sooner: whoever armed a wake-up for it need not look again."""
+        added = self._added
+        self._added = _NEVER
+        return added
 
     def _drop_dead(self) -> None:
         heap = self._heap

@@ -752,6 +752,10 @@ class TransactionLayer:
         """When `handle_deadline` must next be called, or None when no timer runs."""
         return self._heap.next_deadline()
 
+    def earliest_added(self) -> float:
+        """The earliest deadline added since the last call (b2bua.stack.Watched)."""
+        return self._heap.earliest_added()
+
     def handle_deadline(self, now: float) -> None:
         """Fire every timer due at `now`, earliest first."""
         while (entry := self._heap.pop_due(now)) is not None:
