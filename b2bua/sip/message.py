@@ -223,7 +223,11 @@ class Headers:
     def get_all(self, name: str) -> list[str]:
         """Values of every header of that name, each as written (not split at commas)."""
         key = _KEYS.get(name) or header_key(name)
-        return [f[2] for f in self._fields if f[0] == key]
+        out = []  # (a loop: on the hot path, a comprehension costs a function object per call)
+        for f in self._fields:
+            if f[0] == key:
+                out.append(f[2])
+        return out
 
     def values(self, name: str) -> list[str]:
         """Every element of a list header, across repeated headers and comma-separated values."""
@@ -344,9 +348,12 @@ class Message:
 
     @property
     def call_id(self) -> str:
-        value = self.headers.get("call-id")
-        if not value:
-            raise SipParseError("Missing Call-ID header")
+        value: str | None = self.headers._cache.get("call-id")
+        if value is None:
+            value = self.headers.get("call-id")
+            if not value:
+                raise SipParseError("Missing Call-ID header")
+            self.headers._cache["call-id"] = value
         return value
 
     @property
@@ -372,7 +379,9 @@ class Message:
             values = self.headers.values("via")
             if not values:
                 raise SipParseError("Missing Via header")
-            value = self.headers.store("via", [parse_via(v) for v in values])
+            value = self.headers.store(
+                "via", [parse_via(values[0])] if len(values) == 1 else list(map(parse_via, values))
+            )
         result: list[Via] = value
         return result
 
