@@ -14,7 +14,6 @@ from b2bua.sip.errors import SipParseError
 TOKEN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~")
 TOKEN_RE = r"[A-Za-z0-9\-.!%*_+`'~]+"
 _TOKEN = re.compile(TOKEN_RE)
-_DIGITS = re.compile(r"[0-9]+")
 WS = " \t"
 # A parameter name: a token, or in a URI a paramchar ("[" / "]" / "/" / ":" / "&" / "+" / "$",
 # RFC 3261 §25.1), escapes included.
@@ -42,8 +41,8 @@ def is_token(text: str) -> bool:
 
 
 def is_digits(text: str) -> bool:
-    """ASCII digits only (str.isdigit also accepts other scripts' digits)."""
-    return _DIGITS.fullmatch(text) is not None
+    """ASCII digits only (str.isdigit alone also accepts other scripts' digits)."""
+    return text.isascii() and text.isdigit()
 
 
 def quote(text: str) -> str:

@@ -236,6 +236,7 @@ def clear_caches() -> None:
     after a flood lets the allocator give back the memory their entries held on to."""
     _NAME_ADDR_CACHE.clear()
     _VIA_CACHE.clear()
+    _CSEQ_CACHE.clear()
 
 
 # Parsed addresses by their text: a dialog's From and To come back in every message of it.
@@ -428,8 +429,16 @@ class CSeq:
 _CSEQ = re.compile(rf"[ \t]*([0-9]{{1,10}})[ \t]+({TOKEN_RE})[ \t]*")
 
 
+# Parsed CSeq values by their text: a few texts ("1 INVITE", "2 BYE"...) make most of them.
+_CSEQ_CACHE: dict[str, CSeq] = {}
+
+
 def parse_cseq(text: str) -> CSeq:
-    """Parse `1*DIGIT LWS Method`."""
+    """Parse `1*DIGIT LWS Method` (the result is shared: do not change it)."""
+    return _parsed_once(_CSEQ_CACHE, text, _parse_cseq)
+
+
+def _parse_cseq(text: str) -> CSeq:
     m = _CSEQ.fullmatch(text)
     if m is None:
         raise SipParseError("Malformed CSeq")

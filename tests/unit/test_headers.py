@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from b2bua.sip.errors import SipParseError
-from b2bua.sip.grammar import parse_params, quote, read_quoted, split_list, unquote
+from b2bua.sip.grammar import is_digits, parse_params, quote, read_quoted, split_list, unquote
 from b2bua.sip.headers import (
     NameAddr,
     canonical_name,
@@ -218,6 +222,20 @@ def test_cseq(text: str, number: int, method: str) -> None:
 def test_malformed_cseq(text: str) -> None:
     with pytest.raises(SipParseError):
         parse_cseq(text)
+
+    with pytest.raises(SipParseError):  # a refusal is not remembered as a value
+        parse_cseq(text)
+
+
+def test_cseq_parsed_once_per_text() -> None:
+    assert parse_cseq("7 OPTIONS") is parse_cseq("7 OPTIONS")
+    assert parse_cseq("7 OPTIONS") != parse_cseq("8 OPTIONS")
+
+
+@given(st.text(alphabet=st.characters(codec="utf-8"), max_size=12))
+def test_is_digits_is_ascii_digits_only(text: str) -> None:
+    assert is_digits(text) == (re.fullmatch(r"[0-9]+", text) is not None)
+    assert is_digits("0123456789" + text) == (text == "" or is_digits(text))
 
 
 # -- header names -------------------------------------------------------------------------------
