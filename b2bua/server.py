@@ -26,7 +26,7 @@ from typing import Any
 from b2bua import allocator
 from b2bua.config import Announcement, Config, ConfigError, load_config
 from b2bua.sip.flow import Flow
-from b2bua.sip.headers import clear_caches
+from b2bua.sip.message import clear_caches
 from b2bua.tokens import TokenSource, worker_prefix
 from b2bua.transport.base import ListenSpec
 from b2bua.transport.guard import GuardedReceiver, GuardSettings

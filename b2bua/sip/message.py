@@ -39,6 +39,9 @@ from b2bua.sip.headers import (
     parse_name_addr,
     parse_via,
 )
+from b2bua.sip.headers import (
+    clear_caches as clear_header_caches,
+)
 from b2bua.sip.uri import Uri, parse_uri
 
 # Size caps on remote input.
@@ -652,10 +655,18 @@ def _parse(data: bytes, stream: bool) -> Request | Response:
     fields = _parse_fields(head, first)
     headers = Headers._from_parsed(fields)
     msg: Request | Response
-    if start[:4].upper() == "SIP/":
+    line = _START_LINES.get(start)
+    if line is not None:  # a start line seen before (and found sound then)
+        if line[0]:
+            msg = Request._parsed(line[1], line[2], line[3], headers)
+        else:
+            msg = Response._parsed(line[1], line[2], line[3], headers)
+    elif start[:4].upper() == "SIP/":
         msg = _parse_status_line(start, headers)
+        _remember_start(start, (False, msg.status, msg.reason, msg.version))
     else:
         msg = _parse_request_line(start, headers)
+        _remember_start(start, (True, msg.method, msg._uri_text, msg.version))
     try:
         msg.body, consumed = _frame_body(data, head_end, headers, stream)
     except SipParseError as exc:
@@ -666,6 +677,25 @@ def _parse(data: bytes, stream: bool) -> Request | Response:
     msg._raw = data if consumed == len(data) else data[:consumed]
     msg._raw_key = msg._key()
     return msg
+
+
+# Start lines found sound, by their text: (is a request, method or status, Request-URI or
+# reason, version). A few texts make most of them ("SIP/2.0 180 Ringing", "SIP/2.0 200 OK",
+# "BYE sip:...": a dialog's requests share their target). Bounded as the parse caches are.
+_START_LINES: dict[str, tuple[bool, Any, str, str]] = {}
+_START_LINES_SIZE = 1024
+
+
+def _remember_start(start: str, line: tuple[bool, Any, str, str]) -> None:
+    if len(_START_LINES) >= _START_LINES_SIZE:
+        _START_LINES.clear()
+    _START_LINES[start] = line
+
+
+def clear_caches() -> None:
+    """Forget every parsed text: the start lines and the header views (b2bua.sip.headers)."""
+    _START_LINES.clear()
+    clear_header_caches()
 
 
 def _parse_fields(head: str, first: int) -> list[Field]:

@@ -383,3 +383,28 @@ def test_supported_tags_are_what_the_require_check_accepts() -> None:
 def test_is_utf8() -> None:
     assert is_utf8("café") and is_utf8("")
     assert not is_utf8(b"caf\xe9".decode("utf-8", "surrogateescape"))
+
+
+def test_a_start_line_seen_before_parses_the_same() -> None:
+    from b2bua.sip import message as m
+
+    m.clear_caches()
+    head = (b"Via: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1\r\nFrom: <sip:a@x>;tag=1\r\n"
+            b"To: <sip:b@x>\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n")
+    for _ in range(2):  # the second time from the cache
+        req = parse_message(b"OPTIONS sip:b@x SIP/2.0\r\n" + head)
+        assert isinstance(req, Request)
+        assert (req.method, req.request_uri_text, req.version) == ("OPTIONS", "sip:b@x", "SIP/2.0")
+        resp = parse_message(b"SIP/2.0 486 Busy Here\r\n" + head)
+        assert isinstance(resp, Response)
+        assert (resp.status, resp.reason, resp.version) == (486, "Busy Here", "SIP/2.0")
+    # What was refused is refused again: refusals are not remembered.
+    for _ in range(2):
+        with pytest.raises(VersionNotSupported):
+            parse_message(b"OPTIONS sip:b@x SIP/3.0\r\n" + head)
+        with pytest.raises(SipParseError, match="status code"):
+            parse_message(b"SIP/2.0 99 Early\r\n" + head)
+    # Bounded: a flood of different lines starts the cache again.
+    for i in range(m._START_LINES_SIZE + 5):
+        parse_message(f"OPTIONS sip:{i}@x SIP/2.0\r\n".encode() + head)
+    assert len(m._START_LINES) <= m._START_LINES_SIZE
