@@ -27,7 +27,7 @@ from b2bua.sip.grammar import (
     split_list,
     unquote,
 )
-from b2bua.sip.uri import SipUri, Uri, parse_hostport, parse_uri
+from b2bua.sip.uri import SipUri, Uri, clear_uri_cache, parse_hostport, parse_uri
 
 COMPACT: dict[str, str] = {
     "a": "accept-contact",
@@ -236,6 +236,7 @@ def clear_caches() -> None:
     after a flood lets the allocator give back the memory their entries held on to."""
     _NAME_ADDR_CACHE.clear()
     _VIA_CACHE.clear()
+    clear_uri_cache()
     _CSEQ_CACHE.clear()
 
 

@@ -182,8 +182,30 @@ def _comparable_params(params: dict[str, str | None]) -> dict[str, str | None]:
 Uri = SipUri | AbsoluteUri
 
 
+# Parsed URIs by their text, shared (a URI is not changed once parsed: the name-addrs that
+# hold them are shared too, b2bua.sip.headers): a dialog's targets and a device's Contact
+# come back in every call. Bounded; a full cache starts again empty.
+_URI_CACHE: dict[str, Uri] = {}
+_URI_CACHE_SIZE = 1024
+
+
 def parse_uri(text: str) -> Uri:
-    """Parse an absolute URI; sip/sips are parsed fully, other schemes kept opaque."""
+    """Parse an absolute URI; sip/sips are parsed fully, other schemes kept opaque. The result
+    is shared with other holders of the same text: do not change it."""
+    uri = _URI_CACHE.get(text)
+    if uri is None:
+        uri = _parse_uri(text)
+        if len(_URI_CACHE) >= _URI_CACHE_SIZE:
+            _URI_CACHE.clear()
+        _URI_CACHE[text] = uri
+    return uri
+
+
+def clear_uri_cache() -> None:
+    _URI_CACHE.clear()
+
+
+def _parse_uri(text: str) -> Uri:
     colon = text.find(":")
     if colon <= 0:
         raise SipParseError(f"Malformed URI {text[:60]!r}")

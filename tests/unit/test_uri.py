@@ -192,3 +192,11 @@ def test_not_equal(a: str, b: str) -> None:
 def test_a_sip_uri_never_equals_another_kind() -> None:
     assert sip("sip:a@b") != parse_uri("tel:+15550100")
     assert sip("sip:a@b") != "sip:a@b"
+
+
+def test_a_uri_text_is_parsed_once_and_a_refusal_every_time() -> None:
+    text = "sip:1001@pbx.example.net:5070;transport=tcp"
+    assert parse_uri(text) is parse_uri(text)
+    for _ in range(2):
+        with pytest.raises(SipParseError):
+            parse_uri("sip:1001@pbx example.net")
