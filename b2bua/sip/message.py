@@ -460,17 +460,19 @@ class Message:
 
     def __bytes__(self) -> bytes:
         raw = self._raw
-        if raw is not None and not self.headers.dirty and self._raw_key == self._key():
+        key = self._key()
+        headers = self.headers
+        if raw is not None and not headers.dirty and self._raw_key == key:
             return raw
         body = self.body
         length = str(len(body))
-        if self.headers.get("content-length") != length:
-            self.headers.set("Content-Length", length)
-        lines = [self._start_line(), *self.headers._lines(), "", ""]
+        if headers.get("content-length") != length:
+            headers.set("Content-Length", length)
+        lines = [self._start_line(), *headers._lines(), "", ""]
         raw = "\r\n".join(lines).encode(_ENC, _ERR) + body
         self._raw = raw
-        self._raw_key = self._key()
-        self.headers.dirty = False
+        self._raw_key = key
+        headers.dirty = False
         return raw
 
     def mark_changed(self) -> None:
@@ -541,9 +543,14 @@ class Request(Message):
 
 def _clean_reason(reason: str) -> str:
     """A reason phrase we write: on one line, not huge."""
+    if reason in _CLEAN_REASONS:  # ours (REASONS): nothing to clean
+        return reason
     if _CONTROL.search(reason):
         reason = _CONTROL.sub(" ", reason)
     return reason[:MAX_REASON_PHRASE]
+
+
+_CLEAN_REASONS = frozenset(REASONS.values())
 
 
 class Response(Message):
