@@ -970,28 +970,46 @@ def make_response(
     body: bytes = b"",
 ) -> Response:
     """A response to `req` as RFC 3261 §8.2.6.2 builds it: Via, From, To, Call-ID and CSeq copied
-    (raw, so even an odd request can be answered), a To tag added when given and missing."""
-    fields: list[tuple[str, str]] = [("Via", value) for value in req.headers.get_all("via")]
-    to_value = req.headers.get("to")
-    if to_value is not None and to_tag is not None and status > 100:
-        try:
-            has_tag = req.to.tag is not None
-        except SipParseError:
-            has_tag = True
-        if not has_tag:
-            to_value = f"{to_value};tag={to_tag}"
+    (raw, so even an odd request can be answered), a To tag added when given and missing.
+
+    The copied fields are taken as they are: a header value of a message never holds CR or LF
+    (the parser unfolds, `Headers` refuses), so only what is added is checked again."""
+    fields: list[Field] = []
+    first: dict[str, str] = {}
+    for f in req.headers._fields:
+        key = f[0]
+        if key == "via":
+            fields.append(("via", "Via", f[2], None))
+        elif key in _COPIED and key not in first:
+            first[key] = f[2]
+    to_value = first.get("to")
+    to_field: Field | None = None
+    if to_value is not None:
+        to_field = ("to", "To", to_value, None)
+        if to_tag is not None and status > 100:
+            try:
+                has_tag = req.to.tag is not None
+            except SipParseError:
+                has_tag = True
+            if not has_tag:
+                to_field = _new_field("To", f"{to_value};tag={to_tag}")
     # Only what the request has: a header missing there stays missing here.
-    for name, value in (
-        ("From", req.headers.get("from")),
-        ("To", to_value),
-        ("Call-ID", req.headers.get("call-id")),
-        ("CSeq", req.headers.get("cseq")),
-    ):
-        if value is not None:
-            fields.append((name, value))
+    for key, name in _COPIED.items():
+        if key == "to":
+            if to_field is not None:
+                fields.append(to_field)
+        elif (value := first.get(key)) is not None:
+            fields.append((key, name, value, None))
     if status == 100:
         timestamp = req.headers.get("timestamp")
         if timestamp is not None:
-            fields.append(("Timestamp", timestamp))
-    fields.extend(headers)
-    return Response(status, reason, fields, body)
+            fields.append(("timestamp", "Timestamp", timestamp, None))
+    out = Headers._from_parsed(fields)
+    out.dirty = True
+    for name, value in headers:
+        out._fields.append(_new_field(name, value))  # checked: CR, LF, a name that is a token
+    return Response(status, reason, out, body)
+
+
+# What a response copies from its request besides the Vias, in the order it writes them.
+_COPIED: Final = {"from": "From", "to": "To", "call-id": "Call-ID", "cseq": "CSeq"}
