@@ -466,7 +466,11 @@ class Message:
             return raw
         body = self.body
         length = str(len(body))
-        if headers.get("content-length") != length:
+        written = headers.get("content-length")
+        if written is None:  # (a message we built: add it, there is none to replace)
+            headers._fields.append(("content-length", "Content-Length", length, None))
+            headers._changed("content-length")
+        elif written != length:
             headers.set("Content-Length", length)
         lines = [self._start_line(), *headers._lines(), "", ""]
         raw = "\r\n".join(lines).encode(_ENC, _ERR) + body
