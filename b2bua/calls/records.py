@@ -123,19 +123,13 @@ class CallRecord:
     answered_by: str | None
     rule: str | None
     destination: dict[str, Any] | None
-    trace: list[str]  # English lines; empty when `steps` are given (`lines()` renders them)
+    trace: list[str]  # English lines; empty when `steps` are given (rendered from them)
     ended_by: str | None = None
     steps: Sequence[Step] | None = None  # None: derived from `trace`
     tenant: str = ""  # the company of the call (b2bua.tenants): '' for the top-level one
 
     def all_steps(self) -> list[Step]:
         return list(self.steps) if self.steps is not None else steps_of(self.trace)
-
-    def lines(self) -> list[str]:
-        """The explanation in English: `trace`, or the steps rendered when it was not given."""
-        if self.trace or self.steps is None:
-            return list(self.trace)
-        return self.trace_in("en")
 
     def trace_in(self, lang: str) -> list[str]:
         """The explanation in `lang` ("fr" or "en"), one line per step."""

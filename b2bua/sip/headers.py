@@ -11,8 +11,6 @@ The typed objects are views: changing one does not change the message; set the h
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from typing import TypeVar
 
 from b2bua.sip.errors import SipParseError
 from b2bua.sip.grammar import (
@@ -22,6 +20,7 @@ from b2bua.sip.grammar import (
     format_params,
     is_digits,
     parse_params,
+    parsed_once,
     quote,
     read_quoted,
     split_list,
@@ -211,24 +210,6 @@ _SIMPLE_NAME_ADDR = re.compile(
 )
 
 
-_Parsed = TypeVar("_Parsed")
-# Texts per cache; a full cache starts again empty. In the 3-device SIPp benchmark at 300 calls
-# a second, 38.8% of lookups miss with 8,192 texts, 40.4% with 2,048, 42.9% with 1,024 and 59.6%
-# with 256 (no cache at all costs 6% more instructions per call). Under a fuzz flood every text
-# is new and each entry weighs about 800 bytes: 8,192 of each kind took 11 MB more at the peak
-# than 1,024 (docs/overload.md, "Memory").
-_PARSED_CACHE_SIZE = 1024
-
-
-def _parsed_once(cache: dict[str, _Parsed], text: str, parse: Callable[[str], _Parsed]) -> _Parsed:
-    """`parse(text)`, remembered by text. Only for read-only results (they are shared)."""
-    value = cache.get(text)
-    if value is None:
-        value = parse(text)
-        if len(cache) >= _PARSED_CACHE_SIZE:
-            cache.clear()
-        cache[text] = value
-    return value
 
 
 def clear_caches() -> None:
@@ -248,7 +229,7 @@ _NAME_ADDR_CACHE: dict[str, NameAddr] = {}
 
 def parse_name_addr(text: str) -> NameAddr:
     """Parse one name-addr or addr-spec with its header parameters."""
-    return _parsed_once(_NAME_ADDR_CACHE, text, _parse_name_addr)
+    return parsed_once(_NAME_ADDR_CACHE, text, _parse_name_addr)
 
 
 def _parse_name_addr(text: str) -> NameAddr:
@@ -367,7 +348,7 @@ _VIA_CACHE: dict[str, Via] = {}
 
 def parse_via(text: str) -> Via:
     """Parse one via-parm."""
-    return _parsed_once(_VIA_CACHE, text, _parse_via)
+    return parsed_once(_VIA_CACHE, text, _parse_via)
 
 
 def _parse_via(text: str) -> Via:
@@ -436,7 +417,7 @@ _CSEQ_CACHE: dict[str, CSeq] = {}
 
 def parse_cseq(text: str) -> CSeq:
     """Parse `1*DIGIT LWS Method` (the result is shared: do not change it)."""
-    return _parsed_once(_CSEQ_CACHE, text, _parse_cseq)
+    return parsed_once(_CSEQ_CACHE, text, _parse_cseq)
 
 
 def _parse_cseq(text: str) -> CSeq:

@@ -26,7 +26,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any, Final
 
 from b2bua.sip.errors import SipParseError
-from b2bua.sip.grammar import is_digits, is_token, split_list
+from b2bua.sip.grammar import PARSED_CACHE_SIZE, is_digits, is_token, split_list
 from b2bua.sip.headers import (
     COMPACT,
     SINGLE_VALUE,
@@ -694,7 +694,7 @@ def _parse(data: bytes, stream: bool) -> Request | Response:
 # reason, version). A few texts make most of them ("SIP/2.0 180 Ringing", "SIP/2.0 200 OK",
 # "BYE sip:...": a dialog's requests share their target). Bounded as the parse caches are.
 _START_LINES: dict[str, tuple[bool, Any, str, str]] = {}
-_START_LINES_SIZE = 1024
+_START_LINES_SIZE = PARSED_CACHE_SIZE
 
 
 def _remember_start(start: str, line: tuple[bool, Any, str, str]) -> None:

@@ -15,7 +15,7 @@ import re
 from urllib.parse import unquote as pct_unquote
 
 from b2bua.sip.errors import SipParseError
-from b2bua.sip.grammar import format_params, parse_params
+from b2bua.sip.grammar import format_params, parse_params, parsed_once
 
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*")
 _HOST = re.compile(r"[A-Za-z0-9\-.]+")
@@ -184,21 +184,14 @@ Uri = SipUri | AbsoluteUri
 
 # Parsed URIs by their text, shared (a URI is not changed once parsed: the name-addrs that
 # hold them are shared too, b2bua.sip.headers): a dialog's targets and a device's Contact
-# come back in every call. Bounded; a full cache starts again empty.
+# come back in every call.
 _URI_CACHE: dict[str, Uri] = {}
-_URI_CACHE_SIZE = 1024
 
 
 def parse_uri(text: str) -> Uri:
     """Parse an absolute URI; sip/sips are parsed fully, other schemes kept opaque. The result
     is shared with other holders of the same text: do not change it."""
-    uri = _URI_CACHE.get(text)
-    if uri is None:
-        uri = _parse_uri(text)
-        if len(_URI_CACHE) >= _URI_CACHE_SIZE:
-            _URI_CACHE.clear()
-        _URI_CACHE[text] = uri
-    return uri
+    return parsed_once(_URI_CACHE, text, _parse_uri)
 
 
 def clear_uri_cache() -> None:
