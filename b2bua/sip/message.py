@@ -356,7 +356,7 @@ class Message:
             value = self.headers.get("call-id")
             if not value:
                 raise SipParseError("Missing Call-ID header")
-            self.headers._cache["call-id"] = value
+            self.headers.store("call-id", value)
         return value
 
     @property
@@ -467,7 +467,7 @@ class Message:
         body = self.body
         length = str(len(body))
         written = headers.get("content-length")
-        if written is None:  # (a message we built: add it, there is none to replace)
+        if written is None:  # a message we built: append it (digits: nothing to check)
             headers._fields.append(("content-length", "Content-Length", length, None))
             headers._changed("content-length")
         elif written != length:
@@ -1011,7 +1011,7 @@ def make_response(
     out = Headers._from_parsed(fields)
     out.dirty = True
     for name, value in headers:
-        out._fields.append(_new_field(name, value))  # checked: CR, LF, a name that is a token
+        out.add(name, value)  # checked: CR, LF, a name that is a token
     return Response(status, reason, out, body)
 
 
